@@ -1,0 +1,136 @@
+//! The command line, as clap derive types; help text lives in the doc comments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run marketing journeys: render every webhook against your customers, dry-run it, test it.
+#[derive(Debug, Parser)]
+#[command(name = "journey", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check journey files; with --fixtures, also render every request of every entry.
+    Validate(ValidateArgs),
+    /// Run journeys over fixtures (only --dry-run is available in this version).
+    Run(RunArgs),
+    /// Dry-run journeys and check every `expect` in the fixtures.
+    Test(TestArgs),
+    /// Draw a journey as a Mermaid or Graphviz graph.
+    Graph(GraphArgs),
+}
+
+/// `journey validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Journey files or folders of *.yaml / *.yml.
+    #[arg(required = true)]
+    pub journeys: Vec<PathBuf>,
+    /// Fixture files or folders: render every request of every entry too.
+    #[arg(long = "fixtures", short = 'f')]
+    pub fixtures: Vec<PathBuf>,
+    /// Treat warnings (unreachable steps) as errors.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// Flags shared by `run` and `test`.
+#[derive(Debug, Args)]
+pub struct CommonRunArgs {
+    /// Journey files or folders of *.yaml / *.yml.
+    #[arg(required = true)]
+    pub journeys: Vec<PathBuf>,
+    /// Fixture files or folders (customers, events, mocks, expect).
+    #[arg(long = "fixtures", short = 'f', required = true)]
+    pub fixtures: Vec<PathBuf>,
+    /// Entries in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Only this customer (repeatable).
+    #[arg(long = "customer")]
+    pub customers: Vec<String>,
+    /// Only the first N entries.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Freeze the clock at this RFC 3339 instant.
+    #[arg(long)]
+    pub now: Option<String>,
+    /// Seed of the retry jitter.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print each rendered request.
+    #[arg(long, value_enum)]
+    pub show: Option<Show>,
+    /// Write the JSON report to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write a JUnit XML report to this file.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Print nothing but errors.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// What stdout carries at the end.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// `journey run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The flags shared with `test`.
+    #[command(flatten)]
+    pub common: CommonRunArgs,
+    /// Send nothing: answer from mocks, assume success where none matches.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `journey test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The flags shared with `run`.
+    #[command(flatten)]
+    pub common: CommonRunArgs,
+}
+
+/// `journey graph`.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// One journey file.
+    pub journey: PathBuf,
+    /// The graph language.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+    pub format: GraphFormat,
+}
+
+/// `--show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Show {
+    /// Method, URL, headers and pretty body of each request.
+    Requests,
+}
+
+/// `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// The results table.
+    Table,
+    /// One JSON document (the report).
+    Json,
+}
+
+/// `--format` of `graph`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Mermaid flowchart.
+    Mermaid,
+    /// Graphviz dot.
+    Dot,
+}

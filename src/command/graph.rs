@@ -1,0 +1,22 @@
+//! `journey graph`: prints one journey as Mermaid or dot.
+
+use std::path::Path;
+
+use crate::cli::GraphFormat;
+use crate::exit::Exit;
+
+/// Prints the graph of one journey file.
+pub fn graph(path: &Path, format: GraphFormat) -> anyhow::Result<Exit> {
+    let journeys = match super::load_journeys(&[path.to_path_buf()], false) {
+        Ok(j) => j,
+        Err(code) => return Ok(code),
+    };
+    for j in &journeys {
+        let text = match format {
+            GraphFormat::Mermaid => crate::graph::mermaid(j),
+            GraphFormat::Dot => crate::graph::dot(j),
+        };
+        crate::output::stdout(text.as_bytes())?;
+    }
+    Ok(Exit::Ok)
+}

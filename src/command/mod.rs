@@ -1,0 +1,68 @@
+//! The commands: each takes its config, does its work, and returns the exit code computed from what happened.
+
+pub mod graph;
+pub mod run;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::exit::Exit;
+use crate::journey::{self, Journey};
+use crate::output;
+use crate::redact::Redactor;
+use crate::render::EnvVars;
+
+/// Runs one command.
+pub async fn execute(config: Config) -> anyhow::Result<Exit> {
+    match config {
+        Config::Validate(c) => validate::validate(c).await,
+        Config::Run(c) => run::run(c).await,
+        Config::Graph { journey, format } => graph::graph(&journey, format),
+    }
+}
+
+/// Loads journeys, printing warnings; `Err(Exit::Usage)` after printing every error.
+pub fn load_journeys(paths: &[std::path::PathBuf], strict: bool) -> Result<Vec<Journey>, Exit> {
+    let loaded = journey::load(paths, strict);
+    for w in &loaded.warnings {
+        output::stderr(w);
+    }
+    if !loaded.errors.is_empty() {
+        for e in &loaded.errors {
+            output::stderr(&format!("error: {e}"));
+        }
+        output::stderr(&format!("{} error(s); nothing was run", loaded.errors.len()));
+        return Err(Exit::Usage);
+    }
+    Ok(loaded.journeys)
+}
+
+/// Environment variables for a run that needs no secrets: missing ones render as placeholders.
+pub fn placeholder_env(journeys: &[Journey], vars: &HashMap<String, String>) -> (EnvVars, Redactor, Option<String>) {
+    let env = EnvVars { values: Arc::new(vars.clone()), placeholders: true };
+    let secrets: Vec<&str> = journeys
+        .iter()
+        .flat_map(|j| j.secret_names.iter())
+        .filter_map(|n| vars.get(n).map(String::as_str))
+        .collect();
+    let missing = |names: Vec<&String>| -> Vec<String> {
+        let mut m: Vec<String> = names.into_iter().filter(|n| !vars.contains_key(*n)).cloned().collect();
+        m.sort();
+        m.dedup();
+        m
+    };
+    let env_missing = missing(journeys.iter().flat_map(|j| j.env_names.iter()).collect());
+    let secret_missing = missing(journeys.iter().flat_map(|j| j.secret_names.iter()).collect());
+    let notice = (!env_missing.is_empty() || !secret_missing.is_empty()).then(|| {
+        let list = |p: &str, v: &[String]| v.iter().map(|n| format!("{p}.{n}")).collect::<Vec<_>>().join(", ");
+        let names = [list("env", &env_missing), list("secret", &secret_missing)]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("note: not set, rendered as placeholders (signatures use a dummy key): {names}")
+    });
+    (env, Redactor::new(secrets), notice)
+}

@@ -1,0 +1,155 @@
+//! `journey run --dry-run` and `journey test`: load, walk every entry, report, compute the exit code.
+
+use std::sync::Arc;
+
+use crate::cli::{Output, Show};
+use crate::config::RunConfig;
+use crate::execute::dry_run::DryRun;
+use crate::execute::entries::candidates;
+use crate::execute::result::EntryResult;
+use crate::execute::runner::{self, RunSettings};
+use crate::exit::{self, Exit};
+use crate::journey::Journey;
+use crate::output;
+use crate::redact::Redactor;
+use crate::report::{self, Mode, RunReport, Tally};
+
+/// Prints fixture errors and returns the usage exit code.
+pub fn fixture_errors(errors: &[String]) -> Exit {
+    for e in errors {
+        output::stderr(&format!("error: {e}"));
+    }
+    output::stderr(&format!("{} error(s) in fixtures; nothing was run", errors.len()));
+    Exit::Usage
+}
+
+/// Prints aggregated errors and warnings to stderr: one line per distinct message.
+pub fn print_problems(report: &RunReport) {
+    for (kind, groups) in [("error", &report.errors), ("warning", &report.warnings)] {
+        for g in groups {
+            let examples = g.examples.join(", ");
+            output::stderr(&format!("{kind}: {} ({} entries, e.g. {examples})", g.message, g.count));
+        }
+    }
+}
+
+/// Runs a dry-run or a test.
+pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
+    let journeys = match super::load_journeys(&c.journeys, false) {
+        Ok(j) => j,
+        Err(code) => return Ok(code),
+    };
+    let fixtures = match crate::fixture::load(&c.fixtures) {
+        Ok(f) => Arc::new(f),
+        Err(errors) => return Ok(fixture_errors(&errors)),
+    };
+    if c.mode == Mode::Test && fixtures.expects.is_empty() {
+        output::stderr("error: the fixtures hold no `expect`: `journey test` has nothing to check (use `journey run --dry-run` to just run)");
+        return Ok(Exit::Usage);
+    }
+    let (env, redactor, notice) = super::placeholder_env(&journeys, &c.env);
+    let run_id = run_id(&c);
+    let mut tally = Tally::new(&journeys, c.mode, run_id, crate::clock::rfc3339(c.now));
+    if let Some(n) = notice {
+        if !c.quiet {
+            output::stderr(&n);
+        }
+        tally.notice(n);
+    }
+    let settings = RunSettings {
+        now: c.now,
+        env: env.clone(),
+        concurrency: c.concurrency,
+        seed: c.seed,
+        keep_requests: c.show.is_some() || c.mode == Mode::Test,
+    };
+    let list = candidates(&journeys, &fixtures, &env, c.now, &c.selection);
+    let bar = crate::progress::bar(c.progress, list.len() as u64);
+    let mut kept = Vec::new();
+    let mut shown = Ok(());
+    runner::run(&journeys, list, &DryRun::new(Arc::clone(&fixtures)), &settings, |r| {
+        tally.add(&r);
+        bar.inc(1);
+        if shown.is_ok() && c.show == Some(Show::Requests) {
+            shown = show(&journeys, &r, &c, &redactor);
+        }
+        if c.mode == Mode::Test {
+            kept.push(r);
+        }
+    })
+    .await;
+    bar.finish_and_clear();
+    shown?;
+    let mut report = tally.finish();
+    if c.mode == Mode::Test {
+        report.expectations = crate::expect::check_all(&fixtures.expects, &journeys, &kept, &redactor);
+    }
+    finish(&c, &journeys, &report)
+}
+
+fn run_id(c: &RunConfig) -> String {
+    let mut rng = fastrand::Rng::new();
+    format!("run_{}_{:08x}", c.now.format("%Y%m%dT%H%M%SZ"), rng.u32(..))
+}
+
+fn show(journeys: &[Journey], r: &EntryResult, c: &RunConfig, redactor: &Redactor) -> std::io::Result<()> {
+    let j = &journeys[r.journey];
+    for s in &r.steps {
+        let Some(req) = &s.request else { continue };
+        let title = format!("{} / {} / customer {}", j.name, j.steps[s.index].id, r.customer);
+        let text = report::show::request(&title, req, c.now.timestamp(), redactor);
+        match c.output {
+            Output::Json => output::stderr(text.trim_end()),
+            Output::Table => output::stdout(text.as_bytes())?,
+        }
+    }
+    Ok(())
+}
+
+fn finish(c: &RunConfig, journeys: &[Journey], report: &RunReport) -> anyhow::Result<Exit> {
+    if let Some(path) = &c.report {
+        output::private_file(path, &report::json::render(report))?;
+    }
+    if let Some(path) = &c.junit {
+        let names: Vec<String> = journeys.iter().map(|j| j.name.clone()).collect();
+        output::private_file(path, &report::junit::render(report, &names))?;
+    }
+    if !c.quiet {
+        print_problems(report);
+    }
+    match c.output {
+        Output::Json => output::stdout(&report::json::render(report))?,
+        Output::Table if !c.quiet => {
+            output::stdout(report::table::render(report, c.color).as_bytes())?;
+            if c.mode == Mode::Test {
+                output::stdout(expectation_lines(report).as_bytes())?;
+            }
+        }
+        Output::Table => {}
+    }
+    if c.quiet && c.mode == Mode::Test {
+        for e in report.expectations.iter().filter(|e| e.failure.is_some()) {
+            output::stderr(&format!("FAIL {} {}: {}", e.journey, e.name, e.failure.as_deref().unwrap_or("")));
+        }
+    }
+    Ok(match c.mode {
+        Mode::Test => exit::for_test(report),
+        _ => exit::for_run(report),
+    })
+}
+
+fn expectation_lines(report: &RunReport) -> String {
+    let mut out = String::new();
+    for e in &report.expectations {
+        match &e.failure {
+            None => out.push_str(&format!("ok   {} {}\n", e.journey, e.name)),
+            Some(f) => out.push_str(&format!("FAIL {} {}: {f}\n     at {}\n", e.journey, e.name, e.at)),
+        }
+    }
+    let failed = report.expectations.iter().filter(|e| e.failure.is_some()).count();
+    out.push_str(&format!(
+        "expectations: {} passed, {failed} failed\n",
+        report.expectations.len() - failed
+    ));
+    out
+}

@@ -1,0 +1,44 @@
+//! `journey validate`: checks journey files and, with fixtures, renders every request of every entry.
+
+use std::sync::Arc;
+
+use crate::config::ValidateConfig;
+use crate::execute::dry_run::DryRun;
+use crate::execute::entries::{Selection, candidates};
+use crate::execute::runner::{self, RunSettings};
+use crate::exit::Exit;
+use crate::output;
+use crate::report::{Mode, Tally};
+
+/// Validates; exit 2 for unusable files, 1 when an entry cannot be rendered.
+pub async fn validate(c: ValidateConfig) -> anyhow::Result<Exit> {
+    let journeys = match super::load_journeys(&c.journeys, c.strict) {
+        Ok(j) => j,
+        Err(code) => return Ok(code),
+    };
+    if c.fixtures.is_empty() {
+        output::stdout(format!("ok: {} journey(s) valid\n", journeys.len()).as_bytes())?;
+        return Ok(Exit::Ok);
+    }
+    let fixtures = match crate::fixture::load(&c.fixtures) {
+        Ok(f) => Arc::new(f),
+        Err(errors) => return Ok(super::run::fixture_errors(&errors)),
+    };
+    let (env, _, notice) = super::placeholder_env(&journeys, &c.env);
+    if let Some(n) = notice {
+        output::stderr(&n);
+    }
+    let settings = RunSettings { now: c.now, env: env.clone(), concurrency: 32, seed: 0, keep_requests: false };
+    let list = candidates(&journeys, &fixtures, &env, c.now, &Selection::default());
+    let mut tally = Tally::new(&journeys, Mode::DryRun, String::new(), String::new());
+    runner::run(&journeys, list, &DryRun::new(fixtures), &settings, |r| tally.add(&r)).await;
+    let report = tally.finish();
+    super::run::print_problems(&report);
+    if report.totals.invalid > 0 {
+        output::stderr(&format!("{} of {} entries cannot be rendered", report.totals.invalid, report.totals.entries));
+        return Ok(Exit::Failures);
+    }
+    let msg = format!("ok: {} journey(s) valid, {} entries rendered\n", journeys.len(), report.totals.entries);
+    output::stdout(msg.as_bytes())?;
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,58 @@
+//! What the environment is — terminals, NO_COLOR, environment variables — captured once and passed in.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+
+/// The process's surroundings.
+#[derive(Debug, Clone, Default)]
+pub struct RunContext {
+    /// stdout is a terminal.
+    pub stdout_tty: bool,
+    /// stderr is a terminal.
+    pub stderr_tty: bool,
+    /// `NO_COLOR` is set (to anything non-empty).
+    pub no_color: bool,
+    /// Every environment variable.
+    pub vars: HashMap<String, String>,
+}
+
+impl RunContext {
+    /// Reads the real environment.
+    pub fn capture() -> RunContext {
+        let vars: HashMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        RunContext {
+            stdout_tty: std::io::stdout().is_terminal(),
+            stderr_tty: std::io::stderr().is_terminal(),
+            no_color: vars.get("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            vars,
+        }
+    }
+
+    /// Colour on stdout: a terminal and no NO_COLOR.
+    pub fn color(&self) -> bool {
+        self.stdout_tty && !self.no_color
+    }
+
+    /// A progress bar: only on a terminal stderr.
+    pub fn progress_bar(&self) -> bool {
+        self.stderr_tty
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_needs_a_terminal_and_no_no_color() {
+        let mut c = RunContext { stdout_tty: true, ..Default::default() };
+        assert!(c.color());
+        c.no_color = true;
+        assert!(!c.color());
+        c = RunContext::default();
+        assert!(!c.color());
+        assert!(!c.progress_bar());
+    }
+}

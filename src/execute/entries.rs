@@ -1,0 +1,116 @@
+//! From triggers and fixtures to entries, in input order; selection by `--customer` and `--limit`.
+
+use chrono::{DateTime, Utc};
+
+use super::context::{EntryContext, Scope};
+use super::identity;
+use crate::fixture::{Customer, Event, Fixtures};
+use crate::journey::Journey;
+use crate::journey::plan::TriggerPlan;
+use crate::render::EnvVars;
+
+/// One customer entering one journey.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The journey index.
+    pub journey: usize,
+    /// The customer (resolved).
+    pub customer: Customer,
+    /// The trigger event, for event triggers.
+    pub event: Option<Event>,
+    /// When the entry started: the event's `at`, or the clock.
+    pub started: DateTime<Utc>,
+}
+
+/// An entry that could not be made: the event names an unknown customer, or the trigger failed.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// The journey index.
+    pub journey: usize,
+    /// The customer id as given.
+    pub customer: String,
+    /// The event id.
+    pub event: Option<String>,
+    /// The entry key.
+    pub key: String,
+    /// The aggregated message.
+    pub message: String,
+}
+
+/// Either an entry to run or an invalid one to count.
+#[derive(Debug, Clone)]
+pub enum Candidate {
+    /// Runs.
+    Entry(Entry),
+    /// Counts as invalid.
+    Invalid(Rejected),
+}
+
+/// Which entries to take.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these customer ids (empty: all).
+    pub customers: Vec<String>,
+    /// At most this many entries.
+    pub limit: Option<usize>,
+}
+
+/// Every candidate entry, journey by journey, in fixture order.
+pub fn candidates(journeys: &[Journey], fx: &Fixtures, env: &EnvVars, now: DateTime<Utc>, sel: &Selection) -> Vec<Candidate> {
+    let wanted = |id: &str| sel.customers.is_empty() || sel.customers.iter().any(|c| c == id);
+    let mut out = Vec::new();
+    for (ji, j) in journeys.iter().enumerate() {
+        match &j.trigger {
+            TriggerPlan::Event { name, filter } => {
+                for e in fx.events.iter().filter(|e| &e.name == name && wanted(&e.customer)) {
+                    out.extend(from_event(ji, j, e, filter.as_ref(), fx, env, now));
+                }
+            }
+            TriggerPlan::Segment(expr) => {
+                for c in fx.customers.iter().filter(|c| wanted(&c.id)) {
+                    let ctx = EntryContext::new(&j.name, &c.record, None, env, now);
+                    match expr.is_true(&ctx.value(&Scope::default())) {
+                        Ok(true) => out.push(Candidate::Entry(Entry { journey: ji, customer: c.clone(), event: None, started: now })),
+                        Ok(false) => {}
+                        Err(err) => out.push(invalid(ji, &c.id, None, identity::entry_key(&j.name, &c.id), trigger_error(j, &err))),
+                    }
+                }
+            }
+        }
+    }
+    if let Some(limit) = sel.limit {
+        out.truncate(limit);
+    }
+    out
+}
+
+fn from_event(ji: usize, j: &Journey, e: &Event, filter: Option<&crate::render::Expr>, fx: &Fixtures, env: &EnvVars, now: DateTime<Utc>) -> Option<Candidate> {
+    let key = identity::entry_key(&j.name, &e.id);
+    let Some(c) = fx.customer(&e.customer) else {
+        let msg = format!("journey `{}`: event `{}` names customer `{}`, who is in no fixture file", j.name, e.id, e.customer);
+        return Some(invalid(ji, &e.customer, Some(&e.id), key, msg));
+    };
+    if let Some(f) = filter {
+        let ctx = EntryContext::new(&j.name, &c.record, Some(&e.record), env, now);
+        match f.is_true(&ctx.value(&Scope::default())) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(err) => return Some(invalid(ji, &c.id, Some(&e.id), key, trigger_error(j, &err))),
+        }
+    }
+    Some(Candidate::Entry(Entry { journey: ji, customer: c.clone(), event: Some(e.clone()), started: e.at }))
+}
+
+fn invalid(ji: usize, customer: &str, event: Option<&str>, key: String, message: String) -> Candidate {
+    Candidate::Invalid(Rejected {
+        journey: ji,
+        customer: customer.to_string(),
+        event: event.map(str::to_string),
+        key,
+        message,
+    })
+}
+
+fn trigger_error(j: &Journey, e: &crate::render::RenderError) -> String {
+    format!("{}: journey `{}`, `{}`: {}", e.pos, j.name, e.field, e.message)
+}

@@ -1,0 +1,94 @@
+//! The seam between the runner and the world: an executor sends one attempt of a built request.
+//!
+//! The runner owns retries, branches and saves; executors only answer "what came back". The dry-run
+//! executor answers from mocks and never sleeps; the HTTP executor sends for real.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use minijinja::Value;
+
+use super::request::Request;
+
+/// One attempt of one delivery.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// The journey name.
+    pub journey: &'a str,
+    /// The step id.
+    pub step: &'a str,
+    /// The request, identical on every attempt but for per-attempt headers.
+    pub request: &'a Request,
+    /// 1 for the first try.
+    pub number: u32,
+    /// The entry's context (for mock conditions).
+    pub context: &'a Value,
+    /// The entry's clock.
+    pub now: DateTime<Utc>,
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Headers as received.
+    pub headers: Vec<(String, String)>,
+    /// The body, capped at 1 MiB.
+    pub body: Vec<u8>,
+    /// Time to the full response.
+    pub latency: Duration,
+}
+
+impl Response {
+    /// A header by name, case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A failure below HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    /// No complete response within the timeout.
+    Timeout,
+    /// The connection could not be made.
+    Connect(String),
+    /// The connection broke.
+    Reset(String),
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportError::Timeout => write!(f, "timeout"),
+            TransportError::Connect(m) => write!(f, "connect error: {m}"),
+            TransportError::Reset(m) => write!(f, "connection reset: {m}"),
+        }
+    }
+}
+
+/// What one attempt produced.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A response arrived.
+    Response(Response),
+    /// The request did not get a response.
+    Transport(TransportError),
+    /// Dry-run only: no mock matched, so success is assumed.
+    Assumed,
+    /// Dry-run only: a mock condition could not be evaluated.
+    MockFailed(String),
+}
+
+/// Sends attempts and waits between them.
+pub trait Executor: Send + Sync {
+    /// Sends one attempt.
+    fn send(&self, attempt: Attempt<'_>) -> impl Future<Output = Outcome> + Send;
+    /// Waits before a retry (a dry-run does not).
+    fn pause(&self, delay: Duration) -> impl Future<Output = ()> + Send;
+}

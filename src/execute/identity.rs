@@ -1,0 +1,59 @@
+//! Stable identities (SPEC §5): entry keys, delivery ids (idempotency keys), W3C trace context.
+
+use data_encoding::BASE32_NOPAD;
+use sha2::{Digest, Sha256};
+
+use crate::render::filters::hex;
+
+/// `JOURNEY:event.id` or `JOURNEY:customer.id`.
+pub fn entry_key(journey: &str, id: &str) -> String {
+    format!("{journey}:{id}")
+}
+
+/// `dlv_` + base32 (lowercase, RFC 4648 alphabet) of sha256(journey, entry key, step id), cut to 26.
+pub fn delivery_id(journey: &str, entry_key: &str, step: &str) -> String {
+    let digest = hash_parts(&[journey, entry_key, step]);
+    let encoded = BASE32_NOPAD.encode(&digest).to_ascii_lowercase();
+    format!("dlv_{}", &encoded[..26])
+}
+
+/// 32 hex characters derived from the entry key.
+pub fn trace_id(entry_key: &str) -> String {
+    hex(&hash_parts(&["trace", entry_key])[..16])
+}
+
+/// A `traceparent` header: one trace per entry, one span per delivery attempt.
+pub fn traceparent(trace_id: &str, delivery_id: &str, attempt: u32) -> String {
+    let span = hex(&hash_parts(&["span", delivery_id, &attempt.to_string()])[..8]);
+    format!("00-{trace_id}-{span}-01")
+}
+
+/// sha256 of the parts joined with NUL, so no two part lists collide.
+fn hash_parts(parts: &[&str]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h.update([0u8]);
+        }
+        h.update(p.as_bytes());
+    }
+    h.finalize().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_are_stable_and_shaped() {
+        let a = delivery_id("cart", "cart:evt_1", "send");
+        assert_eq!(a, delivery_id("cart", "cart:evt_1", "send"));
+        assert_ne!(a, delivery_id("cart", "cart:evt_2", "send"));
+        assert!(a.starts_with("dlv_") && a.len() == 30);
+        let t = trace_id("cart:evt_1");
+        assert_eq!(t.len(), 32);
+        let tp = traceparent(&t, &a, 1);
+        assert_eq!(tp.len(), 55);
+        assert!(tp.starts_with(&format!("00-{t}-")));
+    }
+}

@@ -1,0 +1,25 @@
+//! Running journeys: entries from triggers, requests, the executor seam (dry-run, HTTP), retries, the runner.
+
+pub mod context;
+pub mod dry_run;
+pub mod entries;
+pub mod executor;
+pub mod identity;
+pub mod request;
+pub mod result;
+pub mod retry;
+pub mod runner;
+pub mod sign;
+
+use sha2::{Digest, Sha256};
+
+/// A deterministic bucket in 0..100 from a hash of the parts (splits and holdouts).
+pub fn hash_percent(parts: &[&str]) -> u32 {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    let d = h.finalize();
+    (u64::from_be_bytes(d[..8].try_into().expect("8 bytes")) % 100) as u32
+}

@@ -1,0 +1,206 @@
+//! The fully built request of one delivery: what a real run sends and a dry-run shows, byte for byte.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use minijinja::Value;
+
+use super::identity;
+use super::sign::{self, Signer};
+use crate::journey::model::Method;
+use crate::journey::plan::{AuthPlan, BodyPlan, SignPlan, WebhookPlan};
+use crate::render::{RenderError, Tmpl};
+
+/// A rendered request, before per-attempt headers.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// The full URL, query included.
+    pub url: String,
+    /// Headers in sending order.
+    pub headers: Vec<(String, String)>,
+    /// The exact body bytes.
+    pub body: Vec<u8>,
+    /// The body as JSON, when it is JSON (for display and expectations).
+    pub json: Option<serde_json::Value>,
+    /// Total timeout of one attempt.
+    pub timeout: Duration,
+    /// The delivery id (idempotency key, `webhook-id`).
+    pub delivery_id: String,
+    /// The entry's trace id.
+    pub trace_id: String,
+    /// How to sign each attempt.
+    pub signer: Option<Signer>,
+    /// Lowercase header names whose values are secrets.
+    pub sensitive: Vec<String>,
+}
+
+/// What identifies a delivery.
+#[derive(Debug, Clone)]
+pub struct Ids {
+    /// The delivery id.
+    pub delivery_id: String,
+    /// The trace id.
+    pub trace_id: String,
+}
+
+/// The `User-Agent` of every request.
+pub fn user_agent() -> String {
+    format!("journey/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Renders a webhook step for one entry. `dummy_keys` lets signing fall back to a dummy key.
+pub fn build(plan: &WebhookPlan, ctx: &Value, ids: &Ids, dummy_keys: bool) -> Result<Request, RenderError> {
+    let mut headers = vec![("User-Agent".to_string(), user_agent())];
+    let (body, json, content_type) = body(&plan.body, ctx)?;
+    if let Some(ct) = content_type {
+        headers.push(("Content-Type".into(), ct));
+    }
+    for (name, t) in &plan.headers {
+        set(&mut headers, name, header_value(t, ctx)?);
+    }
+    let mut sensitive = Vec::new();
+    if let Some(auth) = &plan.auth {
+        let (name, value) = auth_header(auth, ctx)?;
+        sensitive.push(name.to_ascii_lowercase());
+        set(&mut headers, &name, value);
+    }
+    if let Some(name) = &plan.idempotency_header {
+        set(&mut headers, name, ids.delivery_id.clone());
+    }
+    let signer = plan.sign.as_ref().map(|s| signer(s, ctx, dummy_keys)).transpose()?;
+    if let Some(s) = &signer {
+        sensitive.extend(s.header_names());
+    }
+    Ok(Request {
+        method: plan.method,
+        url: url(plan, ctx)?,
+        headers,
+        body,
+        json,
+        timeout: plan.timeout,
+        delivery_id: ids.delivery_id.clone(),
+        trace_id: ids.trace_id.clone(),
+        signer,
+        sensitive,
+    })
+}
+
+fn set(headers: &mut Vec<(String, String)>, name: &str, value: String) {
+    headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    headers.push((name.to_string(), value));
+}
+
+fn header_value(t: &Tmpl, ctx: &Value) -> Result<String, RenderError> {
+    let v = t.render(ctx)?;
+    if v.contains(['\r', '\n']) {
+        return Err(RenderError {
+            pos: t.pos.clone(),
+            field: t.field.clone(),
+            message: "a header value may not contain a line break (it could inject headers)".into(),
+        });
+    }
+    Ok(v)
+}
+
+fn url(plan: &WebhookPlan, ctx: &Value) -> Result<String, RenderError> {
+    let mut url = plan.url.render(ctx)?;
+    if !plan.query.is_empty() {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, t) in &plan.query {
+            q.append_pair(k, &t.render(ctx)?);
+        }
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&q.finish());
+    }
+    Ok(url)
+}
+
+type Body = (Vec<u8>, Option<serde_json::Value>, Option<String>);
+
+fn body(plan: &BodyPlan, ctx: &Value) -> Result<Body, RenderError> {
+    Ok(match plan {
+        BodyPlan::None => (Vec::new(), None, None),
+        BodyPlan::Json(t) => {
+            let v = t.render(ctx)?;
+            let bytes = serde_json::to_vec(&v).unwrap_or_default();
+            (bytes, Some(v), Some("application/json".into()))
+        }
+        BodyPlan::Text(t, ct) => (t.render(ctx)?.into_bytes(), None, Some(ct.clone())),
+        BodyPlan::Form(fields) => {
+            let mut f = url::form_urlencoded::Serializer::new(String::new());
+            for (k, t) in fields {
+                f.append_pair(k, &t.render(ctx)?);
+            }
+            (f.finish().into_bytes(), None, Some("application/x-www-form-urlencoded".into()))
+        }
+    })
+}
+
+fn auth_header(auth: &AuthPlan, ctx: &Value) -> Result<(String, String), RenderError> {
+    Ok(match auth {
+        AuthPlan::Bearer(t) => ("Authorization".into(), format!("Bearer {}", header_value(t, ctx)?)),
+        AuthPlan::Basic(u, p) => {
+            let pair = format!("{}:{}", u.render(ctx)?, p.render(ctx)?);
+            ("Authorization".into(), format!("Basic {}", STANDARD.encode(pair)))
+        }
+        AuthPlan::Header(name, t) => (name.clone(), header_value(t, ctx)?),
+    })
+}
+
+fn signer(s: &SignPlan, ctx: &Value, dummy_keys: bool) -> Result<Signer, RenderError> {
+    match s {
+        SignPlan::StandardWebhooks(t) => {
+            let secret = t.render(ctx)?;
+            let key = match sign::decode_whsec(&secret) {
+                Some(k) if !k.is_empty() => k,
+                _ if dummy_keys => sign::DUMMY_KEY.to_vec(),
+                _ => {
+                    return Err(RenderError {
+                        pos: t.pos.clone(),
+                        field: t.field.clone(),
+                        message: "the Standard Webhooks secret must be `whsec_` followed by base64".into(),
+                    });
+                }
+            };
+            Ok(Signer::StandardWebhooks { key })
+        }
+        SignPlan::HmacSha256 { secret, header } => {
+            let value = secret.render(ctx)?;
+            let key = if dummy_keys && value.starts_with("<secret.") {
+                sign::DUMMY_KEY.to_vec()
+            } else {
+                value.into_bytes()
+            };
+            Ok(Signer::HmacSha256 { key, header: header.clone() })
+        }
+    }
+}
+
+impl Request {
+    /// The headers of one attempt: the request's, then `traceparent` and any signature.
+    pub fn attempt_headers(&self, attempt: u32, unix_seconds: i64) -> Vec<(String, String)> {
+        let mut out = self.headers.clone();
+        out.push((
+            "traceparent".into(),
+            identity::traceparent(&self.trace_id, &self.delivery_id, attempt),
+        ));
+        if let Some(s) = &self.signer {
+            out.extend(s.headers(&self.delivery_id, unix_seconds, &self.body));
+        }
+        out
+    }
+
+    /// True when this header's value must never be shown.
+    pub fn is_sensitive(&self, name: &str) -> bool {
+        let lower = name.to_ascii_lowercase();
+        crate::redact::SENSITIVE_HEADERS.contains(&lower.as_str()) || self.sensitive.contains(&lower)
+    }
+
+    /// The body as text (JSON or not).
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}

@@ -1,0 +1,87 @@
+//! What happened to one entry: its path, each step's record, its outcome. Failures are data.
+
+use std::time::Duration;
+
+use super::request::Request;
+
+/// How a step ended for one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Delivered and successful, or a non-webhook step passed.
+    Ok,
+    /// Failed after its retries.
+    Failed,
+    /// Dry-run: no mock matched.
+    Assumed,
+    /// Skipped for lack of consent.
+    Suppressed,
+}
+
+impl StepStatus {
+    /// The word used in `steps.ID.outcome` and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Ok => "ok",
+            StepStatus::Failed => "failed",
+            StepStatus::Assumed => "assumed",
+            StepStatus::Suppressed => "suppressed",
+        }
+    }
+}
+
+/// One step as one entry went through it.
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    /// The step index in its journey.
+    pub index: usize,
+    /// The status.
+    pub status: StepStatus,
+    /// Attempts made (0 for non-webhook steps).
+    pub attempts: u32,
+    /// The last HTTP status.
+    pub http_status: Option<u16>,
+    /// Latency of each attempt.
+    pub latencies: Vec<Duration>,
+    /// The request sent (kept for `--show` and expectations).
+    pub request: Option<Request>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// A failure message to aggregate, and the customer it happened to.
+#[derive(Debug, Clone)]
+pub struct EntryError {
+    /// The message, the same for every customer with the same problem.
+    pub message: String,
+}
+
+/// The result of one entry.
+#[derive(Debug, Clone)]
+pub struct EntryResult {
+    /// The journey index.
+    pub journey: usize,
+    /// The customer id.
+    pub customer: String,
+    /// The trigger event id.
+    pub event: Option<String>,
+    /// The entry key.
+    pub key: String,
+    /// `completed`, `failed`, `invalid`, `suppressed`, `stopped`, or an end label.
+    pub outcome: String,
+    /// The step ids walked, in order.
+    pub path: Vec<String>,
+    /// Records of each step walked.
+    pub steps: Vec<StepRecord>,
+    /// Why it failed or was invalid.
+    pub error: Option<EntryError>,
+    /// Non-fatal problems (a `save` that found nothing).
+    pub warnings: Vec<String>,
+}
+
+impl EntryResult {
+    /// True when the outcome counts as a failure.
+    pub fn is_failure(&self) -> bool {
+        self.outcome == "failed" || self.outcome == "invalid"
+    }
+}

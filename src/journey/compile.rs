@@ -1,0 +1,349 @@
+//! From the file model to a runnable plan: compile every template, resolve step ids, merge defaults.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use super::model::{self, JourneyFile, Step, Text};
+use super::plan::*;
+use crate::render::{BodyTemplate, Compiler, Tmpl};
+
+/// Compiles a file; errors are recorded in `c`.
+pub fn compile(file: &JourneyFile, c: &mut Compiler) -> Journey {
+    let ids = step_ids(file, c);
+    let steps = file
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| step(file, s, i, &ids, c))
+        .collect();
+    Journey {
+        name: file.journey.clone(),
+        file: Arc::clone(c.positions.file()),
+        trigger: trigger(&file.trigger, c),
+        entry_key: file
+            .trigger
+            .entry_key
+            .as_ref()
+            .map(|t| c.template("trigger.entry_key", t)),
+        consent: file.consent.clone(),
+        exit_when: file.exit_when.as_ref().map(|e| ExitPlan {
+            event: e.event.clone(),
+            filter: e
+                .where_
+                .as_ref()
+                .and_then(|w| c.expression("exit_when.where", w)),
+        }),
+        holdout: file.holdout.as_ref().and_then(|h| percent(&h.0, c)),
+        vars: file
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), c.template(&format!("vars.{k}"), &v.0)))
+            .collect(),
+        steps,
+        env_names: Default::default(),
+        secret_names: Default::default(),
+    }
+}
+
+fn step_ids(file: &JourneyFile, c: &mut Compiler) -> HashMap<String, usize> {
+    let mut ids = HashMap::new();
+    for (i, s) in file.steps.iter().enumerate() {
+        if !is_name(&s.id) {
+            c.error(
+                &format!("steps[{i}].id"),
+                format!("step id `{}` must match [a-z][a-z0-9_]*", s.id),
+            );
+        }
+        if ids.insert(s.id.clone(), i).is_some() {
+            c.error(
+                &format!("steps[{i}].id"),
+                format!("duplicate step id `{}`: step ids are unique in a journey", s.id),
+            );
+        }
+    }
+    ids
+}
+
+/// True for `[a-z][a-z0-9_]*`.
+pub fn is_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn trigger(t: &model::Trigger, c: &mut Compiler) -> TriggerPlan {
+    match (&t.event, &t.segment) {
+        (Some(name), None) => TriggerPlan::Event {
+            name: name.clone(),
+            filter: t
+                .where_
+                .as_ref()
+                .and_then(|w| c.expression("trigger.where", w)),
+        },
+        (None, Some(seg)) => {
+            if t.where_.is_some() {
+                c.error("trigger.where", "`where` goes with `event`; a segment is itself the condition");
+            }
+            match c.expression("trigger.segment", seg) {
+                Some(e) => TriggerPlan::Segment(e),
+                None => placeholder_trigger(),
+            }
+        }
+        _ => {
+            c.error(
+                "trigger",
+                "a trigger has exactly one of `event: NAME` or `segment: EXPRESSION`",
+            );
+            placeholder_trigger()
+        }
+    }
+}
+
+fn placeholder_trigger() -> TriggerPlan {
+    TriggerPlan::Event {
+        name: String::new(),
+        filter: None,
+    }
+}
+
+fn percent(text: &str, c: &mut Compiler) -> Option<f64> {
+    let parsed = text
+        .trim()
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|p| (0.0..=100.0).contains(p));
+    if parsed.is_none() {
+        c.error("holdout", format!("holdout `{text}` must be a percentage such as `10%`"));
+    }
+    parsed.map(|p| p / 100.0)
+}
+
+fn step(file: &JourneyFile, s: &Step, i: usize, ids: &HashMap<String, usize>, c: &mut Compiler) -> StepPlan {
+    let at = format!("steps[{i}]");
+    let following = (i + 1 < file.steps.len()).then_some(i + 1);
+    let next = match &s.next {
+        Some(id) => reference(ids, id, &format!("{at}.next"), c),
+        None => following,
+    };
+    let kind = kind(file, s, &at, ids, c);
+    if !matches!(kind, StepKind::Webhook(_)) && (s.on_failure.is_some() || !s.save.is_empty()) {
+        c.error(&at, format!("step `{}`: `on_failure` and `save` belong to webhook steps", s.id));
+    }
+    StepPlan {
+        id: s.id.clone(),
+        on_failure: on_failure(s, &at, ids, c),
+        save: s
+            .save
+            .iter()
+            .filter_map(|(k, v)| c.expression(&format!("{at}.save.{k}"), v).map(|e| (k.clone(), e)))
+            .collect(),
+        consent: s.consent.clone(),
+        next: if matches!(kind, StepKind::End(_)) { None } else { next },
+        kind,
+    }
+}
+
+fn reference(ids: &HashMap<String, usize>, id: &str, field: &str, c: &mut Compiler) -> Option<usize> {
+    let found = ids.get(id).copied();
+    if found.is_none() {
+        let names: Vec<&str> = ids.keys().map(String::as_str).collect();
+        let hint = match super::yaml::closest(id, &names) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => "name a step id of this journey".to_string(),
+        };
+        c.error(field, format!("no step `{id}` in this journey; {hint}"));
+    }
+    found
+}
+
+fn on_failure(s: &Step, at: &str, ids: &HashMap<String, usize>, c: &mut Compiler) -> OnFailure {
+    match s.on_failure.as_deref() {
+        None => OnFailure::Fail,
+        Some("continue") => OnFailure::Continue,
+        Some("stop") => OnFailure::Stop,
+        Some(id) => reference(ids, id, &format!("{at}.on_failure"), c)
+            .map(OnFailure::Goto)
+            .unwrap_or(OnFailure::Fail),
+    }
+}
+
+fn kind(file: &JourneyFile, s: &Step, at: &str, ids: &HashMap<String, usize>, c: &mut Compiler) -> StepKind {
+    let present: Vec<&str> = [
+        ("webhook", s.webhook.is_some()),
+        ("branch", s.branch.is_some()),
+        ("split", s.split.is_some()),
+        ("wait", s.wait.is_some()),
+        ("end", s.end.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, on)| on.then_some(k))
+    .collect();
+    if present.len() != 1 {
+        c.error(
+            at,
+            format!(
+                "step `{}` must have exactly one of `webhook`, `branch`, `split`, `wait`, `end` (found {})",
+                s.id,
+                if present.is_empty() { "none".to_string() } else { present.join(", ") }
+            ),
+        );
+        return StepKind::End("failed".into());
+    }
+    if s.default.is_some() && s.branch.is_none() {
+        c.error(at, format!("step `{}`: `default` belongs to a `branch`", s.id));
+    }
+    if let Some(w) = &s.webhook {
+        return StepKind::Webhook(Box::new(webhook(file, w, &format!("{at}.webhook"), c)));
+    }
+    if let Some(arms) = &s.branch {
+        return branch(s, arms, at, ids, c);
+    }
+    if let Some(arms) = &s.split {
+        return split(arms, at, ids, c);
+    }
+    if let Some(d) = s.wait {
+        return StepKind::Wait(d.0);
+    }
+    StepKind::End(s.end.clone().unwrap_or_default())
+}
+
+fn branch(s: &Step, arms: &[model::BranchArm], at: &str, ids: &HashMap<String, usize>, c: &mut Compiler) -> StepKind {
+    let arms = arms
+        .iter()
+        .enumerate()
+        .filter_map(|(j, arm)| {
+            let expr = c.expression(&format!("{at}.branch[{j}].when"), &arm.when);
+            let target = reference(ids, &arm.goto, &format!("{at}.branch[{j}].goto"), c);
+            Some((expr?, target?))
+        })
+        .collect();
+    let default = s
+        .default
+        .as_ref()
+        .and_then(|d| reference(ids, d, &format!("{at}.default"), c));
+    StepKind::Branch { arms, default }
+}
+
+fn split(arms: &[model::SplitArm], at: &str, ids: &HashMap<String, usize>, c: &mut Compiler) -> StepKind {
+    let total: u32 = arms.iter().map(|a| a.percent).sum();
+    if total != 100 {
+        c.error(&format!("{at}.split"), format!("split percentages add up to {total}, not 100"));
+    }
+    let mut cumulative = 0;
+    let arms = arms
+        .iter()
+        .enumerate()
+        .filter_map(|(j, arm)| {
+            cumulative += arm.percent;
+            reference(ids, &arm.goto, &format!("{at}.split[{j}].goto"), c).map(|t| (cumulative, t))
+        })
+        .collect();
+    StepKind::Split(arms)
+}
+
+fn webhook(file: &JourneyFile, w: &model::Webhook, at: &str, c: &mut Compiler) -> WebhookPlan {
+    if let Err(msg) = super::validate::check_origin(&w.url) {
+        c.error(&format!("{at}.url"), msg);
+    }
+    let bodies = [w.body.is_some(), w.body_text.is_some(), w.form.is_some()];
+    if bodies.iter().filter(|b| **b).count() > 1 {
+        c.error(at, "a webhook has at most one of `body`, `body_text`, `form`");
+    }
+    let d = &file.defaults;
+    WebhookPlan {
+        method: w.method,
+        url: c.template(&format!("{at}.url"), &w.url),
+        query: texts(&w.query, &format!("{at}.query"), c),
+        headers: merged_headers(&d.headers, &w.headers, at, c),
+        auth: w.auth.as_ref().map(|a| auth(a, &format!("{at}.auth"), c)),
+        sign: w.sign.as_ref().map(|s| sign(s, &format!("{at}.sign"), c)),
+        body: body(w, at, c),
+        timeout: w.timeout.or(d.timeout).map_or(DEFAULT_TIMEOUT, |t| t.0),
+        retry: retry(d.retry.as_ref(), w.retry.as_ref()),
+        success: w.success.as_ref().and_then(|e| c.expression(&format!("{at}.success"), e)),
+        is_async: w.is_async,
+        idempotency_header: match &w.idempotency_header {
+            None | Some(model::IdempotencyHeader::Enabled(true)) => Some("Idempotency-Key".into()),
+            Some(model::IdempotencyHeader::Enabled(false)) => None,
+            Some(model::IdempotencyHeader::Name(n)) => Some(n.clone()),
+        },
+    }
+}
+
+fn texts(map: &IndexMap<String, Text>, at: &str, c: &mut Compiler) -> Vec<(String, Tmpl)> {
+    map.iter()
+        .map(|(k, v)| (k.clone(), c.template(&format!("{at}.{k}"), &v.0)))
+        .collect()
+}
+
+fn merged_headers(
+    defaults: &IndexMap<String, Text>,
+    step: &IndexMap<String, Text>,
+    at: &str,
+    c: &mut Compiler,
+) -> Vec<(String, Tmpl)> {
+    let mut out = texts(defaults, "defaults.headers", c);
+    for (name, tmpl) in texts(step, &format!("{at}.headers"), c) {
+        out.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+        out.push((name, tmpl));
+    }
+    out
+}
+
+fn auth(a: &model::Auth, at: &str, c: &mut Compiler) -> AuthPlan {
+    match (&a.bearer, &a.basic, &a.header) {
+        (Some(t), None, None) => AuthPlan::Bearer(c.template(&format!("{at}.bearer"), t)),
+        (None, Some(b), None) => AuthPlan::Basic(
+            c.template(&format!("{at}.basic.user"), &b.user),
+            c.template(&format!("{at}.basic.password"), &b.password),
+        ),
+        (None, None, Some(h)) => AuthPlan::Header(h.name.clone(), c.template(&format!("{at}.header.value"), &h.value)),
+        _ => {
+            c.error(at, "`auth` has exactly one of `bearer`, `basic: {user, password}` or `header: {name, value}`");
+            AuthPlan::Header(String::new(), c.template(at, ""))
+        }
+    }
+}
+
+fn sign(s: &model::Sign, at: &str, c: &mut Compiler) -> SignPlan {
+    match (&s.standard_webhooks, &s.hmac_sha256) {
+        (Some(t), None) => SignPlan::StandardWebhooks(c.template(&format!("{at}.standard_webhooks"), t)),
+        (None, Some(h)) => SignPlan::HmacSha256 {
+            secret: c.template(&format!("{at}.hmac_sha256.secret"), &h.secret),
+            header: h.header.clone(),
+        },
+        _ => {
+            c.error(at, "`sign` has exactly one of `standard_webhooks: SECRET` or `hmac_sha256: {secret, header}`");
+            SignPlan::StandardWebhooks(c.template(at, ""))
+        }
+    }
+}
+
+fn body(w: &model::Webhook, at: &str, c: &mut Compiler) -> BodyPlan {
+    if let Some(b) = &w.body {
+        return BodyPlan::Json(BodyTemplate::compile(c, &format!("{at}.body"), b));
+    }
+    if let Some(t) = &w.body_text {
+        let ct = w.content_type.clone().unwrap_or_else(|| "text/plain; charset=utf-8".into());
+        return BodyPlan::Text(c.template(&format!("{at}.body_text"), t), ct);
+    }
+    if let Some(f) = &w.form {
+        return BodyPlan::Form(texts(f, &format!("{at}.form"), c));
+    }
+    BodyPlan::None
+}
+
+fn retry(defaults: Option<&model::Retry>, step: Option<&model::Retry>) -> RetryPolicy {
+    let pick = |f: fn(&model::Retry) -> Option<_>| step.and_then(f).or_else(|| defaults.and_then(f));
+    RetryPolicy {
+        attempts: step
+            .and_then(|r| r.attempts)
+            .or_else(|| defaults.and_then(|r| r.attempts))
+            .unwrap_or(DEFAULT_RETRY.attempts)
+            .max(1),
+        backoff: pick(|r| r.backoff).map_or(DEFAULT_RETRY.backoff, |d| d.0),
+        max_backoff: pick(|r| r.max_backoff).map_or(DEFAULT_RETRY.max_backoff, |d| d.0),
+    }
+}

@@ -1,0 +1,218 @@
+//! A journey ready to run: templates compiled, step references resolved to indexes, defaults merged.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::journey::model::Method;
+use crate::render::{BodyTemplate, Expr, Tmpl};
+
+/// A validated, compiled journey.
+#[derive(Debug, Clone)]
+pub struct Journey {
+    /// The journey's name.
+    pub name: String,
+    /// The file it was read from.
+    pub file: Arc<PathBuf>,
+    /// What makes a customer enter.
+    pub trigger: TriggerPlan,
+    /// The entry key template, when the trigger overrides it.
+    pub entry_key: Option<Tmpl>,
+    /// The channel every entering customer must have consented to.
+    pub consent: Option<String>,
+    /// The conversion goal.
+    pub exit_when: Option<ExitPlan>,
+    /// The control group, as a fraction in 0..=1.
+    pub holdout: Option<f64>,
+    /// `vars`, in order.
+    pub vars: Vec<(String, Tmpl)>,
+    /// The steps, in file order.
+    pub steps: Vec<StepPlan>,
+    /// Every `env.NAME` its templates read.
+    pub env_names: BTreeSet<String>,
+    /// Every `secret.NAME` its templates read.
+    pub secret_names: BTreeSet<String>,
+}
+
+/// How entries are made.
+#[derive(Debug, Clone)]
+pub enum TriggerPlan {
+    /// One entry per event of this name for which `filter` holds.
+    Event {
+        /// The event name.
+        name: String,
+        /// The `where` expression.
+        filter: Option<Expr>,
+    },
+    /// One entry per customer for whom the expression holds.
+    Segment(Expr),
+}
+
+/// `exit_when`, compiled.
+#[derive(Debug, Clone)]
+pub struct ExitPlan {
+    /// The event name.
+    pub event: String,
+    /// The optional condition on the event.
+    pub filter: Option<Expr>,
+}
+
+/// One step, compiled.
+#[derive(Debug, Clone)]
+pub struct StepPlan {
+    /// The step id.
+    pub id: String,
+    /// What the step does.
+    pub kind: StepKind,
+    /// The step after this one; `None` ends the entry as completed.
+    pub next: Option<usize>,
+    /// What a failure does.
+    pub on_failure: OnFailure,
+    /// Values saved from the response.
+    pub save: Vec<(String, Expr)>,
+    /// A channel the customer must have consented to.
+    pub consent: Option<String>,
+}
+
+/// What a step does.
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    /// Send one HTTP request.
+    Webhook(Box<WebhookPlan>),
+    /// The first true arm wins; else `default`, else the following step.
+    Branch {
+        /// Conditions and targets.
+        arms: Vec<(Expr, usize)>,
+        /// The target when no arm holds (`None`: the following step).
+        default: Option<usize>,
+    },
+    /// A deterministic split: cumulative percentages and targets.
+    Split(Vec<(u32, usize)>),
+    /// A pause.
+    Wait(Duration),
+    /// The end, with its outcome label.
+    End(String),
+}
+
+impl StepKind {
+    /// The kind's name in tables and graphs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKind::Webhook(_) => "webhook",
+            StepKind::Branch { .. } => "branch",
+            StepKind::Split(_) => "split",
+            StepKind::Wait(_) => "wait",
+            StepKind::End(_) => "end",
+        }
+    }
+}
+
+/// What a failed webhook step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// The entry fails (the default).
+    Fail,
+    /// Go on as if it had succeeded.
+    Continue,
+    /// End the entry quietly as `stopped`.
+    Stop,
+    /// Go to that step.
+    Goto(usize),
+}
+
+/// A webhook step, compiled, with defaults merged.
+#[derive(Debug, Clone)]
+pub struct WebhookPlan {
+    /// The HTTP method.
+    pub method: Method,
+    /// The URL template.
+    pub url: Tmpl,
+    /// Query parameters.
+    pub query: Vec<(String, Tmpl)>,
+    /// Headers: the defaults merged with the step's, the step winning.
+    pub headers: Vec<(String, Tmpl)>,
+    /// Authentication.
+    pub auth: Option<AuthPlan>,
+    /// Signing.
+    pub sign: Option<SignPlan>,
+    /// The body.
+    pub body: BodyPlan,
+    /// Total timeout of one attempt.
+    pub timeout: Duration,
+    /// The retry policy.
+    pub retry: RetryPolicy,
+    /// The success condition (default: any 2xx).
+    pub success: Option<Expr>,
+    /// Fire and forget.
+    pub is_async: bool,
+    /// The idempotency header name, `None` to omit it.
+    pub idempotency_header: Option<String>,
+}
+
+/// Authentication, compiled.
+#[derive(Debug, Clone)]
+pub enum AuthPlan {
+    /// A bearer token.
+    Bearer(Tmpl),
+    /// HTTP basic.
+    Basic(Tmpl, Tmpl),
+    /// A named header.
+    Header(String, Tmpl),
+}
+
+/// Signing, compiled.
+#[derive(Debug, Clone)]
+pub enum SignPlan {
+    /// Standard Webhooks with a `whsec_` secret.
+    StandardWebhooks(Tmpl),
+    /// `sha256=<hex>` in a header.
+    HmacSha256 {
+        /// The secret.
+        secret: Tmpl,
+        /// The header name.
+        header: String,
+    },
+}
+
+/// A request body, compiled.
+#[derive(Debug, Clone)]
+pub enum BodyPlan {
+    /// No body.
+    None,
+    /// JSON, rendered leaf by leaf.
+    Json(BodyTemplate),
+    /// Raw text with its content type.
+    Text(Tmpl, String),
+    /// A urlencoded form.
+    Form(Vec<(String, Tmpl)>),
+}
+
+/// Retries: attempts (counting the first), backoff base and cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries in all.
+    pub attempts: u32,
+    /// The base of the exponential backoff.
+    pub backoff: Duration,
+    /// The cap of one backoff.
+    pub max_backoff: Duration,
+}
+
+/// Built-in defaults (SPEC §1).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Built-in connect timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Built-in retry policy.
+pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
+    attempts: 3,
+    backoff: Duration::from_secs(1),
+    max_backoff: Duration::from_secs(30),
+};
+
+impl Journey {
+    /// The index of a step by id.
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.id == id)
+    }
+}

@@ -1,0 +1,96 @@
+//! The one door to serde_yaml: typed reads whose errors carry file:line:column and a "did you mean".
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+/// Reads `source` as `T`; an error is one line: `file:line:col: what is wrong; how to fix it`.
+pub fn from_str<T: DeserializeOwned>(file: &Path, source: &str) -> Result<T, String> {
+    serde_yaml::from_str(source).map_err(|e| explain(file, &e))
+}
+
+/// Reads `source` as a generic value (for fixtures whose records are open).
+pub fn value(file: &Path, source: &str) -> Result<serde_yaml::Value, String> {
+    from_str(file, source)
+}
+
+fn explain(file: &Path, err: &serde_yaml::Error) -> String {
+    let (line, column) = err
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((1, 1));
+    let raw = err.to_string();
+    let message = strip_location(&raw);
+    format!(
+        "{}:{line}:{column}: {}",
+        file.display(),
+        suggest_unknown_field(message).unwrap_or_else(|| message.to_string())
+    )
+}
+
+fn strip_location(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    }
+}
+
+/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" with a suggestion.
+fn suggest_unknown_field(message: &str) -> Option<String> {
+    let (path, rest) = match message.find("unknown field `") {
+        Some(i) => (message[..i].trim_end_matches([':', ' ']), &message[i..]),
+        None => return None,
+    };
+    let unknown = rest.split('`').nth(1)?;
+    let expected: Vec<&str> = rest
+        .split_once("expected")
+        .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default();
+    let place = if path.is_empty() {
+        "at the top level".to_string()
+    } else {
+        format!("in `{path}`")
+    };
+    let hint = match closest(unknown, &expected) {
+        Some(best) => format!("did you mean `{best}`?"),
+        None => format!("expected one of {}", quote_list(&expected)),
+    };
+    Some(format!("unknown key `{unknown}` {place}; {hint}"))
+}
+
+/// The candidate closest to `word`, if it is close enough to be a typo.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn quote_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_nearest_key() {
+        let m = "steps[1]: unknown field `on_falure`, expected one of `id`, `next`, `on_failure`";
+        assert_eq!(
+            suggest_unknown_field(m).unwrap(),
+            "unknown key `on_falure` in `steps[1]`; did you mean `on_failure`?"
+        );
+        let m = "unknown field `zzz`, expected `id` or `next`";
+        assert_eq!(
+            suggest_unknown_field(m).unwrap(),
+            "unknown key `zzz` at the top level; expected one of `id`, `next`"
+        );
+    }
+}

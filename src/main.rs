@@ -1,0 +1,41 @@
+//! The `journey` binary: parse, configure, run, exit with the code the report decides.
+
+use clap::Parser;
+use journey::{cli::Cli, command, config, context::RunContext, exit::Exit, output};
+
+fn main() {
+    let cli = Cli::parse();
+    let ctx = RunContext::capture();
+    let code = match config::from_cli(cli, &ctx) {
+        Err(msg) => {
+            output::stderr(&format!("error: {msg}"));
+            Exit::Usage
+        }
+        Ok(config) => run(config),
+    };
+    std::process::exit(code.code());
+}
+
+fn run(config: config::Config) -> Exit {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            output::stderr(&format!("error: cannot start the runtime: {e}"));
+            return Exit::Internal;
+        }
+    };
+    match runtime.block_on(command::execute(config)) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => Exit::Ok,
+        Err(e) => {
+            output::stderr(&format!("error: {e:#}"));
+            Exit::Internal
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}

@@ -1,0 +1,282 @@
+//! The one minijinja environment of the process, and templates/expressions compiled once against it.
+//!
+//! Template sources are leaked once at load so that compiled handles are `'static`: a batch of a
+//! million entries renders the same compiled code and never parses a template twice.
+
+use std::sync::{Arc, OnceLock};
+
+use minijinja::{AutoEscape, Environment, Expression, Template, UndefinedBehavior, Value};
+
+use super::{RenderError, describe, filters};
+use crate::journey::position::{Pos, Positions};
+
+static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+
+/// The shared environment: strict undefined, no auto-escaping, our filters.
+pub fn environment() -> &'static Environment<'static> {
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        filters::register(&mut env);
+        env
+    })
+}
+
+/// A compiled template string.
+#[derive(Debug, Clone)]
+pub struct Tmpl {
+    kind: TmplKind,
+    /// Where it stands in the journey file.
+    pub pos: Pos,
+    /// Its field path.
+    pub field: String,
+    /// Its source text.
+    pub source: &'static str,
+}
+
+#[derive(Debug, Clone)]
+enum TmplKind {
+    Literal,
+    Text(Template<'static, 'static>),
+    Native(Arc<Expression<'static, 'static>>),
+}
+
+/// A compiled expression (no `{{ }}`).
+#[derive(Debug, Clone)]
+pub struct Expr {
+    expr: Arc<Expression<'static, 'static>>,
+    /// Where it stands in the journey file.
+    pub pos: Pos,
+    /// Its field path.
+    pub field: String,
+    /// Its source text.
+    pub source: &'static str,
+}
+
+/// Compiles the templates of one file, collecting every error with its position.
+pub struct Compiler<'a> {
+    /// Positions of the file being compiled.
+    pub positions: &'a Positions,
+    /// Errors so far, as `file:line:col: message`.
+    pub errors: Vec<String>,
+}
+
+impl<'a> Compiler<'a> {
+    /// A compiler for the file with these positions.
+    pub fn new(positions: &'a Positions) -> Self {
+        Compiler {
+            positions,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Records an error at `field`.
+    pub fn error(&mut self, field: &str, message: impl std::fmt::Display) {
+        let pos = self.positions.at(field);
+        self.errors.push(format!("{pos}: {message}"));
+    }
+
+    /// Compiles a template; on error records it and returns a literal stand-in.
+    pub fn template(&mut self, field: &str, source: &str) -> Tmpl {
+        let source: &'static str = Box::leak(source.to_string().into_boxed_str());
+        let pos = self.positions.at(field);
+        let kind = match classify(source) {
+            Shape::Literal => TmplKind::Literal,
+            Shape::Lone(inner) => match environment().compile_expression(inner) {
+                Ok(expr) => TmplKind::Native(Arc::new(expr)),
+                Err(e) => self.bad(field, source, &e),
+            },
+            Shape::Text => match environment().template_from_str(source) {
+                Ok(t) => TmplKind::Text(t),
+                Err(e) => self.bad(field, source, &e),
+            },
+        };
+        Tmpl {
+            kind,
+            pos,
+            field: field.to_string(),
+            source,
+        }
+    }
+
+    /// Compiles an expression; `None` (with the error recorded) when it does not compile.
+    pub fn expression(&mut self, field: &str, source: &str) -> Option<Expr> {
+        if source.contains("{{") || source.contains("{%") {
+            self.error(
+                field,
+                format!(
+                    "`{field}` is an expression: write it without `{{{{ }}}}`, e.g. `customer.attributes.plan == 'trial'`"
+                ),
+            );
+            return None;
+        }
+        let source: &'static str = Box::leak(source.to_string().into_boxed_str());
+        match environment().compile_expression(source) {
+            Ok(expr) => Some(Expr {
+                expr: Arc::new(expr),
+                pos: self.positions.at(field),
+                field: field.to_string(),
+                source,
+            }),
+            Err(e) => {
+                self.bad(field, source, &e);
+                None
+            }
+        }
+    }
+
+    fn bad(&mut self, field: &str, source: &str, err: &minijinja::Error) -> TmplKind {
+        self.error(
+            field,
+            format!("`{field}` does not compile: {} in `{source}`", describe(err)),
+        );
+        TmplKind::Literal
+    }
+}
+
+enum Shape<'s> {
+    Literal,
+    Lone(&'s str),
+    Text,
+}
+
+fn classify(source: &str) -> Shape<'_> {
+    if !(source.contains("{{") || source.contains("{%") || source.contains("{#")) {
+        return Shape::Literal;
+    }
+    let t = source.trim();
+    if let Some(inner) = t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")) {
+        let inner = inner.trim_start_matches('-').trim_end_matches('-');
+        if !inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%") {
+            return Shape::Lone(inner.trim());
+        }
+    }
+    Shape::Text
+}
+
+impl Tmpl {
+    /// Renders to text; a lone `{{ expr }}` is converted to its string form.
+    pub fn render(&self, ctx: &Value) -> Result<String, RenderError> {
+        match &self.kind {
+            TmplKind::Literal => Ok(self.source.to_string()),
+            TmplKind::Text(t) => t.render(ctx).map_err(|e| self.fail(&e)),
+            TmplKind::Native(_) => {
+                let v = self.eval(ctx)?;
+                Ok(match v.as_str() {
+                    Some(s) => s.to_string(),
+                    None if v.is_none() => String::new(),
+                    None => v.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Renders keeping the native type of a lone `{{ expr }}`.
+    pub fn render_json(&self, ctx: &Value) -> Result<serde_json::Value, RenderError> {
+        match &self.kind {
+            TmplKind::Native(_) => {
+                let v = self.eval(ctx)?;
+                serde_json::to_value(&v).map_err(|e| self.message(e.to_string()))
+            }
+            _ => self.render(ctx).map(serde_json::Value::String),
+        }
+    }
+
+    /// True when the source is plain text, with nothing to render.
+    pub fn is_literal(&self) -> bool {
+        matches!(self.kind, TmplKind::Literal)
+    }
+
+    fn eval(&self, ctx: &Value) -> Result<Value, RenderError> {
+        let TmplKind::Native(expr) = &self.kind else {
+            unreachable!("eval on a native template only")
+        };
+        let v = expr.eval(ctx).map_err(|e| self.fail(&e))?;
+        if v.is_undefined() {
+            return Err(self.message(format!(
+                "undefined value in `{}`; write `x | default('y', true)` where it may be missing",
+                self.source.trim()
+            )));
+        }
+        Ok(v)
+    }
+
+    fn fail(&self, err: &minijinja::Error) -> RenderError {
+        self.message(format!("{} in `{}`", describe(err), self.source.trim()))
+    }
+
+    fn message(&self, message: String) -> RenderError {
+        RenderError {
+            pos: self.pos.clone(),
+            field: self.field.clone(),
+            message,
+        }
+    }
+}
+
+impl Expr {
+    /// Evaluates to a value; undefined stays undefined (the caller decides).
+    pub fn eval(&self, ctx: &Value) -> Result<Value, RenderError> {
+        self.expr.eval(ctx).map_err(|e| RenderError {
+            pos: self.pos.clone(),
+            field: self.field.clone(),
+            message: format!("{} in `{}`", describe(&e), self.source),
+        })
+    }
+
+    /// Evaluates as a condition; an undefined result is an error (strict).
+    pub fn is_true(&self, ctx: &Value) -> Result<bool, RenderError> {
+        let v = self.eval(ctx)?;
+        if v.is_undefined() {
+            return Err(RenderError {
+                pos: self.pos.clone(),
+                field: self.field.clone(),
+                message: format!(
+                    "undefined value in `{}`; write `x is defined and ...` where it may be missing",
+                    self.source
+                ),
+            });
+        }
+        Ok(v.is_true())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minijinja::context;
+    use std::path::Path;
+
+    fn compile(src: &str) -> Tmpl {
+        let p = Positions::read(Path::new("t.yaml"), "a: 1\n");
+        let mut c = Compiler::new(&p);
+        let t = c.template("a", src);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        t
+    }
+
+    #[test]
+    fn lone_expression_keeps_its_type() {
+        let ctx = context! { n => 120.5, ok => true, list => vec![1, 2] };
+        assert_eq!(compile("{{ n }}").render_json(&ctx).unwrap(), serde_json::json!(120.5));
+        assert_eq!(compile(" {{ ok }} ").render_json(&ctx).unwrap(), serde_json::json!(true));
+        assert_eq!(compile("{{ list }}").render_json(&ctx).unwrap(), serde_json::json!([1, 2]));
+        assert_eq!(compile("n={{ n }}").render_json(&ctx).unwrap(), serde_json::json!("n=120.5"));
+    }
+
+    #[test]
+    fn missing_values_are_errors() {
+        let ctx = context! { customer => context! { id => "c1" } };
+        let err = compile("{{ customer.email }}").render_json(&ctx).unwrap_err();
+        assert!(err.message.contains("undefined"), "{err}");
+        let err = compile("Hi {{ customer.name }}").render(&ctx).unwrap_err();
+        assert!(err.message.contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn data_is_never_a_template() {
+        let ctx = context! { name => "{{ 7*7 }}" };
+        assert_eq!(compile("Hi {{ name }}").render(&ctx).unwrap(), "Hi {{ 7*7 }}");
+    }
+}

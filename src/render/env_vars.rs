@@ -1,0 +1,72 @@
+//! `env` and `secret` in templates: environment variables, with placeholders when a run needs none.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use minijinja::Value;
+use minijinja::value::{Enumerator, Object};
+
+/// The environment variables a run may read, captured once.
+#[derive(Debug, Clone, Default)]
+pub struct EnvVars {
+    /// Variable values by name.
+    pub values: Arc<HashMap<String, String>>,
+    /// When true (dry-run, test, validate), a missing value renders as `<env.NAME>`.
+    pub placeholders: bool,
+}
+
+/// Which of the two namespaces a [`VarsObject`] serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Namespace {
+    /// `env.NAME`
+    Env,
+    /// `secret.NAME`
+    Secret,
+}
+
+impl Namespace {
+    fn prefix(self) -> &'static str {
+        match self {
+            Namespace::Env => "env",
+            Namespace::Secret => "secret",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct VarsObject {
+    vars: EnvVars,
+    namespace: Namespace,
+}
+
+impl Object for VarsObject {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let name = key.as_str()?;
+        match self.vars.values.get(name) {
+            Some(v) => Some(Value::from(v.as_str())),
+            None if self.vars.placeholders => {
+                Some(Value::from(format!("<{}.{name}>", self.namespace.prefix())))
+            }
+            None => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Empty
+    }
+}
+
+impl EnvVars {
+    /// The template value for one namespace.
+    pub fn value(&self, namespace: Namespace) -> Value {
+        Value::from_object(VarsObject {
+            vars: self.clone(),
+            namespace,
+        })
+    }
+
+    /// The value of a set variable.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+}

@@ -1,0 +1,54 @@
+//! JUnit XML: one testsuite per journey; for `test` one testcase per expectation, for `run` one per step.
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::{Mode, RunReport};
+
+/// The JUnit document as bytes.
+pub fn render(report: &RunReport, journeys: &[String]) -> Vec<u8> {
+    let mut doc = Report::new("journey");
+    for name in journeys {
+        let mut suite = TestSuite::new(name.as_str());
+        let cases = match report.mode {
+            Mode::Test => expectation_cases(report, name),
+            _ => step_cases(report, name),
+        };
+        suite.add_test_cases(cases);
+        doc.add_test_suite(suite);
+    }
+    doc.to_string().map(String::into_bytes).unwrap_or_default()
+}
+
+fn case(name: &str, failure: Option<&str>) -> TestCase {
+    let status = match failure {
+        None => TestCaseStatus::success(),
+        Some(msg) => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(msg);
+            s.set_description(msg);
+            s
+        }
+    };
+    TestCase::new(name, status)
+}
+
+fn expectation_cases(report: &RunReport, journey: &str) -> Vec<TestCase> {
+    report
+        .expectations
+        .iter()
+        .filter(|e| e.journey == journey)
+        .map(|e| case(&e.name, e.failure.as_deref()))
+        .collect()
+}
+
+fn step_cases(report: &RunReport, journey: &str) -> Vec<TestCase> {
+    report
+        .steps
+        .iter()
+        .filter(|s| s.journey == journey)
+        .map(|s| {
+            let failure = (s.failed > 0).then(|| format!("{} of {} entries failed at step `{}`", s.failed, s.entered, s.step));
+            case(&s.step, failure.as_deref())
+        })
+        .collect()
+}

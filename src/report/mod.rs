@@ -1,0 +1,152 @@
+//! The run report: one model, filled as results arrive, then one file per output format.
+
+pub mod json;
+pub mod junit;
+pub mod show;
+pub mod table;
+pub mod tally;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+pub use tally::Tally;
+
+/// Which command produced the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// `run --dry-run`.
+    DryRun,
+    /// `run`.
+    Run,
+    /// `test`.
+    Test,
+}
+
+/// Everything a run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Always 1 for this layout.
+    pub schema_version: u32,
+    /// The run's id, on every report, log and dead-letter line.
+    pub run_id: String,
+    /// What ran.
+    pub mode: Mode,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Per-step counters, journey by journey.
+    pub steps: Vec<StepStats>,
+    /// Entry and delivery totals.
+    pub totals: Totals,
+    /// The first 100 distinct errors with their counts.
+    pub errors: Vec<ErrorGroup>,
+    /// Distinct warnings with their counts.
+    pub warnings: Vec<ErrorGroup>,
+    /// Things the run says once (placeholders used, …).
+    pub notices: Vec<String>,
+    /// Expectation results, for `test`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expectations: Vec<ExpectationResult>,
+}
+
+/// Counters of one step.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StepStats {
+    /// The journey name.
+    pub journey: String,
+    /// The step id.
+    pub step: String,
+    /// The step kind.
+    pub kind: String,
+    /// Entries that reached the step.
+    pub entered: u64,
+    /// Successful passes.
+    pub ok: u64,
+    /// Failures after retries.
+    pub failed: u64,
+    /// Skipped for lack of consent.
+    pub suppressed: u64,
+    /// Dry-run: no mock, success assumed.
+    pub assumed: u64,
+    /// Attempts beyond the first.
+    pub retries: u64,
+    /// Median latency of attempts, in milliseconds.
+    pub p50_ms: Option<f64>,
+    /// 95th percentile latency, in milliseconds.
+    pub p95_ms: Option<f64>,
+}
+
+/// Totals of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    /// Entries in all.
+    pub entries: u64,
+    /// Ended `completed` or with a custom label that is not `failed`.
+    pub completed: u64,
+    /// Ended `failed`.
+    pub failed: u64,
+    /// Could not be rendered.
+    pub invalid: u64,
+    /// Suppressed (consent).
+    pub suppressed: u64,
+    /// Ended by `exit_when`.
+    pub exited: u64,
+    /// In the control group.
+    pub holdout: u64,
+    /// Parked in a wait.
+    pub waiting: u64,
+    /// Entry keys already ended.
+    pub already_done: u64,
+    /// Outcome unknown after a crash, re-sent.
+    pub in_doubt: u64,
+    /// Ended by `on_failure: stop`.
+    pub stopped: u64,
+    /// Entries by end label.
+    pub labels: BTreeMap<String, u64>,
+    /// Deliveries attempted (assumed ones excluded).
+    pub deliveries_sent: u64,
+    /// Deliveries that succeeded.
+    pub deliveries_ok: u64,
+    /// Deliveries that failed after their retries.
+    pub deliveries_failed: u64,
+    /// Dry-run deliveries assumed successful.
+    pub deliveries_assumed: u64,
+    /// `deliveries_ok / deliveries_sent`, in percent.
+    pub success_rate: Option<f64>,
+    /// Entries per second of wall time.
+    pub entries_per_second: f64,
+}
+
+/// One distinct error, how often it happened and to whom.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorGroup {
+    /// The message, with file:line:col, journey and step.
+    pub message: String,
+    /// How many entries.
+    pub count: u64,
+    /// Up to three example customer ids.
+    pub examples: Vec<String>,
+}
+
+/// One checked expectation.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpectationResult {
+    /// The journey.
+    pub journey: String,
+    /// A unique name: `customer c_001 (fixtures/x.yaml:40)`.
+    pub name: String,
+    /// Where it is written.
+    pub at: String,
+    /// The first difference, when it failed.
+    pub failure: Option<String>,
+}
+
+impl RunReport {
+    /// True when any entry failed or was invalid.
+    pub fn has_failures(&self) -> bool {
+        self.totals.failed > 0 || self.totals.invalid > 0
+    }
+}

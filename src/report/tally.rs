@@ -1,0 +1,175 @@
+//! Folds entry results into the report as they arrive, in constant memory per step.
+
+use std::collections::HashMap;
+
+use super::{ErrorGroup, Mode, RunReport, StepStats, Totals};
+use crate::execute::result::{EntryResult, StepStatus};
+use crate::journey::Journey;
+
+const MAX_ERRORS: usize = 100;
+const EXAMPLES: usize = 3;
+
+/// The report being built.
+#[derive(Debug)]
+pub struct Tally {
+    report: RunReport,
+    /// (journey index, step index) → row in `report.steps`.
+    rows: HashMap<(usize, usize), usize>,
+    latencies: Vec<Vec<u32>>,
+    started: std::time::Instant,
+}
+
+impl Tally {
+    /// An empty report with a row per step of every journey.
+    pub fn new(journeys: &[Journey], mode: Mode, run_id: String, started_at: String) -> Tally {
+        let mut rows = HashMap::new();
+        let mut steps = Vec::new();
+        for (ji, j) in journeys.iter().enumerate() {
+            for (si, s) in j.steps.iter().enumerate() {
+                rows.insert((ji, si), steps.len());
+                steps.push(StepStats { journey: j.name.clone(), step: s.id.clone(), kind: s.kind.name().into(), ..Default::default() });
+            }
+        }
+        let n = steps.len();
+        Tally {
+            report: RunReport {
+                schema_version: 1,
+                run_id,
+                mode,
+                started_at,
+                duration_ms: 0,
+                steps,
+                totals: Totals::default(),
+                errors: vec![],
+                warnings: vec![],
+                notices: vec![],
+                expectations: vec![],
+            },
+            rows,
+            latencies: vec![Vec::new(); n],
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Adds a notice said once.
+    pub fn notice(&mut self, text: String) {
+        self.report.notices.push(text);
+    }
+
+    /// Counts one entry.
+    pub fn add(&mut self, r: &EntryResult) {
+        self.count_outcome(r);
+        for s in &r.steps {
+            self.count_step(r.journey, s);
+        }
+        self.count_passes(r);
+        if let Some(e) = &r.error {
+            group(&mut self.report.errors, &e.message, &r.customer);
+        }
+        for w in &r.warnings {
+            group(&mut self.report.warnings, w, &r.customer);
+        }
+    }
+
+    fn count_outcome(&mut self, r: &EntryResult) {
+        let t = &mut self.report.totals;
+        t.entries += 1;
+        match r.outcome.as_str() {
+            "failed" => t.failed += 1,
+            "invalid" => t.invalid += 1,
+            "suppressed" => t.suppressed += 1,
+            "exited" => t.exited += 1,
+            "holdout" => t.holdout += 1,
+            "waiting" => t.waiting += 1,
+            "already_done" => t.already_done += 1,
+            "stopped" => t.stopped += 1,
+            _ => t.completed += 1,
+        }
+        *t.labels.entry(r.outcome.clone()).or_default() += 1;
+    }
+
+    /// Non-webhook steps walked count as entered and ok.
+    fn count_passes(&mut self, r: &EntryResult) {
+        let j = r.journey;
+        let recorded: Vec<usize> = r.steps.iter().map(|s| s.index).collect();
+        for id in &r.path {
+            let Some(si) = self.step_index(j, id) else { continue };
+            if recorded.contains(&si) {
+                continue;
+            }
+            if let Some(&row) = self.rows.get(&(j, si)) {
+                let st = &mut self.report.steps[row];
+                st.entered += 1;
+                st.ok += 1;
+            }
+        }
+    }
+
+    fn step_index(&self, j: usize, id: &str) -> Option<usize> {
+        self.rows
+            .iter()
+            .filter(|((ji, _), _)| *ji == j)
+            .find(|(_, row)| self.report.steps[**row].step == id)
+            .map(|((_, si), _)| *si)
+    }
+
+    fn count_step(&mut self, journey: usize, s: &crate::execute::result::StepRecord) {
+        let Some(&row) = self.rows.get(&(journey, s.index)) else { return };
+        let st = &mut self.report.steps[row];
+        let t = &mut self.report.totals;
+        st.entered += 1;
+        st.retries += u64::from(s.attempts.saturating_sub(1));
+        match s.status {
+            StepStatus::Ok => {
+                st.ok += 1;
+                t.deliveries_sent += 1;
+                t.deliveries_ok += 1;
+            }
+            StepStatus::Failed => {
+                st.failed += 1;
+                t.deliveries_sent += 1;
+                t.deliveries_failed += 1;
+            }
+            StepStatus::Assumed => {
+                st.assumed += 1;
+                t.deliveries_assumed += 1;
+            }
+            StepStatus::Suppressed => st.suppressed += 1,
+        }
+        self.latencies[row].extend(s.latencies.iter().map(|d| d.as_micros().min(u32::MAX as u128) as u32));
+    }
+
+    /// The finished report.
+    pub fn finish(mut self) -> RunReport {
+        for (row, lat) in self.latencies.iter_mut().enumerate() {
+            lat.sort_unstable();
+            self.report.steps[row].p50_ms = percentile(lat, 0.50);
+            self.report.steps[row].p95_ms = percentile(lat, 0.95);
+        }
+        let elapsed = self.started.elapsed();
+        let t = &mut self.report.totals;
+        t.success_rate = (t.deliveries_sent > 0).then(|| 100.0 * t.deliveries_ok as f64 / t.deliveries_sent as f64);
+        t.entries_per_second = t.entries as f64 / elapsed.as_secs_f64().max(1e-9);
+        self.report.duration_ms = elapsed.as_millis() as u64;
+        self.report
+    }
+}
+
+fn percentile(sorted: &[u32], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    Some(sorted[i] as f64 / 1000.0)
+}
+
+fn group(groups: &mut Vec<ErrorGroup>, message: &str, customer: &str) {
+    if let Some(g) = groups.iter_mut().find(|g| g.message == message) {
+        g.count += 1;
+        if g.examples.len() < EXAMPLES {
+            g.examples.push(customer.to_string());
+        }
+    } else if groups.len() < MAX_ERRORS {
+        groups.push(ErrorGroup { message: message.to_string(), count: 1, examples: vec![customer.to_string()] });
+    }
+}
