@@ -100,8 +100,11 @@ pub fn request_view(req: &crate::execute::request::Request, redactor: &Redactor)
             (k.to_ascii_lowercase(), Json::String(shown))
         })
         .collect();
-    let body = req.json.clone().unwrap_or_else(|| Json::String(req.body_text()));
-    serde_json::json!({ "method": req.method.as_str(), "url": req.url, "headers": headers, "body": body })
+    let body = match &req.json {
+        Some(v) => redactor.redact_json(v),
+        None => Json::String(redactor.redact(&req.body_text())),
+    };
+    serde_json::json!({ "method": req.method.as_str(), "url": redactor.redact(&req.url), "headers": headers, "body": body })
 }
 
 /// Every part of `want` is in `got` (header names compare case-insensitively).

@@ -203,8 +203,14 @@ fn kind(file: &JourneyFile, s: &Step, at: &str, ids: &HashMap<String, usize>, c:
     if let Some(arms) = &s.split {
         return split(arms, at, ids, c);
     }
-    if let Some(d) = s.wait {
-        return StepKind::Wait(d.0);
+    if let Some(w) = &s.wait {
+        return match super::duration::parse(&w.0) {
+            Ok(d) => StepKind::Wait(d),
+            Err(msg) => {
+                c.error(&format!("{at}.wait"), format!("`wait`: {msg}"));
+                StepKind::Wait(std::time::Duration::ZERO)
+            }
+        };
     }
     StepKind::End(s.end.clone().unwrap_or_default())
 }

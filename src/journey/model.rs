@@ -129,9 +129,9 @@ pub struct Step {
     /// A deterministic A/B/n split.
     #[serde(default)]
     pub split: Option<Vec<SplitArm>>,
-    /// A pause, e.g. `2d`.
+    /// A pause, e.g. `2d` (parsed when compiled, for an exact error position).
     #[serde(default)]
-    pub wait: Option<Dur>,
+    pub wait: Option<Text>,
     /// Ends the entry with this outcome label.
     #[serde(default)]
     pub end: Option<String>,

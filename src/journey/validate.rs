@@ -34,7 +34,7 @@ pub fn check_graph(j: &Journey, c: &mut Compiler, warnings: &mut Vec<String>, st
     if let Some(cycle) = find_cycle(j) {
         let names: Vec<&str> = cycle.iter().map(|&i| j.steps[i].id.as_str()).collect();
         c.error(
-            &format!("steps[{}]", cycle[0]),
+            &format!("steps[{}].id", cycle[0]),
             format!("steps form a cycle: {} (a journey runs forward only; use a `wait` and a new entry instead)", names.join(" -> ")),
         );
     }

@@ -1,0 +1,165 @@
+//! Dry-runs: mocks drive the branches, retries are counted and never slept, nothing leaves the machine.
+
+use crate::support::{Sentinel, Test};
+
+const JOURNEY: &str = r#"journey: promo
+trigger: { event: cart_abandoned }
+defaults:
+  retry: { attempts: 3, backoff: 10s, max_backoff: 60s }
+steps:
+  - id: ask
+    webhook:
+      url: "{{ env.HOOK_URL }}/ask"
+      body: { id: "{{ customer.id }}" }
+      timeout: 2s
+      success: "response.body.code is defined"
+    save: { code: "response.body.code" }
+    on_failure: fallback
+  - id: route
+    branch:
+      - when: "saved.code == 'VIP'"
+        goto: vip
+  - id: regular
+    webhook: { url: "{{ env.HOOK_URL }}/send", body: { code: "{{ saved.code }}", at: "{{ now }}" } }
+    next: done
+  - id: vip
+    wait: 2d
+  - id: vip_send
+    webhook: { url: "{{ env.HOOK_URL }}/vip", body: { at: "{{ now }}" } }
+    next: done
+  - id: fallback
+    webhook: { url: "{{ env.HOOK_URL }}/fallback", body: {} }
+    on_failure: continue
+  - id: done
+    end: completed
+"#;
+
+fn fixtures(mocks: &str) -> String {
+    let customers: String = (1..=5).map(|i| format!("  - {{ id: c{i} }}\n")).collect();
+    let events: String = (1..=5)
+        .map(|i| format!("  - {{ id: e{i}, name: cart_abandoned, customer: c{i}, at: 2026-11-20T10:00:00Z }}\n"))
+        .collect();
+    format!("customers:\n{customers}events:\n{events}mocks:\n{mocks}")
+}
+
+const MOCKS: &str = r#"  ask:
+    - when: "customer.id == 'c1'"
+      body: { code: VIP }
+    - when: "customer.id == 'c2'"
+      sequence: [503, { status: 429, headers: { Retry-After: "5" } }, { body: { code: LATE } }]
+    - when: "customer.id == 'c3'"
+      latency: 3s
+    - when: "customer.id == 'c4' and delivery.attempt == 1"
+      error: reset
+    - when: "customer.id == 'c4'"
+      body: { code: SECOND }
+    - body: { nope: true }
+  fallback:
+    - status: 500
+"#;
+
+fn run(t: &Test, extra: &[&str]) -> crate::support::Output {
+    let mut args = vec!["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--output", "json", "--now", "2026-11-20T11:00:00Z"];
+    args.extend_from_slice(extra);
+    t.run(&args)
+}
+
+fn report(out: &crate::support::Output) -> serde_json::Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.all()))
+}
+
+fn step<'a>(r: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    r["steps"].as_array().unwrap().iter().find(|s| s["step"] == id).unwrap()
+}
+
+#[test]
+fn mocks_drive_retries_branches_and_fallbacks_without_sending() {
+    let hook = Sentinel::start();
+    let t = Test::new().env("HOOK_URL", &hook.url);
+    t.file("j.yaml", JOURNEY);
+    t.file("f.yaml", &fixtures(MOCKS));
+    let started = std::time::Instant::now();
+    let out = run(&t, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(started.elapsed().as_secs() < 10, "retries and waits must not sleep");
+    let r = report(&out);
+    let ask = step(&r, "ask");
+    assert_eq!(ask["entered"], 5);
+    assert_eq!(ask["ok"], 3, "c1, c2 after retries, c4 after a reset");
+    assert_eq!(ask["failed"], 2, "c3 times out every attempt, c5's answer fails `success`");
+    assert_eq!(ask["retries"], 2 + 2 + 1);
+    assert_eq!(step(&r, "fallback")["failed"], 2);
+    assert_eq!(step(&r, "vip_send")["entered"], 1);
+    assert_eq!(step(&r, "regular")["entered"], 2);
+    assert_eq!(r["totals"]["completed"], 5);
+    assert_eq!(hook.hits(), 0, "a dry-run must not open a connection");
+}
+
+#[test]
+fn show_prints_paths_saved_values_and_the_simulated_clock() {
+    let t = Test::new();
+    t.file("j.yaml", JOURNEY);
+    t.file("f.yaml", &fixtures(MOCKS));
+    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--show", "requests", "--now", "2026-11-20T11:00:00Z", "--customer", "c1", "--customer", "c2"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("### promo / vip_send / customer c1"), "{}", out.stdout);
+    assert!(out.stdout.contains("\"at\": \"2026-11-22T11:00:00Z\""), "the wait advances now by 2d:\n{}", out.stdout);
+    assert!(out.stdout.contains("\"code\": \"LATE\""), "{}", out.stdout);
+    assert!(!out.stdout.contains("customer c3"), "--customer selects");
+}
+
+#[test]
+fn unmocked_steps_are_assumed_with_placeholders() {
+    let t = Test::new();
+    t.file("j.yaml", JOURNEY);
+    t.file("f.yaml", &fixtures(""));
+    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--show", "requests", "--limit", "1"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("\"code\": \"<ask.code>\""), "{}", out.stdout);
+    assert_eq!(out.stdout.matches("### ").count(), 2, "--limit 1 takes one entry: {}", out.stdout);
+    assert!(out.stdout.contains("2 assumed"), "{}", out.stdout);
+}
+
+#[test]
+fn failures_without_a_handler_fail_the_entry_and_exit_1() {
+    let t = Test::new();
+    t.file("j.yaml", &JOURNEY.replace("    on_failure: fallback\n", ""));
+    t.file("f.yaml", &fixtures(MOCKS));
+    let out = run(&t, &[]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(report(&out)["totals"]["failed"], 2);
+}
+
+#[test]
+fn an_unknown_customer_makes_an_invalid_entry_not_a_crash() {
+    let t = Test::new();
+    t.file("j.yaml", JOURNEY);
+    t.file("f.yaml", &format!("{}  - {{ name: cart_abandoned, customer: ghost, at: 2026-11-20T10:00:00Z }}\n", fixtures("").replace("mocks:\n", "")));
+    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stderr.contains("names customer `ghost`, who is in no fixture file"), "{}", out.stderr);
+    assert!(out.stdout.contains("5 completed / 0 failed / 1 invalid"), "{}", out.stdout);
+}
+
+#[test]
+fn a_real_run_is_refused_until_it_exists() {
+    let t = Test::new();
+    t.file("j.yaml", JOURNEY);
+    t.file("f.yaml", &fixtures(""));
+    let out = t.run(&["run", "j.yaml", "--fixtures", "f.yaml"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("add `--dry-run`"), "{}", out.stderr);
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let t = Test::new();
+    t.file("j.yaml", JOURNEY);
+    t.file("f.yaml", &fixtures(""));
+    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--now", "yesterday"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("--now: `yesterday` is not an RFC 3339 date-time"), "{}", out.stderr);
+    let missing = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "nope.yaml"]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("nope.yaml: no such file or folder"), "{}", missing.stderr);
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the built `journey` binary on real files, asserting what a user sees.
+
+mod support;
+
+mod dry_run;
+mod examples;
+mod rendering;
+mod reports;
+mod secrets;
+mod test_command;
+mod validation;

@@ -1,0 +1,114 @@
+//! The test harness: a temp folder with journey and fixture files, the built binary, and what it printed.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A temp folder to write files into and run `journey` in.
+pub struct Test {
+    pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+/// What one run printed and returned.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Everything printed.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl Test {
+    pub fn new() -> Test {
+        Test { dir: tempfile::tempdir().expect("temp dir"), env: vec![] }
+    }
+
+    /// Writes a file (folders created).
+    pub fn file(&self, name: &str, text: &str) -> &Self {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        self
+    }
+
+    /// Sets an environment variable for every run.
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// Runs `journey ARGS` in the folder, with a clean environment but for PATH and what `env` set.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_journey"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().cloned())
+            .output()
+            .expect("run journey");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// The repository's own folder (for the examples).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A TCP listener on 127.0.0.1 that counts connections: a dry-run must never reach it.
+pub struct Sentinel {
+    pub url: String,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Sentinel {
+    pub fn start() -> Sentinel {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&hits);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stream.is_ok() {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        Sentinel { url, hits }
+    }
+
+    pub fn hits(&self) -> usize {
+        std::thread::sleep(Duration::from_millis(100));
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// A one-step journey posting `body` (YAML) to `{{ env.HOOK_URL }}/hook`.
+pub fn one_step(name: &str, body: &str) -> String {
+    format!(
+        "journey: {name}\ntrigger: {{ segment: \"true\" }}\nsteps:\n  - id: send\n    webhook:\n      url: \"{{{{ env.HOOK_URL }}}}/hook\"\n      body: {body}\n"
+    )
+}
