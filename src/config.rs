@@ -93,7 +93,10 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
             run_config(a.common, Mode::DryRun, ctx)
         }
         Command::Test(a) => run_config(a.common, Mode::Test, ctx),
-        Command::Graph(a) => Ok(Config::Graph { journey: a.journey, format: a.format }),
+        Command::Graph(a) => Ok(Config::Graph {
+            journey: a.journey,
+            format: a.format,
+        }),
     }
 }
 
@@ -109,7 +112,10 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Con
         mode,
         journeys: a.journeys,
         fixtures: a.fixtures,
-        selection: Selection { customers: a.customers, limit: a.limit },
+        selection: Selection {
+            customers: a.customers,
+            limit: a.limit,
+        },
         now,
         seed: a.seed,
         concurrency: a.concurrency,

@@ -47,7 +47,10 @@ mod tests {
 
     #[test]
     fn colour_needs_a_terminal_and_no_no_color() {
-        let mut c = RunContext { stdout_tty: true, ..Default::default() };
+        let mut c = RunContext {
+            stdout_tty: true,
+            ..Default::default()
+        };
         assert!(c.color());
         c.no_color = true;
         assert!(!c.color());

@@ -32,7 +32,11 @@ impl Exit {
 
 /// The exit code of a run or dry-run.
 pub fn for_run(report: &RunReport) -> Exit {
-    if report.has_failures() { Exit::Failures } else { Exit::Ok }
+    if report.has_failures() {
+        Exit::Failures
+    } else {
+        Exit::Ok
+    }
 }
 
 /// The exit code of `test`: only expectations decide; none at all is unusable input.

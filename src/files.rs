@@ -12,7 +12,10 @@ pub fn expand(args: &[PathBuf], exts: &[&str]) -> Result<Vec<PathBuf>, String> {
                 return Err(format!(
                     "{}: no files ending in {} in this folder",
                     arg.display(),
-                    exts.iter().map(|e| format!(".{e}")).collect::<Vec<_>>().join(", ")
+                    exts.iter()
+                        .map(|e| format!(".{e}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
             out.append(&mut found);
@@ -26,7 +29,8 @@ pub fn expand(args: &[PathBuf], exts: &[&str]) -> Result<Vec<PathBuf>, String> {
 }
 
 fn list(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read folder: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: cannot read folder: {e}", dir.display()))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && has_ext(p, exts))

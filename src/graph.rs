@@ -13,7 +13,13 @@ struct Edge {
 fn edges(j: &Journey) -> Vec<Edge> {
     let mut out = Vec::new();
     for (i, s) in j.steps.iter().enumerate() {
-        let mut push = |to: Option<usize>, label: &str| out.push(Edge { from: i, to, label: label.to_string() });
+        let mut push = |to: Option<usize>, label: &str| {
+            out.push(Edge {
+                from: i,
+                to,
+                label: label.to_string(),
+            })
+        };
         match &s.kind {
             StepKind::Webhook(_) => {
                 push(s.next, "success");
@@ -55,26 +61,43 @@ fn node_label(j: &Journey, i: usize) -> String {
 pub fn mermaid(j: &Journey) -> String {
     let mut out = format!("flowchart TD\n  start([{}]) --> s0\n", j.name);
     for i in 0..j.steps.len() {
-        out.push_str(&format!("  s{i}[\"{}\"]\n", node_label(j, i).replace('"', "'")));
+        out.push_str(&format!(
+            "  s{i}[\"{}\"]\n",
+            node_label(j, i).replace('"', "'")
+        ));
     }
     out.push_str("  done([completed])\n");
     for e in edges(j) {
         let to = e.to.map_or("done".to_string(), |t| format!("s{t}"));
-        out.push_str(&format!("  s{} -->|\"{}\"| {to}\n", e.from, e.label.replace('"', "'")));
+        out.push_str(&format!(
+            "  s{} -->|\"{}\"| {to}\n",
+            e.from,
+            e.label.replace('"', "'")
+        ));
     }
     out
 }
 
 /// Graphviz dot text.
 pub fn dot(j: &Journey) -> String {
-    let mut out = format!("digraph \"{}\" {{\n  rankdir=TB;\n  start [shape=oval, label=\"{}\"];\n  start -> s0;\n", j.name, j.name);
+    let mut out = format!(
+        "digraph \"{}\" {{\n  rankdir=TB;\n  start [shape=oval, label=\"{}\"];\n  start -> s0;\n",
+        j.name, j.name
+    );
     for i in 0..j.steps.len() {
-        out.push_str(&format!("  s{i} [shape=box, label=\"{}\"];\n", node_label(j, i).replace('"', "'")));
+        out.push_str(&format!(
+            "  s{i} [shape=box, label=\"{}\"];\n",
+            node_label(j, i).replace('"', "'")
+        ));
     }
     out.push_str("  done [shape=oval, label=\"completed\"];\n");
     for e in edges(j) {
         let to = e.to.map_or("done".to_string(), |t| format!("s{t}"));
-        out.push_str(&format!("  s{} -> {to} [label=\"{}\"];\n", e.from, e.label.replace('"', "'")));
+        out.push_str(&format!(
+            "  s{} -> {to} [label=\"{}\"];\n",
+            e.from,
+            e.label.replace('"', "'")
+        ));
     }
     out.push_str("}\n");
     out

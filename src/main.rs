@@ -17,7 +17,10 @@ fn main() {
 }
 
 fn run(config: config::Config) -> Exit {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             output::stderr(&format!("error: cannot start the runtime: {e}"));

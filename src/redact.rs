@@ -33,7 +33,9 @@ impl Redactor {
                     STANDARD.encode(s),
                     URL_SAFE_NO_PAD.encode(s),
                     url::form_urlencoded::byte_serialize(s.as_bytes()).collect(),
-                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20"),
+                    url::form_urlencoded::byte_serialize(s.as_bytes())
+                        .collect::<String>()
+                        .replace('+', "%20"),
                 ]
             })
             .collect();
@@ -58,7 +60,10 @@ impl Redactor {
         match v {
             serde_json::Value::String(s) => serde_json::Value::String(self.redact(s)),
             serde_json::Value::Array(a) => a.iter().map(|i| self.redact_json(i)).collect(),
-            serde_json::Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), self.redact_json(v))).collect(),
+            serde_json::Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| (k.clone(), self.redact_json(v)))
+                .collect(),
             other => other.clone(),
         }
     }

@@ -59,7 +59,17 @@ const MOCKS: &str = r#"  ask:
 "#;
 
 fn run(t: &Test, extra: &[&str]) -> crate::support::Output {
-    let mut args = vec!["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--output", "json", "--now", "2026-11-20T11:00:00Z"];
+    let mut args = vec![
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--output",
+        "json",
+        "--now",
+        "2026-11-20T11:00:00Z",
+    ];
     args.extend_from_slice(extra);
     t.run(&args)
 }
@@ -69,7 +79,12 @@ fn report(out: &crate::support::Output) -> serde_json::Value {
 }
 
 fn step<'a>(r: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    r["steps"].as_array().unwrap().iter().find(|s| s["step"] == id).unwrap()
+    r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == id)
+        .unwrap()
 }
 
 #[test]
@@ -81,12 +96,18 @@ fn mocks_drive_retries_branches_and_fallbacks_without_sending() {
     let started = std::time::Instant::now();
     let out = run(&t, &[]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(started.elapsed().as_secs() < 10, "retries and waits must not sleep");
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "retries and waits must not sleep"
+    );
     let r = report(&out);
     let ask = step(&r, "ask");
     assert_eq!(ask["entered"], 5);
     assert_eq!(ask["ok"], 3, "c1, c2 after retries, c4 after a reset");
-    assert_eq!(ask["failed"], 2, "c3 times out every attempt, c5's answer fails `success`");
+    assert_eq!(
+        ask["failed"], 2,
+        "c3 times out every attempt, c5's answer fails `success`"
+    );
     assert_eq!(ask["retries"], 2 + 2 + 1);
     assert_eq!(step(&r, "fallback")["failed"], 2);
     assert_eq!(step(&r, "vip_send")["entered"], 1);
@@ -100,10 +121,32 @@ fn show_prints_paths_saved_values_and_the_simulated_clock() {
     let t = Test::new();
     t.file("j.yaml", JOURNEY);
     t.file("f.yaml", &fixtures(MOCKS));
-    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--show", "requests", "--now", "2026-11-20T11:00:00Z", "--customer", "c1", "--customer", "c2"]);
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--show",
+        "requests",
+        "--now",
+        "2026-11-20T11:00:00Z",
+        "--customer",
+        "c1",
+        "--customer",
+        "c2",
+    ]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("### promo / vip_send / customer c1"), "{}", out.stdout);
-    assert!(out.stdout.contains("\"at\": \"2026-11-22T11:00:00Z\""), "the wait advances now by 2d:\n{}", out.stdout);
+    assert!(
+        out.stdout.contains("### promo / vip_send / customer c1"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("\"at\": \"2026-11-22T11:00:00Z\""),
+        "the wait advances now by 2d:\n{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("\"code\": \"LATE\""), "{}", out.stdout);
     assert!(!out.stdout.contains("customer c3"), "--customer selects");
 }
@@ -113,10 +156,29 @@ fn unmocked_steps_are_assumed_with_placeholders() {
     let t = Test::new();
     t.file("j.yaml", JOURNEY);
     t.file("f.yaml", &fixtures(""));
-    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--show", "requests", "--limit", "1"]);
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--show",
+        "requests",
+        "--limit",
+        "1",
+    ]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("\"code\": \"<ask.code>\""), "{}", out.stdout);
-    assert_eq!(out.stdout.matches("### ").count(), 2, "--limit 1 takes one entry: {}", out.stdout);
+    assert!(
+        out.stdout.contains("\"code\": \"<ask.code>\""),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.stdout.matches("### ").count(),
+        2,
+        "--limit 1 takes one entry: {}",
+        out.stdout
+    );
     assert!(out.stdout.contains("2 assumed"), "{}", out.stdout);
 }
 
@@ -134,11 +196,26 @@ fn failures_without_a_handler_fail_the_entry_and_exit_1() {
 fn an_unknown_customer_makes_an_invalid_entry_not_a_crash() {
     let t = Test::new();
     t.file("j.yaml", JOURNEY);
-    t.file("f.yaml", &format!("{}  - {{ name: cart_abandoned, customer: ghost, at: 2026-11-20T10:00:00Z }}\n", fixtures("").replace("mocks:\n", "")));
+    t.file(
+        "f.yaml",
+        &format!(
+            "{}  - {{ name: cart_abandoned, customer: ghost, at: 2026-11-20T10:00:00Z }}\n",
+            fixtures("").replace("mocks:\n", "")
+        ),
+    );
     let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(out.stderr.contains("names customer `ghost`, who is in no fixture file"), "{}", out.stderr);
-    assert!(out.stdout.contains("5 completed / 0 failed / 1 invalid"), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("names customer `ghost`, who is in no fixture file"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("5 completed / 0 failed / 1 invalid"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -156,10 +233,27 @@ fn bad_flags_are_usage_errors() {
     let t = Test::new();
     t.file("j.yaml", JOURNEY);
     t.file("f.yaml", &fixtures(""));
-    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--now", "yesterday"]);
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--now",
+        "yesterday",
+    ]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("--now: `yesterday` is not an RFC 3339 date-time"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("--now: `yesterday` is not an RFC 3339 date-time"),
+        "{}",
+        out.stderr
+    );
     let missing = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "nope.yaml"]);
     assert_eq!(missing.code, 2);
-    assert!(missing.stderr.contains("nope.yaml: no such file or folder"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("nope.yaml: no such file or folder"),
+        "{}",
+        missing.stderr
+    );
 }

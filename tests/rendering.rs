@@ -3,12 +3,25 @@
 use crate::support::{Test, one_step};
 
 fn show(t: &Test) -> crate::support::Output {
-    t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--show", "requests", "--output", "json"])
+    t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--show",
+        "requests",
+        "--output",
+        "json",
+    ])
 }
 
 fn body_of(stderr: &str) -> serde_json::Value {
-    let start = stderr.find("\n{").expect("a JSON body in the shown request");
-    let mut de = serde_json::Deserializer::from_str(&stderr[start..]).into_iter::<serde_json::Value>();
+    let start = stderr
+        .find("\n{")
+        .expect("a JSON body in the shown request");
+    let mut de =
+        serde_json::Deserializer::from_str(&stderr[start..]).into_iter::<serde_json::Value>();
     de.next().unwrap().unwrap()
 }
 
@@ -31,8 +44,17 @@ fn a_lone_expression_keeps_its_type() {
 #[test]
 fn customer_data_is_never_evaluated() {
     let t = Test::new();
-    t.file("j.yaml", &one_step("j", "{ greeting: \"Hi {{ customer.name }}\", raw: \"{{ customer.name }}\" }"));
-    t.file("f.yaml", "customers:\n  - { id: c1, name: \"{{ 7*7 }}{% raw %}\" }\n");
+    t.file(
+        "j.yaml",
+        &one_step(
+            "j",
+            "{ greeting: \"Hi {{ customer.name }}\", raw: \"{{ customer.name }}\" }",
+        ),
+    );
+    t.file(
+        "f.yaml",
+        "customers:\n  - { id: c1, name: \"{{ 7*7 }}{% raw %}\" }\n",
+    );
     let out = show(&t);
     assert_eq!(out.code, 0, "{}", out.all());
     let body = body_of(&out.stderr);
@@ -45,22 +67,50 @@ fn missing_env_renders_a_placeholder_and_says_so_once() {
     let t = Test::new();
     t.file("j.yaml", &one_step("j", "{ a: 1 }"));
     t.file("f.yaml", "customers: [{ id: c1 }, { id: c2 }]\n");
-    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--show", "requests"]);
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--show",
+        "requests",
+    ]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(out.stdout.matches("POST <env.HOOK_URL>/hook").count(), 2, "{}", out.stdout);
-    assert_eq!(out.stderr.matches("rendered as placeholders").count(), 1, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.matches("POST <env.HOOK_URL>/hook").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.stderr.matches("rendered as placeholders").count(),
+        1,
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("env.HOOK_URL"));
 }
 
 #[test]
 fn errors_in_a_batch_are_aggregated_with_examples() {
     let t = Test::new();
-    t.file("j.yaml", &one_step("j", "{ email: \"{{ customer.email }}\" }"));
+    t.file(
+        "j.yaml",
+        &one_step("j", "{ email: \"{{ customer.email }}\" }"),
+    );
     let customers: String = (1..=50).map(|i| format!("  - {{ id: c{i} }}\n")).collect();
-    t.file("f.yaml", &format!("customers:\n{customers}  - {{ id: ok, email: a@b.c }}\n"));
+    t.file(
+        "f.yaml",
+        &format!("customers:\n{customers}  - {{ id: ok, email: a@b.c }}\n"),
+    );
     let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    let lines: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
     assert_eq!(lines.len(), 1, "{}", out.stderr);
     let line = lines[0];
     assert!(line.contains("j.yaml:7:"), "{line}");
@@ -79,8 +129,23 @@ fn filters_normalize_and_hash() {
         "j.yaml",
         &one_step("j", "{ to: \"{{ customer.email | normalize_email }}\", phone: \"{{ customer.phone | normalize_phone }}\", hash: \"{{ customer.email | normalize_email | sha256 }}\", day: \"{{ now | datetimeformat('%Y-%m-%d %H:%M', tz='America/New_York') }}\" }"),
     );
-    t.file("f.yaml", "customers:\n  - { id: c1, email: \" Ana@Example.com \", phone: \"+1 (415) 555-0100\" }\n");
-    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--show", "requests", "--output", "json", "--now", "2026-11-20T11:00:00Z"]);
+    t.file(
+        "f.yaml",
+        "customers:\n  - { id: c1, email: \" Ana@Example.com \", phone: \"+1 (415) 555-0100\" }\n",
+    );
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--show",
+        "requests",
+        "--output",
+        "json",
+        "--now",
+        "2026-11-20T11:00:00Z",
+    ]);
     assert_eq!(out.code, 0, "{}", out.all());
     let body = body_of(&out.stderr);
     assert_eq!(body["to"], "ana@example.com");
@@ -94,10 +159,36 @@ fn identities_are_stable_across_runs() {
     let t = Test::new();
     t.file("j.yaml", &one_step("j", "{ a: 1 }"));
     t.file("f.yaml", "customers: [{ id: c1 }]\n");
-    let first = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--show", "requests"]);
-    let second = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--show", "requests"]);
-    let key = |o: &crate::support::Output| o.stdout.lines().find(|l| l.starts_with("Idempotency-Key: dlv_")).map(str::to_string);
-    let trace = |o: &crate::support::Output| o.stdout.lines().find(|l| l.starts_with("traceparent: 00-")).map(|l| l[16..48].to_string());
+    let first = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--show",
+        "requests",
+    ]);
+    let second = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--show",
+        "requests",
+    ]);
+    let key = |o: &crate::support::Output| {
+        o.stdout
+            .lines()
+            .find(|l| l.starts_with("Idempotency-Key: dlv_"))
+            .map(str::to_string)
+    };
+    let trace = |o: &crate::support::Output| {
+        o.stdout
+            .lines()
+            .find(|l| l.starts_with("traceparent: 00-"))
+            .map(|l| l[16..48].to_string())
+    };
     assert!(key(&first).is_some(), "{}", first.stdout);
     assert_eq!(key(&first), key(&second));
     assert_eq!(trace(&first), trace(&second));

@@ -12,21 +12,47 @@ fn setup() -> Test {
 #[test]
 fn output_json_is_exactly_one_document() {
     let t = setup();
-    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--output", "json", "--show", "requests"]);
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--output",
+        "json",
+        "--show",
+        "requests",
+    ]);
     assert_eq!(out.code, 0, "{}", out.all());
-    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("stdout is one JSON document");
+    let doc: serde_json::Value =
+        serde_json::from_str(&out.stdout).expect("stdout is one JSON document");
     assert_eq!(doc["schema_version"], 1);
     assert!(doc["run_id"].as_str().unwrap().starts_with("run_"));
     assert_eq!(doc["mode"], "dry_run");
     assert_eq!(doc["totals"]["entries"], 2);
     assert_eq!(doc["steps"][0]["assumed"], 2);
-    assert!(out.stderr.contains("### j / send / customer c1"), "--show goes to stderr: {}", out.stderr);
+    assert!(
+        out.stderr.contains("### j / send / customer c1"),
+        "--show goes to stderr: {}",
+        out.stderr
+    );
 }
 
 #[test]
 fn report_files_are_private_and_match_stdout() {
     let t = setup();
-    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--report", "out/report.json", "--junit", "out/junit.xml", "--quiet"]);
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--report",
+        "out/report.json",
+        "--junit",
+        "out/junit.xml",
+        "--quiet",
+    ]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(out.stdout, "", "--quiet prints nothing on success");
     let report: serde_json::Value = serde_json::from_str(&t.read("out/report.json")).unwrap();
@@ -41,7 +67,13 @@ fn report_files_are_private_and_match_stdout() {
     }
     let xml = t.read("out/junit.xml");
     let doc = roxmltree::Document::parse(&xml).unwrap();
-    assert_eq!(doc.descendants().filter(|n| n.has_tag_name("testcase")).count(), 1, "one testcase per step for run");
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .count(),
+        1,
+        "one testcase per step for run"
+    );
 }
 
 #[test]
@@ -49,13 +81,41 @@ fn the_table_has_a_row_per_step_and_totals_without_colour() {
     let t = setup();
     let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    let header = out.stdout.lines().find(|l| l.contains("journey") && l.contains("entered")).expect("a header row");
-    for col in ["step", "kind", "ok", "failed", "suppressed", "assumed", "retries", "p50", "p95"] {
+    let header = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("journey") && l.contains("entered"))
+        .expect("a header row");
+    for col in [
+        "step",
+        "kind",
+        "ok",
+        "failed",
+        "suppressed",
+        "assumed",
+        "retries",
+        "p50",
+        "p95",
+    ] {
         assert!(header.contains(col), "{col} missing from {header}");
     }
-    assert!(out.stdout.lines().any(|l| l.contains(" j ") && l.contains(" send ") && l.contains(" webhook ")), "{}", out.stdout);
-    assert!(out.stdout.contains("entries: 2 completed / 0 failed / 0 invalid"), "{}", out.stdout);
-    assert!(!out.stdout.contains('\u{1b}'), "no colour when stdout is not a terminal");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains(" j ") && l.contains(" send ") && l.contains(" webhook ")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("entries: 2 completed / 0 failed / 0 invalid"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains('\u{1b}'),
+        "no colour when stdout is not a terminal"
+    );
 }
 
 #[test]
@@ -64,7 +124,15 @@ fn a_closed_pipe_ends_quietly() {
     let customers: String = (0..3000).map(|i| format!("  - {{ id: c{i} }}\n")).collect();
     t.file("f.yaml", &format!("customers:\n{customers}"));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_journey"))
-        .args(["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--show", "requests"])
+        .args([
+            "run",
+            "--dry-run",
+            "j.yaml",
+            "--fixtures",
+            "f.yaml",
+            "--show",
+            "requests",
+        ])
         .current_dir(t.dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

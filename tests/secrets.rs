@@ -11,12 +11,36 @@ fn journey() -> String {
 
 #[test]
 fn secrets_are_redacted_everywhere_they_could_show() {
-    let t = Test::new().env("TOKEN", TOKEN).env("SIGNING", SIGNING).env("HOOK_URL", "http://127.0.0.1:9");
+    let t = Test::new()
+        .env("TOKEN", TOKEN)
+        .env("SIGNING", SIGNING)
+        .env("HOOK_URL", "http://127.0.0.1:9");
     t.file("j.yaml", &journey());
     t.file("f.yaml", "customers: [{ id: c1 }]\nexpect:\n  - { journey: j, customer: c1, requests: { send: { body: { token: nope } } } }\n");
-    let run = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--show", "requests", "--report", "r.json", "--junit", "r.xml"]);
+    let run = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--show",
+        "requests",
+        "--report",
+        "r.json",
+        "--junit",
+        "r.xml",
+    ]);
     assert_eq!(run.code, 0, "{}", run.all());
-    let test = t.run(&["test", "j.yaml", "--fixtures", "f.yaml", "--report", "t.json", "--junit", "t.xml"]);
+    let test = t.run(&[
+        "test",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--report",
+        "t.json",
+        "--junit",
+        "t.xml",
+    ]);
     assert_eq!(test.code, 1, "{}", test.all());
     let encoded = base64_of(TOKEN);
     for (what, text) in [
@@ -28,15 +52,37 @@ fn secrets_are_redacted_everywhere_they_could_show() {
         ("t.xml", t.read("t.xml")),
     ] {
         assert!(!text.contains(TOKEN), "{what} leaks the token:\n{text}");
-        assert!(!text.contains(&encoded), "{what} leaks the token base64-encoded");
-        assert!(!text.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "{what} leaks the signing key");
+        assert!(
+            !text.contains(&encoded),
+            "{what} leaks the token base64-encoded"
+        );
+        assert!(
+            !text.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            "{what} leaks the signing key"
+        );
     }
-    assert!(run.stdout.contains("Authorization: [redacted]"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Authorization: [redacted]"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("X-Echo: [redacted]"), "{}", run.stdout);
     assert!(run.stdout.contains("key=[redacted]"), "{}", run.stdout);
-    assert!(run.stdout.contains("\"token\": \"[redacted]\""), "{}", run.stdout);
-    assert!(run.stdout.contains("webhook-signature: [redacted]"), "{}", run.stdout);
-    assert!(test.all().contains("expected `nope`, got `[redacted]`"), "{}", test.all());
+    assert!(
+        run.stdout.contains("\"token\": \"[redacted]\""),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("webhook-signature: [redacted]"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        test.all().contains("expected `nope`, got `[redacted]`"),
+        "{}",
+        test.all()
+    );
 }
 
 #[test]
@@ -44,12 +90,36 @@ fn no_secrets_needed_for_dry_runs() {
     let t = Test::new();
     t.file("j.yaml", &journey());
     t.file("f.yaml", "customers: [{ id: c1 }]\n");
-    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--show", "requests"]);
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--show",
+        "requests",
+    ]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("\"token\": \"<secret.TOKEN>\""), "{}", out.stdout);
-    assert!(out.stdout.contains("webhook-signature: [redacted]"), "{}", out.stdout);
-    assert!(out.stderr.contains("signatures use a dummy key"), "{}", out.stderr);
-    assert!(out.stderr.contains("secret.SIGNING, secret.TOKEN"), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("\"token\": \"<secret.TOKEN>\""),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("webhook-signature: [redacted]"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("signatures use a dummy key"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("secret.SIGNING, secret.TOKEN"),
+        "{}",
+        out.stderr
+    );
 }
 
 fn base64_of(s: &str) -> String {

@@ -30,7 +30,10 @@ impl Output {
 
 impl Test {
     pub fn new() -> Test {
-        Test { dir: tempfile::tempdir().expect("temp dir"), env: vec![] }
+        Test {
+            dir: tempfile::tempdir().expect("temp dir"),
+            env: vec![],
+        }
     }
 
     /// Writes a file (folders created).

@@ -34,12 +34,26 @@ fn passing_expectations_exit_0() {
         "f.yaml",
         &format!("{FIXTURES}expect:\n  - {{ journey: j, customer: c1, path: [ask, send, done], outcome: completed, not_called: [fallback], requests: {{ send: {{ body: {{ to: a@b.c }} }} }} }}\n  - {{ journey: j, customer: c2, path: [ask, fallback, done], attempts: {{ ask: 3 }} }}\n  - {{ journey: j, customer: nobody, outcome: not_entered }}\n"),
     );
-    let out = t.run(&["test", "j.yaml", "--fixtures", "f.yaml", "--junit", "junit.xml"]);
+    let out = t.run(&[
+        "test",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--junit",
+        "junit.xml",
+    ]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("expectations: 3 passed, 0 failed"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("expectations: 3 passed, 0 failed"),
+        "{}",
+        out.stdout
+    );
     let xml = t.read("junit.xml");
     let doc = roxmltree::Document::parse(&xml).expect("JUnit parses as XML");
-    let suites: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testsuite")).collect();
+    let suites: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
     assert_eq!(suites.len(), 1);
     assert_eq!(suites[0].attribute("name"), Some("j"));
     assert_eq!(suites[0].attribute("tests"), Some("3"));
@@ -54,20 +68,47 @@ fn a_mismatch_names_the_first_difference_and_exits_1() {
         "f.yaml",
         &format!("{FIXTURES}expect:\n  - {{ journey: j, customer: c2, path: [ask, send, done] }}\n  - {{ journey: j, customer: c1, requests: {{ send: {{ body: {{ to: x@y.z }} }} }} }}\n  - {{ journey: j, customer: c1, outcome: completed }}\n"),
     );
-    let out = t.run(&["test", "j.yaml", "--fixtures", "f.yaml", "--junit", "junit.xml"]);
+    let out = t.run(&[
+        "test",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--junit",
+        "junit.xml",
+    ]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(out.stdout.contains("FAIL j customer c2 (line 9): expected path [ask, send, done], got [ask, fallback, done]"), "{}", out.stdout);
-    assert!(out.stdout.contains("requests.send.body.to: expected `x@y.z`, got `a@b.c`"), "{}", out.stdout);
-    assert!(out.stdout.contains("expectations: 1 passed, 2 failed"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("requests.send.body.to: expected `x@y.z`, got `a@b.c`"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("expectations: 1 passed, 2 failed"),
+        "{}",
+        out.stdout
+    );
     let xml = t.read("junit.xml");
     let doc = roxmltree::Document::parse(&xml).expect("JUnit parses as XML");
-    let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
     assert_eq!(cases.len(), 3);
-    let names: std::collections::HashSet<_> = cases.iter().map(|c| c.attribute("name").unwrap()).collect();
+    let names: std::collections::HashSet<_> =
+        cases.iter().map(|c| c.attribute("name").unwrap()).collect();
     assert_eq!(names.len(), 3, "testcase names are unique: {names:?}");
-    let failures: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("failure")).collect();
+    let failures: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .collect();
     assert_eq!(failures.len(), 2);
-    assert!(failures.iter().any(|f| f.attribute("message").unwrap_or("").contains("got [ask, fallback, done]")));
+    assert!(failures.iter().any(|f| {
+        f.attribute("message")
+            .unwrap_or("")
+            .contains("got [ask, fallback, done]")
+    }));
 }
 
 #[test]
@@ -77,15 +118,26 @@ fn no_expectations_is_exit_2() {
     t.file("f.yaml", FIXTURES);
     let out = t.run(&["test", "j.yaml", "--fixtures", "f.yaml"]);
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(out.stderr.contains("has nothing to check"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("has nothing to check"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn unknown_expect_keys_are_errors() {
     let t = Test::new();
     t.file("j.yaml", JOURNEY);
-    t.file("f.yaml", &format!("{FIXTURES}expect:\n  - {{ journey: j, customer: c1, outcom: completed }}\n"));
+    t.file(
+        "f.yaml",
+        &format!("{FIXTURES}expect:\n  - {{ journey: j, customer: c1, outcom: completed }}\n"),
+    );
     let out = t.run(&["test", "j.yaml", "--fixtures", "f.yaml"]);
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(out.stderr.contains("did you mean `outcome`?"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("did you mean `outcome`?"),
+        "{}",
+        out.stderr
+    );
 }

@@ -26,22 +26,38 @@ fn unknown_key_names_line_and_suggests() {
     let out = validate(&journey(&format!("{GOOD_STEP}    on_falure: stop\n")));
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(out.stderr.contains("j.yaml:7:5"), "{}", out.stderr);
-    assert!(out.stderr.contains("unknown key `on_falure`"), "{}", out.stderr);
-    assert!(out.stderr.contains("did you mean `on_failure`?"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unknown key `on_falure`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("did you mean `on_failure`?"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("nothing was run"));
 }
 
 #[test]
 fn unknown_top_level_key_suggests() {
-    let out = validate(&format!("journey: j\ntriger: {{ event: a }}\nsteps:\n{GOOD_STEP}"));
+    let out = validate(&format!(
+        "journey: j\ntriger: {{ event: a }}\nsteps:\n{GOOD_STEP}"
+    ));
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("j.yaml:2:1"), "{}", out.stderr);
-    assert!(out.stderr.contains("did you mean `trigger`?"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("did you mean `trigger`?"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn missing_id_is_an_error_with_its_line() {
-    let out = validate(&journey("  - webhook:\n      url: \"{{ env.HOOK_URL }}\"\n"));
+    let out = validate(&journey(
+        "  - webhook:\n      url: \"{{ env.HOOK_URL }}\"\n",
+    ));
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("j.yaml:4:"), "{}", out.stderr);
     assert!(out.stderr.contains("missing field `id`"), "{}", out.stderr);
@@ -51,14 +67,25 @@ fn missing_id_is_an_error_with_its_line() {
 fn duplicate_ids_are_errors() {
     let out = validate(&journey(&format!("{GOOD_STEP}{GOOD_STEP}")));
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("j.yaml:7:9: duplicate step id `send`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("j.yaml:7:9: duplicate step id `send`"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn dangling_references_suggest_the_nearest_id() {
-    let out = validate(&journey(&format!("{GOOD_STEP}    next: dnoe\n  - id: done\n    end: completed\n")));
+    let out = validate(&journey(&format!(
+        "{GOOD_STEP}    next: dnoe\n  - id: done\n    end: completed\n"
+    )));
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("j.yaml:7:11: no step `dnoe` in this journey; did you mean `done`?"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("j.yaml:7:11: no step `dnoe` in this journey; did you mean `done`?"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -66,12 +93,19 @@ fn cycles_are_errors() {
     let steps = "  - id: a\n    wait: 1d\n    next: b\n  - id: b\n    wait: 1d\n    next: a\n";
     let out = validate(&journey(steps));
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("j.yaml:4:9: steps form a cycle: a -> b -> a"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("j.yaml:4:9: steps form a cycle: a -> b -> a"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn templates_that_do_not_compile_are_errors() {
-    let out = validate(&journey("  - id: send\n    webhook:\n      url: \"{{ env.HOOK_URL }}/x\"\n      body: { a: \"{{ customer.id | }}\" }\n"));
+    let out = validate(&journey(
+        "  - id: send\n    webhook:\n      url: \"{{ env.HOOK_URL }}/x\"\n      body: { a: \"{{ customer.id | }}\" }\n",
+    ));
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("j.yaml:7:18"), "{}", out.stderr);
     assert!(out.stderr.contains("does not compile"), "{}", out.stderr);
@@ -79,32 +113,54 @@ fn templates_that_do_not_compile_are_errors() {
 
 #[test]
 fn braces_inside_an_expression_are_errors() {
-    let steps = format!("  - id: pick\n    branch:\n      - when: \"{{{{ customer.vip }}}}\"\n        goto: send\n{GOOD_STEP}");
+    let steps = format!(
+        "  - id: pick\n    branch:\n      - when: \"{{{{ customer.vip }}}}\"\n        goto: send\n{GOOD_STEP}"
+    );
     let out = validate(&journey(&steps));
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("j.yaml:6:15"), "{}", out.stderr);
-    assert!(out.stderr.contains("is an expression: write it without `{{ }}`"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("is an expression: write it without `{{ }}`"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn a_split_must_add_up_to_100() {
-    let steps = format!("  - id: ab\n    split: [{{percent: 50, goto: send}}, {{percent: 40, goto: send}}]\n{GOOD_STEP}");
+    let steps = format!(
+        "  - id: ab\n    split: [{{percent: 50, goto: send}}, {{percent: 40, goto: send}}]\n{GOOD_STEP}"
+    );
     let out = validate(&journey(&steps));
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("j.yaml:5:12: split percentages add up to 90, not 100"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("j.yaml:5:12: split percentages add up to 90, not 100"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn the_origin_must_come_from_literals_and_env() {
-    let out = validate(&journey("  - id: send\n    webhook:\n      url: \"https://{{ customer.domain }}/hook\"\n"));
+    let out = validate(&journey(
+        "  - id: send\n    webhook:\n      url: \"https://{{ customer.domain }}/hook\"\n",
+    ));
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("j.yaml:6:12"), "{}", out.stderr);
-    assert!(out.stderr.contains("must come from literals and `env`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("must come from literals and `env`"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn months_are_refused_in_waits() {
-    let out = validate(&journey(&format!("  - id: pause\n    wait: 1M\n{GOOD_STEP}")));
+    let out = validate(&journey(&format!(
+        "  - id: pause\n    wait: 1M\n{GOOD_STEP}"
+    )));
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("j.yaml:5:11"), "{}", out.stderr);
     assert!(out.stderr.contains("months and years"), "{}", out.stderr);
@@ -112,15 +168,27 @@ fn months_are_refused_in_waits() {
 
 #[test]
 fn unreachable_steps_warn_and_strict_fails() {
-    let steps = format!("{GOOD_STEP}  - id: done\n    end: completed\n  - id: orphan\n    end: failed\n");
+    let steps =
+        format!("{GOOD_STEP}  - id: done\n    end: completed\n  - id: orphan\n    end: failed\n");
     let t = Test::new();
     t.file("j.yaml", &journey(&steps));
     let out = t.run(&["validate", "j.yaml"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stderr.contains("j.yaml:9:9: warning: step `orphan` can never be reached"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("j.yaml:9:9: warning: step `orphan` can never be reached"),
+        "{}",
+        out.stderr
+    );
     let strict = t.run(&["validate", "j.yaml", "--strict"]);
     assert_eq!(strict.code, 2);
-    assert!(strict.stderr.contains("step `orphan` can never be reached (--strict)"), "{}", strict.stderr);
+    assert!(
+        strict
+            .stderr
+            .contains("step `orphan` can never be reached (--strict)"),
+        "{}",
+        strict.stderr
+    );
 }
 
 #[test]
@@ -129,7 +197,11 @@ fn every_error_of_a_file_is_reported_at_once() {
     let out = validate(&journey(steps));
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("no step `nowhere`"), "{}", out.stderr);
-    assert!(out.stderr.contains("duplicate step id `a`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("duplicate step id `a`"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("2 error(s)"), "{}", out.stderr);
 }
 
@@ -140,7 +212,12 @@ fn unknown_fixture_keys_are_errors() {
     t.file("f.yaml", "customers: [{ id: c1 }]\nevnets: []\n");
     let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml"]);
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(out.stderr.contains("f.yaml:2:1: unknown key `evnets` at the top level; did you mean `events`?"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("f.yaml:2:1: unknown key `evnets` at the top level; did you mean `events`?"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -149,7 +226,20 @@ fn duplicate_customer_ids_are_errors() {
     t.file("j.yaml", &journey(GOOD_STEP));
     t.file("a.yaml", "customers: [{ id: c1 }]\n");
     t.file("b.yaml", "customers:\n  - { id: c1 }\n");
-    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "a.yaml", "--fixtures", "b.yaml"]);
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "a.yaml",
+        "--fixtures",
+        "b.yaml",
+    ]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("b.yaml:2:5: duplicate customer id `c1`"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("b.yaml:2:5: duplicate customer id `c1`"),
+        "{}",
+        out.stderr
+    );
 }

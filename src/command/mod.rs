@@ -33,30 +33,53 @@ pub fn load_journeys(paths: &[std::path::PathBuf], strict: bool) -> Result<Vec<J
         for e in &loaded.errors {
             output::stderr(&format!("error: {e}"));
         }
-        output::stderr(&format!("{} error(s); nothing was run", loaded.errors.len()));
+        output::stderr(&format!(
+            "{} error(s); nothing was run",
+            loaded.errors.len()
+        ));
         return Err(Exit::Usage);
     }
     Ok(loaded.journeys)
 }
 
 /// Environment variables for a run that needs no secrets: missing ones render as placeholders.
-pub fn placeholder_env(journeys: &[Journey], vars: &HashMap<String, String>) -> (EnvVars, Redactor, Option<String>) {
-    let env = EnvVars { values: Arc::new(vars.clone()), placeholders: true };
+pub fn placeholder_env(
+    journeys: &[Journey],
+    vars: &HashMap<String, String>,
+) -> (EnvVars, Redactor, Option<String>) {
+    let env = EnvVars {
+        values: Arc::new(vars.clone()),
+        placeholders: true,
+    };
     let secrets: Vec<&str> = journeys
         .iter()
         .flat_map(|j| j.secret_names.iter())
         .filter_map(|n| vars.get(n).map(String::as_str))
         .collect();
     let missing = |names: Vec<&String>| -> Vec<String> {
-        let mut m: Vec<String> = names.into_iter().filter(|n| !vars.contains_key(*n)).cloned().collect();
+        let mut m: Vec<String> = names
+            .into_iter()
+            .filter(|n| !vars.contains_key(*n))
+            .cloned()
+            .collect();
         m.sort();
         m.dedup();
         m
     };
     let env_missing = missing(journeys.iter().flat_map(|j| j.env_names.iter()).collect());
-    let secret_missing = missing(journeys.iter().flat_map(|j| j.secret_names.iter()).collect());
+    let secret_missing = missing(
+        journeys
+            .iter()
+            .flat_map(|j| j.secret_names.iter())
+            .collect(),
+    );
     let notice = (!env_missing.is_empty() || !secret_missing.is_empty()).then(|| {
-        let list = |p: &str, v: &[String]| v.iter().map(|n| format!("{p}.{n}")).collect::<Vec<_>>().join(", ");
+        let list = |p: &str, v: &[String]| {
+            v.iter()
+                .map(|n| format!("{p}.{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let names = [list("env", &env_missing), list("secret", &secret_missing)]
             .into_iter()
             .filter(|s| !s.is_empty())

@@ -19,7 +19,10 @@ pub fn fixture_errors(errors: &[String]) -> Exit {
     for e in errors {
         output::stderr(&format!("error: {e}"));
     }
-    output::stderr(&format!("{} error(s) in fixtures; nothing was run", errors.len()));
+    output::stderr(&format!(
+        "{} error(s) in fixtures; nothing was run",
+        errors.len()
+    ));
     Exit::Usage
 }
 
@@ -28,7 +31,10 @@ pub fn print_problems(report: &RunReport) {
     for (kind, groups) in [("error", &report.errors), ("warning", &report.warnings)] {
         for g in groups {
             let examples = g.examples.join(", ");
-            output::stderr(&format!("{kind}: {} ({} entries, e.g. {examples})", g.message, g.count));
+            output::stderr(&format!(
+                "{kind}: {} ({} entries, e.g. {examples})",
+                g.message, g.count
+            ));
         }
     }
 }
@@ -44,7 +50,9 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
         Err(errors) => return Ok(fixture_errors(&errors)),
     };
     if c.mode == Mode::Test && fixtures.expects.is_empty() {
-        output::stderr("error: the fixtures hold no `expect`: `journey test` has nothing to check (use `journey run --dry-run` to just run)");
+        output::stderr(
+            "error: the fixtures hold no `expect`: `journey test` has nothing to check (use `journey run --dry-run` to just run)",
+        );
         return Ok(Exit::Usage);
     }
     let (env, redactor, notice) = super::placeholder_env(&journeys, &c.env);
@@ -67,22 +75,29 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
     let bar = crate::progress::bar(c.progress, list.len() as u64);
     let mut kept = Vec::new();
     let mut shown = Ok(());
-    runner::run(&journeys, list, &DryRun::new(Arc::clone(&fixtures)), &settings, |r| {
-        tally.add(&r);
-        bar.inc(1);
-        if shown.is_ok() && c.show == Some(Show::Requests) {
-            shown = show(&journeys, &r, &c, &redactor);
-        }
-        if c.mode == Mode::Test {
-            kept.push(r);
-        }
-    })
+    runner::run(
+        &journeys,
+        list,
+        &DryRun::new(Arc::clone(&fixtures)),
+        &settings,
+        |r| {
+            tally.add(&r);
+            bar.inc(1);
+            if shown.is_ok() && c.show == Some(Show::Requests) {
+                shown = show(&journeys, &r, &c, &redactor);
+            }
+            if c.mode == Mode::Test {
+                kept.push(r);
+            }
+        },
+    )
     .await;
     bar.finish_and_clear();
     shown?;
     let mut report = tally.finish();
     if c.mode == Mode::Test {
-        report.expectations = crate::expect::check_all(&fixtures.expects, &journeys, &kept, &redactor);
+        report.expectations =
+            crate::expect::check_all(&fixtures.expects, &journeys, &kept, &redactor);
     }
     finish(&c, &journeys, &report)
 }
@@ -92,11 +107,19 @@ fn run_id(c: &RunConfig) -> String {
     format!("run_{}_{:08x}", c.now.format("%Y%m%dT%H%M%SZ"), rng.u32(..))
 }
 
-fn show(journeys: &[Journey], r: &EntryResult, c: &RunConfig, redactor: &Redactor) -> std::io::Result<()> {
+fn show(
+    journeys: &[Journey],
+    r: &EntryResult,
+    c: &RunConfig,
+    redactor: &Redactor,
+) -> std::io::Result<()> {
     let j = &journeys[r.journey];
     for s in &r.steps {
         let Some(req) = &s.request else { continue };
-        let title = format!("{} / {} / customer {}", j.name, j.steps[s.index].id, r.customer);
+        let title = format!(
+            "{} / {} / customer {}",
+            j.name, j.steps[s.index].id, r.customer
+        );
         let text = report::show::request(&title, req, c.now.timestamp(), redactor);
         match c.output {
             Output::Json => output::stderr(text.trim_end()),
@@ -129,7 +152,12 @@ fn finish(c: &RunConfig, journeys: &[Journey], report: &RunReport) -> anyhow::Re
     }
     if c.quiet && c.mode == Mode::Test {
         for e in report.expectations.iter().filter(|e| e.failure.is_some()) {
-            output::stderr(&format!("FAIL {} {}: {}", e.journey, e.name, e.failure.as_deref().unwrap_or("")));
+            output::stderr(&format!(
+                "FAIL {} {}: {}",
+                e.journey,
+                e.name,
+                e.failure.as_deref().unwrap_or("")
+            ));
         }
     }
     Ok(match c.mode {
@@ -143,10 +171,17 @@ fn expectation_lines(report: &RunReport) -> String {
     for e in &report.expectations {
         match &e.failure {
             None => out.push_str(&format!("ok   {} {}\n", e.journey, e.name)),
-            Some(f) => out.push_str(&format!("FAIL {} {}: {f}\n     at {}\n", e.journey, e.name, e.at)),
+            Some(f) => out.push_str(&format!(
+                "FAIL {} {}: {f}\n     at {}\n",
+                e.journey, e.name, e.at
+            )),
         }
     }
-    let failed = report.expectations.iter().filter(|e| e.failure.is_some()).count();
+    let failed = report
+        .expectations
+        .iter()
+        .filter(|e| e.failure.is_some())
+        .count();
     out.push_str(&format!(
         "expectations: {} passed, {failed} failed\n",
         report.expectations.len() - failed

@@ -28,17 +28,33 @@ pub async fn validate(c: ValidateConfig) -> anyhow::Result<Exit> {
     if let Some(n) = notice {
         output::stderr(&n);
     }
-    let settings = RunSettings { now: c.now, env: env.clone(), concurrency: 32, seed: 0, keep_requests: false };
+    let settings = RunSettings {
+        now: c.now,
+        env: env.clone(),
+        concurrency: 32,
+        seed: 0,
+        keep_requests: false,
+    };
     let list = candidates(&journeys, &fixtures, &env, c.now, &Selection::default());
     let mut tally = Tally::new(&journeys, Mode::DryRun, String::new(), String::new());
-    runner::run(&journeys, list, &DryRun::new(fixtures), &settings, |r| tally.add(&r)).await;
+    runner::run(&journeys, list, &DryRun::new(fixtures), &settings, |r| {
+        tally.add(&r)
+    })
+    .await;
     let report = tally.finish();
     super::run::print_problems(&report);
     if report.totals.invalid > 0 {
-        output::stderr(&format!("{} of {} entries cannot be rendered", report.totals.invalid, report.totals.entries));
+        output::stderr(&format!(
+            "{} of {} entries cannot be rendered",
+            report.totals.invalid, report.totals.entries
+        ));
         return Ok(Exit::Failures);
     }
-    let msg = format!("ok: {} journey(s) valid, {} entries rendered\n", journeys.len(), report.totals.entries);
+    let msg = format!(
+        "ok: {} journey(s) valid, {} entries rendered\n",
+        journeys.len(),
+        report.totals.entries
+    );
     output::stdout(msg.as_bytes())?;
     Ok(Exit::Ok)
 }

@@ -63,7 +63,10 @@ impl EntryContext {
     pub fn set_entry(&mut self, key: &str, trace_id: &str) {
         self.base.insert(
             "entry",
-            map([("key", Value::from(key)), ("trace_id", Value::from(trace_id))]),
+            map([
+                ("key", Value::from(key)),
+                ("trace_id", Value::from(trace_id)),
+            ]),
         );
     }
 

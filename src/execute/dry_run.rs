@@ -24,7 +24,9 @@ impl DryRun {
     fn pick<'a>(&self, rules: &'a [Mock], a: &Attempt<'_>) -> Result<Option<&'a Mock>, String> {
         let mut ctx = None;
         for rule in rules {
-            let Some(when) = &rule.when else { return Ok(Some(rule)) };
+            let Some(when) = &rule.when else {
+                return Ok(Some(rule));
+            };
             let ctx = ctx.get_or_insert_with(|| mock_context(a));
             if when.is_true(ctx).map_err(|e| e.to_string())? {
                 return Ok(Some(rule));
@@ -37,7 +39,10 @@ impl DryRun {
 fn mock_context(a: &Attempt<'_>) -> Value {
     let r = a.request;
     let headers: indexmap::IndexMap<String, String> = r.headers.iter().cloned().collect();
-    let body = r.json.clone().unwrap_or_else(|| serde_json::Value::String(r.body_text()));
+    let body = r
+        .json
+        .clone()
+        .unwrap_or_else(|| serde_json::Value::String(r.body_text()));
     let request = context! {
         method => r.method.as_str(), url => &r.url, headers => value_of(&headers),
         body => value_of(&body),
@@ -49,26 +54,41 @@ fn mock_context(a: &Attempt<'_>) -> Value {
 fn respond(r: &MockResponse, timeout: Duration) -> Outcome {
     match r {
         MockResponse::Error(MockError::Timeout) => Outcome::Transport(TransportError::Timeout),
-        MockResponse::Error(MockError::Connect) => {
-            Outcome::Transport(TransportError::Connect("connection refused (mocked)".into()))
-        }
+        MockResponse::Error(MockError::Connect) => Outcome::Transport(TransportError::Connect(
+            "connection refused (mocked)".into(),
+        )),
         MockResponse::Error(MockError::Reset) => {
             Outcome::Transport(TransportError::Reset("connection reset (mocked)".into()))
         }
-        MockResponse::Reply { latency, .. } if *latency >= timeout => Outcome::Transport(TransportError::Timeout),
-        MockResponse::Reply { status, headers, body, latency } => {
+        MockResponse::Reply { latency, .. } if *latency >= timeout => {
+            Outcome::Transport(TransportError::Timeout)
+        }
+        MockResponse::Reply {
+            status,
+            headers,
+            body,
+            latency,
+        } => {
             let mut headers = headers.clone();
             let bytes = match body {
                 None => Vec::new(),
                 Some(serde_json::Value::String(s)) => s.clone().into_bytes(),
                 Some(v) => {
-                    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+                    if !headers
+                        .iter()
+                        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+                    {
                         headers.push(("content-type".into(), "application/json".into()));
                     }
                     serde_json::to_vec(v).unwrap_or_default()
                 }
             };
-            Outcome::Response(Response { status: *status, headers, body: bytes, latency: *latency })
+            Outcome::Response(Response {
+                status: *status,
+                headers,
+                body: bytes,
+                latency: *latency,
+            })
         }
     }
 }

@@ -56,13 +56,23 @@ pub struct Selection {
 }
 
 /// Every candidate entry, journey by journey, in fixture order.
-pub fn candidates(journeys: &[Journey], fx: &Fixtures, env: &EnvVars, now: DateTime<Utc>, sel: &Selection) -> Vec<Candidate> {
+pub fn candidates(
+    journeys: &[Journey],
+    fx: &Fixtures,
+    env: &EnvVars,
+    now: DateTime<Utc>,
+    sel: &Selection,
+) -> Vec<Candidate> {
     let wanted = |id: &str| sel.customers.is_empty() || sel.customers.iter().any(|c| c == id);
     let mut out = Vec::new();
     for (ji, j) in journeys.iter().enumerate() {
         match &j.trigger {
             TriggerPlan::Event { name, filter } => {
-                for e in fx.events.iter().filter(|e| &e.name == name && wanted(&e.customer)) {
+                for e in fx
+                    .events
+                    .iter()
+                    .filter(|e| &e.name == name && wanted(&e.customer))
+                {
                     out.extend(from_event(ji, j, e, filter.as_ref(), fx, env, now));
                 }
             }
@@ -70,9 +80,20 @@ pub fn candidates(journeys: &[Journey], fx: &Fixtures, env: &EnvVars, now: DateT
                 for c in fx.customers.iter().filter(|c| wanted(&c.id)) {
                     let ctx = EntryContext::new(&j.name, &c.record, None, env, now);
                     match expr.is_true(&ctx.value(&Scope::default())) {
-                        Ok(true) => out.push(Candidate::Entry(Entry { journey: ji, customer: c.clone(), event: None, started: now })),
+                        Ok(true) => out.push(Candidate::Entry(Entry {
+                            journey: ji,
+                            customer: c.clone(),
+                            event: None,
+                            started: now,
+                        })),
                         Ok(false) => {}
-                        Err(err) => out.push(invalid(ji, &c.id, None, identity::entry_key(&j.name, &c.id), trigger_error(j, &err))),
+                        Err(err) => out.push(invalid(
+                            ji,
+                            &c.id,
+                            None,
+                            identity::entry_key(&j.name, &c.id),
+                            trigger_error(j, &err),
+                        )),
                     }
                 }
             }
@@ -84,10 +105,21 @@ pub fn candidates(journeys: &[Journey], fx: &Fixtures, env: &EnvVars, now: DateT
     out
 }
 
-fn from_event(ji: usize, j: &Journey, e: &Event, filter: Option<&crate::render::Expr>, fx: &Fixtures, env: &EnvVars, now: DateTime<Utc>) -> Option<Candidate> {
+fn from_event(
+    ji: usize,
+    j: &Journey,
+    e: &Event,
+    filter: Option<&crate::render::Expr>,
+    fx: &Fixtures,
+    env: &EnvVars,
+    now: DateTime<Utc>,
+) -> Option<Candidate> {
     let key = identity::entry_key(&j.name, &e.id);
     let Some(c) = fx.customer(&e.customer) else {
-        let msg = format!("journey `{}`: event `{}` names customer `{}`, who is in no fixture file", j.name, e.id, e.customer);
+        let msg = format!(
+            "journey `{}`: event `{}` names customer `{}`, who is in no fixture file",
+            j.name, e.id, e.customer
+        );
         return Some(invalid(ji, &e.customer, Some(&e.id), key, msg));
     };
     if let Some(f) = filter {
@@ -98,10 +130,21 @@ fn from_event(ji: usize, j: &Journey, e: &Event, filter: Option<&crate::render::
             Err(err) => return Some(invalid(ji, &c.id, Some(&e.id), key, trigger_error(j, &err))),
         }
     }
-    Some(Candidate::Entry(Entry { journey: ji, customer: c.clone(), event: Some(e.clone()), started: e.at }))
+    Some(Candidate::Entry(Entry {
+        journey: ji,
+        customer: c.clone(),
+        event: Some(e.clone()),
+        started: e.at,
+    }))
 }
 
-fn invalid(ji: usize, customer: &str, event: Option<&str>, key: String, message: String) -> Candidate {
+fn invalid(
+    ji: usize,
+    customer: &str,
+    event: Option<&str>,
+    key: String,
+    message: String,
+) -> Candidate {
     Candidate::Invalid(Rejected {
         journey: ji,
         customer: customer.to_string(),
@@ -112,5 +155,8 @@ fn invalid(ji: usize, customer: &str, event: Option<&str>, key: String, message:
 }
 
 fn trigger_error(j: &Journey, e: &crate::render::RenderError) -> String {
-    format!("{}: journey `{}`, `{}`: {}", e.pos, j.name, e.field, e.message)
+    format!(
+        "{}: journey `{}`, `{}`: {}",
+        e.pos, j.name, e.field, e.message
+    )
 }

@@ -52,7 +52,12 @@ pub fn user_agent() -> String {
 }
 
 /// Renders a webhook step for one entry. `dummy_keys` lets signing fall back to a dummy key.
-pub fn build(plan: &WebhookPlan, ctx: &Value, ids: &Ids, dummy_keys: bool) -> Result<Request, RenderError> {
+pub fn build(
+    plan: &WebhookPlan,
+    ctx: &Value,
+    ids: &Ids,
+    dummy_keys: bool,
+) -> Result<Request, RenderError> {
     let mut headers = vec![("User-Agent".to_string(), user_agent())];
     let (body, json, content_type) = body(&plan.body, ctx)?;
     if let Some(ct) = content_type {
@@ -70,7 +75,11 @@ pub fn build(plan: &WebhookPlan, ctx: &Value, ids: &Ids, dummy_keys: bool) -> Re
     if let Some(name) = &plan.idempotency_header {
         set(&mut headers, name, ids.delivery_id.clone());
     }
-    let signer = plan.sign.as_ref().map(|s| signer(s, ctx, dummy_keys)).transpose()?;
+    let signer = plan
+        .sign
+        .as_ref()
+        .map(|s| signer(s, ctx, dummy_keys))
+        .transpose()?;
     if let Some(s) = &signer {
         sensitive.extend(s.header_names());
     }
@@ -134,17 +143,27 @@ fn body(plan: &BodyPlan, ctx: &Value) -> Result<Body, RenderError> {
             for (k, t) in fields {
                 f.append_pair(k, &t.render(ctx)?);
             }
-            (f.finish().into_bytes(), None, Some("application/x-www-form-urlencoded".into()))
+            (
+                f.finish().into_bytes(),
+                None,
+                Some("application/x-www-form-urlencoded".into()),
+            )
         }
     })
 }
 
 fn auth_header(auth: &AuthPlan, ctx: &Value) -> Result<(String, String), RenderError> {
     Ok(match auth {
-        AuthPlan::Bearer(t) => ("Authorization".into(), format!("Bearer {}", header_value(t, ctx)?)),
+        AuthPlan::Bearer(t) => (
+            "Authorization".into(),
+            format!("Bearer {}", header_value(t, ctx)?),
+        ),
         AuthPlan::Basic(u, p) => {
             let pair = format!("{}:{}", u.render(ctx)?, p.render(ctx)?);
-            ("Authorization".into(), format!("Basic {}", STANDARD.encode(pair)))
+            (
+                "Authorization".into(),
+                format!("Basic {}", STANDARD.encode(pair)),
+            )
         }
         AuthPlan::Header(name, t) => (name.clone(), header_value(t, ctx)?),
     })
@@ -161,7 +180,8 @@ fn signer(s: &SignPlan, ctx: &Value, dummy_keys: bool) -> Result<Signer, RenderE
                     return Err(RenderError {
                         pos: t.pos.clone(),
                         field: t.field.clone(),
-                        message: "the Standard Webhooks secret must be `whsec_` followed by base64".into(),
+                        message: "the Standard Webhooks secret must be `whsec_` followed by base64"
+                            .into(),
                     });
                 }
             };
@@ -174,7 +194,10 @@ fn signer(s: &SignPlan, ctx: &Value, dummy_keys: bool) -> Result<Signer, RenderE
             } else {
                 value.into_bytes()
             };
-            Ok(Signer::HmacSha256 { key, header: header.clone() })
+            Ok(Signer::HmacSha256 {
+                key,
+                header: header.clone(),
+            })
         }
     }
 }
@@ -196,7 +219,8 @@ impl Request {
     /// True when this header's value must never be shown.
     pub fn is_sensitive(&self, name: &str) -> bool {
         let lower = name.to_ascii_lowercase();
-        crate::redact::SENSITIVE_HEADERS.contains(&lower.as_str()) || self.sensitive.contains(&lower)
+        crate::redact::SENSITIVE_HEADERS.contains(&lower.as_str())
+            || self.sensitive.contains(&lower)
     }
 
     /// The body as text (JSON or not).

@@ -5,12 +5,13 @@ use std::time::Duration;
 use super::request::Request;
 
 /// How a step ended for one entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// Delivered and successful, or a non-webhook step passed.
     Ok,
-    /// Failed after its retries.
+    /// Failed after its retries (the state of a delivery until it succeeds).
+    #[default]
     Failed,
     /// Dry-run: no mock matched.
     Assumed,
@@ -71,6 +72,8 @@ pub struct EntryResult {
     pub outcome: String,
     /// The step ids walked, in order.
     pub path: Vec<String>,
+    /// The step indexes walked, in order.
+    pub walked: Vec<usize>,
     /// Records of each step walked.
     pub steps: Vec<StepRecord>,
     /// Why it failed or was invalid.

@@ -11,7 +11,9 @@ use crate::journey::plan::RetryPolicy;
 pub fn is_retryable(outcome: &Outcome) -> bool {
     match outcome {
         Outcome::Transport(_) => true,
-        Outcome::Response(r) => r.status == 408 || r.status == 429 || (500..600).contains(&r.status),
+        Outcome::Response(r) => {
+            r.status == 408 || r.status == 429 || (500..600).contains(&r.status)
+        }
         Outcome::Assumed | Outcome::MockFailed(_) => false,
     }
 }
@@ -20,7 +22,10 @@ pub fn is_retryable(outcome: &Outcome) -> bool {
 pub fn backoff(policy: &RetryPolicy, retry: u32, rng: &mut fastrand::Rng) -> Duration {
     let exp = policy
         .backoff
-        .checked_mul(1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX))
+        .checked_mul(
+            1u32.checked_shl(retry.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        )
         .unwrap_or(policy.max_backoff);
     let cap = exp.min(policy.max_backoff);
     let millis = cap.as_millis().min(u64::MAX as u128) as u64;
@@ -33,7 +38,9 @@ pub fn retry_after(response: &Response, now: DateTime<Utc>) -> Option<Duration> 
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
@@ -52,7 +59,11 @@ mod tests {
 
     #[test]
     fn backoff_is_capped_and_seeded() {
-        let p = RetryPolicy { attempts: 5, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(3) };
+        let p = RetryPolicy {
+            attempts: 5,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(3),
+        };
         let mut a = fastrand::Rng::with_seed(7);
         let mut b = fastrand::Rng::with_seed(7);
         for n in 1..10 {
@@ -65,7 +76,10 @@ mod tests {
     #[test]
     fn retry_after_seconds_and_dates() {
         let now = crate::clock::parse("2026-11-20T10:00:00Z").unwrap();
-        assert_eq!(retry_after(&response("2"), now), Some(Duration::from_secs(2)));
+        assert_eq!(
+            retry_after(&response("2"), now),
+            Some(Duration::from_secs(2))
+        );
         assert_eq!(
             retry_after(&response("Fri, 20 Nov 2026 10:00:30 GMT"), now),
             Some(Duration::from_secs(30))

@@ -44,7 +44,11 @@ pub async fn run<E: Executor>(
     let stream = futures_util::stream::iter(candidates.into_iter().map(|c| async {
         match c {
             Candidate::Invalid(r) => rejected(r),
-            Candidate::Entry(e) => Walk::new(&journeys[e.journey], &e, exec, settings).run().await,
+            Candidate::Entry(e) => {
+                Walk::new(&journeys[e.journey], &e, exec, settings)
+                    .run()
+                    .await
+            }
         }
     }))
     .buffered(settings.concurrency.max(1));
@@ -53,6 +57,7 @@ pub async fn run<E: Executor>(
         if !seen.insert(result.key.clone()) {
             result.outcome = "already_done".into();
             result.path.clear();
+            result.walked.clear();
             result.steps.clear();
         }
         sink(result);
@@ -67,6 +72,7 @@ fn rejected(r: Rejected) -> EntryResult {
         key: r.key,
         outcome: "invalid".into(),
         path: vec![],
+        walked: vec![],
         steps: vec![],
         error: Some(EntryError { message: r.message }),
         warnings: vec![],
@@ -76,6 +82,8 @@ fn rejected(r: Rejected) -> EntryResult {
 /// One entry's walk through its journey.
 struct Walk<'a, E> {
     j: &'a Journey,
+    customer: crate::fixture::Customer,
+    trace_id: String,
     exec: &'a E,
     settings: &'a RunSettings,
     ctx: EntryContext,
@@ -90,10 +98,21 @@ enum Next {
 
 impl<'a, E: Executor> Walk<'a, E> {
     fn new(j: &'a Journey, e: &Entry, exec: &'a E, settings: &'a RunSettings) -> Self {
-        let key = identity::entry_key(&j.name, e.event.as_ref().map_or(&e.customer.id, |ev| &ev.id));
-        let ctx = EntryContext::new(&j.name, &e.customer.record, e.event.as_ref().map(|ev| &*ev.record), &settings.env, settings.now);
+        let key = identity::entry_key(
+            &j.name,
+            e.event.as_ref().map_or(&e.customer.id, |ev| &ev.id),
+        );
+        let ctx = EntryContext::new(
+            &j.name,
+            &e.customer.record,
+            e.event.as_ref().map(|ev| &*ev.record),
+            &settings.env,
+            settings.now,
+        );
         Walk {
             j,
+            customer: e.customer.clone(),
+            trace_id: String::new(),
             exec,
             settings,
             ctx,
@@ -104,6 +123,7 @@ impl<'a, E: Executor> Walk<'a, E> {
                 key,
                 outcome: String::new(),
                 path: vec![],
+                walked: vec![],
                 steps: vec![],
                 error: None,
                 warnings: vec![],
@@ -125,6 +145,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         while let Some(i) = at {
             let step = &self.j.steps[i];
             self.result.path.push(step.id.clone());
+            self.result.walked.push(i);
             match self.step(i, step).await {
                 Ok(Next::Step(n)) => at = n,
                 Ok(Next::End(label)) => {
@@ -139,11 +160,7 @@ impl<'a, E: Executor> Walk<'a, E> {
     }
 
     fn entry_consents(&self, channel: &str) -> bool {
-        let customer = self.ctx.value(&Scope::default()).get_attr("customer").unwrap_or_default();
-        customer
-            .get_attr("consent")
-            .and_then(|c| c.get_attr(channel))
-            .is_ok_and(|v| v.is_true() && !v.is_undefined())
+        self.customer.consents(channel)
     }
 
     /// Computes the entry key, trace id and vars.
@@ -152,8 +169,8 @@ impl<'a, E: Executor> Walk<'a, E> {
             let key = t.render(&self.ctx.value(&Scope::default()))?;
             self.result.key = format!("{}:{key}", self.j.name);
         }
-        let trace = identity::trace_id(&self.result.key);
-        self.ctx.set_entry(&self.result.key, &trace);
+        self.trace_id = identity::trace_id(&self.result.key);
+        self.ctx.set_entry(&self.result.key, &self.trace_id);
         for (name, t) in &self.j.vars {
             let v = t.render_json(&self.ctx.value(&Scope::default()))?;
             self.ctx.vars.insert(name.clone(), value_of(&v));
@@ -165,13 +182,19 @@ impl<'a, E: Executor> Walk<'a, E> {
         let at = step.map(|s| format!(", step `{s}`")).unwrap_or_default();
         self.result.outcome = "invalid".into();
         self.result.error = Some(EntryError {
-            message: format!("{}: journey `{}`{at}, `{}`: {}", e.pos, self.j.name, e.field, e.message),
+            message: format!(
+                "{}: journey `{}`{at}, `{}`: {}",
+                e.pos, self.j.name, e.field, e.message
+            ),
         });
         self.result
     }
 
     async fn step(&mut self, i: usize, step: &'a StepPlan) -> Result<Next, RenderError> {
-        let scope = Scope { step: Some(&step.id), ..Scope::default() };
+        let scope = Scope {
+            step: Some(&step.id),
+            ..Scope::default()
+        };
         match &step.kind {
             StepKind::Webhook(w) => self.webhook(i, step, w).await,
             StepKind::Branch { arms, default } => {
@@ -184,8 +207,12 @@ impl<'a, E: Executor> Walk<'a, E> {
                 Ok(Next::Step(default.or(step.next)))
             }
             StepKind::Split(arms) => {
-                let bucket = crate::execute::hash_percent(&[&self.j.name, &step.id, &self.result.customer]);
-                let target = arms.iter().find(|(upto, _)| bucket < *upto).map(|(_, t)| *t);
+                let bucket =
+                    crate::execute::hash_percent(&[&self.j.name, &step.id, &self.result.customer]);
+                let target = arms
+                    .iter()
+                    .find(|(upto, _)| bucket < *upto)
+                    .map(|(_, t)| *t);
                 Ok(Next::Step(target.or(step.next)))
             }
             StepKind::Wait(d) => {
@@ -196,24 +223,45 @@ impl<'a, E: Executor> Walk<'a, E> {
         }
     }
 
-    async fn webhook(&mut self, i: usize, step: &'a StepPlan, w: &'a WebhookPlan) -> Result<Next, RenderError> {
+    async fn webhook(
+        &mut self,
+        i: usize,
+        step: &'a StepPlan,
+        w: &'a WebhookPlan,
+    ) -> Result<Next, RenderError> {
         if let Some(channel) = &step.consent
             && !self.entry_consents(channel)
         {
             self.record(i, StepStatus::Suppressed, 0, None, vec![], None, None);
-            self.ctx.steps.insert(step.id.clone(), step_value(None, StepStatus::Suppressed));
+            self.ctx
+                .steps
+                .insert(step.id.clone(), step_value(None, StepStatus::Suppressed));
             return Ok(Next::Step(step.next));
         }
         let ids = Ids {
             delivery_id: identity::delivery_id(&self.j.name, &self.result.key, &step.id),
-            trace_id: identity::trace_id(&self.result.key),
+            trace_id: self.trace_id.clone(),
         };
-        let ctx = self.ctx.value(&Scope { step: Some(&step.id), delivery: Some((&ids.delivery_id, 1)), response: None });
+        let ctx = self.ctx.value(&Scope {
+            step: Some(&step.id),
+            delivery: Some((&ids.delivery_id, 1)),
+            response: None,
+        });
         let req = request::build(w, &ctx, &ids, self.settings.env.placeholders)?;
         let d = self.deliver(step, w, &req, &ctx).await?;
         let keep = self.settings.keep_requests.then(|| req.clone());
-        self.ctx.steps.insert(step.id.clone(), step_value(d.status, d.step_status));
-        self.record(i, d.step_status, d.attempts, d.status, d.latencies, keep, d.error);
+        self.ctx
+            .steps
+            .insert(step.id.clone(), step_value(d.status, d.step_status));
+        self.record(
+            i,
+            d.step_status,
+            d.attempts,
+            d.status,
+            d.latencies,
+            keep,
+            d.error,
+        );
         match d.step_status {
             StepStatus::Failed => Ok(match step.on_failure {
                 OnFailure::Fail => Next::End("failed".into()),
@@ -226,17 +274,47 @@ impl<'a, E: Executor> Walk<'a, E> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn record(&mut self, index: usize, status: StepStatus, attempts: u32, http_status: Option<u16>, latencies: Vec<Duration>, request: Option<Request>, error: Option<String>) {
-        self.result.steps.push(StepRecord { index, status, attempts, http_status, latencies, request, error });
+    fn record(
+        &mut self,
+        index: usize,
+        status: StepStatus,
+        attempts: u32,
+        http_status: Option<u16>,
+        latencies: Vec<Duration>,
+        request: Option<Request>,
+        error: Option<String>,
+    ) {
+        self.result.steps.push(StepRecord {
+            index,
+            status,
+            attempts,
+            http_status,
+            latencies,
+            request,
+            error,
+        });
     }
 
     /// Attempts until success, a final failure, or the attempts run out.
-    async fn deliver(&mut self, step: &'a StepPlan, w: &WebhookPlan, req: &Request, ctx: &Value) -> Result<Delivery, RenderError> {
+    async fn deliver(
+        &mut self,
+        step: &'a StepPlan,
+        w: &WebhookPlan,
+        req: &Request,
+        ctx: &Value,
+    ) -> Result<Delivery, RenderError> {
         let mut rng = fastrand::Rng::with_seed(self.settings.seed ^ seed_of(&req.delivery_id));
         let mut d = Delivery::default();
         for n in 1..=w.retry.attempts {
             d.attempts = n;
-            let attempt = Attempt { journey: &self.j.name, step: &step.id, request: req, number: n, context: ctx, now: self.ctx.now };
+            let attempt = Attempt {
+                journey: &self.j.name,
+                step: &step.id,
+                request: req,
+                number: n,
+                context: ctx,
+                now: self.ctx.now,
+            };
             let outcome = self.exec.send(attempt).await;
             match &outcome {
                 Outcome::Assumed => return Ok(self.assumed(step, d)),
@@ -261,7 +339,12 @@ impl<'a, E: Executor> Walk<'a, E> {
                 && let Some(after) = retry::retry_after(r, self.ctx.now)
             {
                 if after > w.retry.max_backoff {
-                    d.error = Some(format!("HTTP {}: Retry-After {}s exceeds max_backoff {}s", r.status, after.as_secs(), w.retry.max_backoff.as_secs()));
+                    d.error = Some(format!(
+                        "HTTP {}: Retry-After {}s exceeds max_backoff {}s",
+                        r.status,
+                        after.as_secs(),
+                        w.retry.max_backoff.as_secs()
+                    ));
                     break;
                 }
                 delay = after;
@@ -274,7 +357,9 @@ impl<'a, E: Executor> Walk<'a, E> {
 
     fn assumed(&mut self, step: &StepPlan, mut d: Delivery) -> Delivery {
         for (name, _) in &step.save {
-            self.ctx.saved.insert(name.clone(), Value::from(format!("<{}.{name}>", step.id)));
+            self.ctx
+                .saved
+                .insert(name.clone(), Value::from(format!("<{}.{name}>", step.id)));
         }
         d.step_status = StepStatus::Assumed;
         d.error = None;
@@ -282,10 +367,19 @@ impl<'a, E: Executor> Walk<'a, E> {
     }
 
     fn response_scope(&self, step: &'a StepPlan, r: &Response) -> Value {
-        self.ctx.value(&Scope { step: Some(&step.id), delivery: None, response: Some(response_value(r)) })
+        self.ctx.value(&Scope {
+            step: Some(&step.id),
+            delivery: None,
+            response: Some(response_value(r)),
+        })
     }
 
-    fn succeeded(&self, step: &'a StepPlan, w: &WebhookPlan, r: &Response) -> Result<bool, RenderError> {
+    fn succeeded(
+        &self,
+        step: &'a StepPlan,
+        w: &WebhookPlan,
+        r: &Response,
+    ) -> Result<bool, RenderError> {
         match &w.success {
             None => Ok((200..300).contains(&r.status)),
             Some(expr) => expr.is_true(&self.response_scope(step, r)),
@@ -322,33 +416,50 @@ struct Delivery {
     error: Option<String>,
 }
 
-impl Default for StepStatus {
-    fn default() -> Self {
-        StepStatus::Failed
+fn mock_error(w: &WebhookPlan, message: &str) -> RenderError {
+    RenderError {
+        pos: w.url.pos.clone(),
+        field: "mocks".into(),
+        message: format!("a mock's `when` failed: {message}"),
     }
 }
 
-fn mock_error(w: &WebhookPlan, message: &str) -> RenderError {
-    RenderError { pos: w.url.pos.clone(), field: "mocks".into(), message: format!("a mock's `when` failed: {message}") }
-}
-
 fn step_value(status: Option<u16>, s: StepStatus) -> Value {
-    map([("status", Value::from(status)), ("outcome", Value::from(s.as_str()))])
+    map([
+        ("status", Value::from(status)),
+        ("outcome", Value::from(s.as_str())),
+    ])
 }
 
 /// `response` in `success` and `save`: the body is JSON when the content type says so.
 pub fn response_value(r: &Response) -> Value {
     let ct = r.header("content-type").unwrap_or("").to_ascii_lowercase();
-    let is_json = ct.starts_with("application/json") || ct.split(';').next().is_some_and(|t| t.trim().ends_with("+json"));
+    let is_json = ct.starts_with("application/json")
+        || ct
+            .split(';')
+            .next()
+            .is_some_and(|t| t.trim().ends_with("+json"));
     let body = if is_json {
-        serde_json::from_slice::<serde_json::Value>(&r.body).map(|v| value_of(&v)).unwrap_or_else(|_| Value::from(String::from_utf8_lossy(&r.body).into_owned()))
+        serde_json::from_slice::<serde_json::Value>(&r.body)
+            .map(|v| value_of(&v))
+            .unwrap_or_else(|_| Value::from(String::from_utf8_lossy(&r.body).into_owned()))
     } else {
         Value::from(String::from_utf8_lossy(&r.body).into_owned())
     };
-    let headers: std::collections::BTreeMap<String, String> = r.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
-    map([("status", Value::from(r.status)), ("headers", Value::from(headers)), ("body", body)])
+    let headers: std::collections::BTreeMap<String, String> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    map([
+        ("status", Value::from(r.status)),
+        ("headers", Value::from(headers)),
+        ("body", body),
+    ])
 }
 
 fn seed_of(s: &str) -> u64 {
-    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
 }

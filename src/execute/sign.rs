@@ -27,11 +27,14 @@ pub enum Signer {
 
 /// Decodes a `whsec_<base64>` secret.
 pub fn decode_whsec(secret: &str) -> Option<Vec<u8>> {
-    STANDARD.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).ok()
+    STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+        .ok()
 }
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("hmac takes keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("hmac takes keys of any length");
     for p in parts {
         mac.update(p);
     }
@@ -47,7 +50,10 @@ pub fn standard_webhooks_signature(key: &[u8], id: &str, timestamp: i64, body: &
 
 /// `sha256=<lowercase hex of HMAC-SHA256(secret, body)>`.
 pub fn hmac_sha256_signature(key: &[u8], body: &[u8]) -> String {
-    format!("sha256={}", crate::render::filters::hex(&hmac(key, &[body])))
+    format!(
+        "sha256={}",
+        crate::render::filters::hex(&hmac(key, &[body]))
+    )
 }
 
 impl Signer {
@@ -57,9 +63,14 @@ impl Signer {
             Signer::StandardWebhooks { key } => vec![
                 ("webhook-id".into(), id.to_string()),
                 ("webhook-timestamp".into(), timestamp.to_string()),
-                ("webhook-signature".into(), standard_webhooks_signature(key, id, timestamp, body)),
+                (
+                    "webhook-signature".into(),
+                    standard_webhooks_signature(key, id, timestamp, body),
+                ),
             ],
-            Signer::HmacSha256 { key, header } => vec![(header.clone(), hmac_sha256_signature(key, body))],
+            Signer::HmacSha256 { key, header } => {
+                vec![(header.clone(), hmac_sha256_signature(key, body))]
+            }
         }
     }
 
@@ -79,7 +90,12 @@ mod tests {
     #[test]
     fn standard_webhooks_published_vector() {
         let key = decode_whsec("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let sig = standard_webhooks_signature(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
+        let sig = standard_webhooks_signature(
+            &key,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     }
 
@@ -87,6 +103,9 @@ mod tests {
     fn hmac_sha256_is_lowercase_hex() {
         // RFC 4231 test case 2
         let sig = hmac_sha256_signature(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(sig, "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            sig,
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 }

@@ -59,7 +59,10 @@ fn step_ids(file: &JourneyFile, c: &mut Compiler) -> HashMap<String, usize> {
         if ids.insert(s.id.clone(), i).is_some() {
             c.error(
                 &format!("steps[{i}].id"),
-                format!("duplicate step id `{}`: step ids are unique in a journey", s.id),
+                format!(
+                    "duplicate step id `{}`: step ids are unique in a journey",
+                    s.id
+                ),
             );
         }
     }
@@ -84,7 +87,10 @@ fn trigger(t: &model::Trigger, c: &mut Compiler) -> TriggerPlan {
         },
         (None, Some(seg)) => {
             if t.where_.is_some() {
-                c.error("trigger.where", "`where` goes with `event`; a segment is itself the condition");
+                c.error(
+                    "trigger.where",
+                    "`where` goes with `event`; a segment is itself the condition",
+                );
             }
             match c.expression("trigger.segment", seg) {
                 Some(e) => TriggerPlan::Segment(e),
@@ -115,12 +121,21 @@ fn percent(text: &str, c: &mut Compiler) -> Option<f64> {
         .and_then(|n| n.trim().parse::<f64>().ok())
         .filter(|p| (0.0..=100.0).contains(p));
     if parsed.is_none() {
-        c.error("holdout", format!("holdout `{text}` must be a percentage such as `10%`"));
+        c.error(
+            "holdout",
+            format!("holdout `{text}` must be a percentage such as `10%`"),
+        );
     }
     parsed.map(|p| p / 100.0)
 }
 
-fn step(file: &JourneyFile, s: &Step, i: usize, ids: &HashMap<String, usize>, c: &mut Compiler) -> StepPlan {
+fn step(
+    file: &JourneyFile,
+    s: &Step,
+    i: usize,
+    ids: &HashMap<String, usize>,
+    c: &mut Compiler,
+) -> StepPlan {
     let at = format!("steps[{i}]");
     let following = (i + 1 < file.steps.len()).then_some(i + 1);
     let next = match &s.next {
@@ -129,7 +144,13 @@ fn step(file: &JourneyFile, s: &Step, i: usize, ids: &HashMap<String, usize>, c:
     };
     let kind = kind(file, s, &at, ids, c);
     if !matches!(kind, StepKind::Webhook(_)) && (s.on_failure.is_some() || !s.save.is_empty()) {
-        c.error(&at, format!("step `{}`: `on_failure` and `save` belong to webhook steps", s.id));
+        c.error(
+            &at,
+            format!(
+                "step `{}`: `on_failure` and `save` belong to webhook steps",
+                s.id
+            ),
+        );
     }
     StepPlan {
         id: s.id.clone(),
@@ -137,15 +158,27 @@ fn step(file: &JourneyFile, s: &Step, i: usize, ids: &HashMap<String, usize>, c:
         save: s
             .save
             .iter()
-            .filter_map(|(k, v)| c.expression(&format!("{at}.save.{k}"), v).map(|e| (k.clone(), e)))
+            .filter_map(|(k, v)| {
+                c.expression(&format!("{at}.save.{k}"), v)
+                    .map(|e| (k.clone(), e))
+            })
             .collect(),
         consent: s.consent.clone(),
-        next: if matches!(kind, StepKind::End(_)) { None } else { next },
+        next: if matches!(kind, StepKind::End(_)) {
+            None
+        } else {
+            next
+        },
         kind,
     }
 }
 
-fn reference(ids: &HashMap<String, usize>, id: &str, field: &str, c: &mut Compiler) -> Option<usize> {
+fn reference(
+    ids: &HashMap<String, usize>,
+    id: &str,
+    field: &str,
+    c: &mut Compiler,
+) -> Option<usize> {
     let found = ids.get(id).copied();
     if found.is_none() {
         let names: Vec<&str> = ids.keys().map(String::as_str).collect();
@@ -169,7 +202,13 @@ fn on_failure(s: &Step, at: &str, ids: &HashMap<String, usize>, c: &mut Compiler
     }
 }
 
-fn kind(file: &JourneyFile, s: &Step, at: &str, ids: &HashMap<String, usize>, c: &mut Compiler) -> StepKind {
+fn kind(
+    file: &JourneyFile,
+    s: &Step,
+    at: &str,
+    ids: &HashMap<String, usize>,
+    c: &mut Compiler,
+) -> StepKind {
     let present: Vec<&str> = [
         ("webhook", s.webhook.is_some()),
         ("branch", s.branch.is_some()),
@@ -192,7 +231,10 @@ fn kind(file: &JourneyFile, s: &Step, at: &str, ids: &HashMap<String, usize>, c:
         return StepKind::End("failed".into());
     }
     if s.default.is_some() && s.branch.is_none() {
-        c.error(at, format!("step `{}`: `default` belongs to a `branch`", s.id));
+        c.error(
+            at,
+            format!("step `{}`: `default` belongs to a `branch`", s.id),
+        );
     }
     if let Some(w) = &s.webhook {
         return StepKind::Webhook(Box::new(webhook(file, w, &format!("{at}.webhook"), c)));
@@ -215,7 +257,13 @@ fn kind(file: &JourneyFile, s: &Step, at: &str, ids: &HashMap<String, usize>, c:
     StepKind::End(s.end.clone().unwrap_or_default())
 }
 
-fn branch(s: &Step, arms: &[model::BranchArm], at: &str, ids: &HashMap<String, usize>, c: &mut Compiler) -> StepKind {
+fn branch(
+    s: &Step,
+    arms: &[model::BranchArm],
+    at: &str,
+    ids: &HashMap<String, usize>,
+    c: &mut Compiler,
+) -> StepKind {
     let arms = arms
         .iter()
         .enumerate()
@@ -232,10 +280,18 @@ fn branch(s: &Step, arms: &[model::BranchArm], at: &str, ids: &HashMap<String, u
     StepKind::Branch { arms, default }
 }
 
-fn split(arms: &[model::SplitArm], at: &str, ids: &HashMap<String, usize>, c: &mut Compiler) -> StepKind {
+fn split(
+    arms: &[model::SplitArm],
+    at: &str,
+    ids: &HashMap<String, usize>,
+    c: &mut Compiler,
+) -> StepKind {
     let total: u32 = arms.iter().map(|a| a.percent).sum();
     if total != 100 {
-        c.error(&format!("{at}.split"), format!("split percentages add up to {total}, not 100"));
+        c.error(
+            &format!("{at}.split"),
+            format!("split percentages add up to {total}, not 100"),
+        );
     }
     let mut cumulative = 0;
     let arms = arms
@@ -255,7 +311,10 @@ fn webhook(file: &JourneyFile, w: &model::Webhook, at: &str, c: &mut Compiler) -
     }
     let bodies = [w.body.is_some(), w.body_text.is_some(), w.form.is_some()];
     if bodies.iter().filter(|b| **b).count() > 1 {
-        c.error(at, "a webhook has at most one of `body`, `body_text`, `form`");
+        c.error(
+            at,
+            "a webhook has at most one of `body`, `body_text`, `form`",
+        );
     }
     let d = &file.defaults;
     WebhookPlan {
@@ -268,7 +327,10 @@ fn webhook(file: &JourneyFile, w: &model::Webhook, at: &str, c: &mut Compiler) -
         body: body(w, at, c),
         timeout: w.timeout.or(d.timeout).map_or(DEFAULT_TIMEOUT, |t| t.0),
         retry: retry(d.retry.as_ref(), w.retry.as_ref()),
-        success: w.success.as_ref().and_then(|e| c.expression(&format!("{at}.success"), e)),
+        success: w
+            .success
+            .as_ref()
+            .and_then(|e| c.expression(&format!("{at}.success"), e)),
         is_async: w.is_async,
         idempotency_header: match &w.idempotency_header {
             None | Some(model::IdempotencyHeader::Enabled(true)) => Some("Idempotency-Key".into()),
@@ -305,7 +367,10 @@ fn auth(a: &model::Auth, at: &str, c: &mut Compiler) -> AuthPlan {
             c.template(&format!("{at}.basic.user"), &b.user),
             c.template(&format!("{at}.basic.password"), &b.password),
         ),
-        (None, None, Some(h)) => AuthPlan::Header(h.name.clone(), c.template(&format!("{at}.header.value"), &h.value)),
+        (None, None, Some(h)) => AuthPlan::Header(
+            h.name.clone(),
+            c.template(&format!("{at}.header.value"), &h.value),
+        ),
         _ => {
             c.error(at, "`auth` has exactly one of `bearer`, `basic: {user, password}` or `header: {name, value}`");
             AuthPlan::Header(String::new(), c.template(at, ""))
@@ -315,7 +380,9 @@ fn auth(a: &model::Auth, at: &str, c: &mut Compiler) -> AuthPlan {
 
 fn sign(s: &model::Sign, at: &str, c: &mut Compiler) -> SignPlan {
     match (&s.standard_webhooks, &s.hmac_sha256) {
-        (Some(t), None) => SignPlan::StandardWebhooks(c.template(&format!("{at}.standard_webhooks"), t)),
+        (Some(t), None) => {
+            SignPlan::StandardWebhooks(c.template(&format!("{at}.standard_webhooks"), t))
+        }
         (None, Some(h)) => SignPlan::HmacSha256 {
             secret: c.template(&format!("{at}.hmac_sha256.secret"), &h.secret),
             header: h.header.clone(),
@@ -332,7 +399,10 @@ fn body(w: &model::Webhook, at: &str, c: &mut Compiler) -> BodyPlan {
         return BodyPlan::Json(BodyTemplate::compile(c, &format!("{at}.body"), b));
     }
     if let Some(t) = &w.body_text {
-        let ct = w.content_type.clone().unwrap_or_else(|| "text/plain; charset=utf-8".into());
+        let ct = w
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "text/plain; charset=utf-8".into());
         return BodyPlan::Text(c.template(&format!("{at}.body_text"), t), ct);
     }
     if let Some(f) = &w.form {
@@ -342,7 +412,8 @@ fn body(w: &model::Webhook, at: &str, c: &mut Compiler) -> BodyPlan {
 }
 
 fn retry(defaults: Option<&model::Retry>, step: Option<&model::Retry>) -> RetryPolicy {
-    let pick = |f: fn(&model::Retry) -> Option<_>| step.and_then(f).or_else(|| defaults.and_then(f));
+    let pick =
+        |f: fn(&model::Retry) -> Option<_>| step.and_then(f).or_else(|| defaults.and_then(f));
     RetryPolicy {
         attempts: step
             .and_then(|r| r.attempts)

@@ -16,7 +16,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     if text.is_empty() {
         return Err(format!("empty duration: {hint}"));
     }
-    if text.contains(|c: char| matches!(c, 'M' | 'y')) || text.contains("mon") {
+    if text.contains(['M', 'y']) || text.contains("mon") {
         return Err(format!(
             "`{text}`: months and years are not fixed lengths; {hint}"
         ));

@@ -62,7 +62,8 @@ fn load_one(path: &Path, strict: bool, out: &mut Loaded) -> Option<Journey> {
     let source = match std::fs::read_to_string(path) {
         Ok(s) => s,
         Err(e) => {
-            out.errors.push(format!("{}: cannot read: {e}", path.display()));
+            out.errors
+                .push(format!("{}: cannot read: {e}", path.display()));
             return None;
         }
     };
@@ -76,7 +77,10 @@ fn load_one(path: &Path, strict: bool, out: &mut Loaded) -> Option<Journey> {
     let positions = Positions::read(path, &source);
     let mut c = Compiler::new(&positions);
     if !compile::is_name(&file.journey) {
-        c.error("journey", format!("journey name `{}` must match [a-z][a-z0-9_]*", file.journey));
+        c.error(
+            "journey",
+            format!("journey name `{}` must match [a-z][a-z0-9_]*", file.journey),
+        );
     }
     let mut journey = compile::compile(&file, &mut c);
     validate::check_async(&file, &mut c);

@@ -28,27 +28,36 @@ impl fmt::Display for Pos {
 #[derive(Debug, Clone)]
 pub struct Positions {
     file: Arc<PathBuf>,
-    map: HashMap<String, (usize, usize)>,
+    source: Arc<str>,
+    map: std::sync::OnceLock<HashMap<String, (usize, usize)>>,
 }
 
 impl Positions {
-    /// Reads the positions of every value in `source`; a file marked-yaml cannot read maps nothing.
+    /// Positions of every value in `source`, read on first use (a large fixture file that
+    /// holds no error is never parsed twice); a file marked-yaml cannot read maps nothing.
     pub fn read(file: &Path, source: &str) -> Positions {
-        let mut map = HashMap::new();
-        if let Ok(node) = marked_yaml::parse_yaml(0, source) {
-            walk(&node, String::new(), &mut map);
-        }
         Positions {
             file: Arc::new(file.to_path_buf()),
-            map,
+            source: Arc::from(source),
+            map: std::sync::OnceLock::new(),
         }
+    }
+
+    fn map(&self) -> &HashMap<String, (usize, usize)> {
+        self.map.get_or_init(|| {
+            let mut map = HashMap::new();
+            if let Ok(node) = marked_yaml::parse_yaml(0, &*self.source) {
+                walk(&node, String::new(), &mut map);
+            }
+            map
+        })
     }
 
     /// The position of `path`, or of its nearest ancestor that has one, or the file's start.
     pub fn at(&self, path: &str) -> Pos {
         let mut key = path;
         loop {
-            if let Some(&(line, column)) = self.map.get(key) {
+            if let Some(&(line, column)) = self.map().get(key) {
                 return self.pos(line, column);
             }
             match key.rfind(['.', '[']) {

@@ -45,7 +45,10 @@ pub fn check_graph(j: &Journey, c: &mut Compiler, warnings: &mut Vec<String>, st
             if strict {
                 c.error(&format!("steps[{i}].id"), format!("{msg} (--strict)"));
             } else {
-                warnings.push(format!("{}: warning: {msg}", c.positions.at(&format!("steps[{i}].id"))));
+                warnings.push(format!(
+                    "{}: warning: {msg}",
+                    c.positions.at(&format!("steps[{i}].id"))
+                ));
             }
         }
     }
@@ -112,7 +115,10 @@ pub fn check_async(file: &JourneyFile, c: &mut Compiler) {
     let text = serde_yaml::to_string(&strings_of(file)).unwrap_or_default();
     for id in async_ids {
         if text.contains(&format!("steps.{id}.")) {
-            c.error("steps", format!("async step `{id}` cannot be read through `steps.{id}`"));
+            c.error(
+                "steps",
+                format!("async step `{id}` cannot be read through `steps.{id}`"),
+            );
         }
     }
 }
@@ -220,7 +226,9 @@ fn collect_refs(s: &str, prefix: &str, out: &mut BTreeSet<String>) {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
-        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') && !name.is_empty() {
+        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            && !name.is_empty()
+        {
             out.insert(name);
         }
         from = at + prefix.len();
@@ -259,7 +267,8 @@ mod tests {
     #[test]
     fn finds_referenced_variables() {
         let v: serde_yaml::Value =
-            serde_yaml::from_str("a: '{{ env.A }}/x {{ secret.TOKEN }}'\nb: [\"{{ myenv.B }}\"]").unwrap();
+            serde_yaml::from_str("a: '{{ env.A }}/x {{ secret.TOKEN }}'\nb: [\"{{ myenv.B }}\"]")
+                .unwrap();
         let (env, secret) = referenced_vars(&v);
         assert_eq!(env.into_iter().collect::<Vec<_>>(), vec!["A"]);
         assert_eq!(secret.into_iter().collect::<Vec<_>>(), vec!["TOKEN"]);

@@ -44,7 +44,10 @@ impl BodyTemplate {
             BodyTemplate::Lit(v) => v.clone(),
             BodyTemplate::Str(t) => t.render_json(ctx)?,
             BodyTemplate::List(items) => serde_json::Value::Array(
-                items.iter().map(|i| i.render(ctx)).collect::<Result<_, _>>()?,
+                items
+                    .iter()
+                    .map(|i| i.render(ctx))
+                    .collect::<Result<_, _>>()?,
             ),
             BodyTemplate::Map(entries) => {
                 let mut map = serde_json::Map::with_capacity(entries.len());

@@ -129,7 +129,10 @@ impl<'a> Compiler<'a> {
     fn bad(&mut self, field: &str, source: &str, err: &minijinja::Error) -> TmplKind {
         self.error(
             field,
-            format!("`{field}` does not compile: {} in `{source}`", describe(err)),
+            format!(
+                "`{field}` does not compile: {} in `{source}`",
+                describe(err)
+            ),
         );
         TmplKind::Literal
     }
@@ -259,16 +262,30 @@ mod tests {
     #[test]
     fn lone_expression_keeps_its_type() {
         let ctx = context! { n => 120.5, ok => true, list => vec![1, 2] };
-        assert_eq!(compile("{{ n }}").render_json(&ctx).unwrap(), serde_json::json!(120.5));
-        assert_eq!(compile(" {{ ok }} ").render_json(&ctx).unwrap(), serde_json::json!(true));
-        assert_eq!(compile("{{ list }}").render_json(&ctx).unwrap(), serde_json::json!([1, 2]));
-        assert_eq!(compile("n={{ n }}").render_json(&ctx).unwrap(), serde_json::json!("n=120.5"));
+        assert_eq!(
+            compile("{{ n }}").render_json(&ctx).unwrap(),
+            serde_json::json!(120.5)
+        );
+        assert_eq!(
+            compile(" {{ ok }} ").render_json(&ctx).unwrap(),
+            serde_json::json!(true)
+        );
+        assert_eq!(
+            compile("{{ list }}").render_json(&ctx).unwrap(),
+            serde_json::json!([1, 2])
+        );
+        assert_eq!(
+            compile("n={{ n }}").render_json(&ctx).unwrap(),
+            serde_json::json!("n=120.5")
+        );
     }
 
     #[test]
     fn missing_values_are_errors() {
         let ctx = context! { customer => context! { id => "c1" } };
-        let err = compile("{{ customer.email }}").render_json(&ctx).unwrap_err();
+        let err = compile("{{ customer.email }}")
+            .render_json(&ctx)
+            .unwrap_err();
         assert!(err.message.contains("undefined"), "{err}");
         let err = compile("Hi {{ customer.name }}").render(&ctx).unwrap_err();
         assert!(err.message.contains("undefined"), "{err}");
@@ -277,6 +294,9 @@ mod tests {
     #[test]
     fn data_is_never_a_template() {
         let ctx = context! { name => "{{ 7*7 }}" };
-        assert_eq!(compile("Hi {{ name }}").render(&ctx).unwrap(), "Hi {{ 7*7 }}");
+        assert_eq!(
+            compile("Hi {{ name }}").render(&ctx).unwrap(),
+            "Hi {{ 7*7 }}"
+        );
     }
 }

@@ -58,7 +58,11 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Formats an RFC 3339 string or a Unix timestamp with a strftime format, in `tz` (default UTC).
-pub fn datetimeformat(value: &Value, format: Option<&str>, kwargs: Kwargs) -> Result<String, Error> {
+pub fn datetimeformat(
+    value: &Value,
+    format: Option<&str>,
+    kwargs: Kwargs,
+) -> Result<String, Error> {
     let tz: Option<String> = kwargs.get("tz")?;
     kwargs.assert_all_used()?;
     let at = parse_instant(value)?;
@@ -67,9 +71,14 @@ pub fn datetimeformat(value: &Value, format: Option<&str>, kwargs: Kwargs) -> Re
         None | Some("UTC") => Ok(at.format(format).to_string()),
         Some(name) => {
             let zone: chrono_tz::Tz = name.parse().map_err(|_| {
-                invalid(format!("unknown time zone `{name}`: use an IANA name like Europe/Paris"))
+                invalid(format!(
+                    "unknown time zone `{name}`: use an IANA name like Europe/Paris"
+                ))
             })?;
-            Ok(zone.from_utc_datetime(&at.naive_utc()).format(format).to_string())
+            Ok(zone
+                .from_utc_datetime(&at.naive_utc())
+                .format(format)
+                .to_string())
         }
     }
 }
@@ -100,8 +109,14 @@ mod tests {
 
     #[test]
     fn phone() {
-        assert_eq!(normalize_phone("+1 (415) 555-0100").unwrap(), "+14155550100");
-        assert_eq!(normalize_phone("0044 20 7946 0958").unwrap(), "+442079460958");
+        assert_eq!(
+            normalize_phone("+1 (415) 555-0100").unwrap(),
+            "+14155550100"
+        );
+        assert_eq!(
+            normalize_phone("0044 20 7946 0958").unwrap(),
+            "+442079460958"
+        );
         assert!(normalize_phone("415 555 0100").is_err());
         assert!(normalize_phone("+1 23").is_err());
     }

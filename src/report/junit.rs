@@ -47,7 +47,12 @@ fn step_cases(report: &RunReport, journey: &str) -> Vec<TestCase> {
         .iter()
         .filter(|s| s.journey == journey)
         .map(|s| {
-            let failure = (s.failed > 0).then(|| format!("{} of {} entries failed at step `{}`", s.failed, s.entered, s.step));
+            let failure = (s.failed > 0).then(|| {
+                format!(
+                    "{} of {} entries failed at step `{}`",
+                    s.failed, s.entered, s.step
+                )
+            });
             case(&s.step, failure.as_deref())
         })
         .collect()

@@ -7,9 +7,17 @@ use crate::redact::{MASK, Redactor};
 
 /// One request: a title line, the request line, headers, a blank line and the pretty body.
 pub fn request(title: &str, req: &Request, attempt_unix: i64, redactor: &Redactor) -> String {
-    let mut out = format!("### {title}\n{} {}\n", req.method.as_str(), redactor.redact(&req.url));
+    let mut out = format!(
+        "### {title}\n{} {}\n",
+        req.method.as_str(),
+        redactor.redact(&req.url)
+    );
     for (name, value) in req.attempt_headers(1, attempt_unix) {
-        let shown = if req.is_sensitive(&name) { MASK.to_string() } else { redactor.redact(&value) };
+        let shown = if req.is_sensitive(&name) {
+            MASK.to_string()
+        } else {
+            redactor.redact(&value)
+        };
         let _ = writeln!(out, "{name}: {shown}");
     }
     let body = match &req.json {

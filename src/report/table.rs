@@ -20,12 +20,36 @@ fn steps_table(report: &RunReport, color: bool) -> Table {
         t.force_no_tty();
     }
     t.set_header([
-        "journey", "step", "kind", "entered", "ok", "failed", "suppressed", "assumed", "retries", "p50", "p95",
+        "journey",
+        "step",
+        "kind",
+        "entered",
+        "ok",
+        "failed",
+        "suppressed",
+        "assumed",
+        "retries",
+        "p50",
+        "p95",
     ]);
     for s in &report.steps {
-        let nums = [s.entered, s.ok, s.failed, s.suppressed, s.assumed, s.retries];
-        let mut row = vec![Cell::new(&s.journey), Cell::new(&s.step), Cell::new(&s.kind)];
-        row.extend(nums.iter().map(|n| Cell::new(n).set_alignment(CellAlignment::Right)));
+        let nums = [
+            s.entered,
+            s.ok,
+            s.failed,
+            s.suppressed,
+            s.assumed,
+            s.retries,
+        ];
+        let mut row = vec![
+            Cell::new(&s.journey),
+            Cell::new(&s.step),
+            Cell::new(&s.kind),
+        ];
+        row.extend(
+            nums.iter()
+                .map(|n| Cell::new(n).set_alignment(CellAlignment::Right)),
+        );
         row.push(Cell::new(ms(s.p50_ms)).set_alignment(CellAlignment::Right));
         row.push(Cell::new(ms(s.p95_ms)).set_alignment(CellAlignment::Right));
         t.add_row(row);
@@ -45,21 +69,50 @@ fn totals(report: &RunReport) -> String {
         .filter(|(l, _)| !is_standard(l))
         .map(|(l, n)| format!("{l} {n}"))
         .collect();
-    let custom = if labels.is_empty() { String::new() } else { format!(" (of which {})", labels.join(", ")) };
-    let rate = t.success_rate.map(|r| format!("{r:.1}%")).unwrap_or_else(|| "-".into());
+    let custom = if labels.is_empty() {
+        String::new()
+    } else {
+        format!(" (of which {})", labels.join(", "))
+    };
+    let rate = t
+        .success_rate
+        .map(|r| format!("{r:.1}%"))
+        .unwrap_or_else(|| "-".into());
     format!(
         "entries: {} completed{custom} / {} failed / {} invalid / {} suppressed / {} exited / {} holdout / {} waiting / {} already done / {} in doubt / {} stopped\n\
          deliveries: {} sent / {} ok / {} failed / {} assumed; success rate {rate}\n\
          duration {:.2}s, {:.0} entries/s, run {}\n",
-        t.completed, t.failed, t.invalid, t.suppressed, t.exited, t.holdout, t.waiting, t.already_done, t.in_doubt, t.stopped,
-        t.deliveries_sent, t.deliveries_ok, t.deliveries_failed, t.deliveries_assumed,
-        report.duration_ms as f64 / 1000.0, t.entries_per_second, report.run_id,
+        t.completed,
+        t.failed,
+        t.invalid,
+        t.suppressed,
+        t.exited,
+        t.holdout,
+        t.waiting,
+        t.already_done,
+        t.in_doubt,
+        t.stopped,
+        t.deliveries_sent,
+        t.deliveries_ok,
+        t.deliveries_failed,
+        t.deliveries_assumed,
+        report.duration_ms as f64 / 1000.0,
+        t.entries_per_second,
+        report.run_id,
     )
 }
 
 fn is_standard(label: &str) -> bool {
     matches!(
         label,
-        "completed" | "failed" | "invalid" | "suppressed" | "exited" | "holdout" | "waiting" | "already_done" | "stopped"
+        "completed"
+            | "failed"
+            | "invalid"
+            | "suppressed"
+            | "exited"
+            | "holdout"
+            | "waiting"
+            | "already_done"
+            | "stopped"
     )
 }

@@ -27,7 +27,12 @@ impl Tally {
         for (ji, j) in journeys.iter().enumerate() {
             for (si, s) in j.steps.iter().enumerate() {
                 rows.insert((ji, si), steps.len());
-                steps.push(StepStats { journey: j.name.clone(), step: s.id.clone(), kind: s.kind.name().into(), ..Default::default() });
+                steps.push(StepStats {
+                    journey: j.name.clone(),
+                    step: s.id.clone(),
+                    kind: s.kind.name().into(),
+                    ..Default::default()
+                });
             }
         }
         let n = steps.len();
@@ -91,10 +96,8 @@ impl Tally {
     /// Non-webhook steps walked count as entered and ok.
     fn count_passes(&mut self, r: &EntryResult) {
         let j = r.journey;
-        let recorded: Vec<usize> = r.steps.iter().map(|s| s.index).collect();
-        for id in &r.path {
-            let Some(si) = self.step_index(j, id) else { continue };
-            if recorded.contains(&si) {
+        for &si in &r.walked {
+            if r.steps.iter().any(|s| s.index == si) {
                 continue;
             }
             if let Some(&row) = self.rows.get(&(j, si)) {
@@ -105,16 +108,10 @@ impl Tally {
         }
     }
 
-    fn step_index(&self, j: usize, id: &str) -> Option<usize> {
-        self.rows
-            .iter()
-            .filter(|((ji, _), _)| *ji == j)
-            .find(|(_, row)| self.report.steps[**row].step == id)
-            .map(|((_, si), _)| *si)
-    }
-
     fn count_step(&mut self, journey: usize, s: &crate::execute::result::StepRecord) {
-        let Some(&row) = self.rows.get(&(journey, s.index)) else { return };
+        let Some(&row) = self.rows.get(&(journey, s.index)) else {
+            return;
+        };
         let st = &mut self.report.steps[row];
         let t = &mut self.report.totals;
         st.entered += 1;
@@ -136,7 +133,11 @@ impl Tally {
             }
             StepStatus::Suppressed => st.suppressed += 1,
         }
-        self.latencies[row].extend(s.latencies.iter().map(|d| d.as_micros().min(u32::MAX as u128) as u32));
+        self.latencies[row].extend(
+            s.latencies
+                .iter()
+                .map(|d| d.as_micros().min(u32::MAX as u128) as u32),
+        );
     }
 
     /// The finished report.
@@ -148,7 +149,8 @@ impl Tally {
         }
         let elapsed = self.started.elapsed();
         let t = &mut self.report.totals;
-        t.success_rate = (t.deliveries_sent > 0).then(|| 100.0 * t.deliveries_ok as f64 / t.deliveries_sent as f64);
+        t.success_rate = (t.deliveries_sent > 0)
+            .then(|| 100.0 * t.deliveries_ok as f64 / t.deliveries_sent as f64);
         t.entries_per_second = t.entries as f64 / elapsed.as_secs_f64().max(1e-9);
         self.report.duration_ms = elapsed.as_millis() as u64;
         self.report
@@ -170,6 +172,10 @@ fn group(groups: &mut Vec<ErrorGroup>, message: &str, customer: &str) {
             g.examples.push(customer.to_string());
         }
     } else if groups.len() < MAX_ERRORS {
-        groups.push(ErrorGroup { message: message.to_string(), count: 1, examples: vec![customer.to_string()] });
+        groups.push(ErrorGroup {
+            message: message.to_string(),
+            count: 1,
+            examples: vec![customer.to_string()],
+        });
     }
 }
