@@ -243,3 +243,30 @@ fn duplicate_customer_ids_are_errors() {
         out.stderr
     );
 }
+
+#[test]
+fn settings_for_later_stages_are_checked_now() {
+    let text = format!(
+        "journey: j\ntrigger: {{ event: signup }}\nsend_window: {{ hours: \"9am-8pm\" }}\ndefaults: {{ rate_limit: fast }}\nsteps:\n{GOOD_STEP}    frequency_cap: {{ channel: email, max: 0, per: 7d }}\n"
+    );
+    let out = validate(&text);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("j.yaml:3:23: send window hours `9am-8pm` must look like `09:00-20:00`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("j.yaml:4:25: rate limit `fast` must look like `100/s`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("`frequency_cap` needs `max` of at least 1"),
+        "{}",
+        out.stderr
+    );
+}

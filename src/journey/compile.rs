@@ -12,6 +12,7 @@ use crate::render::{BodyTemplate, Compiler, Tmpl};
 /// Compiles a file; errors are recorded in `c`.
 pub fn compile(file: &JourneyFile, c: &mut Compiler) -> Journey {
     let ids = step_ids(file, c);
+    super::validate::check_settings(file, c);
     let steps = file
         .steps
         .iter()

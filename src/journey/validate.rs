@@ -139,6 +139,77 @@ fn strings_of(file: &JourneyFile) -> Vec<String> {
         .collect()
 }
 
+/// Settings that later stages act on (send windows, rate limits, frequency caps) are checked now.
+pub fn check_settings(file: &JourneyFile, c: &mut Compiler) {
+    if let Some(w) = &file.send_window {
+        check_window(w, "send_window", c);
+    }
+    if let Some(r) = &file.defaults.rate_limit {
+        check_rate(r, "defaults.rate_limit", c);
+    }
+    for (i, s) in file.steps.iter().enumerate() {
+        if let Some(w) = &s.send_window {
+            check_window(w, &format!("steps[{i}].send_window"), c);
+        }
+        if let Some(r) = s.webhook.as_ref().and_then(|w| w.rate_limit.as_ref()) {
+            check_rate(r, &format!("steps[{i}].webhook.rate_limit"), c);
+        }
+        if let Some(cap) = &s.frequency_cap
+            && (cap.max == 0 || cap.per.0.is_zero())
+        {
+            c.error(
+                &format!("steps[{i}].frequency_cap"),
+                "`frequency_cap` needs `max` of at least 1 and a `per` longer than zero",
+            );
+        }
+        if s.frequency_cap.is_some() && s.webhook.is_none() {
+            c.error(
+                &format!("steps[{i}].frequency_cap"),
+                "`frequency_cap` belongs to a webhook step",
+            );
+        }
+    }
+}
+
+fn check_window(w: &super::model::SendWindow, at: &str, c: &mut Compiler) {
+    if parse_hours(&w.hours).is_none() {
+        c.error(
+            &format!("{at}.hours"),
+            format!(
+                "send window hours `{}` must look like `09:00-20:00`",
+                w.hours
+            ),
+        );
+    }
+    if let Some(tz) = &w.tz {
+        c.template(&format!("{at}.tz"), tz);
+    }
+}
+
+/// `HH:MM-HH:MM` as minutes after midnight.
+pub fn parse_hours(text: &str) -> Option<(u32, u32)> {
+    let minutes = |t: &str| -> Option<u32> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+    };
+    let (from, to) = text.split_once('-')?;
+    let (from, to) = (minutes(from)?, minutes(to)?);
+    (from != to).then_some((from, to))
+}
+
+fn check_rate(text: &str, at: &str, c: &mut Compiler) {
+    let ok = text.split_once('/').is_some_and(|(n, unit)| {
+        n.trim().parse::<u32>().is_ok_and(|n| n > 0) && matches!(unit.trim(), "s" | "m" | "h")
+    });
+    if !ok {
+        c.error(
+            at,
+            format!("rate limit `{text}` must look like `100/s` (per `s`, `m` or `h`)"),
+        );
+    }
+}
+
 /// The scheme, host and port of a URL template must come from literals and `env` only.
 pub fn check_origin(url: &str) -> Result<(), String> {
     let mut origin = String::new();
@@ -262,6 +333,14 @@ mod tests {
         ] {
             assert!(check_origin(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn send_window_hours() {
+        assert_eq!(parse_hours("09:00-20:00"), Some((540, 1200)));
+        assert_eq!(parse_hours("22:00-06:30"), Some((1320, 390)));
+        assert_eq!(parse_hours("9-20"), None);
+        assert_eq!(parse_hours("25:00-26:00"), None);
     }
 
     #[test]
