@@ -26,13 +26,15 @@ pub fn fixture_errors(errors: &[String]) -> Exit {
     Exit::Usage
 }
 
-/// Prints aggregated errors and warnings to stderr: one line per distinct message.
-pub fn print_problems(report: &RunReport) {
-    for (kind, groups) in [("error", &report.errors), ("warning", &report.warnings)] {
+/// Prints aggregated errors (and, unless `quiet`, warnings) to stderr: one line per distinct message.
+pub fn print_problems(report: &RunReport, quiet: bool) {
+    let warnings: &[_] = if quiet { &[] } else { &report.warnings };
+    for (kind, groups) in [("error", &report.errors[..]), ("warning", warnings)] {
         for g in groups {
             let examples = g.examples.join(", ");
+            let noun = if g.count == 1 { "entry" } else { "entries" };
             output::stderr(&format!(
-                "{kind}: {} ({} entries, e.g. {examples})",
+                "{kind}: {} ({} {noun}, e.g. {examples})",
                 g.message, g.count
             ));
         }
@@ -137,9 +139,7 @@ fn finish(c: &RunConfig, journeys: &[Journey], report: &RunReport) -> anyhow::Re
         let names: Vec<String> = journeys.iter().map(|j| j.name.clone()).collect();
         output::private_file(path, &report::junit::render(report, &names))?;
     }
-    if !c.quiet {
-        print_problems(report);
-    }
+    print_problems(report, c.quiet);
     match c.output {
         Output::Json => output::stdout(&report::json::render(report))?,
         Output::Table if !c.quiet => {

@@ -42,7 +42,7 @@ pub async fn validate(c: ValidateConfig) -> anyhow::Result<Exit> {
     })
     .await;
     let report = tally.finish();
-    super::run::print_problems(&report);
+    super::run::print_problems(&report, false);
     if report.totals.invalid > 0 {
         output::stderr(&format!(
             "{} of {} entries cannot be rendered",
