@@ -152,9 +152,22 @@ fn a_closed_pipe_ends_quietly() {
 #[test]
 fn quiet_still_prints_errors_but_nothing_else() {
     let t = Test::new();
-    t.file("j.yaml", &one_step("j", "{ email: \"{{ customer.email }}\" }"));
-    t.file("f.yaml", "customers: [{ id: c1 }, { id: c2, email: a@b.c }]\n");
-    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml", "--quiet"]);
+    t.file(
+        "j.yaml",
+        &one_step("j", "{ email: \"{{ customer.email }}\" }"),
+    );
+    t.file(
+        "f.yaml",
+        "customers: [{ id: c1 }, { id: c2, email: a@b.c }]\n",
+    );
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--quiet",
+    ]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert_eq!(out.stdout, "");
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
