@@ -334,22 +334,13 @@ impl<'a, E: Executor> Walk<'a, E> {
             if !retry::is_retryable(&outcome) || n == w.retry.attempts {
                 break;
             }
-            let mut delay = retry::backoff(&w.retry, n, &mut rng);
-            if let Outcome::Response(r) = &outcome
-                && let Some(after) = retry::retry_after(r, self.ctx.now)
-            {
-                if after > w.retry.max_backoff {
-                    d.error = Some(format!(
-                        "HTTP {}: Retry-After {}s exceeds max_backoff {}s",
-                        r.status,
-                        after.as_secs(),
-                        w.retry.max_backoff.as_secs()
-                    ));
+            match next_delay(w, &outcome, n, &mut rng, self.ctx.now) {
+                Ok(delay) => self.exec.pause(delay).await,
+                Err(why) => {
+                    d.error = Some(why);
                     break;
                 }
-                delay = after;
             }
-            self.exec.pause(delay).await;
         }
         d.step_status = StepStatus::Failed;
         Ok(d)
@@ -429,6 +420,31 @@ fn step_value(status: Option<u16>, s: StepStatus) -> Value {
         ("status", Value::from(status)),
         ("outcome", Value::from(s.as_str())),
     ])
+}
+
+/// The wait before retry `n`: the jittered backoff, or `Retry-After` when the answer has one;
+/// an `Err` when `Retry-After` is beyond `max_backoff` (the delivery fails in this run).
+fn next_delay(
+    w: &WebhookPlan,
+    outcome: &Outcome,
+    n: u32,
+    rng: &mut fastrand::Rng,
+    now: DateTime<Utc>,
+) -> Result<Duration, String> {
+    let backoff = retry::backoff(&w.retry, n, rng);
+    let Outcome::Response(r) = outcome else {
+        return Ok(backoff);
+    };
+    match retry::retry_after(r, now) {
+        None => Ok(backoff),
+        Some(after) if after > w.retry.max_backoff => Err(format!(
+            "HTTP {}: Retry-After {}s exceeds max_backoff {}s",
+            r.status,
+            after.as_secs(),
+            w.retry.max_backoff.as_secs()
+        )),
+        Some(after) => Ok(after),
+    }
 }
 
 /// `response` in `success` and `save`: the body is JSON when the content type says so.
