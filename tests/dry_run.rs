@@ -59,19 +59,9 @@ const MOCKS: &str = r#"  ask:
 "#;
 
 fn run(t: &Test, extra: &[&str]) -> crate::support::Output {
-    let mut args = vec![
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
-        "--output",
-        "json",
-        "--now",
-        "2026-11-20T11:00:00Z",
-    ];
+    let mut args = vec!["--output", "json", "--now", "2026-11-20T11:00:00Z"];
     args.extend_from_slice(extra);
-    t.run(&args)
+    t.dry_run(&args)
 }
 
 fn report(out: &crate::support::Output) -> serde_json::Value {
@@ -121,12 +111,7 @@ fn show_prints_paths_saved_values_and_the_simulated_clock() {
     let t = Test::new();
     t.file("j.yaml", JOURNEY);
     t.file("f.yaml", &fixtures(MOCKS));
-    let out = t.run(&[
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
+    let out = t.dry_run(&[
         "--show",
         "requests",
         "--now",
@@ -156,17 +141,7 @@ fn unmocked_steps_are_assumed_with_placeholders() {
     let t = Test::new();
     t.file("j.yaml", JOURNEY);
     t.file("f.yaml", &fixtures(""));
-    let out = t.run(&[
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
-        "--show",
-        "requests",
-        "--limit",
-        "1",
-    ]);
+    let out = t.dry_run(&["--show", "requests", "--limit", "1"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(
         out.stdout.contains("\"code\": \"<ask.code>\""),
@@ -203,7 +178,7 @@ fn an_unknown_customer_makes_an_invalid_entry_not_a_crash() {
             fixtures("").replace("mocks:\n", "")
         ),
     );
-    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml"]);
+    let out = t.dry_run(&[]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(
         out.stderr
@@ -233,15 +208,7 @@ fn bad_flags_are_usage_errors() {
     let t = Test::new();
     t.file("j.yaml", JOURNEY);
     t.file("f.yaml", &fixtures(""));
-    let out = t.run(&[
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
-        "--now",
-        "yesterday",
-    ]);
+    let out = t.dry_run(&["--now", "yesterday"]);
     assert_eq!(out.code, 2);
     assert!(
         out.stderr

@@ -3,17 +3,7 @@
 use crate::support::{Test, one_step};
 
 fn show(t: &Test) -> crate::support::Output {
-    t.run(&[
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
-        "--show",
-        "requests",
-        "--output",
-        "json",
-    ])
+    t.dry_run(&["--show", "requests", "--output", "json"])
 }
 
 fn body_of(stderr: &str) -> serde_json::Value {
@@ -67,15 +57,7 @@ fn missing_env_renders_a_placeholder_and_says_so_once() {
     let t = Test::new();
     t.file("j.yaml", &one_step("j", "{ a: 1 }"));
     t.file("f.yaml", "customers: [{ id: c1 }, { id: c2 }]\n");
-    let out = t.run(&[
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
-        "--show",
-        "requests",
-    ]);
+    let out = t.dry_run(&["--show", "requests"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(
         out.stdout.matches("POST <env.HOOK_URL>/hook").count(),
@@ -104,7 +86,7 @@ fn errors_in_a_batch_are_aggregated_with_examples() {
         "f.yaml",
         &format!("customers:\n{customers}  - {{ id: ok, email: a@b.c }}\n"),
     );
-    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml"]);
+    let out = t.dry_run(&[]);
     assert_eq!(out.code, 1, "{}", out.all());
     let lines: Vec<&str> = out
         .stderr
@@ -133,12 +115,7 @@ fn filters_normalize_and_hash() {
         "f.yaml",
         "customers:\n  - { id: c1, email: \" Ana@Example.com \", phone: \"+1 (415) 555-0100\" }\n",
     );
-    let out = t.run(&[
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
+    let out = t.dry_run(&[
         "--show",
         "requests",
         "--output",
@@ -159,24 +136,8 @@ fn identities_are_stable_across_runs() {
     let t = Test::new();
     t.file("j.yaml", &one_step("j", "{ a: 1 }"));
     t.file("f.yaml", "customers: [{ id: c1 }]\n");
-    let first = t.run(&[
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
-        "--show",
-        "requests",
-    ]);
-    let second = t.run(&[
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
-        "--show",
-        "requests",
-    ]);
+    let first = t.dry_run(&["--show", "requests"]);
+    let second = t.dry_run(&["--show", "requests"]);
     let key = |o: &crate::support::Output| {
         o.stdout
             .lines()

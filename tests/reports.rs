@@ -12,17 +12,7 @@ fn setup() -> Test {
 #[test]
 fn output_json_is_exactly_one_document() {
     let t = setup();
-    let out = t.run(&[
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
-        "--output",
-        "json",
-        "--show",
-        "requests",
-    ]);
+    let out = t.dry_run(&["--output", "json", "--show", "requests"]);
     assert_eq!(out.code, 0, "{}", out.all());
     let doc: serde_json::Value =
         serde_json::from_str(&out.stdout).expect("stdout is one JSON document");
@@ -41,12 +31,7 @@ fn output_json_is_exactly_one_document() {
 #[test]
 fn report_files_are_private_and_match_stdout() {
     let t = setup();
-    let out = t.run(&[
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
+    let out = t.dry_run(&[
         "--report",
         "out/report.json",
         "--junit",
@@ -79,7 +64,7 @@ fn report_files_are_private_and_match_stdout() {
 #[test]
 fn the_table_has_a_row_per_step_and_totals_without_colour() {
     let t = setup();
-    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml"]);
+    let out = t.dry_run(&[]);
     assert_eq!(out.code, 0, "{}", out.all());
     let header = out
         .stdout
@@ -160,14 +145,7 @@ fn quiet_still_prints_errors_but_nothing_else() {
         "f.yaml",
         "customers: [{ id: c1 }, { id: c2, email: a@b.c }]\n",
     );
-    let out = t.run(&[
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
-        "--quiet",
-    ]);
+    let out = t.dry_run(&["--quiet"]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert_eq!(out.stdout, "");
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);

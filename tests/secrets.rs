@@ -17,18 +17,8 @@ fn secrets_are_redacted_everywhere_they_could_show() {
         .env("HOOK_URL", "http://127.0.0.1:9");
     t.file("j.yaml", &journey());
     t.file("f.yaml", "customers: [{ id: c1 }]\nexpect:\n  - { journey: j, customer: c1, requests: { send: { body: { token: nope } } } }\n");
-    let run = t.run(&[
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
-        "--show",
-        "requests",
-        "--report",
-        "r.json",
-        "--junit",
-        "r.xml",
+    let run = t.dry_run(&[
+        "--show", "requests", "--report", "r.json", "--junit", "r.xml",
     ]);
     assert_eq!(run.code, 0, "{}", run.all());
     let test = t.run(&[
@@ -90,15 +80,7 @@ fn no_secrets_needed_for_dry_runs() {
     let t = Test::new();
     t.file("j.yaml", &journey());
     t.file("f.yaml", "customers: [{ id: c1 }]\n");
-    let out = t.run(&[
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
-        "--show",
-        "requests",
-    ]);
+    let out = t.dry_run(&["--show", "requests"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(
         out.stdout.contains("\"token\": \"<secret.TOKEN>\""),

@@ -58,6 +58,13 @@ impl Test {
         std::fs::read_to_string(self.path(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
+    /// Runs `journey run --dry-run j.yaml --fixtures f.yaml EXTRA...`.
+    pub fn dry_run(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml"];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
     /// Runs `journey ARGS` in the folder, with a clean environment but for PATH and what `env` set.
     pub fn run(&self, args: &[&str]) -> Output {
         let out = Command::new(env!("CARGO_BIN_EXE_journey"))

@@ -26,14 +26,11 @@ mocks:
       status: 503
 "#;
 
-#[test]
-fn passing_expectations_exit_0() {
+/// Writes the journey and fixtures with these `expect` items, then runs `journey test --junit junit.xml`.
+fn test_with(expect: &str) -> (Test, crate::support::Output) {
     let t = Test::new();
     t.file("j.yaml", JOURNEY);
-    t.file(
-        "f.yaml",
-        &format!("{FIXTURES}expect:\n  - {{ journey: j, customer: c1, path: [ask, send, done], outcome: completed, not_called: [fallback], requests: {{ send: {{ body: {{ to: a@b.c }} }} }} }}\n  - {{ journey: j, customer: c2, path: [ask, fallback, done], attempts: {{ ask: 3 }} }}\n  - {{ journey: j, customer: nobody, outcome: not_entered }}\n"),
-    );
+    t.file("f.yaml", &format!("{FIXTURES}expect:\n{expect}"));
     let out = t.run(&[
         "test",
         "j.yaml",
@@ -42,6 +39,14 @@ fn passing_expectations_exit_0() {
         "--junit",
         "junit.xml",
     ]);
+    (t, out)
+}
+
+#[test]
+fn passing_expectations_exit_0() {
+    let (t, out) = test_with(
+        "  - { journey: j, customer: c1, path: [ask, send, done], outcome: completed, not_called: [fallback], requests: { send: { body: { to: a@b.c } } } }\n  - { journey: j, customer: c2, path: [ask, fallback, done], attempts: { ask: 3 } }\n  - { journey: j, customer: nobody, outcome: not_entered }\n",
+    );
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(
         out.stdout.contains("expectations: 3 passed, 0 failed"),
@@ -62,20 +67,9 @@ fn passing_expectations_exit_0() {
 
 #[test]
 fn a_mismatch_names_the_first_difference_and_exits_1() {
-    let t = Test::new();
-    t.file("j.yaml", JOURNEY);
-    t.file(
-        "f.yaml",
-        &format!("{FIXTURES}expect:\n  - {{ journey: j, customer: c2, path: [ask, send, done] }}\n  - {{ journey: j, customer: c1, requests: {{ send: {{ body: {{ to: x@y.z }} }} }} }}\n  - {{ journey: j, customer: c1, outcome: completed }}\n"),
+    let (t, out) = test_with(
+        "  - { journey: j, customer: c2, path: [ask, send, done] }\n  - { journey: j, customer: c1, requests: { send: { body: { to: x@y.z } } } }\n  - { journey: j, customer: c1, outcome: completed }\n",
     );
-    let out = t.run(&[
-        "test",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
-        "--junit",
-        "junit.xml",
-    ]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(out.stdout.contains("FAIL j customer c2 (line 9): expected path [ask, send, done], got [ask, fallback, done]"), "{}", out.stdout);
     assert!(

@@ -210,7 +210,7 @@ fn unknown_fixture_keys_are_errors() {
     let t = Test::new();
     t.file("j.yaml", &journey(GOOD_STEP));
     t.file("f.yaml", "customers: [{ id: c1 }]\nevnets: []\n");
-    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml"]);
+    let out = t.dry_run(&[]);
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(
         out.stderr
