@@ -224,3 +224,27 @@ fn bad_flags_are_usage_errors() {
         missing.stderr
     );
 }
+
+#[test]
+fn a_broken_mock_condition_points_at_the_fixture() {
+    let t = Test::new();
+    t.file("j.yaml", JOURNEY);
+    t.file(
+        "f.yaml",
+        &fixtures("  ask:\n    - when: \"customer.tier == 'gold'\"\n      status: 500\n"),
+    );
+    let out = run(&t, &[]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr.contains(
+            "f.yaml:15:13: journey `promo`, step `ask`, `mocks.ask[0].when`: undefined value"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("(5 entries, e.g. c1, c2, c3)"),
+        "{}",
+        out.stderr
+    );
+}

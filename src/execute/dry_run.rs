@@ -7,7 +7,7 @@ use minijinja::{Value, context};
 
 use super::executor::{Attempt, Executor, Outcome, Response, TransportError};
 use crate::fixture::{Fixtures, Mock, MockError, MockResponse};
-use crate::render::value_of;
+use crate::render::{RenderError, value_of};
 
 /// Answers from mocks; a step without a matching mock is assumed successful.
 #[derive(Debug, Clone)]
@@ -21,14 +21,18 @@ impl DryRun {
         DryRun { fixtures }
     }
 
-    fn pick<'a>(&self, rules: &'a [Mock], a: &Attempt<'_>) -> Result<Option<&'a Mock>, String> {
+    fn pick<'a>(
+        &self,
+        rules: &'a [Mock],
+        a: &Attempt<'_>,
+    ) -> Result<Option<&'a Mock>, RenderError> {
         let mut ctx = None;
         for rule in rules {
             let Some(when) = &rule.when else {
                 return Ok(Some(rule));
             };
             let ctx = ctx.get_or_insert_with(|| mock_context(a));
-            if when.is_true(ctx).map_err(|e| e.to_string())? {
+            if when.is_true(ctx)? {
                 return Ok(Some(rule));
             }
         }

@@ -18,8 +18,6 @@ pub struct Entry {
     pub customer: Customer,
     /// The trigger event, for event triggers.
     pub event: Option<Event>,
-    /// When the entry started: the event's `at`, or the clock.
-    pub started: DateTime<Utc>,
 }
 
 /// An entry that could not be made: the event names an unknown customer, or the trigger failed.
@@ -84,7 +82,6 @@ pub fn candidates(
                             journey: ji,
                             customer: c.clone(),
                             event: None,
-                            started: now,
                         })),
                         Ok(false) => {}
                         Err(err) => out.push(invalid(
@@ -134,7 +131,6 @@ fn from_event(
         journey: ji,
         customer: c.clone(),
         event: Some(e.clone()),
-        started: e.at,
     }))
 }
 

@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use minijinja::Value;
 
 use super::request::Request;
@@ -24,8 +23,6 @@ pub struct Attempt<'a> {
     pub number: u32,
     /// The entry's context (for mock conditions).
     pub context: &'a Value,
-    /// The entry's clock.
-    pub now: DateTime<Utc>,
 }
 
 /// An HTTP response.
@@ -82,7 +79,7 @@ pub enum Outcome {
     /// Dry-run only: no mock matched, so success is assumed.
     Assumed,
     /// Dry-run only: a mock condition could not be evaluated.
-    MockFailed(String),
+    MockFailed(crate::render::RenderError),
 }
 
 /// Sends attempts and waits between them.

@@ -313,12 +313,11 @@ impl<'a, E: Executor> Walk<'a, E> {
                 request: req,
                 number: n,
                 context: ctx,
-                now: self.ctx.now,
             };
             let outcome = self.exec.send(attempt).await;
             match &outcome {
                 Outcome::Assumed => return Ok(self.assumed(step, d)),
-                Outcome::MockFailed(m) => return Err(mock_error(w, m)),
+                Outcome::MockFailed(e) => return Err(e.clone()),
                 Outcome::Response(r) => {
                     d.status = Some(r.status);
                     d.latencies.push(r.latency);
@@ -405,14 +404,6 @@ struct Delivery {
     latencies: Vec<Duration>,
     step_status: StepStatus,
     error: Option<String>,
-}
-
-fn mock_error(w: &WebhookPlan, message: &str) -> RenderError {
-    RenderError {
-        pos: w.url.pos.clone(),
-        field: "mocks".into(),
-        message: format!("a mock's `when` failed: {message}"),
-    }
 }
 
 fn step_value(status: Option<u16>, s: StepStatus) -> Value {

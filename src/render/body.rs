@@ -58,14 +58,4 @@ impl BodyTemplate {
             }
         })
     }
-
-    /// Every template leaf, for static checks.
-    pub fn templates(&self) -> Vec<&Tmpl> {
-        match self {
-            BodyTemplate::Lit(_) => vec![],
-            BodyTemplate::Str(t) => vec![t],
-            BodyTemplate::List(items) => items.iter().flat_map(|i| i.templates()).collect(),
-            BodyTemplate::Map(entries) => entries.iter().flat_map(|(_, v)| v.templates()).collect(),
-        }
-    }
 }

@@ -186,11 +186,6 @@ impl Tmpl {
         }
     }
 
-    /// True when the source is plain text, with nothing to render.
-    pub fn is_literal(&self) -> bool {
-        matches!(self.kind, TmplKind::Literal)
-    }
-
     fn eval(&self, ctx: &Value) -> Result<Value, RenderError> {
         let TmplKind::Native(expr) = &self.kind else {
             unreachable!("eval on a native template only")

@@ -64,9 +64,4 @@ impl EnvVars {
             namespace,
         })
     }
-
-    /// The value of a set variable.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
-    }
 }
