@@ -77,13 +77,7 @@ fn library(dir: &std::path::Path) -> (f64, u64) {
         placeholders: true,
     };
     let now = chrono::Utc::now();
-    let settings = RunSettings {
-        now,
-        env: env.clone(),
-        concurrency: 32,
-        seed: 0,
-        keep_requests: false,
-    };
+    let settings = RunSettings::dry(now, env.clone(), 32, 0, false);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

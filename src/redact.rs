@@ -55,6 +55,11 @@ impl Redactor {
         out
     }
 
+    /// True when the text holds a secret.
+    pub fn finds(&self, text: &str) -> bool {
+        self.needles.iter().any(|n| text.contains(n.as_str()))
+    }
+
     /// Redacts every string inside a JSON value.
     pub fn redact_json(&self, v: &serde_json::Value) -> serde_json::Value {
         match v {

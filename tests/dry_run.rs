@@ -248,3 +248,31 @@ fn a_broken_mock_condition_points_at_the_fixture() {
         out.stderr
     );
 }
+
+#[test]
+fn an_entry_key_is_taken_once_and_the_duplicate_sends_nothing() {
+    let t = Test::new();
+    t.file(
+        "j.yaml",
+        "journey: monthly\ntrigger:\n  event: visit\n  entry_key: \"{{ customer.id }}-{{ event.at[:7] }}\"\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/x\", body: { e: \"{{ event.id }}\" } }\n",
+    );
+    t.file(
+        "f.yaml",
+        "customers: [{ id: c1 }]\nevents:\n  - { id: v1, name: visit, customer: c1, at: 2026-11-02T10:00:00Z }\n  - { id: v2, name: visit, customer: c1, at: 2026-11-20T10:00:00Z }\n  - { id: v3, name: visit, customer: c1, at: 2026-12-01T10:00:00Z }\n",
+    );
+    let out = t.dry_run(&["--show", "requests"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        out.stdout.matches("### monthly / send").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("\"e\": \"v1\"") && out.stdout.contains("\"e\": \"v3\""),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("\"e\": \"v2\""), "{}", out.stdout);
+    assert!(out.stdout.contains("1 already done"), "{}", out.stdout);
+}

@@ -66,13 +66,13 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
         }
         tally.notice(n);
     }
-    let settings = RunSettings {
-        now: c.now,
-        env: env.clone(),
-        concurrency: c.concurrency,
-        seed: c.seed,
-        keep_requests: c.show.is_some() || c.mode == Mode::Test,
-    };
+    let settings = RunSettings::dry(
+        c.now,
+        env.clone(),
+        c.concurrency,
+        c.seed,
+        c.show.is_some() || c.mode == Mode::Test,
+    );
     let list = candidates(&journeys, &fixtures, &env, c.now, &c.selection);
     let bar = crate::progress::bar(c.progress, list.len() as u64);
     let mut kept = Vec::new();

@@ -28,13 +28,7 @@ pub async fn validate(c: ValidateConfig) -> anyhow::Result<Exit> {
     if let Some(n) = notice {
         output::stderr(&n);
     }
-    let settings = RunSettings {
-        now: c.now,
-        env: env.clone(),
-        concurrency: 32,
-        seed: 0,
-        keep_requests: false,
-    };
+    let settings = RunSettings::dry(c.now, env.clone(), 32, 0, false);
     let list = candidates(&journeys, &fixtures, &env, c.now, &Selection::default());
     let mut tally = Tally::new(&journeys, Mode::DryRun, String::new(), String::new());
     runner::run(&journeys, list, &DryRun::new(fixtures), &settings, |r| {

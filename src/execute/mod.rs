@@ -1,15 +1,20 @@
 //! Running journeys: entries from triggers, requests, the executor seam (dry-run, HTTP), retries, the runner.
 
 pub mod context;
+pub mod deliver;
 pub mod dry_run;
 pub mod entries;
 pub mod executor;
+pub mod http;
 pub mod identity;
+pub mod recorder;
 pub mod request;
 pub mod result;
 pub mod retry;
 pub mod runner;
+pub mod safety;
 pub mod sign;
+pub mod walk;
 
 use sha2::{Digest, Sha256};
 

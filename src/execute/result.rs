@@ -83,6 +83,22 @@ pub struct EntryResult {
 }
 
 impl EntryResult {
+    /// A result not yet walked.
+    pub fn new(journey: usize, customer: &str, event: Option<String>, key: String) -> EntryResult {
+        EntryResult {
+            journey,
+            customer: customer.to_string(),
+            event,
+            key,
+            outcome: String::new(),
+            path: vec![],
+            walked: vec![],
+            steps: vec![],
+            error: None,
+            warnings: vec![],
+        }
+    }
+
     /// True when the outcome counts as a failure.
     pub fn is_failure(&self) -> bool {
         self.outcome == "failed" || self.outcome == "invalid"

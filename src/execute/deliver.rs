@@ -1,0 +1,202 @@
+//! One delivery: attempts until success, a final failure, or the attempts run out.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use minijinja::Value;
+
+use super::context::{EntryContext, Scope};
+use super::executor::{Attempt, Executor, Outcome, Response};
+use super::recorder::{AttemptRecord, Recorder};
+use super::request::Request;
+use super::result::StepStatus;
+use super::retry;
+use crate::journey::plan::{StepPlan, WebhookPlan};
+use crate::render::{RenderError, map, value_of};
+
+/// What came of one delivery.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last HTTP status.
+    pub status: Option<u16>,
+    /// Latency of each attempt that got a response.
+    pub latencies: Vec<Duration>,
+    /// Ok, failed or assumed.
+    pub step_status: StepStatus,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The successful response, for `save`.
+    pub response: Option<Response>,
+}
+
+/// Who is delivering: the parts of an entry a delivery needs.
+#[derive(Clone, Copy)]
+pub struct Deliverer<'a, E> {
+    /// The executor.
+    pub exec: &'a E,
+    /// Where attempts are recorded.
+    pub recorder: &'a dyn Recorder,
+    /// The journey name.
+    pub journey: &'a str,
+    /// The entry key.
+    pub entry_key: &'a str,
+    /// The jitter seed.
+    pub seed: u64,
+}
+
+impl<E: Executor> Deliverer<'_, E> {
+    /// Sends `req` with the step's retry policy; `ctx` is the entry's context for `success`.
+    pub async fn deliver(
+        &self,
+        step: &StepPlan,
+        w: &WebhookPlan,
+        req: &Request,
+        ctx: &EntryContext,
+    ) -> Result<Delivery, RenderError> {
+        let mock_ctx = ctx.value(&Scope {
+            step: Some(&step.id),
+            delivery: Some((&req.delivery_id, 1)),
+            response: None,
+        });
+        let mut rng = fastrand::Rng::with_seed(self.seed ^ seed_of(&req.delivery_id));
+        let mut d = Delivery::default();
+        for n in 1..=w.retry.attempts {
+            d.attempts = n;
+            let attempt = Attempt {
+                journey: self.journey,
+                step: &step.id,
+                request: req,
+                number: n,
+                context: &mock_ctx,
+            };
+            let outcome = self.exec.send(attempt).await;
+            self.record(step, req, n, &outcome);
+            match &outcome {
+                Outcome::Assumed => {
+                    d.step_status = StepStatus::Assumed;
+                    d.error = None;
+                    return Ok(d);
+                }
+                Outcome::MockFailed(e) => return Err(e.clone()),
+                Outcome::Response(r) => {
+                    d.status = Some(r.status);
+                    d.latencies.push(r.latency);
+                    if succeeded(step, w, r, ctx)? {
+                        d.step_status = StepStatus::Ok;
+                        d.response = Some(r.clone());
+                        return Ok(d);
+                    }
+                    d.error = Some(format!("HTTP {}", r.status));
+                }
+                Outcome::Transport(e) => d.error = Some(e.to_string()),
+            }
+            if !retry::is_retryable(&outcome) || n == w.retry.attempts {
+                break;
+            }
+            match next_delay(w, &outcome, n, &mut rng, ctx.now) {
+                Ok(delay) => self.exec.pause(delay).await,
+                Err(why) => {
+                    d.error = Some(why);
+                    break;
+                }
+            }
+        }
+        d.step_status = StepStatus::Failed;
+        Ok(d)
+    }
+
+    fn record(&self, step: &StepPlan, req: &Request, n: u32, outcome: &Outcome) {
+        let (status, error, latency, body) = match outcome {
+            Outcome::Response(r) => (Some(r.status), None, r.latency, r.body.as_slice()),
+            Outcome::Transport(e) => (None, Some(e.to_string()), Duration::ZERO, &[][..]),
+            Outcome::Assumed | Outcome::MockFailed(_) => return,
+        };
+        self.recorder.attempt(&AttemptRecord {
+            journey: self.journey,
+            step: &step.id,
+            entry_key: self.entry_key,
+            trace_id: &req.trace_id,
+            delivery_id: &req.delivery_id,
+            attempt: n,
+            status,
+            error,
+            latency_ms: latency.as_secs_f64() * 1000.0,
+            request_body: &req.body,
+            response_body: body,
+        });
+    }
+}
+
+fn succeeded(
+    step: &StepPlan,
+    w: &WebhookPlan,
+    r: &Response,
+    ctx: &EntryContext,
+) -> Result<bool, RenderError> {
+    match &w.success {
+        None => Ok((200..300).contains(&r.status)),
+        Some(expr) => expr.is_true(&ctx.value(&Scope {
+            step: Some(&step.id),
+            delivery: None,
+            response: Some(response_value(r)),
+        })),
+    }
+}
+
+/// The wait before retry `n`: the jittered backoff, or `Retry-After` when the answer has one;
+/// an `Err` when `Retry-After` is beyond `max_backoff` (the delivery fails in this run).
+fn next_delay(
+    w: &WebhookPlan,
+    outcome: &Outcome,
+    n: u32,
+    rng: &mut fastrand::Rng,
+    now: DateTime<Utc>,
+) -> Result<Duration, String> {
+    let backoff = retry::backoff(&w.retry, n, rng);
+    let Outcome::Response(r) = outcome else {
+        return Ok(backoff);
+    };
+    match retry::retry_after(r, now) {
+        None => Ok(backoff),
+        Some(after) if after > w.retry.max_backoff => Err(format!(
+            "HTTP {}: Retry-After {}s exceeds max_backoff {}s",
+            r.status,
+            after.as_secs(),
+            w.retry.max_backoff.as_secs()
+        )),
+        Some(after) => Ok(after),
+    }
+}
+
+/// `response` in `success` and `save`: the body is JSON when the content type says so.
+pub fn response_value(r: &Response) -> Value {
+    let ct = r.header("content-type").unwrap_or("").to_ascii_lowercase();
+    let media = ct.split(';').next().unwrap_or("").trim();
+    let is_json = media == "application/json" || media.ends_with("+json");
+    let text = || Value::from(String::from_utf8_lossy(&r.body).into_owned());
+    let body = if is_json {
+        serde_json::from_slice::<serde_json::Value>(&r.body)
+            .map(|v| value_of(&v))
+            .unwrap_or_else(|_| text())
+    } else {
+        text()
+    };
+    let headers: std::collections::BTreeMap<String, String> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    map([
+        ("status", Value::from(r.status)),
+        ("headers", Value::from(headers)),
+        ("body", body),
+    ])
+}
+
+fn seed_of(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}

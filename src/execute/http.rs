@@ -1,0 +1,119 @@
+//! The HTTP executor: sends each attempt for real with one shared client; redirects are not followed.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use super::executor::{Attempt, Executor, Outcome, Response, TransportError};
+use crate::journey::model::Method;
+use crate::journey::plan::CONNECT_TIMEOUT;
+
+/// Response bodies are read up to this size; the rest is dropped.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Sends requests over one pooled client.
+#[derive(Debug, Clone)]
+pub struct Http {
+    client: reqwest::Client,
+}
+
+impl Http {
+    /// A client that reuses connections, never follows redirects and never uses a proxy.
+    pub fn new(concurrency: usize) -> anyhow::Result<Http> {
+        // Several crates may race to install a provider; either outcome leaves one installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_max_idle_per_host(concurrency.max(1))
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()?;
+        Ok(Http { client })
+    }
+}
+
+fn method(m: Method) -> reqwest::Method {
+    match m {
+        Method::Get => reqwest::Method::GET,
+        Method::Post => reqwest::Method::POST,
+        Method::Put => reqwest::Method::PUT,
+        Method::Patch => reqwest::Method::PATCH,
+        Method::Delete => reqwest::Method::DELETE,
+    }
+}
+
+/// Describes a client error without its URL (which may carry secrets in the query).
+fn transport(e: reqwest::Error) -> TransportError {
+    if e.is_timeout() {
+        return TransportError::Timeout;
+    }
+    let connect = e.is_connect();
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    if connect {
+        TransportError::Connect(msg)
+    } else {
+        TransportError::Reset(msg)
+    }
+}
+
+async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = MAX_BODY.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if room <= chunk.len() {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+impl Executor for Http {
+    async fn send(&self, a: Attempt<'_>) -> Outcome {
+        let r = a.request;
+        let mut rb = self
+            .client
+            .request(method(r.method), &r.url)
+            .timeout(r.timeout)
+            .body(r.body.clone());
+        for (name, value) in r.attempt_headers(a.number, Utc::now().timestamp()) {
+            rb = rb.header(name, value);
+        }
+        let started = Instant::now();
+        let resp = match rb.send().await {
+            Ok(resp) => resp,
+            Err(e) => return Outcome::Transport(transport(e)),
+        };
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        match read_capped(resp).await {
+            Ok(body) => Outcome::Response(Response {
+                status,
+                headers,
+                body,
+                latency: started.elapsed(),
+            }),
+            Err(e) => Outcome::Transport(transport(e)),
+        }
+    }
+
+    async fn pause(&self, delay: Duration) {
+        tokio::time::sleep(delay).await;
+    }
+}

@@ -1,0 +1,396 @@
+//! One entry's walk through its journey: steps in order, branches, waits, deliveries, saves.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use minijinja::Value;
+
+use super::context::{EntryContext, Scope};
+use super::deliver::{Deliverer, Delivery, response_value};
+use super::entries::Entry;
+use super::executor::Executor;
+use super::identity;
+use super::recorder::{DeadLetter, Snapshot};
+use super::request::{self, Ids, Request};
+use super::result::{EntryError, EntryResult, StepRecord, StepStatus};
+use super::runner::RunSettings;
+use crate::fixture::Customer;
+use crate::journey::Journey;
+use crate::journey::plan::{OnFailure, StepKind, StepPlan, WebhookPlan};
+use crate::render::{RenderError, map, value_of};
+
+/// An `async` delivery under way: its step index, request and outcome.
+type Pending<'a> = Pin<
+    Box<
+        dyn Future<Output = (usize, Request, EntryContext, Result<Delivery, RenderError>)>
+            + Send
+            + 'a,
+    >,
+>;
+
+/// One entry's walk.
+pub struct Walk<'a, E> {
+    j: &'a Journey,
+    customer: Customer,
+    event: Option<Arc<serde_json::Value>>,
+    trace_id: String,
+    exec: &'a E,
+    settings: &'a RunSettings,
+    ctx: EntryContext,
+    result: EntryResult,
+    pending: Vec<Pending<'a>>,
+}
+
+/// Where the walk goes after a step.
+enum Next {
+    Step(Option<usize>),
+    End(String),
+}
+
+impl<'a, E: Executor> Walk<'a, E> {
+    /// A walk of `e` through `j`.
+    pub fn new(j: &'a Journey, e: &Entry, exec: &'a E, settings: &'a RunSettings) -> Self {
+        let key = identity::entry_key(
+            &j.name,
+            e.event.as_ref().map_or(&e.customer.id, |ev| &ev.id),
+        );
+        let event = e.event.as_ref().map(|ev| Arc::clone(&ev.record));
+        let ctx = EntryContext::new(
+            &j.name,
+            &e.customer.record,
+            event.as_deref(),
+            &settings.env,
+            settings.now,
+        );
+        Walk {
+            j,
+            customer: e.customer.clone(),
+            event,
+            trace_id: String::new(),
+            exec,
+            settings,
+            ctx,
+            result: EntryResult::new(
+                e.journey,
+                &e.customer.id,
+                e.event.as_ref().map(|ev| ev.id.clone()),
+                key,
+            ),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Computes the entry key, trace id and vars; the key is known only after this.
+    pub fn enter(mut self) -> Result<Self, Box<EntryResult>> {
+        match self.try_enter() {
+            Ok(()) => Ok(self),
+            Err(e) => Err(Box::new(self.invalid(None, e))),
+        }
+    }
+
+    /// The entry key.
+    pub fn key(&self) -> &str {
+        &self.result.key
+    }
+
+    fn try_enter(&mut self) -> Result<(), RenderError> {
+        if let Some(t) = &self.j.entry_key {
+            let key = t.render(&self.ctx.value(&Scope::default()))?;
+            self.result.key = format!("{}:{key}", self.j.name);
+        }
+        self.trace_id = identity::trace_id(&self.result.key);
+        self.ctx.set_entry(&self.result.key, &self.trace_id);
+        for (name, t) in &self.j.vars {
+            let v = t.render_json(&self.ctx.value(&Scope::default()))?;
+            self.ctx.vars.insert(name.clone(), value_of(&v));
+        }
+        Ok(())
+    }
+
+    /// Ends the entry without walking it (its key was already taken).
+    pub fn already_done(mut self) -> EntryResult {
+        self.result.outcome = "already_done".into();
+        self.result
+    }
+
+    /// Walks the steps, then waits for the entry's async deliveries.
+    pub async fn run(mut self) -> EntryResult {
+        if let Some(channel) = &self.j.consent
+            && !self.customer.consents(channel)
+        {
+            self.result.outcome = "suppressed".into();
+            return self.result;
+        }
+        let mut at = Some(0);
+        let mut outcome = "completed".to_string();
+        while let Some(i) = at {
+            let step = &self.j.steps[i];
+            self.result.path.push(step.id.clone());
+            self.result.walked.push(i);
+            match self.step(i, step).await {
+                Ok(Next::Step(n)) => at = n,
+                Ok(Next::End(label)) => {
+                    outcome = label;
+                    break;
+                }
+                Err(e) => {
+                    self.settle().await;
+                    return self.invalid(Some(&step.id), e);
+                }
+            }
+        }
+        self.settle().await;
+        self.result.outcome = outcome;
+        self.result
+    }
+
+    fn invalid(mut self, step: Option<&str>, e: RenderError) -> EntryResult {
+        let at = step.map(|s| format!(", step `{s}`")).unwrap_or_default();
+        self.result.outcome = "invalid".into();
+        self.result.error = Some(EntryError {
+            message: format!(
+                "{}: journey `{}`{at}, `{}`: {}",
+                e.pos, self.j.name, e.field, e.message
+            ),
+        });
+        self.result
+    }
+
+    async fn step(&mut self, i: usize, step: &'a StepPlan) -> Result<Next, RenderError> {
+        match &step.kind {
+            StepKind::Webhook(w) if w.is_async => self.spawn(i, step, w),
+            StepKind::Webhook(w) => self.webhook(i, step, w).await,
+            StepKind::Branch { arms, default } => {
+                let ctx = self.ctx.value(&Scope {
+                    step: Some(&step.id),
+                    ..Scope::default()
+                });
+                for (cond, target) in arms {
+                    if cond.is_true(&ctx)? {
+                        return Ok(Next::Step(Some(*target)));
+                    }
+                }
+                Ok(Next::Step(default.or(step.next)))
+            }
+            StepKind::Split(arms) => {
+                let bucket = super::hash_percent(&[&self.j.name, &step.id, &self.result.customer]);
+                let target = arms
+                    .iter()
+                    .find(|(upto, _)| bucket < *upto)
+                    .map(|(_, t)| *t);
+                Ok(Next::Step(target.or(step.next)))
+            }
+            StepKind::Wait(d) => {
+                self.ctx.now += chrono::Duration::from_std(*d).unwrap_or_default();
+                Ok(Next::Step(step.next))
+            }
+            StepKind::End(label) => Ok(Next::End(label.clone())),
+        }
+    }
+
+    /// Renders a webhook step's request, or `None` when consent is missing (recorded as suppressed).
+    fn prepare(
+        &mut self,
+        i: usize,
+        step: &StepPlan,
+        w: &WebhookPlan,
+    ) -> Result<Option<Request>, RenderError> {
+        if let Some(channel) = &step.consent
+            && !self.customer.consents(channel)
+        {
+            self.record(i, StepStatus::Suppressed, Delivery::default(), None);
+            self.ctx
+                .steps
+                .insert(step.id.clone(), step_value(None, StepStatus::Suppressed));
+            return Ok(None);
+        }
+        let ids = Ids {
+            delivery_id: identity::delivery_id(&self.j.name, &self.result.key, &step.id),
+            trace_id: self.trace_id.clone(),
+        };
+        let ctx = self.ctx.value(&Scope {
+            step: Some(&step.id),
+            delivery: Some((&ids.delivery_id, 1)),
+            response: None,
+        });
+        let req = request::build(w, &ctx, &ids, self.settings.env.placeholders)?;
+        if let Some(safety) = &self.settings.safety {
+            safety.check(&req, w)?;
+        }
+        Ok(Some(req))
+    }
+
+    fn deliverer(&self) -> Deliverer<'a, E> {
+        Deliverer {
+            exec: self.exec,
+            recorder: &*self.settings.recorder,
+            journey: &self.j.name,
+            entry_key: "",
+            seed: self.settings.seed,
+        }
+    }
+
+    async fn webhook(
+        &mut self,
+        i: usize,
+        step: &'a StepPlan,
+        w: &'a WebhookPlan,
+    ) -> Result<Next, RenderError> {
+        let Some(req) = self.prepare(i, step, w)? else {
+            return Ok(Next::Step(step.next));
+        };
+        let key = self.result.key.clone();
+        let d = Deliverer {
+            entry_key: &key,
+            ..self.deliverer()
+        }
+        .deliver(step, w, &req, &self.ctx)
+        .await?;
+        if let Some(r) = &d.response {
+            self.save(step, r)?;
+        } else if d.step_status == StepStatus::Assumed {
+            for (name, _) in &step.save {
+                let placeholder = Value::from(format!("<{}.{name}>", step.id));
+                self.ctx.saved.insert(name.clone(), placeholder);
+            }
+        }
+        self.ctx
+            .steps
+            .insert(step.id.clone(), step_value(d.status, d.step_status));
+        let failed = d.step_status == StepStatus::Failed;
+        if failed && step.on_failure == OnFailure::Fail {
+            self.dead_letter(step, &d, &self.ctx);
+        }
+        self.record(i, d.step_status, d, Some(req));
+        if !failed {
+            return Ok(Next::Step(step.next));
+        }
+        Ok(match step.on_failure {
+            OnFailure::Fail => Next::End("failed".into()),
+            OnFailure::Continue => Next::Step(step.next),
+            OnFailure::Stop => Next::End("stopped".into()),
+            OnFailure::Goto(t) => Next::Step(Some(t)),
+        })
+    }
+
+    /// Starts an async delivery; the entry moves on and settles it before it ends.
+    fn spawn(
+        &mut self,
+        i: usize,
+        step: &'a StepPlan,
+        w: &'a WebhookPlan,
+    ) -> Result<Next, RenderError> {
+        let Some(req) = self.prepare(i, step, w)? else {
+            return Ok(Next::Step(step.next));
+        };
+        let ctx = self.ctx.clone();
+        let deliverer = self.deliverer();
+        let key = self.result.key.clone();
+        self.pending.push(Box::pin(async move {
+            let d = Deliverer {
+                entry_key: &key,
+                ..deliverer
+            }
+            .deliver(step, w, &req, &ctx)
+            .await;
+            (i, req, ctx, d)
+        }));
+        Ok(Next::Step(step.next))
+    }
+
+    /// Waits for every async delivery and records it; an unhandled failure is dead-lettered.
+    async fn settle(&mut self) {
+        for (i, req, ctx, d) in
+            futures_util::future::join_all(std::mem::take(&mut self.pending)).await
+        {
+            let step = &self.j.steps[i];
+            match d {
+                Ok(d) => {
+                    if d.step_status == StepStatus::Failed {
+                        self.dead_letter(step, &d, &ctx);
+                    }
+                    self.record(i, d.step_status, d, Some(req));
+                }
+                Err(e) => self.result.warnings.push(format!(
+                    "{}: journey `{}`, async step `{}`: {}",
+                    e.pos, self.j.name, step.id, e.message
+                )),
+            }
+        }
+    }
+
+    fn record(&mut self, index: usize, status: StepStatus, d: Delivery, request: Option<Request>) {
+        self.result.steps.push(StepRecord {
+            index,
+            status,
+            attempts: d.attempts,
+            http_status: d.status,
+            latencies: d.latencies,
+            request: request.filter(|_| self.settings.keep_requests),
+            error: d.error,
+        });
+    }
+
+    fn dead_letter(&self, step: &StepPlan, d: &Delivery, ctx: &EntryContext) {
+        let letter = DeadLetter {
+            journey: self.j.name.clone(),
+            journey_file: self.j.file.display().to_string(),
+            step: step.id.clone(),
+            entry_key: self.result.key.clone(),
+            delivery_id: identity::delivery_id(&self.j.name, &self.result.key, &step.id),
+            customer: self.result.customer.clone(),
+            event: self.result.event.clone(),
+            attempts: d.attempts,
+            status: d.status,
+            error: d.error.clone().unwrap_or_default(),
+            snapshot: Snapshot {
+                customer: (*self.customer.record).clone(),
+                event: self.event.as_deref().cloned(),
+                vars: json_of(&ctx.vars),
+                saved: json_of(&ctx.saved),
+                steps: json_of(&ctx.steps),
+                now: crate::clock::rfc3339(ctx.now),
+            },
+        };
+        self.settings.recorder.dead_letter(&letter);
+    }
+
+    fn save(
+        &mut self,
+        step: &'a StepPlan,
+        r: &super::executor::Response,
+    ) -> Result<(), RenderError> {
+        if step.save.is_empty() {
+            return Ok(());
+        }
+        let ctx = self.ctx.value(&Scope {
+            step: Some(&step.id),
+            delivery: None,
+            response: Some(response_value(r)),
+        });
+        for (name, expr) in &step.save {
+            let v = expr.eval(&ctx)?;
+            if v.is_undefined() {
+                self.result.warnings.push(format!(
+                    "{}: journey `{}`, step `{}`: `save.{name}` found nothing in the response; `saved.{name}` stays unset",
+                    expr.pos, self.j.name, step.id
+                ));
+            } else {
+                self.ctx.saved.insert(name.clone(), v);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn json_of(map: &std::collections::BTreeMap<String, Value>) -> serde_json::Value {
+    serde_json::to_value(map).unwrap_or_default()
+}
+
+fn step_value(status: Option<u16>, s: StepStatus) -> Value {
+    map([
+        ("status", Value::from(status)),
+        ("outcome", Value::from(s.as_str())),
+    ])
+}
