@@ -18,12 +18,27 @@ pub struct Cli {
 pub enum Command {
     /// Check journey files; with --fixtures, also render every request of every entry.
     Validate(ValidateArgs),
-    /// Run journeys over fixtures (only --dry-run is available in this version).
+    /// Run journeys over fixtures: send for real, or --dry-run.
     Run(RunArgs),
     /// Dry-run journeys and check every `expect` in the fixtures.
     Test(TestArgs),
     /// Draw a journey as a Mermaid or Graphviz graph.
     Graph(GraphArgs),
+    /// Send dead-lettered deliveries again, with the same idempotency keys.
+    Replay(ReplayArgs),
+}
+
+/// `journey replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A dead-letter file written by `journey run`.
+    pub file: PathBuf,
+    /// Send to hosts over plain http even when the request carries a secret.
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+    /// Print nothing but errors.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// `journey validate`.
@@ -90,6 +105,33 @@ pub struct RunArgs {
     /// Send nothing: answer from mocks, assume success where none matches.
     #[arg(long)]
     pub dry_run: bool,
+    /// Do not ask for confirmation on a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Run without the state store (required until the state store exists).
+    #[arg(long)]
+    pub no_state: bool,
+    /// Count waits as elapsed instead of parking entries.
+    #[arg(long)]
+    pub fast_forward: bool,
+    /// Write one NDJSON line per attempt to this file.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Include request and response bodies in the --log lines.
+    #[arg(long)]
+    pub log_bodies: bool,
+    /// Where unhandled failures go (default: .journey/dead-letter.ndjson beside the first journey).
+    #[arg(long)]
+    pub dead_letter: Option<PathBuf>,
+    /// Send to hosts over plain http even when the request carries a secret.
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+    /// Exit 1 when more than this percentage of deliveries failed.
+    #[arg(long, value_name = "PCT")]
+    pub max_failure_rate: Option<f64>,
+    /// Exit 1 when no customer entered any journey.
+    #[arg(long)]
+    pub fail_if_empty: bool,
 }
 
 /// `journey test`.

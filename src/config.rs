@@ -17,6 +17,8 @@ pub enum Config {
     Validate(ValidateConfig),
     /// `run --dry-run` and `test`.
     Run(RunConfig),
+    /// `replay`.
+    Replay(ReplayConfig),
     /// `graph`.
     Graph {
         /// The journey file.
@@ -44,8 +46,16 @@ pub struct ValidateConfig {
 /// `run` and `test` settings.
 #[derive(Debug)]
 pub struct RunConfig {
-    /// Dry-run or test (real runs come later).
+    /// Dry-run, real run or test.
     pub mode: Mode,
+    /// Settings only a real run has.
+    pub real: Option<RealConfig>,
+    /// `--max-failure-rate`.
+    pub max_failure_rate: Option<f64>,
+    /// `--fail-if-empty`.
+    pub fail_if_empty: bool,
+    /// A heartbeat line every 30 s on stderr (no terminal there).
+    pub heartbeat: bool,
     /// Journey paths.
     pub journeys: Vec<PathBuf>,
     /// Fixture paths.
@@ -76,6 +86,36 @@ pub struct RunConfig {
     pub env: HashMap<String, String>,
 }
 
+/// What only a real run needs.
+#[derive(Debug)]
+pub struct RealConfig {
+    /// Ask before sending (a terminal, and no `--yes`).
+    pub ask: bool,
+    /// `--fast-forward`: waits count as elapsed.
+    pub fast_forward: bool,
+    /// `--log`.
+    pub log: Option<PathBuf>,
+    /// `--log-bodies`.
+    pub log_bodies: bool,
+    /// Where dead letters go.
+    pub dead_letter: PathBuf,
+    /// `--allow-insecure-http`.
+    pub allow_insecure_http: bool,
+}
+
+/// `replay` settings.
+#[derive(Debug)]
+pub struct ReplayConfig {
+    /// The dead-letter file.
+    pub file: PathBuf,
+    /// `--allow-insecure-http`.
+    pub allow_insecure_http: bool,
+    /// `--quiet`.
+    pub quiet: bool,
+    /// Environment variables.
+    pub env: HashMap<String, String>,
+}
+
 /// Builds the config; an `Err` is a usage error (exit 2).
 pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
     match cli.command {
@@ -87,12 +127,21 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
             now: Utc::now(),
         })),
         Command::Run(a) => {
-            if !a.dry_run {
-                return Err("sending for real is not available in this version yet: add `--dry-run` to render and walk every entry without sending".into());
-            }
-            run_config(a.common, Mode::DryRun, ctx)
+            let real = (!a.dry_run).then(|| real_config(&a, ctx)).transpose()?;
+            let mode = if a.dry_run { Mode::DryRun } else { Mode::Run };
+            let mut c = run_config(a.common, mode, ctx)?;
+            c.real = real;
+            c.max_failure_rate = a.max_failure_rate;
+            c.fail_if_empty = a.fail_if_empty;
+            Ok(Config::Run(c))
         }
-        Command::Test(a) => run_config(a.common, Mode::Test, ctx),
+        Command::Test(a) => run_config(a.common, Mode::Test, ctx).map(Config::Run),
+        Command::Replay(a) => Ok(Config::Replay(ReplayConfig {
+            file: a.file,
+            allow_insecure_http: a.allow_insecure_http,
+            quiet: a.quiet,
+            env: ctx.vars.clone(),
+        })),
         Command::Graph(a) => Ok(Config::Graph {
             journey: a.journey,
             format: a.format,
@@ -100,7 +149,28 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
     }
 }
 
-fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Config, String> {
+fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String> {
+    if !a.no_state {
+        return Err("the state store that makes re-runs safe is not built yet: pass `--no-state` to send without it (a re-run will send again), or `--dry-run`".into());
+    }
+    if let Some(rate) = a.max_failure_rate
+        && !(0.0..=100.0).contains(&rate)
+    {
+        return Err(format!("--max-failure-rate {rate}: give a percentage from 0 to 100"));
+    }
+    let first = a.common.journeys.first().cloned().unwrap_or_default();
+    let home = if first.is_dir() { first } else { first.parent().map(PathBuf::from).unwrap_or_default() };
+    Ok(RealConfig {
+        ask: ctx.stdin_tty && !a.yes,
+        fast_forward: a.fast_forward,
+        log: a.log.clone(),
+        log_bodies: a.log_bodies,
+        dead_letter: a.dead_letter.clone().unwrap_or_else(|| home.join(".journey").join("dead-letter.ndjson")),
+        allow_insecure_http: a.allow_insecure_http,
+    })
+}
+
+fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<RunConfig, String> {
     let now = match &a.now {
         Some(t) => crate::clock::parse(t).map_err(|e| format!("--now: {e}"))?,
         None => Utc::now(),
@@ -108,8 +178,12 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Con
     if a.concurrency == 0 {
         return Err("--concurrency must be at least 1".into());
     }
-    Ok(Config::Run(RunConfig {
+    Ok(RunConfig {
         mode,
+        real: None,
+        max_failure_rate: None,
+        fail_if_empty: false,
+        heartbeat: !ctx.stderr_tty && !a.quiet,
         journeys: a.journeys,
         fixtures: a.fixtures,
         selection: Selection {
@@ -127,5 +201,5 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Con
         color: ctx.color(),
         progress: ctx.progress_bar() && !a.quiet,
         env: ctx.vars.clone(),
-    }))
+    })
 }

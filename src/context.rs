@@ -10,6 +10,8 @@ pub struct RunContext {
     pub stdout_tty: bool,
     /// stderr is a terminal.
     pub stderr_tty: bool,
+    /// stdin is a terminal (someone can answer a question).
+    pub stdin_tty: bool,
     /// `NO_COLOR` is set (to anything non-empty).
     pub no_color: bool,
     /// Every environment variable.
@@ -25,6 +27,7 @@ impl RunContext {
         RunContext {
             stdout_tty: std::io::stdout().is_terminal(),
             stderr_tty: std::io::stderr().is_terminal(),
+            stdin_tty: std::io::stdin().is_terminal(),
             no_color: vars.get("NO_COLOR").is_some_and(|v| !v.is_empty()),
             vars,
         }

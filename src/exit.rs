@@ -30,7 +30,7 @@ impl Exit {
     }
 }
 
-/// The exit code of a run or dry-run.
+/// The exit code of a run or dry-run: failures, invalid entries or crossed thresholds give 1.
 pub fn for_run(report: &RunReport) -> Exit {
     if report.has_failures() {
         Exit::Failures

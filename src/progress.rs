@@ -17,3 +17,67 @@ pub fn bar(enabled: bool, total: u64) -> ProgressBar {
     );
     bar
 }
+
+/// Without a terminal, a line on stderr every 30 seconds so a cron log shows the run is alive.
+pub struct Heartbeat {
+    counts: std::sync::Arc<Counts>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Counts {
+    done: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+/// The heartbeat line, a pure function of the counts.
+pub fn heartbeat_line(done: u64, total: u64, failed: u64, elapsed: std::time::Duration) -> String {
+    format!("journey: {done}/{total} entries, {failed} failed or invalid, {}s elapsed", elapsed.as_secs())
+}
+
+impl Heartbeat {
+    /// Starts beating every 30 s when `enabled`.
+    pub fn start(enabled: bool, total: u64) -> Heartbeat {
+        let counts = std::sync::Arc::new(Counts::default());
+        let task = enabled.then(|| {
+            let counts = std::sync::Arc::clone(&counts);
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                    let line = heartbeat_line(load(&counts.done), total, load(&counts.failed), started.elapsed());
+                    crate::output::stderr(&line);
+                }
+            })
+        });
+        Heartbeat { counts, task }
+    }
+
+    /// Counts one finished entry.
+    pub fn add(&self, r: &crate::execute::result::EntryResult) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.counts.done.fetch_add(1, Relaxed);
+        if r.is_failure() {
+            self.counts.failed.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Stops beating.
+    pub fn stop(self) {
+        if let Some(t) = self.task {
+            t.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn heartbeat_line_reads_well() {
+        let line = super::heartbeat_line(120, 1000, 3, std::time::Duration::from_secs(61));
+        assert_eq!(line, "journey: 120/1000 entries, 3 failed or invalid, 61s elapsed");
+    }
+}

@@ -1,7 +1,9 @@
 //! The commands: each takes its config, does its work, and returns the exit code computed from what happened.
 
 pub mod graph;
+pub mod replay;
 pub mod run;
+pub mod send;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -19,6 +21,7 @@ pub async fn execute(config: Config) -> anyhow::Result<Exit> {
     match config {
         Config::Validate(c) => validate::validate(c).await,
         Config::Run(c) => run::run(c).await,
+        Config::Replay(c) => replay::replay(c).await,
         Config::Graph { journey, format } => graph::graph(&journey, format),
     }
 }

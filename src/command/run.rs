@@ -5,7 +5,10 @@ use std::sync::Arc;
 use crate::cli::{Output, Show};
 use crate::config::RunConfig;
 use crate::execute::dry_run::DryRun;
-use crate::execute::entries::candidates;
+use crate::execute::executor::Executor;
+use crate::fixture::Fixtures;
+use crate::render::EnvVars;
+use crate::execute::entries::{Candidate, candidates};
 use crate::execute::result::EntryResult;
 use crate::execute::runner::{self, RunSettings};
 use crate::exit::{self, Exit};
@@ -41,12 +44,35 @@ pub fn print_problems(report: &RunReport, quiet: bool) {
     }
 }
 
-/// Runs a dry-run or a test.
+/// What every kind of run shares once files are loaded.
+pub struct Batch<'a> {
+    /// The settings.
+    pub c: &'a RunConfig,
+    /// The journeys.
+    pub journeys: &'a [Journey],
+    /// The fixtures.
+    pub fixtures: Arc<Fixtures>,
+    /// Environment variables as templates see them.
+    pub env: EnvVars,
+    /// Knows the secret values.
+    pub redactor: Redactor,
+    /// The run id.
+    pub run_id: String,
+    /// Things said once.
+    pub notices: Vec<String>,
+}
+
+/// Runs a dry-run, a real run or a test.
 pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
     let journeys = match super::load_journeys(&c.journeys, false) {
         Ok(j) => j,
         Err(code) => return Ok(code),
     };
+    if let Some(real) = &c.real
+        && let Err(code) = super::send::check_waits(&journeys, real)
+    {
+        return Ok(code);
+    }
     let fixtures = match crate::fixture::load(&c.fixtures) {
         Ok(f) => Arc::new(f),
         Err(errors) => return Ok(fixture_errors(&errors)),
@@ -57,51 +83,86 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
         );
         return Ok(Exit::Usage);
     }
-    let (env, redactor, notice) = super::placeholder_env(&journeys, &c.env);
-    let run_id = run_id(&c);
-    let mut tally = Tally::new(&journeys, c.mode, run_id, crate::clock::rfc3339(c.now));
-    if let Some(n) = notice {
-        if !c.quiet {
-            output::stderr(&n);
-        }
-        tally.notice(n);
+    let (env, redactor, notice) = match &c.real {
+        None => super::placeholder_env(&journeys, &c.env),
+        Some(_) => match super::send::real_env(&journeys, &c.env) {
+            Ok((env, redactor)) => (env, redactor, None),
+            Err(code) => return Ok(code),
+        },
+    };
+    if let Some(n) = &notice
+        && !c.quiet
+    {
+        output::stderr(n);
     }
-    let settings = RunSettings::dry(
-        c.now,
-        env.clone(),
-        c.concurrency,
-        c.seed,
-        c.show.is_some() || c.mode == Mode::Test,
-    );
-    let list = candidates(&journeys, &fixtures, &env, c.now, &c.selection);
-    let bar = crate::progress::bar(c.progress, list.len() as u64);
-    let mut kept = Vec::new();
-    let mut shown = Ok(());
-    runner::run(
-        &journeys,
-        list,
-        &DryRun::new(Arc::clone(&fixtures)),
-        &settings,
-        |r| {
+    let batch = Batch { c: &c, journeys: &journeys, fixtures, env, redactor, run_id: run_id(&c), notices: notice.into_iter().collect() };
+    let list = candidates(&journeys, &batch.fixtures, &batch.env, c.now, &c.selection);
+    match &c.real {
+        Some(real) => super::send::send(&batch, real, list).await,
+        None => {
+            let settings = RunSettings::dry(c.now, batch.env.clone(), c.concurrency, c.seed, c.show.is_some() || c.mode == Mode::Test);
+            let report = batch.execute(list, &DryRun::new(Arc::clone(&batch.fixtures)), &settings).await?;
+            finish(&c, &journeys, &report)
+        }
+    }
+}
+
+impl Batch<'_> {
+    /// Runs the entries through `exec`; returns the report (expectations checked for `test`).
+    pub async fn execute<E: Executor>(
+        &self,
+        list: Vec<Candidate>,
+        exec: &E,
+        settings: &RunSettings,
+    ) -> anyhow::Result<RunReport> {
+        let c = self.c;
+        let mut tally = Tally::new(self.journeys, c.mode, self.run_id.clone(), crate::clock::rfc3339(c.now));
+        for n in &self.notices {
+            tally.notice(n.clone());
+        }
+        let total = list.len() as u64;
+        let bar = crate::progress::bar(c.progress, total);
+        let beat = crate::progress::Heartbeat::start(c.heartbeat, total);
+        let mut kept = Vec::new();
+        let mut shown = Ok(());
+        runner::run(self.journeys, list, exec, settings, |r| {
             tally.add(&r);
             bar.inc(1);
+            beat.add(&r);
             if shown.is_ok() && c.show == Some(Show::Requests) {
-                shown = show(&journeys, &r, &c, &redactor);
+                shown = show(self.journeys, &r, c, &self.redactor);
             }
             if c.mode == Mode::Test {
                 kept.push(r);
             }
-        },
-    )
-    .await;
-    bar.finish_and_clear();
-    shown?;
-    let mut report = tally.finish();
-    if c.mode == Mode::Test {
-        report.expectations =
-            crate::expect::check_all(&fixtures.expects, &journeys, &kept, &redactor);
+        })
+        .await;
+        bar.finish_and_clear();
+        beat.stop();
+        shown?;
+        let mut report = tally.finish();
+        if c.mode == Mode::Test {
+            report.expectations = crate::expect::check_all(&self.fixtures.expects, self.journeys, &kept, &self.redactor);
+        }
+        thresholds(&mut report, c);
+        Ok(report)
     }
-    finish(&c, &journeys, &report)
+}
+
+/// Marks `--max-failure-rate` and `--fail-if-empty` when crossed.
+fn thresholds(report: &mut RunReport, c: &RunConfig) {
+    let t = &report.totals;
+    if let Some(max) = c.max_failure_rate
+        && t.deliveries_sent > 0
+    {
+        let rate = 100.0 * t.deliveries_failed as f64 / t.deliveries_sent as f64;
+        if rate > max {
+            report.thresholds.push(format!("failure rate {rate:.1}% is above --max-failure-rate {max}%"));
+        }
+    }
+    if c.fail_if_empty && t.entries == 0 {
+        report.thresholds.push("no entries: --fail-if-empty".into());
+    }
 }
 
 fn run_id(c: &RunConfig) -> String {
@@ -131,7 +192,8 @@ fn show(
     Ok(())
 }
 
-fn finish(c: &RunConfig, journeys: &[Journey], report: &RunReport) -> anyhow::Result<Exit> {
+/// Writes the report files, prints the summary, and computes the exit code.
+pub fn finish(c: &RunConfig, journeys: &[Journey], report: &RunReport) -> anyhow::Result<Exit> {
     if let Some(path) = &c.report {
         output::private_file(path, &report::json::render(report))?;
     }
@@ -140,6 +202,9 @@ fn finish(c: &RunConfig, journeys: &[Journey], report: &RunReport) -> anyhow::Re
         output::private_file(path, &report::junit::render(report, &names))?;
     }
     print_problems(report, c.quiet);
+    for t in &report.thresholds {
+        output::stderr(&format!("error: threshold crossed: {t}"));
+    }
     match c.output {
         Output::Json => output::stdout(&report::json::render(report))?,
         Output::Table if !c.quiet => {

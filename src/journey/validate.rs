@@ -248,6 +248,22 @@ pub fn check_origin(url: &str) -> Result<(), String> {
     }
 }
 
+/// The URL template up to its first expression that is not `env.NAME`: by the origin rule, enough
+/// to render the scheme, host and port from the environment alone.
+pub fn origin_source(url: &str) -> &str {
+    let mut at = 0;
+    while let Some(open) = url[at..].find("{{").map(|i| at + i) {
+        let Some(close) = url[open..].find("}}").map(|i| open + i) else {
+            return &url[..open];
+        };
+        if !is_env_ref(url[open + 2..close].trim().trim_matches('-').trim()) {
+            return &url[..open];
+        }
+        at = close + 2;
+    }
+    url
+}
+
 /// Where the origin ends in `prefix`, once a path, query or fragment starts after the host.
 fn origin_end(prefix: &str) -> Option<usize> {
     let host_start = match prefix.find("://") {
@@ -321,6 +337,13 @@ mod tests {
         ] {
             assert!(check_origin(ok).is_ok(), "{ok}: {:?}", check_origin(ok));
         }
+    }
+
+    #[test]
+    fn origin_source_stops_at_data() {
+        assert_eq!(origin_source("{{ env.A }}/v1/{{ customer.id }}"), "{{ env.A }}/v1/");
+        assert_eq!(origin_source("https://x.com/{{ customer.id }}/y"), "https://x.com/");
+        assert_eq!(origin_source("{{ env.A }}"), "{{ env.A }}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod json;
 pub mod junit;
+pub mod ndjson;
 pub mod show;
 pub mod table;
 pub mod tally;
@@ -47,6 +48,8 @@ pub struct RunReport {
     pub warnings: Vec<ErrorGroup>,
     /// Things the run says once (placeholders used, …).
     pub notices: Vec<String>,
+    /// Thresholds crossed (`--max-failure-rate`, `--fail-if-empty`).
+    pub thresholds: Vec<String>,
     /// Expectation results, for `test`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub expectations: Vec<ExpectationResult>,
@@ -145,8 +148,8 @@ pub struct ExpectationResult {
 }
 
 impl RunReport {
-    /// True when any entry failed or was invalid.
+    /// True when any entry failed or was invalid, or a threshold was crossed.
     pub fn has_failures(&self) -> bool {
-        self.totals.failed > 0 || self.totals.invalid > 0
+        self.totals.failed > 0 || self.totals.invalid > 0 || !self.thresholds.is_empty()
     }
 }

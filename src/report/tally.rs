@@ -48,6 +48,7 @@ impl Tally {
                 errors: vec![],
                 warnings: vec![],
                 notices: vec![],
+                thresholds: vec![],
                 expectations: vec![],
             },
             rows,

@@ -1,0 +1,125 @@
+//! A real run: every variable present, targets confirmed, requests sent, failures dead-lettered.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+
+use minijinja::context;
+
+use super::run::{Batch, finish};
+use crate::config::RealConfig;
+use crate::execute::entries::Candidate;
+use crate::execute::http::Http;
+use crate::execute::runner::RunSettings;
+use crate::execute::safety::Safety;
+use crate::exit::Exit;
+use crate::journey::Journey;
+use crate::journey::plan::StepKind;
+use crate::output;
+use crate::redact::Redactor;
+use crate::render::EnvVars;
+use crate::render::env_vars::Namespace;
+use crate::report::ndjson::NdjsonRecorder;
+
+/// A wait parks the entry in the state store; without one, only `--fast-forward` can run it.
+pub fn check_waits(journeys: &[Journey], real: &RealConfig) -> Result<(), Exit> {
+    if real.fast_forward {
+        return Ok(());
+    }
+    for j in journeys {
+        if let Some(s) = j.steps.iter().find(|s| matches!(s.kind, StepKind::Wait(_))) {
+            output::stderr(&format!(
+                "error: journey `{}` waits at step `{}`: a real run parks waits in the state store, which is not built yet; pass `--fast-forward` to count waits as elapsed",
+                j.name, s.id
+            ));
+            return Err(Exit::Usage);
+        }
+    }
+    Ok(())
+}
+
+/// The environment of a real run: every `env.NAME` and `secret.NAME` must be set.
+pub fn real_env(journeys: &[Journey], vars: &std::collections::HashMap<String, String>) -> Result<(EnvVars, Redactor), Exit> {
+    let mut missing = BTreeSet::new();
+    let mut secrets = Vec::new();
+    for j in journeys {
+        missing.extend(j.env_names.iter().filter(|n| !vars.contains_key(*n)).map(|n| format!("env.{n}")));
+        for n in &j.secret_names {
+            match vars.get(n) {
+                Some(v) => secrets.push(v.as_str()),
+                None => {
+                    missing.insert(format!("secret.{n}"));
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.into_iter().collect();
+        output::stderr(&format!(
+            "error: a real run needs every variable its journeys use; not set: {} (set them in the environment; `--dry-run` needs none). Nothing was sent.",
+            names.join(", ")
+        ));
+        return Err(Exit::Usage);
+    }
+    let env = EnvVars { values: Arc::new(vars.clone()), placeholders: false };
+    Ok((env, Redactor::new(secrets)))
+}
+
+/// `scheme://host:port` of every webhook step, rendered from literals and `env` alone.
+pub fn target_hosts(journeys: &[Journey], env: &EnvVars) -> BTreeSet<String> {
+    let engine = crate::render::engine::environment();
+    let ctx = context! { env => env.value(Namespace::Env) };
+    journeys
+        .iter()
+        .flat_map(|j| j.steps.iter())
+        .filter_map(|s| match &s.kind {
+            StepKind::Webhook(w) => Some(w.url.source),
+            _ => None,
+        })
+        .filter_map(|src| engine.render_str(crate::journey::validate::origin_source(src), &ctx).ok())
+        .filter_map(|u| url::Url::parse(&u).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .collect()
+}
+
+/// Asks on the terminal; anything but `y`/`yes` declines.
+fn confirm(hosts: &BTreeSet<String>, entries: usize) -> bool {
+    let list: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    eprint!("about to send requests for {entries} entries to {}. Continue? [y/N] ", list.join(", "));
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// Sends for real.
+pub async fn send(batch: &Batch<'_>, real: &RealConfig, list: Vec<Candidate>) -> anyhow::Result<Exit> {
+    let c = batch.c;
+    if real.ask && !list.is_empty() && !confirm(&target_hosts(batch.journeys, &batch.env), list.len()) {
+        output::stderr("nothing was sent");
+        return Ok(Exit::Ok);
+    }
+    let recorder = Arc::new(NdjsonRecorder::new(&batch.run_id, batch.redactor.clone(), real.log.as_deref(), real.log_bodies, &real.dead_letter)?);
+    let settings = RunSettings {
+        now: c.now,
+        env: batch.env.clone(),
+        concurrency: c.concurrency,
+        seed: c.seed,
+        keep_requests: c.show.is_some(),
+        recorder: Arc::clone(&recorder) as _,
+        safety: Some(Safety { allow_insecure_http: real.allow_insecure_http, redactor: batch.redactor.clone() }),
+    };
+    let report = batch.execute(list, &Http::new(c.concurrency)?, &settings).await?;
+    recorder.flush();
+    for f in recorder.failures() {
+        output::stderr(&format!("error: {f}"));
+    }
+    if recorder.dead_letters() > 0 && !c.quiet {
+        let path = recorder.dead_letter_path().display();
+        output::stderr(&format!(
+            "{} failed deliveries were written to {path}; `journey replay {path}` sends them again with the same idempotency keys",
+            recorder.dead_letters()
+        ));
+    }
+    finish(c, batch.journeys, &report)
+}
