@@ -156,16 +156,25 @@ fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String>
     if let Some(rate) = a.max_failure_rate
         && !(0.0..=100.0).contains(&rate)
     {
-        return Err(format!("--max-failure-rate {rate}: give a percentage from 0 to 100"));
+        return Err(format!(
+            "--max-failure-rate {rate}: give a percentage from 0 to 100"
+        ));
     }
     let first = a.common.journeys.first().cloned().unwrap_or_default();
-    let home = if first.is_dir() { first } else { first.parent().map(PathBuf::from).unwrap_or_default() };
+    let home = if first.is_dir() {
+        first
+    } else {
+        first.parent().map(PathBuf::from).unwrap_or_default()
+    };
     Ok(RealConfig {
         ask: ctx.stdin_tty && !a.yes,
         fast_forward: a.fast_forward,
         log: a.log.clone(),
         log_bodies: a.log_bodies,
-        dead_letter: a.dead_letter.clone().unwrap_or_else(|| home.join(".journey").join("dead-letter.ndjson")),
+        dead_letter: a
+            .dead_letter
+            .clone()
+            .unwrap_or_else(|| home.join(".journey").join("dead-letter.ndjson")),
         allow_insecure_http: a.allow_insecure_http,
     })
 }

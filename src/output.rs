@@ -20,7 +20,8 @@ pub fn stderr(line: &str) {
 /// Opens a file that may hold customer data for appending, creating it (and its folder) as 0600.
 pub fn append_private(path: &Path) -> anyhow::Result<std::fs::File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create folder {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create folder {}", dir.display()))?;
     }
     let mut opts = std::fs::OpenOptions::new();
     opts.append(true).create(true);
@@ -29,7 +30,8 @@ pub fn append_private(path: &Path) -> anyhow::Result<std::fs::File> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    opts.open(path).with_context(|| format!("cannot open {}", path.display()))
+    opts.open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
 }
 
 /// Creates or replaces a file that may hold customer data, readable by its owner only.

@@ -32,7 +32,10 @@ struct Counts {
 
 /// The heartbeat line, a pure function of the counts.
 pub fn heartbeat_line(done: u64, total: u64, failed: u64, elapsed: std::time::Duration) -> String {
-    format!("journey: {done}/{total} entries, {failed} failed or invalid, {}s elapsed", elapsed.as_secs())
+    format!(
+        "journey: {done}/{total} entries, {failed} failed or invalid, {}s elapsed",
+        elapsed.as_secs()
+    )
 }
 
 impl Heartbeat {
@@ -47,8 +50,15 @@ impl Heartbeat {
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-                    let line = heartbeat_line(load(&counts.done), total, load(&counts.failed), started.elapsed());
+                    let load = |a: &std::sync::atomic::AtomicU64| {
+                        a.load(std::sync::atomic::Ordering::Relaxed)
+                    };
+                    let line = heartbeat_line(
+                        load(&counts.done),
+                        total,
+                        load(&counts.failed),
+                        started.elapsed(),
+                    );
                     crate::output::stderr(&line);
                 }
             })
@@ -78,6 +88,9 @@ mod tests {
     #[test]
     fn heartbeat_line_reads_well() {
         let line = super::heartbeat_line(120, 1000, 3, std::time::Duration::from_secs(61));
-        assert_eq!(line, "journey: 120/1000 entries, 3 failed or invalid, 61s elapsed");
+        assert_eq!(
+            line,
+            "journey: 120/1000 entries, 3 failed or invalid, 61s elapsed"
+        );
     }
 }

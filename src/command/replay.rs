@@ -37,7 +37,12 @@ pub async fn replay(c: ReplayConfig) -> anyhow::Result<Exit> {
             return Ok(Exit::Usage);
         }
     };
-    let files: Vec<PathBuf> = lines.iter().map(|l| PathBuf::from(&l.letter.journey_file)).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let files: Vec<PathBuf> = lines
+        .iter()
+        .map(|l| PathBuf::from(&l.letter.journey_file))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let journeys = match super::load_journeys(&files, false) {
         Ok(j) => j,
         Err(code) => return Ok(code),
@@ -47,12 +52,18 @@ pub async fn replay(c: ReplayConfig) -> anyhow::Result<Exit> {
         Err(code) => return Ok(code),
     };
     let http = Http::new(8)?;
-    let safety = Safety { allow_insecure_http: c.allow_insecure_http, redactor };
+    let safety = Safety {
+        allow_insecure_http: c.allow_insecure_http,
+        redactor,
+    };
     let mut remaining = Vec::new();
     for line in lines {
         let l = &line.letter;
         let result = send_again(l, &journeys, &env, &http, &safety).await;
-        let name = format!("{} / {} / customer {} ({})", l.journey, l.step, l.customer, l.delivery_id);
+        let name = format!(
+            "{} / {} / customer {} ({})",
+            l.journey, l.step, l.customer, l.delivery_id
+        );
         match result {
             Ok(()) if !c.quiet => output::stderr(&format!("ok   {name}")),
             Ok(()) => {}
@@ -65,38 +76,78 @@ pub async fn replay(c: ReplayConfig) -> anyhow::Result<Exit> {
     rewrite(&c.file, &remaining)?;
     let failed = remaining.len();
     if !c.quiet {
-        output::stderr(&format!("replay: {failed} still failing, kept in {}", c.file.display()));
+        output::stderr(&format!(
+            "replay: {failed} still failing, kept in {}",
+            c.file.display()
+        ));
     }
-    Ok(if failed == 0 { Exit::Ok } else { Exit::Failures })
+    Ok(if failed == 0 {
+        Exit::Ok
+    } else {
+        Exit::Failures
+    })
 }
 
 fn read(file: &std::path::Path) -> Result<Vec<Line>, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, t)| !t.trim().is_empty())
         .map(|(i, t)| {
             serde_json::from_str(t)
-                .map(|letter| Line { letter, text: t.to_string() })
+                .map(|letter| Line {
+                    letter,
+                    text: t.to_string(),
+                })
                 .map_err(|e| format!("{}:{}: not a dead letter ({e})", file.display(), i + 1))
         })
         .collect()
 }
 
 /// Sends one letter again; `Err` says why it still fails.
-async fn send_again(l: &DeadLetter, journeys: &[Journey], env: &crate::render::EnvVars, http: &Http, safety: &Safety) -> Result<(), String> {
-    let j = journeys.iter().find(|j| j.name == l.journey).ok_or_else(|| format!("journey `{}` is no longer in {}", l.journey, l.journey_file))?;
-    let step = j.steps.iter().find(|s| s.id == l.step).ok_or_else(|| format!("step `{}` is no longer in journey `{}`", l.step, l.journey))?;
+async fn send_again(
+    l: &DeadLetter,
+    journeys: &[Journey],
+    env: &crate::render::EnvVars,
+    http: &Http,
+    safety: &Safety,
+) -> Result<(), String> {
+    let j = journeys
+        .iter()
+        .find(|j| j.name == l.journey)
+        .ok_or_else(|| format!("journey `{}` is no longer in {}", l.journey, l.journey_file))?;
+    let step = j
+        .steps
+        .iter()
+        .find(|s| s.id == l.step)
+        .ok_or_else(|| format!("step `{}` is no longer in journey `{}`", l.step, l.journey))?;
     let StepKind::Webhook(w) = &step.kind else {
         return Err(format!("step `{}` is no longer a webhook", l.step));
     };
     let ctx = context_of(l, env)?;
-    let ids = Ids { delivery_id: identity::delivery_id(&j.name, &l.entry_key, &step.id), trace_id: identity::trace_id(&l.entry_key) };
-    let value = ctx.value(&Scope { step: Some(&step.id), delivery: Some((&ids.delivery_id, 1)), response: None });
+    let ids = Ids {
+        delivery_id: identity::delivery_id(&j.name, &l.entry_key, &step.id),
+        trace_id: identity::trace_id(&l.entry_key),
+    };
+    let value = ctx.value(&Scope {
+        step: Some(&step.id),
+        delivery: Some((&ids.delivery_id, 1)),
+        response: None,
+    });
     let req = request::build(w, &value, &ids, false).map_err(|e| e.to_string())?;
     safety.check(&req, w).map_err(|e| e.to_string())?;
-    let deliverer = Deliverer { exec: http, recorder: &NoRecorder, journey: &j.name, entry_key: &l.entry_key, seed: 0 };
-    let d = deliverer.deliver(step, w, &req, &ctx).await.map_err(|e| e.to_string())?;
+    let deliverer = Deliverer {
+        exec: http,
+        recorder: &NoRecorder,
+        journey: &j.name,
+        entry_key: &l.entry_key,
+        seed: 0,
+    };
+    let d = deliverer
+        .deliver(step, w, &req, &ctx)
+        .await
+        .map_err(|e| e.to_string())?;
     match d.step_status {
         StepStatus::Ok => Ok(()),
         _ => Err(d.error.unwrap_or_else(|| "failed".into())),
@@ -115,7 +166,9 @@ fn context_of(l: &DeadLetter, env: &crate::render::EnvVars) -> Result<EntryConte
 }
 
 fn values(v: &serde_json::Value) -> BTreeMap<String, Value> {
-    v.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), value_of(v))).collect()).unwrap_or_default()
+    v.as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), value_of(v))).collect())
+        .unwrap_or_default()
 }
 
 /// Replaces the file with the lines still failing, atomically, keeping it private.

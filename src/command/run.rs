@@ -5,16 +5,16 @@ use std::sync::Arc;
 use crate::cli::{Output, Show};
 use crate::config::RunConfig;
 use crate::execute::dry_run::DryRun;
-use crate::execute::executor::Executor;
-use crate::fixture::Fixtures;
-use crate::render::EnvVars;
 use crate::execute::entries::{Candidate, candidates};
+use crate::execute::executor::Executor;
 use crate::execute::result::EntryResult;
 use crate::execute::runner::{self, RunSettings};
 use crate::exit::{self, Exit};
+use crate::fixture::Fixtures;
 use crate::journey::Journey;
 use crate::output;
 use crate::redact::Redactor;
+use crate::render::EnvVars;
 use crate::report::{self, Mode, RunReport, Tally};
 
 /// Prints fixture errors and returns the usage exit code.
@@ -95,13 +95,29 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
     {
         output::stderr(n);
     }
-    let batch = Batch { c: &c, journeys: &journeys, fixtures, env, redactor, run_id: run_id(&c), notices: notice.into_iter().collect() };
+    let batch = Batch {
+        c: &c,
+        journeys: &journeys,
+        fixtures,
+        env,
+        redactor,
+        run_id: run_id(&c),
+        notices: notice.into_iter().collect(),
+    };
     let list = candidates(&journeys, &batch.fixtures, &batch.env, c.now, &c.selection);
     match &c.real {
         Some(real) => super::send::send(&batch, real, list).await,
         None => {
-            let settings = RunSettings::dry(c.now, batch.env.clone(), c.concurrency, c.seed, c.show.is_some() || c.mode == Mode::Test);
-            let report = batch.execute(list, &DryRun::new(Arc::clone(&batch.fixtures)), &settings).await?;
+            let settings = RunSettings::dry(
+                c.now,
+                batch.env.clone(),
+                c.concurrency,
+                c.seed,
+                c.show.is_some() || c.mode == Mode::Test,
+            );
+            let report = batch
+                .execute(list, &DryRun::new(Arc::clone(&batch.fixtures)), &settings)
+                .await?;
             finish(&c, &journeys, &report)
         }
     }
@@ -116,7 +132,12 @@ impl Batch<'_> {
         settings: &RunSettings,
     ) -> anyhow::Result<RunReport> {
         let c = self.c;
-        let mut tally = Tally::new(self.journeys, c.mode, self.run_id.clone(), crate::clock::rfc3339(c.now));
+        let mut tally = Tally::new(
+            self.journeys,
+            c.mode,
+            self.run_id.clone(),
+            crate::clock::rfc3339(c.now),
+        );
         for n in &self.notices {
             tally.notice(n.clone());
         }
@@ -142,7 +163,12 @@ impl Batch<'_> {
         shown?;
         let mut report = tally.finish();
         if c.mode == Mode::Test {
-            report.expectations = crate::expect::check_all(&self.fixtures.expects, self.journeys, &kept, &self.redactor);
+            report.expectations = crate::expect::check_all(
+                &self.fixtures.expects,
+                self.journeys,
+                &kept,
+                &self.redactor,
+            );
         }
         thresholds(&mut report, c);
         Ok(report)
@@ -157,7 +183,9 @@ fn thresholds(report: &mut RunReport, c: &RunConfig) {
     {
         let rate = 100.0 * t.deliveries_failed as f64 / t.deliveries_sent as f64;
         if rate > max {
-            report.thresholds.push(format!("failure rate {rate:.1}% is above --max-failure-rate {max}%"));
+            report.thresholds.push(format!(
+                "failure rate {rate:.1}% is above --max-failure-rate {max}%"
+            ));
         }
     }
     if c.fail_if_empty && t.entries == 0 {

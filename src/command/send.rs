@@ -39,11 +39,19 @@ pub fn check_waits(journeys: &[Journey], real: &RealConfig) -> Result<(), Exit> 
 }
 
 /// The environment of a real run: every `env.NAME` and `secret.NAME` must be set.
-pub fn real_env(journeys: &[Journey], vars: &std::collections::HashMap<String, String>) -> Result<(EnvVars, Redactor), Exit> {
+pub fn real_env(
+    journeys: &[Journey],
+    vars: &std::collections::HashMap<String, String>,
+) -> Result<(EnvVars, Redactor), Exit> {
     let mut missing = BTreeSet::new();
     let mut secrets = Vec::new();
     for j in journeys {
-        missing.extend(j.env_names.iter().filter(|n| !vars.contains_key(*n)).map(|n| format!("env.{n}")));
+        missing.extend(
+            j.env_names
+                .iter()
+                .filter(|n| !vars.contains_key(*n))
+                .map(|n| format!("env.{n}")),
+        );
         for n in &j.secret_names {
             match vars.get(n) {
                 Some(v) => secrets.push(v.as_str()),
@@ -61,7 +69,10 @@ pub fn real_env(journeys: &[Journey], vars: &std::collections::HashMap<String, S
         ));
         return Err(Exit::Usage);
     }
-    let env = EnvVars { values: Arc::new(vars.clone()), placeholders: false };
+    let env = EnvVars {
+        values: Arc::new(vars.clone()),
+        placeholders: false,
+    };
     Ok((env, Redactor::new(secrets)))
 }
 
@@ -76,7 +87,11 @@ pub fn target_hosts(journeys: &[Journey], env: &EnvVars) -> BTreeSet<String> {
             StepKind::Webhook(w) => Some(w.url.source),
             _ => None,
         })
-        .filter_map(|src| engine.render_str(crate::journey::validate::origin_source(src), &ctx).ok())
+        .filter_map(|src| {
+            engine
+                .render_str(crate::journey::validate::origin_source(src), &ctx)
+                .ok()
+        })
         .filter_map(|u| url::Url::parse(&u).ok())
         .map(|u| u.origin().ascii_serialization())
         .collect()
@@ -85,7 +100,10 @@ pub fn target_hosts(journeys: &[Journey], env: &EnvVars) -> BTreeSet<String> {
 /// Asks on the terminal; anything but `y`/`yes` declines.
 fn confirm(hosts: &BTreeSet<String>, entries: usize) -> bool {
     let list: Vec<&str> = hosts.iter().map(String::as_str).collect();
-    eprint!("about to send requests for {entries} entries to {}. Continue? [y/N] ", list.join(", "));
+    eprint!(
+        "about to send requests for {entries} entries to {}. Continue? [y/N] ",
+        list.join(", ")
+    );
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
@@ -93,13 +111,26 @@ fn confirm(hosts: &BTreeSet<String>, entries: usize) -> bool {
 }
 
 /// Sends for real.
-pub async fn send(batch: &Batch<'_>, real: &RealConfig, list: Vec<Candidate>) -> anyhow::Result<Exit> {
+pub async fn send(
+    batch: &Batch<'_>,
+    real: &RealConfig,
+    list: Vec<Candidate>,
+) -> anyhow::Result<Exit> {
     let c = batch.c;
-    if real.ask && !list.is_empty() && !confirm(&target_hosts(batch.journeys, &batch.env), list.len()) {
+    if real.ask
+        && !list.is_empty()
+        && !confirm(&target_hosts(batch.journeys, &batch.env), list.len())
+    {
         output::stderr("nothing was sent");
         return Ok(Exit::Ok);
     }
-    let recorder = Arc::new(NdjsonRecorder::new(&batch.run_id, batch.redactor.clone(), real.log.as_deref(), real.log_bodies, &real.dead_letter)?);
+    let recorder = Arc::new(NdjsonRecorder::new(
+        &batch.run_id,
+        batch.redactor.clone(),
+        real.log.as_deref(),
+        real.log_bodies,
+        &real.dead_letter,
+    )?);
     let settings = RunSettings {
         now: c.now,
         env: batch.env.clone(),
@@ -107,9 +138,14 @@ pub async fn send(batch: &Batch<'_>, real: &RealConfig, list: Vec<Candidate>) ->
         seed: c.seed,
         keep_requests: c.show.is_some(),
         recorder: Arc::clone(&recorder) as _,
-        safety: Some(Safety { allow_insecure_http: real.allow_insecure_http, redactor: batch.redactor.clone() }),
+        safety: Some(Safety {
+            allow_insecure_http: real.allow_insecure_http,
+            redactor: batch.redactor.clone(),
+        }),
     };
-    let report = batch.execute(list, &Http::new(c.concurrency)?, &settings).await?;
+    let report = batch
+        .execute(list, &Http::new(c.concurrency)?, &settings)
+        .await?;
     recorder.flush();
     for f in recorder.failures() {
         output::stderr(&format!("error: {f}"));

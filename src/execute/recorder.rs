@@ -37,7 +37,7 @@ pub struct AttemptRecord<'a> {
 pub struct DeadLetter {
     /// The journey name.
     pub journey: String,
-    /// The journey file, to render the step again.
+    /// The journey file (absolute), to render the step again.
     pub journey_file: String,
     /// The step id.
     pub step: String,

@@ -17,18 +17,22 @@ pub struct Safety {
 }
 
 impl Safety {
-    /// Refuses a request that must not be sent.
+    /// Refuses a request that must not be sent, as an error at the step's `url`.
     pub fn check(&self, req: &Request, w: &WebhookPlan) -> Result<(), RenderError> {
-        let fail = |message: String| RenderError {
+        self.refusal(req).map_err(|message| RenderError {
             pos: w.url.pos.clone(),
             field: w.url.field.clone(),
             message,
-        };
+        })
+    }
+
+    /// Why a request must not be sent, if it must not.
+    pub fn refusal(&self, req: &Request) -> Result<(), String> {
         let url = url::Url::parse(&req.url).map_err(|e| {
-            fail(format!(
+            format!(
                 "`{}` is not a valid URL ({e})",
                 self.redactor.redact(&req.url)
-            ))
+            )
         })?;
         match url.scheme() {
             "https" => Ok(()),
@@ -37,13 +41,13 @@ impl Safety {
             {
                 Ok(())
             }
-            "http" => Err(fail(format!(
+            "http" => Err(format!(
                 "refusing to send a secret over plain http to `{}`: use https, or pass --allow-insecure-http",
                 url.host_str().unwrap_or("")
-            ))),
-            other => Err(fail(format!(
+            )),
+            other => Err(format!(
                 "unsupported URL scheme `{other}`: use http or https"
-            ))),
+            )),
         }
     }
 
@@ -65,5 +69,95 @@ pub fn is_loopback(url: &url::Url) -> bool {
             d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journey::model::Method;
+
+    fn request(url: &str, header: Option<&str>) -> Request {
+        Request {
+            method: Method::Post,
+            url: url.into(),
+            headers: header
+                .map(|v| vec![("X-Key".to_string(), v.to_string())])
+                .unwrap_or_default(),
+            body: b"{}".to_vec(),
+            json: None,
+            timeout: std::time::Duration::from_secs(1),
+            delivery_id: "dlv_x".into(),
+            trace_id: "t".into(),
+            signer: None,
+            sensitive: vec![],
+        }
+    }
+
+    fn safety(allow: bool) -> Safety {
+        Safety {
+            allow_insecure_http: allow,
+            redactor: Redactor::new(["s3cret-value"]),
+        }
+    }
+
+    #[test]
+    fn secrets_never_go_over_plain_http_to_other_hosts() {
+        let with_secret = request("http://partner.example/hook", Some("s3cret-value"));
+        let err = safety(false).refusal(&with_secret).unwrap_err();
+        assert!(
+            err.contains("refusing to send a secret over plain http to `partner.example`"),
+            "{err}"
+        );
+        assert!(
+            safety(true).refusal(&with_secret).is_ok(),
+            "--allow-insecure-http"
+        );
+        assert!(
+            safety(false)
+                .refusal(&request(
+                    "https://partner.example/hook",
+                    Some("s3cret-value")
+                ))
+                .is_ok()
+        );
+        assert!(
+            safety(false)
+                .refusal(&request("http://127.0.0.1:8080/hook", Some("s3cret-value")))
+                .is_ok()
+        );
+        assert!(
+            safety(false)
+                .refusal(&request("http://localhost/hook", Some("s3cret-value")))
+                .is_ok()
+        );
+        assert!(
+            safety(false)
+                .refusal(&request("http://partner.example/hook", None))
+                .is_ok(),
+            "no secret, no refusal"
+        );
+        let q = request("http://partner.example/hook?key=s3cret-value", None);
+        assert!(
+            safety(false).refusal(&q).is_err(),
+            "a secret in the query counts"
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_refused_without_showing_secrets() {
+        let err = safety(false)
+            .refusal(&request("<env.X>/s3cret-value", None))
+            .unwrap_err();
+        assert!(
+            err.contains("is not a valid URL") && !err.contains("s3cret-value"),
+            "{err}"
+        );
+        assert!(
+            safety(false)
+                .refusal(&request("ftp://x.example/a", None))
+                .unwrap_err()
+                .contains("unsupported URL scheme")
+        );
     }
 }

@@ -335,7 +335,10 @@ impl<'a, E: Executor> Walk<'a, E> {
     fn dead_letter(&self, step: &StepPlan, d: &Delivery, ctx: &EntryContext) {
         let letter = DeadLetter {
             journey: self.j.name.clone(),
-            journey_file: self.j.file.display().to_string(),
+            journey_file: std::fs::canonicalize(&*self.j.file)
+                .unwrap_or_else(|_| self.j.file.to_path_buf())
+                .display()
+                .to_string(),
             step: step.id.clone(),
             entry_key: self.result.key.clone(),
             delivery_id: identity::delivery_id(&self.j.name, &self.result.key, &step.id),

@@ -341,8 +341,14 @@ mod tests {
 
     #[test]
     fn origin_source_stops_at_data() {
-        assert_eq!(origin_source("{{ env.A }}/v1/{{ customer.id }}"), "{{ env.A }}/v1/");
-        assert_eq!(origin_source("https://x.com/{{ customer.id }}/y"), "https://x.com/");
+        assert_eq!(
+            origin_source("{{ env.A }}/v1/{{ customer.id }}"),
+            "{{ env.A }}/v1/"
+        );
+        assert_eq!(
+            origin_source("https://x.com/{{ customer.id }}/y"),
+            "https://x.com/"
+        );
         assert_eq!(origin_source("{{ env.A }}"), "{{ env.A }}");
     }
 

@@ -26,8 +26,16 @@ pub struct NdjsonRecorder {
 
 impl NdjsonRecorder {
     /// Opens `--log` now (append); the dead-letter file is created only when a letter comes.
-    pub fn new(run_id: &str, redactor: Redactor, log: Option<&Path>, log_bodies: bool, dead_letter: &Path) -> anyhow::Result<Self> {
-        let log = log.map(|p| crate::output::append_private(p).map(|f| Mutex::new(BufWriter::new(f)))).transpose()?;
+    pub fn new(
+        run_id: &str,
+        redactor: Redactor,
+        log: Option<&Path>,
+        log_bodies: bool,
+        dead_letter: &Path,
+    ) -> anyhow::Result<Self> {
+        let log = log
+            .map(|p| crate::output::append_private(p).map(|f| Mutex::new(BufWriter::new(f))))
+            .transpose()?;
         Ok(NdjsonRecorder {
             run_id: run_id.to_string(),
             redactor,
@@ -68,14 +76,19 @@ impl NdjsonRecorder {
     fn line<T: Serialize>(&self, record: &T, extra: &[(&str, serde_json::Value)]) -> String {
         let mut map = serde_json::Map::new();
         map.insert("run_id".into(), self.run_id.clone().into());
-        map.insert("at".into(), crate::clock::rfc3339(chrono::Utc::now()).into());
+        map.insert(
+            "at".into(),
+            crate::clock::rfc3339(chrono::Utc::now()).into(),
+        );
         if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(record) {
             map.extend(fields);
         }
         for (k, v) in extra {
             map.insert((*k).to_string(), v.clone());
         }
-        let mut text = self.redactor.redact(&serde_json::Value::Object(map).to_string());
+        let mut text = self
+            .redactor
+            .redact(&serde_json::Value::Object(map).to_string());
         text.push('\n');
         text
     }
@@ -87,9 +100,14 @@ impl NdjsonRecorder {
     }
 
     fn append_dead(&self, text: &str) -> std::io::Result<()> {
-        let mut slot = self.dead.lock().map_err(|_| std::io::Error::other("lock poisoned"))?;
+        let mut slot = self
+            .dead
+            .lock()
+            .map_err(|_| std::io::Error::other("lock poisoned"))?;
         if slot.is_none() {
-            *slot = Some(crate::output::append_private(&self.dead_path).map_err(std::io::Error::other)?);
+            *slot = Some(
+                crate::output::append_private(&self.dead_path).map_err(std::io::Error::other)?,
+            );
         }
         let f = slot.as_mut().expect("opened above");
         f.write_all(text.as_bytes())?;
@@ -105,7 +123,10 @@ impl Recorder for NdjsonRecorder {
     fn attempt(&self, r: &AttemptRecord<'_>) {
         let Some(log) = &self.log else { return };
         let bodies = if self.log_bodies {
-            vec![("request_body", text(r.request_body)), ("response_body", text(r.response_body))]
+            vec![
+                ("request_body", text(r.request_body)),
+                ("response_body", text(r.response_body)),
+            ]
         } else {
             vec![]
         };
@@ -123,7 +144,10 @@ impl Recorder for NdjsonRecorder {
             Ok(()) => {
                 self.dead_count.fetch_add(1, Ordering::SeqCst);
             }
-            Err(e) => self.fail(format!("cannot write the dead-letter file {}: {e}", self.dead_path.display())),
+            Err(e) => self.fail(format!(
+                "cannot write the dead-letter file {}: {e}",
+                self.dead_path.display()
+            )),
         }
     }
 }

@@ -1,4 +1,7 @@
-//! The test harness: a temp folder with journey and fixture files, the built binary, and what it printed.
+//! The test harness: a temp folder with journey and fixture files, the built binary, what it
+//! printed, and a recording HTTP server.
+
+pub mod server;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,591 @@
+//! Real runs against a recording HTTP server on 127.0.0.1: what arrives, what is retried, what is kept.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use hmac::{KeyInit, Mac};
+
+use crate::support::server::{Reply, TestServer};
+use crate::support::{Output, Test};
+
+const TOKEN: &str = "tok_live_0a9b8c7d6e5f";
+const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A real run with the server's URL and the secrets in the environment.
+fn setup(server: &TestServer, journey: &str, fixtures: &str) -> Test {
+    let t = Test::new()
+        .env("HOOK_URL", &server.url)
+        .env("TOKEN", TOKEN)
+        .env("WHSEC", WHSEC);
+    t.file("j.yaml", journey);
+    t.file("f.yaml", fixtures);
+    t
+}
+
+fn send(t: &Test, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--no-state",
+        "--yes",
+    ];
+    args.extend_from_slice(extra);
+    t.run(&args)
+}
+
+fn one(step: &str) -> String {
+    format!("journey: j\ntrigger: {{ segment: \"true\" }}\nsteps:\n{step}")
+}
+
+const CUSTOMER: &str = "customers:\n  - { id: c1, email: a@b.c, consent: { email: true }, attributes: { ltv: 420.5, vip: true, tags: [x, y] } }\n";
+
+#[test]
+fn typed_bodies_auth_and_identity_arrive() {
+    let server = TestServer::start();
+    let step = r#"  - id: send
+    webhook:
+      url: "{{ env.HOOK_URL }}/send?c={{ customer.id }}"
+      auth: { bearer: "{{ secret.TOKEN }}" }
+      headers: { X-Campaign: "{{ journey.name }}" }
+      body: { ltv: "{{ customer.attributes.ltv }}", vip: "{{ customer.attributes.vip }}", tags: "{{ customer.attributes.tags }}", text: "id {{ customer.id }}" }
+"#;
+    let t = setup(&server, &one(step), CUSTOMER);
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let reqs = server.requests_to("/send");
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.target, "/send?c=c1");
+    assert_eq!(
+        r.json(),
+        serde_json::json!({ "ltv": 420.5, "vip": true, "tags": ["x", "y"], "text": "id c1" })
+    );
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("x-campaign"), Some("j"));
+    assert!(r.header("user-agent").unwrap().starts_with("journey/"));
+    assert!(r.header("idempotency-key").unwrap().starts_with("dlv_"));
+    assert!(r.header("traceparent").unwrap().starts_with("00-"));
+    assert!(
+        out.stdout.contains("1 sent / 1 ok / 0 failed"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn basic_and_header_auth() {
+    let server = TestServer::start();
+    let steps = r#"  - id: basic
+    webhook: { url: "{{ env.HOOK_URL }}/basic", auth: { basic: { user: acct, password: "{{ secret.TOKEN }}" } }, body: {} }
+  - id: keyed
+    webhook: { url: "{{ env.HOOK_URL }}/keyed", auth: { header: { name: X-Api-Key, value: "{{ secret.TOKEN }}" } }, form: { to: "{{ customer.email }}", n: 2 } }
+"#;
+    let t = setup(&server, &one(steps), CUSTOMER);
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let basic = &server.requests_to("/basic")[0];
+    let expected = base64::engine::general_purpose::STANDARD.encode(format!("acct:{TOKEN}"));
+    assert_eq!(
+        basic.header("authorization"),
+        Some(format!("Basic {expected}").as_str())
+    );
+    let keyed = &server.requests_to("/keyed")[0];
+    assert_eq!(keyed.header("x-api-key"), Some(TOKEN));
+    assert_eq!(
+        keyed.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(String::from_utf8_lossy(&keyed.body), "to=a%40b.c&n=2");
+}
+
+fn verify_standard_webhooks(r: &crate::support::server::Recorded) -> bool {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(WHSEC.trim_start_matches("whsec_"))
+        .unwrap();
+    let id = r.header("webhook-id").unwrap();
+    let ts = r.header("webhook-timestamp").unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(&r.body);
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    r.header("webhook-signature")
+        .unwrap()
+        .split(' ')
+        .any(|s| s == expected)
+}
+
+#[test]
+fn signatures_verify_and_retries_keep_one_key() {
+    let server = TestServer::start();
+    server.script(
+        "/signed",
+        vec![
+            Reply::status(503),
+            Reply::status(503),
+            Reply::json(200, serde_json::json!({})),
+        ],
+    );
+    let steps = r#"  - id: signed
+    webhook:
+      url: "{{ env.HOOK_URL }}/signed"
+      sign: { standard_webhooks: "{{ secret.WHSEC }}" }
+      retry: { attempts: 3, backoff: 10ms }
+      body: { id: "{{ customer.id }}" }
+  - id: hmac
+    webhook:
+      url: "{{ env.HOOK_URL }}/hmac"
+      sign: { hmac_sha256: { secret: "{{ secret.TOKEN }}", header: X-Signature } }
+      body: { id: "{{ customer.id }}" }
+"#;
+    let t = setup(&server, &one(steps), CUSTOMER);
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let signed = server.requests_to("/signed");
+    assert_eq!(signed.len(), 3, "503, 503, then 200");
+    for r in &signed {
+        assert!(
+            verify_standard_webhooks(r),
+            "signature does not verify: {r:?}"
+        );
+    }
+    let keys: std::collections::HashSet<_> = signed
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap().to_string())
+        .collect();
+    assert_eq!(keys.len(), 1, "one idempotency key across retries");
+    assert_eq!(
+        signed[0].header("webhook-id"),
+        signed[2].header("webhook-id")
+    );
+    assert_eq!(
+        signed[0].header("webhook-id"),
+        signed[0].header("idempotency-key")
+    );
+    let traces: std::collections::HashSet<_> = signed
+        .iter()
+        .map(|r| r.header("traceparent").unwrap()[3..35].to_string())
+        .collect();
+    assert_eq!(traces.len(), 1, "one trace per entry");
+    let h = &server.requests_to("/hmac")[0];
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(TOKEN.as_bytes()).unwrap();
+    mac.update(&h.body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        h.header("x-signature"),
+        Some(format!("sha256={hex}").as_str())
+    );
+    assert!(
+        out.stdout.contains("2"),
+        "retries are in the table: {}",
+        out.stdout
+    );
+    let row = out.stdout.lines().find(|l| l.contains(" signed ")).unwrap();
+    assert!(row.contains(" 2 "), "2 retries in the row: {row}");
+}
+
+#[test]
+fn retry_after_is_honoured() {
+    let server = TestServer::start();
+    server.script(
+        "/busy",
+        vec![
+            Reply::status(429).header("Retry-After", "1"),
+            Reply::status(200),
+        ],
+    );
+    server.script(
+        "/later",
+        vec![Reply::status(429).header("Retry-After", "120")],
+    );
+    let steps = r#"  - id: busy
+    webhook: { url: "{{ env.HOOK_URL }}/busy", retry: { attempts: 2, backoff: 1h, max_backoff: 2h }, body: {} }
+  - id: later
+    webhook: { url: "{{ env.HOOK_URL }}/later", retry: { attempts: 5, max_backoff: 30s }, body: {} }
+    on_failure: continue
+"#;
+    let t = setup(&server, &one(steps), CUSTOMER);
+    let started = std::time::Instant::now();
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(server.requests_to("/busy").len(), 2);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the retry waited for Retry-After"
+    );
+    assert_eq!(
+        server.requests_to("/later").len(),
+        1,
+        "Retry-After beyond max_backoff is not retried in this run"
+    );
+}
+
+#[test]
+fn client_errors_and_redirects_are_not_retried() {
+    let server = TestServer::start();
+    server.script("/bad", vec![Reply::status(400)]);
+    server.script("/gone", vec![Reply::status(410)]);
+    server.script(
+        "/moved",
+        vec![Reply::status(302).header("Location", "/elsewhere")],
+    );
+    let step = |id: &str| {
+        format!(
+            "  - id: {id}\n    webhook: {{ url: \"{{{{ env.HOOK_URL }}}}/{id}\", retry: {{ attempts: 3, backoff: 10ms }}, body: {{}} }}\n    on_failure: continue\n"
+        )
+    };
+    let t = setup(
+        &server,
+        &one(&[step("bad"), step("gone"), step("moved")].concat()),
+        CUSTOMER,
+    );
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    for path in ["/bad", "/gone", "/moved"] {
+        assert_eq!(server.requests_to(path).len(), 1, "{path} tried once");
+    }
+    assert!(
+        server.requests_to("/elsewhere").is_empty(),
+        "a redirect is not followed"
+    );
+    assert!(
+        out.stdout.contains("3 sent / 0 ok / 3 failed"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn timeouts_and_refused_connections_fail_after_retries() {
+    let server = TestServer::start();
+    server.script(
+        "/slow",
+        vec![Reply::status(200).delay(Duration::from_secs(3))],
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let steps = format!(
+        "  - id: slow\n    webhook: {{ url: \"{{{{ env.HOOK_URL }}}}/slow\", timeout: 200ms, retry: {{ attempts: 2, backoff: 10ms }}, body: {{}} }}\n    on_failure: continue\n  - id: refused\n    webhook: {{ url: \"{closed_url}/x\", retry: {{ attempts: 2, backoff: 10ms }}, body: {{}} }}\n"
+    );
+    let t = setup(&server, &one(&steps), CUSTOMER);
+    let out = send(&t, &["--log", "attempts.ndjson"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(server.requests_to("/slow").len(), 2);
+    let log = t.read("attempts.ndjson");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "one line per attempt: {log}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["run_id"].as_str().unwrap().starts_with("run_"))
+    );
+    assert_eq!(lines[0]["error"], "timeout");
+    assert_eq!(lines[1]["attempt"], 2);
+    assert!(
+        lines[2]["error"].as_str().unwrap().contains("connect"),
+        "{log}"
+    );
+    assert!(
+        lines[0].get("request_body").is_none(),
+        "no bodies unless --log-bodies"
+    );
+}
+
+#[test]
+fn branches_follow_the_response_and_fallbacks_leave_no_dead_letter() {
+    let server = TestServer::start();
+    server.script(
+        "/score",
+        vec![Reply::json(200, serde_json::json!({ "risk": 0.91 }))],
+    );
+    server.script("/offer", vec![Reply::status(500)]);
+    let steps = r#"  - id: score
+    webhook: { url: "{{ env.HOOK_URL }}/score", body: {} }
+    save: { risk: "response.body.risk" }
+  - id: route
+    branch:
+      - when: "saved.risk >= 0.8"
+        goto: offer
+    default: done
+  - id: offer
+    webhook: { url: "{{ env.HOOK_URL }}/offer", retry: { attempts: 2, backoff: 10ms }, body: { risk: "{{ saved.risk }}" } }
+    on_failure: fallback
+    next: done
+  - id: fallback
+    webhook: { url: "{{ env.HOOK_URL }}/fallback", body: { status: "{{ steps.offer.status }}" } }
+  - id: done
+    end: completed
+"#;
+    let t = setup(&server, &one(steps), CUSTOMER);
+    let out = send(&t, &["--dead-letter", "dead.ndjson"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        server.requests_to("/offer")[0].json(),
+        serde_json::json!({ "risk": 0.91 })
+    );
+    assert_eq!(
+        server.requests_to("/fallback")[0].json(),
+        serde_json::json!({ "status": 500 })
+    );
+    assert!(
+        !t.path("dead.ndjson").exists(),
+        "a handled failure is not dead-lettered"
+    );
+}
+
+#[test]
+fn consent_is_required_before_sending() {
+    let server = TestServer::start();
+    let steps = r#"  - id: email
+    consent: email
+    webhook: { url: "{{ env.HOOK_URL }}/email", body: {} }
+  - id: sms
+    consent: sms
+    webhook: { url: "{{ env.HOOK_URL }}/sms", body: {} }
+"#;
+    let t = setup(&server, &one(steps), CUSTOMER);
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(server.requests_to("/email").len(), 1);
+    assert!(server.requests_to("/sms").is_empty());
+    let row = out.stdout.lines().find(|l| l.contains(" sms ")).unwrap();
+    assert!(row.contains(" 1 "), "counted suppressed: {row}");
+}
+
+#[test]
+fn missing_variables_stop_the_run_before_anything_is_sent() {
+    let server = TestServer::start();
+    let step = "  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/x\", auth: { bearer: \"{{ secret.NOPE }}\" }, headers: { X-A: \"{{ env.ALSO_MISSING }}\" }, body: {} }\n";
+    let t = setup(&server, &one(step), CUSTOMER);
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("not set: env.ALSO_MISSING, secret.NOPE"),
+        "{}",
+        out.stderr
+    );
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn thresholds_and_empty_runs() {
+    let server = TestServer::start();
+    server.script("/x", vec![Reply::status(500)]);
+    let step = "  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/x\", retry: { attempts: 1 }, body: {} }\n    on_failure: continue\n";
+    let t = setup(&server, &one(step), CUSTOMER);
+    let ok = send(&t, &[]);
+    assert_eq!(
+        ok.code,
+        0,
+        "a handled failure alone does not fail the run: {}",
+        ok.all()
+    );
+    let crossed = send(&t, &["--max-failure-rate", "50"]);
+    assert_eq!(crossed.code, 1, "{}", crossed.all());
+    assert!(
+        crossed
+            .stderr
+            .contains("failure rate 100.0% is above --max-failure-rate 50%"),
+        "{}",
+        crossed.stderr
+    );
+    t.file("f.yaml", "customers: []\n");
+    let empty = send(&t, &["--fail-if-empty"]);
+    assert_eq!(empty.code, 1, "{}", empty.all());
+}
+
+#[test]
+fn dead_letters_replay_with_the_same_key_and_never_hold_secrets() {
+    let server = TestServer::start();
+    server.script("/x", vec![Reply::status(503)]);
+    let step = r#"  - id: send
+    webhook:
+      url: "{{ env.HOOK_URL }}/x?k={{ secret.TOKEN }}"
+      auth: { bearer: "{{ secret.TOKEN }}" }
+      sign: { standard_webhooks: "{{ secret.WHSEC }}" }
+      retry: { attempts: 2, backoff: 10ms }
+      body: { id: "{{ customer.id }}", token: "{{ secret.TOKEN }}" }
+"#;
+    let t = setup(&server, &one(step), CUSTOMER);
+    let out = send(
+        &t,
+        &[
+            "--dead-letter",
+            "dl/dead.ndjson",
+            "--log",
+            "log.ndjson",
+            "--log-bodies",
+            "--report",
+            "r.json",
+            "--show",
+            "requests",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr.contains("journey replay dl/dead.ndjson"),
+        "{}",
+        out.stderr
+    );
+    let dead = t.read("dl/dead.ndjson");
+    assert_eq!(dead.lines().count(), 1, "{dead}");
+    let first_key = server.requests_to("/x")[0]
+        .header("idempotency-key")
+        .unwrap()
+        .to_string();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["dl/dead.ndjson", "log.ndjson", "r.json"] {
+            assert_eq!(
+                std::fs::metadata(t.path(f)).unwrap().permissions().mode() & 0o777,
+                0o600,
+                "{f}"
+            );
+        }
+    }
+    for (what, text) in [
+        ("output", out.all()),
+        ("dead letter", dead.clone()),
+        ("log", t.read("log.ndjson")),
+        ("report", t.read("r.json")),
+    ] {
+        assert!(!text.contains(TOKEN), "{what} leaks the token:\n{text}");
+        assert!(
+            !text.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            "{what} leaks the signing secret"
+        );
+    }
+    server.script("/x", vec![Reply::status(200)]);
+    let replay = t.run(&["replay", "dl/dead.ndjson"]);
+    assert_eq!(replay.code, 0, "{}", replay.all());
+    let reqs = server.requests_to("/x");
+    assert_eq!(reqs.len(), 3, "2 attempts, then the replay");
+    let again = &reqs[2];
+    assert_eq!(again.header("idempotency-key"), Some(first_key.as_str()));
+    assert_eq!(
+        again.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str()),
+        "secrets are read again from the environment"
+    );
+    assert_eq!(again.json()["token"], TOKEN);
+    assert!(verify_standard_webhooks(again));
+    assert_eq!(
+        t.read("dl/dead.ndjson"),
+        "",
+        "a delivered letter leaves the file"
+    );
+    assert!(!replay.all().contains(TOKEN));
+}
+
+#[test]
+fn replay_keeps_what_still_fails_and_needs_the_secrets() {
+    let server = TestServer::start();
+    server.script("/x", vec![Reply::status(500)]);
+    let step = "  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/x\", auth: { bearer: \"{{ secret.TOKEN }}\" }, retry: { attempts: 1 }, body: {} }\n";
+    let t = setup(&server, &one(step), CUSTOMER);
+    assert_eq!(send(&t, &["--dead-letter", "dead.ndjson"]).code, 1);
+    let before = t.read("dead.ndjson");
+    let still = t.run(&["replay", "dead.ndjson"]);
+    assert_eq!(still.code, 1, "{}", still.all());
+    assert!(
+        still.stderr.contains("FAIL j / send / customer c1"),
+        "{}",
+        still.stderr
+    );
+    assert_eq!(t.read("dead.ndjson"), before, "still failing: kept");
+    let bare = Test::new();
+    std::fs::copy(t.path("dead.ndjson"), bare.path("dead.ndjson")).unwrap();
+    let no_env = bare.run(&["replay", "dead.ndjson"]);
+    assert_eq!(no_env.code, 2, "{}", no_env.all());
+    assert!(no_env.stderr.contains("secret.TOKEN"), "{}", no_env.stderr);
+}
+
+#[test]
+fn the_examples_run_for_real() {
+    let server = TestServer::start();
+    server.script(
+        "/v1/incentives",
+        vec![Reply::json(
+            200,
+            serde_json::json!({ "code": "REAL10", "expires_at": "2026-12-01" }),
+        )],
+    );
+    server.script(
+        "/v2/churn-score",
+        vec![Reply::json(200, serde_json::json!({ "risk": 0.7 }))],
+    );
+    let mut t = Test::new();
+    for var in ["PROMO_URL", "ESP_URL", "CRM_URL", "SMS_URL", "SCORING_URL"] {
+        t = t.env(var, &server.url);
+    }
+    for var in [
+        "PROMO_TOKEN",
+        "ESP_KEY",
+        "CRM_TOKEN",
+        "SMS_PASSWORD",
+        "SCORING_HMAC_KEY",
+        "SMS_ACCOUNT",
+    ] {
+        t = t.env(var, "test-value-123");
+    }
+    t = t.env("PROMO_SIGNING_SECRET", WHSEC);
+    let repo = crate::support::repo();
+    let out = t.run(&[
+        "run",
+        &repo.join("journeys").display().to_string(),
+        "--fixtures",
+        &repo.join("fixtures").display().to_string(),
+        "--no-state",
+        "--fast-forward",
+        "--yes",
+        "--dead-letter",
+        "dead.ndjson",
+    ]);
+    assert_eq!(
+        out.code,
+        1,
+        "two example customers are invalid on purpose: {}",
+        out.all()
+    );
+    let incentives = server.requests_to("/v1/incentives");
+    assert_eq!(
+        incentives.len(),
+        5,
+        "five carts of 50 or more from customers who consented, c_004 suppressed"
+    );
+    assert!(incentives.iter().all(verify_standard_webhooks));
+    let sends = server.requests_to("/send");
+    assert!(
+        sends.iter().any(|r| r.json()["data"]["code"] == "REAL10"),
+        "the saved code reaches the email"
+    );
+    assert_eq!(
+        server.requests_to("/tasks").len(),
+        0,
+        "risk 0.7 is an offer, not a call"
+    );
+    assert!(
+        !server.requests_to("/messages").is_empty(),
+        "the trial nudge SMS went out"
+    );
+}
