@@ -589,3 +589,58 @@ fn the_examples_run_for_real() {
         "the trial nudge SMS went out"
     );
 }
+
+/// Runs a real run under a pseudo-terminal (`script`), answering the question with `answer`.
+fn on_a_terminal(t: &Test, server: &TestServer, answer: &str) -> String {
+    use std::io::Write as _;
+    let bin = env!("CARGO_BIN_EXE_journey");
+    let mut child = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{bin} run j.yaml --fixtures f.yaml --no-state"),
+            "/dev/null",
+        ])
+        .current_dir(t.dir.path())
+        .env("HOOK_URL", &server.url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script(1) runs the binary on a pseudo-terminal");
+    std::thread::sleep(Duration::from_millis(500));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_terminal_is_asked_first_and_no_sends_nothing() {
+    let server = TestServer::start();
+    let t = setup(
+        &server,
+        &one("  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/x\", body: {} }\n"),
+        "customers: [{ id: c1 }, { id: c2 }]\n",
+    );
+    let declined = on_a_terminal(&t, &server, "n\n");
+    assert!(
+        declined.contains(&format!(
+            "about to send requests for 2 entries to {}. Continue? [y/N]",
+            server.url
+        )),
+        "{declined}"
+    );
+    assert!(declined.contains("nothing was sent"), "{declined}");
+    assert!(server.requests().is_empty());
+    let accepted = on_a_terminal(&t, &server, "y\n");
+    assert!(accepted.contains("2 sent / 2 ok"), "{accepted}");
+    assert_eq!(server.requests_to("/x").len(), 2);
+    let piped = send(&t, &[]);
+    assert!(
+        !piped.all().contains("Continue?"),
+        "no terminal, no question"
+    );
+}
