@@ -638,9 +638,15 @@ fn a_terminal_is_asked_first_and_no_sends_nothing() {
     let accepted = on_a_terminal(&t, &server, "y\n");
     assert!(accepted.contains("2 sent / 2 ok"), "{accepted}");
     assert_eq!(server.requests_to("/x").len(), 2);
-    let piped = send(&t, &[]);
+    let piped = t.run(&["run", "j.yaml", "--fixtures", "f.yaml", "--no-state"]);
+    assert_eq!(piped.code, 0, "{}", piped.all());
     assert!(
         !piped.all().contains("Continue?"),
         "no terminal, no question"
+    );
+    assert_eq!(
+        server.requests_to("/x").len(),
+        4,
+        "cron has no terminal and is never asked"
     );
 }
