@@ -650,3 +650,137 @@ fn a_terminal_is_asked_first_and_no_sends_nothing() {
         "cron has no terminal and is never asked"
     );
 }
+
+#[test]
+fn one_customer_at_a_time_many_customers_at_once() {
+    let server = TestServer::start();
+    for c in ["c1", "c2"] {
+        server.script(
+            &format!("/{c}"),
+            vec![Reply::status(200).delay(Duration::from_millis(150))],
+        );
+    }
+    let journey = "journey: j\ntrigger: { event: visit }\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/{{ customer.id }}\", body: { e: \"{{ event.id }}\" } }\n";
+    let events: String = (1..=3)
+        .flat_map(|i| ["c1", "c2"].map(|c| format!("  - {{ id: {c}_{i}, name: visit, customer: {c}, at: 2026-11-20T10:0{i}:00Z }}\n")))
+        .collect();
+    let t = setup(
+        &server,
+        journey,
+        &format!("customers: [{{ id: c1 }}, {{ id: c2 }}]\nevents:\n{events}"),
+    );
+    let out = send(&t, &["--concurrency", "8", "--output", "json"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(server.requests().len(), 6);
+    assert_eq!(
+        server.max_in_flight("/c1"),
+        1,
+        "one customer's entries never overlap"
+    );
+    assert_eq!(server.max_in_flight("/c2"), 1);
+    assert!(
+        server.requests().iter().any(|r| r.concurrent > 0),
+        "different customers run at once"
+    );
+    let order: Vec<String> = server
+        .requests_to("/c1")
+        .iter()
+        .map(|r| r.json()["e"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        order,
+        ["c1_1", "c1_2", "c1_3"],
+        "entries start in input order"
+    );
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        report["steps"][0]["p50_ms"].as_f64().unwrap() >= 100.0,
+        "latencies are measured: {report}"
+    );
+    assert!(report["steps"][0]["p95_ms"].as_f64().is_some());
+}
+
+#[test]
+fn async_steps_do_not_hold_the_entry_but_are_settled_and_counted() {
+    let server = TestServer::start();
+    server.script(
+        "/track",
+        vec![Reply::status(503).delay(Duration::from_millis(300))],
+    );
+    let steps = r#"  - id: track
+    webhook: { url: "{{ env.HOOK_URL }}/track", async: true, retry: { attempts: 2, backoff: 10ms }, body: { e: signup } }
+  - id: send
+    webhook: { url: "{{ env.HOOK_URL }}/send", body: {} }
+"#;
+    let t = setup(&server, &one(steps), CUSTOMER);
+    let out = send(
+        &t,
+        &["--dead-letter", "dead.ndjson", "--max-failure-rate", "40"],
+    );
+    assert_eq!(
+        server.requests_to("/track").len(),
+        2,
+        "retried like any delivery"
+    );
+    let sent = &server.requests_to("/send")[0];
+    assert!(
+        sent.concurrent >= 1,
+        "the entry moved on while the async request was in flight"
+    );
+    assert_eq!(
+        out.code,
+        1,
+        "its failure counts toward --max-failure-rate: {}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains("2 sent / 1 ok / 1 failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("1 completed"),
+        "the entry itself completed: {}",
+        out.stdout
+    );
+    assert_eq!(
+        t.read("dead.ndjson").lines().count(),
+        1,
+        "an unhandled async failure is dead-lettered"
+    );
+}
+
+#[test]
+fn show_prints_exactly_what_is_sent() {
+    let server = TestServer::start();
+    let step = "  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/x?c={{ customer.id }}\", body: { n: \"{{ customer.attributes.ltv }}\", name: \"a \\\"quoted\\\" name\" } }\n";
+    let t = setup(&server, &one(step), CUSTOMER);
+    let out = send(&t, &["--show", "requests"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let r = &server.requests_to("/x")[0];
+    assert!(
+        out.stdout.contains(&format!("POST {}/x?c=c1", server.url)),
+        "{}",
+        out.stdout
+    );
+    for (name, value) in r
+        .headers
+        .iter()
+        .filter(|(n, _)| n.starts_with("idempotency") || n == "traceparent" || n == "x-source")
+    {
+        assert!(
+            out.stdout
+                .to_ascii_lowercase()
+                .contains(&format!("{name}: {value}")),
+            "{name} differs:\n{}",
+            out.stdout
+        );
+    }
+    let start = out.stdout.find("\n{").unwrap();
+    let shown: serde_json::Value = serde_json::Deserializer::from_str(&out.stdout[start..])
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(shown, r.json());
+}

@@ -1,8 +1,8 @@
 //! One entry's walk through its journey: steps in order, branches, waits, deliveries, saves.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
+
+use futures_util::StreamExt;
 
 use minijinja::Value;
 
@@ -20,14 +20,11 @@ use crate::journey::Journey;
 use crate::journey::plan::{OnFailure, StepKind, StepPlan, WebhookPlan};
 use crate::render::{RenderError, map, value_of};
 
-/// An `async` delivery under way: its step index, request and outcome.
-type Pending<'a> = Pin<
-    Box<
-        dyn Future<Output = (usize, Request, EntryContext, Result<Delivery, RenderError>)>
-            + Send
-            + 'a,
-    >,
->;
+/// An `async` delivery to make: its step index, request and the entry's context at that step.
+type Job = (usize, Request, EntryContext);
+
+/// An `async` delivery made: the job and its outcome.
+type Done = (usize, Request, EntryContext, Result<Delivery, RenderError>);
 
 /// One entry's walk.
 pub struct Walk<'a, E> {
@@ -39,7 +36,7 @@ pub struct Walk<'a, E> {
     settings: &'a RunSettings,
     ctx: EntryContext,
     result: EntryResult,
-    pending: Vec<Pending<'a>>,
+    jobs: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
 }
 
 /// Where the walk goes after a step.
@@ -77,7 +74,7 @@ impl<'a, E: Executor> Walk<'a, E> {
                 e.event.as_ref().map(|ev| ev.id.clone()),
                 key,
             ),
-            pending: Vec::new(),
+            jobs: None,
         }
     }
 
@@ -114,7 +111,8 @@ impl<'a, E: Executor> Walk<'a, E> {
         self.result
     }
 
-    /// Walks the steps, then waits for the entry's async deliveries.
+    /// Walks the steps while a driver sends the entry's async deliveries; the entry ends once
+    /// both are done.
     pub async fn run(mut self) -> EntryResult {
         if let Some(channel) = &self.j.consent
             && !self.customer.consents(channel)
@@ -122,27 +120,38 @@ impl<'a, E: Executor> Walk<'a, E> {
             self.result.outcome = "suppressed".into();
             return self.result;
         }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.jobs = Some(tx);
+        let driver = drive(self.deliverer(), self.j, self.result.key.clone(), rx);
+        let (walked, done) = tokio::join!(self.walk(), driver);
+        self.settle(done);
+        match walked {
+            Ok(outcome) => {
+                self.result.outcome = outcome;
+                self.result
+            }
+            Err((step, e)) => self.invalid(Some(&step), e),
+        }
+    }
+
+    /// The steps, in order; the outcome label, or the step and error that made the entry invalid.
+    async fn walk(&mut self) -> Result<String, (String, RenderError)> {
         let mut at = Some(0);
-        let mut outcome = "completed".to_string();
-        while let Some(i) = at {
+        let result = loop {
+            let Some(i) = at else {
+                break Ok("completed".to_string());
+            };
             let step = &self.j.steps[i];
             self.result.path.push(step.id.clone());
             self.result.walked.push(i);
             match self.step(i, step).await {
                 Ok(Next::Step(n)) => at = n,
-                Ok(Next::End(label)) => {
-                    outcome = label;
-                    break;
-                }
-                Err(e) => {
-                    self.settle().await;
-                    return self.invalid(Some(&step.id), e);
-                }
+                Ok(Next::End(label)) => break Ok(label),
+                Err(e) => break Err((step.id.clone(), e)),
             }
-        }
-        self.settle().await;
-        self.result.outcome = outcome;
-        self.result
+        };
+        self.jobs = None;
+        result
     }
 
     fn invalid(mut self, step: Option<&str>, e: RenderError) -> EntryResult {
@@ -274,36 +283,25 @@ impl<'a, E: Executor> Walk<'a, E> {
         })
     }
 
-    /// Starts an async delivery; the entry moves on and settles it before it ends.
+    /// Hands an async delivery to the driver; the entry moves on at once.
     fn spawn(
         &mut self,
         i: usize,
         step: &'a StepPlan,
         w: &'a WebhookPlan,
     ) -> Result<Next, RenderError> {
-        let Some(req) = self.prepare(i, step, w)? else {
-            return Ok(Next::Step(step.next));
-        };
-        let ctx = self.ctx.clone();
-        let deliverer = self.deliverer();
-        let key = self.result.key.clone();
-        self.pending.push(Box::pin(async move {
-            let d = Deliverer {
-                entry_key: &key,
-                ..deliverer
-            }
-            .deliver(step, w, &req, &ctx)
-            .await;
-            (i, req, ctx, d)
-        }));
+        if let Some(req) = self.prepare(i, step, w)?
+            && let Some(jobs) = &self.jobs
+        {
+            // The driver lives as long as the walk; a send cannot fail while it runs.
+            let _ = jobs.send((i, req, self.ctx.clone()));
+        }
         Ok(Next::Step(step.next))
     }
 
-    /// Waits for every async delivery and records it; an unhandled failure is dead-lettered.
-    async fn settle(&mut self) {
-        for (i, req, ctx, d) in
-            futures_util::future::join_all(std::mem::take(&mut self.pending)).await
-        {
+    /// Records every async delivery; an unhandled failure is dead-lettered.
+    fn settle(&mut self, done: Vec<Done>) {
+        for (i, req, ctx, d) in done {
             let step = &self.j.steps[i];
             match d {
                 Ok(d) => {
@@ -385,6 +383,46 @@ impl<'a, E: Executor> Walk<'a, E> {
         }
         Ok(())
     }
+}
+
+/// Sends async deliveries as they come, all at once, until the walk closes the channel.
+async fn drive<'a, E: Executor>(
+    deliverer: Deliverer<'a, E>,
+    j: &'a Journey,
+    key: String,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>,
+) -> Vec<Done> {
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    let mut done = Vec::new();
+    let deliver = |(i, req, ctx): Job| {
+        let key = key.clone();
+        async move {
+            let step = &j.steps[i];
+            let StepKind::Webhook(w) = &step.kind else {
+                unreachable!("only webhook steps are async")
+            };
+            let d = Deliverer {
+                entry_key: &key,
+                ..deliverer
+            }
+            .deliver(step, w, &req, &ctx)
+            .await;
+            (i, req, ctx, d)
+        }
+    };
+    loop {
+        tokio::select! {
+            job = jobs.recv() => match job {
+                Some(job) => running.push(deliver(job)),
+                None => break,
+            },
+            Some(d) = running.next(), if !running.is_empty() => done.push(d),
+        }
+    }
+    while let Some(d) = running.next().await {
+        done.push(d);
+    }
+    done
 }
 
 fn json_of(map: &std::collections::BTreeMap<String, Value>) -> serde_json::Value {

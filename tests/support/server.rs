@@ -18,6 +18,8 @@ pub struct Recorded {
     /// Header names lowercase.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// How many other requests were in flight when this one arrived.
+    pub concurrent: usize,
 }
 
 impl Recorded {
@@ -83,6 +85,9 @@ struct Inner {
     /// Per path: replies in order; the last repeats.
     script: HashMap<String, Vec<Reply>>,
     served: HashMap<String, usize>,
+    in_flight: HashMap<String, usize>,
+    max_in_flight: HashMap<String, usize>,
+    total_in_flight: usize,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -131,6 +136,17 @@ impl TestServer {
         self.inner.lock().unwrap().requests.clone()
     }
 
+    /// The most requests to `path` that were ever in flight at once.
+    pub fn max_in_flight(&self, path: &str) -> usize {
+        self.inner
+            .lock()
+            .unwrap()
+            .max_in_flight
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
         self.requests()
             .into_iter()
@@ -150,18 +166,28 @@ async fn handle(
         .path_and_query()
         .map(|p| p.to_string())
         .unwrap_or_default();
+    let path = uri.path().to_string();
     let reply = {
         let mut s = inner.lock().unwrap();
+        let concurrent = s.total_in_flight;
+        s.total_in_flight += 1;
+        let now = *s
+            .in_flight
+            .entry(path.clone())
+            .and_modify(|n| *n += 1)
+            .or_insert(1);
+        let max = s.max_in_flight.entry(path.clone()).or_insert(0);
+        *max = (*max).max(now);
         s.requests.push(Recorded {
             method: method.to_string(),
-            target: target.clone(),
+            target,
             headers: headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
                 .collect(),
             body: body.to_vec(),
+            concurrent,
         });
-        let path = uri.path().to_string();
         let n = *s
             .served
             .entry(path.clone())
@@ -173,12 +199,17 @@ async fn handle(
         }
     };
     tokio::time::sleep(reply.delay).await;
+    {
+        let mut s = inner.lock().unwrap();
+        s.total_in_flight -= 1;
+        if let Some(n) = s.in_flight.get_mut(&path) {
+            *n -= 1;
+        }
+    }
     let mut resp = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
     for (k, v) in reply.headers {
-        resp.headers_mut().insert(
-            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
+        let name = axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+        resp.headers_mut().insert(name, v.parse().unwrap());
     }
     resp
 }
