@@ -26,6 +26,25 @@ pub enum Command {
     Graph(GraphArgs),
     /// Send dead-lettered deliveries again, with the same idempotency keys.
     Replay(ReplayArgs),
+    /// A local webhook receiver on 127.0.0.1: prints requests, checks signatures, flags duplicates.
+    Listen(ListenArgs),
+}
+
+/// `journey listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// The port on 127.0.0.1 (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// An environment variable holding a signing secret to verify with (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub secret_env: Vec<String>,
+    /// A YAML file of answers: status, body, headers, delay per path; sequences; failure rates.
+    #[arg(long, value_name = "FILE")]
+    pub respond: Option<PathBuf>,
+    /// Append each request as an NDJSON line to this file.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 }
 
 /// `journey replay`.

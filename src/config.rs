@@ -19,6 +19,17 @@ pub enum Config {
     Run(RunConfig),
     /// `replay`.
     Replay(ReplayConfig),
+    /// `listen`.
+    Listen {
+        /// The port.
+        port: u16,
+        /// The signing secrets' values.
+        secrets: Vec<String>,
+        /// The answers file.
+        respond: Option<PathBuf>,
+        /// The record file.
+        record: Option<PathBuf>,
+    },
     /// `graph`.
     Graph {
         /// The journey file.
@@ -136,6 +147,20 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
             Ok(Config::Run(c))
         }
         Command::Test(a) => run_config(a.common, Mode::Test, ctx).map(Config::Run),
+        Command::Listen(a) => Ok(Config::Listen {
+            port: a.port,
+            secrets: a
+                .secret_env
+                .iter()
+                .map(|name| {
+                    ctx.vars.get(name).cloned().ok_or_else(|| {
+                        format!("--secret-env {name}: the environment variable `{name}` is not set")
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            respond: a.respond,
+            record: a.record,
+        }),
         Command::Replay(a) => Ok(Config::Replay(ReplayConfig {
             file: a.file,
             allow_insecure_http: a.allow_insecure_http,

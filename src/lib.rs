@@ -16,6 +16,7 @@ pub mod files;
 pub mod fixture;
 pub mod graph;
 pub mod journey;
+pub mod listen;
 pub mod output;
 pub mod progress;
 pub mod redact;

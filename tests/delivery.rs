@@ -707,6 +707,11 @@ fn async_steps_do_not_hold_the_entry_but_are_settled_and_counted() {
         "/track",
         vec![Reply::status(503).delay(Duration::from_millis(300))],
     );
+    // Both slow: if the entry waited for the async step, the two could never overlap.
+    server.script(
+        "/send",
+        vec![Reply::status(200).delay(Duration::from_secs(1))],
+    );
     let steps = r#"  - id: track
     webhook: { url: "{{ env.HOOK_URL }}/track", async: true, retry: { attempts: 2, backoff: 10ms }, body: { e: signup } }
   - id: send
@@ -722,9 +727,8 @@ fn async_steps_do_not_hold_the_entry_but_are_settled_and_counted() {
         2,
         "retried like any delivery"
     );
-    let sent = &server.requests_to("/send")[0];
     assert!(
-        sent.concurrent >= 1,
+        server.requests().iter().any(|r| r.concurrent >= 1),
         "the entry moved on while the async request was in flight"
     );
     assert_eq!(

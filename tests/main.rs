@@ -5,6 +5,7 @@ mod support;
 mod delivery;
 mod dry_run;
 mod examples;
+mod listen;
 mod rendering;
 mod reports;
 mod secrets;

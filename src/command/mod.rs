@@ -22,6 +22,12 @@ pub async fn execute(config: Config) -> anyhow::Result<Exit> {
         Config::Validate(c) => validate::validate(c).await,
         Config::Run(c) => run::run(c).await,
         Config::Replay(c) => replay::replay(c).await,
+        Config::Listen {
+            port,
+            secrets,
+            respond,
+            record,
+        } => listen(port, secrets, respond, record).await,
         Config::Graph { journey, format } => graph::graph(&journey, format),
     }
 }
@@ -91,4 +97,35 @@ pub fn placeholder_env(
         format!("note: not set, rendered as placeholders (signatures use a dummy key): {names}")
     });
     (env, Redactor::new(secrets), notice)
+}
+
+/// `journey listen`: serves until stopped; a bad answers file or port is a usage error.
+async fn listen(
+    port: u16,
+    secrets: Vec<String>,
+    respond: Option<std::path::PathBuf>,
+    record: Option<std::path::PathBuf>,
+) -> anyhow::Result<Exit> {
+    let responder = match respond
+        .as_deref()
+        .map(crate::listen::respond::Responder::load)
+        .transpose()
+    {
+        Ok(r) => r.unwrap_or_default(),
+        Err(e) => {
+            output::stderr(&format!("error: {e}"));
+            return Ok(Exit::Usage);
+        }
+    };
+    let record = record.as_deref().map(output::append_private).transpose()?;
+    let listener = crate::listen::Listener {
+        secrets,
+        responder,
+        record,
+    };
+    if let Err(e) = crate::listen::serve(port, listener).await {
+        output::stderr(&format!("error: cannot listen on 127.0.0.1:{port}: {e}"));
+        return Ok(Exit::Usage);
+    }
+    Ok(Exit::Ok)
 }
