@@ -788,3 +788,69 @@ fn show_prints_exactly_what_is_sent() {
         .unwrap();
     assert_eq!(shown, r.json());
 }
+
+#[test]
+fn the_idempotency_header_can_be_renamed_or_left_out() {
+    let server = TestServer::start();
+    let steps = r#"  - id: renamed
+    webhook: { url: "{{ env.HOOK_URL }}/renamed", idempotency_header: X-Request-Key, body: {} }
+  - id: omitted
+    webhook: { url: "{{ env.HOOK_URL }}/omitted", idempotency_header: false, body: {} }
+"#;
+    let t = setup(&server, &one(steps), CUSTOMER);
+    assert_eq!(send(&t, &[]).code, 0);
+    let renamed = &server.requests_to("/renamed")[0];
+    assert!(renamed.header("x-request-key").unwrap().starts_with("dlv_"));
+    assert!(renamed.header("idempotency-key").is_none());
+    assert!(
+        server.requests_to("/omitted")[0]
+            .header("idempotency-key")
+            .is_none()
+    );
+}
+
+#[test]
+fn a_line_break_in_a_header_is_a_render_error_not_a_request() {
+    let server = TestServer::start();
+    let step = "  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/x\", headers: { X-Name: \"{{ customer.name }}\" }, body: {} }\n";
+    let t = setup(
+        &server,
+        &one(step),
+        "customers:\n  - { id: c1, name: \"Ann\\r\\nX-Admin: yes\" }\n  - { id: c2, name: Bob }\n",
+    );
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("a header value may not contain a line break"),
+        "{}",
+        out.stderr
+    );
+    let reqs = server.requests_to("/x");
+    assert_eq!(reqs.len(), 1, "only Bob's request is sent");
+    assert!(reqs[0].header("x-admin").is_none());
+}
+
+#[test]
+fn response_bodies_are_capped_at_one_mebibyte() {
+    let server = TestServer::start();
+    let big = "x".repeat(3 * 1024 * 1024);
+    server.script(
+        "/big",
+        vec![crate::support::server::Reply {
+            status: 200,
+            headers: vec![],
+            body: big,
+            delay: Duration::ZERO,
+        }],
+    );
+    let steps = r#"  - id: big
+    webhook: { url: "{{ env.HOOK_URL }}/big", body: {} }
+    save: { size: "response.body | length" }
+  - id: report
+    webhook: { url: "{{ env.HOOK_URL }}/report", body: { size: "{{ saved.size }}" } }
+"#;
+    let t = setup(&server, &one(steps), CUSTOMER);
+    assert_eq!(send(&t, &[]).code, 0);
+    assert_eq!(server.requests_to("/report")[0].json()["size"], 1024 * 1024);
+}
