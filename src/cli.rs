@@ -28,6 +28,14 @@ pub enum Command {
     Replay(ReplayArgs),
     /// A local webhook receiver on 127.0.0.1: prints requests, checks signatures, flags duplicates.
     Listen(ListenArgs),
+    /// Print the JSON Schema of the journey file format (for editors).
+    Schema,
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `journey listen`.

@@ -19,6 +19,10 @@ pub enum Config {
     Run(RunConfig),
     /// `replay`.
     Replay(ReplayConfig),
+    /// `schema`.
+    Schema,
+    /// `completions`.
+    Completions(clap_complete::Shell),
     /// `listen`.
     Listen {
         /// The port.
@@ -147,6 +151,8 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
             Ok(Config::Run(c))
         }
         Command::Test(a) => run_config(a.common, Mode::Test, ctx).map(Config::Run),
+        Command::Schema => Ok(Config::Schema),
+        Command::Completions { shell } => Ok(Config::Completions(shell)),
         Command::Listen(a) => Ok(Config::Listen {
             port: a.port,
             secrets: a

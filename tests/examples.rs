@@ -81,7 +81,7 @@ fn the_examples_dry_run_sends_nothing_and_reports_the_edge_cases() {
     );
     assert!(
         out.stderr
-            .contains("trial_onboarding.yaml:44:13: journey `trial_onboarding`, step `nudge_sms`"),
+            .contains("trial_onboarding.yaml:45:13: journey `trial_onboarding`, step `nudge_sms`"),
         "{}",
         out.stderr
     );

@@ -10,4 +10,5 @@ mod rendering;
 mod reports;
 mod secrets;
 mod test_command;
+mod tools;
 mod validation;

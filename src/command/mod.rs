@@ -22,6 +22,18 @@ pub async fn execute(config: Config) -> anyhow::Result<Exit> {
         Config::Validate(c) => validate::validate(c).await,
         Config::Run(c) => run::run(c).await,
         Config::Replay(c) => replay::replay(c).await,
+        Config::Schema => print(&journey_schema()),
+        Config::Completions(shell) => {
+            let mut out = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <crate::cli::Cli as clap::CommandFactory>::command(),
+                "journey",
+                &mut out,
+            );
+            output::stdout(&out)?;
+            Ok(Exit::Ok)
+        }
         Config::Listen {
             port,
             secrets,
@@ -127,5 +139,18 @@ async fn listen(
         output::stderr(&format!("error: cannot listen on 127.0.0.1:{port}: {e}"));
         return Ok(Exit::Usage);
     }
+    Ok(Exit::Ok)
+}
+
+/// The JSON Schema of the journey file format, derived from the model types.
+pub fn journey_schema() -> String {
+    let schema = schemars::schema_for!(crate::journey::model::JourneyFile);
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes");
+    text.push('\n');
+    text
+}
+
+fn print(text: &str) -> anyhow::Result<Exit> {
+    output::stdout(text.as_bytes())?;
     Ok(Exit::Ok)
 }

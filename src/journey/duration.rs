@@ -37,6 +37,20 @@ impl fmt::Display for Dur {
     }
 }
 
+impl schemars::JsonSchema for Dur {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: a number and one of ms s m h d w, e.g. `500ms` or `2d`",
+            "type": "string",
+            "pattern": "^\\s*([0-9]+\\s*(ms|s|m|h|d|w)\\s*)+$"
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,13 @@
 //! The journey file format (SPEC §1) as serde types: what a YAML file may say, nothing more.
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::duration::Dur;
 
 /// A journey file, exactly as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JourneyFile {
     /// The journey's name: `[a-z][a-z0-9_]*`, unique across loaded files.
@@ -39,7 +40,7 @@ pub struct JourneyFile {
 }
 
 /// Where entries come from: an event name or a customer segment.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
     /// Entries come from events with this name.
@@ -57,7 +58,7 @@ pub struct Trigger {
 }
 
 /// `exit_when: {event, where}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExitWhen {
     /// The event name that ends the entry.
@@ -68,7 +69,7 @@ pub struct ExitWhen {
 }
 
 /// `send_window: {hours: "09:00-20:00", tz: TEMPLATE}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendWindow {
     /// Opening hours, `HH:MM-HH:MM`.
@@ -79,7 +80,7 @@ pub struct SendWindow {
 }
 
 /// `defaults:` for every webhook step.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
     /// Total timeout of one attempt.
@@ -97,7 +98,7 @@ pub struct Defaults {
 }
 
 /// `retry: {attempts, backoff, max_backoff}`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retry {
     /// How many tries in all, counting the first.
@@ -112,7 +113,7 @@ pub struct Retry {
 }
 
 /// One step; exactly one of `webhook`, `branch`, `split`, `wait`, `end`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// `[a-z][a-z0-9_]*`, unique in the journey.
@@ -159,7 +160,7 @@ pub struct Step {
 }
 
 /// One arm of a `branch`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BranchArm {
     /// An expression.
@@ -169,7 +170,7 @@ pub struct BranchArm {
 }
 
 /// One arm of a `split`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitArm {
     /// The share of customers, in percent.
@@ -179,7 +180,7 @@ pub struct SplitArm {
 }
 
 /// `frequency_cap: {channel, max, per}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FrequencyCap {
     /// The channel counted.
@@ -191,7 +192,7 @@ pub struct FrequencyCap {
 }
 
 /// An HTTP method.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
     /// GET
@@ -221,7 +222,7 @@ impl Method {
 }
 
 /// The `webhook:` of a step.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     /// The HTTP method (default POST).
@@ -277,7 +278,7 @@ pub struct Webhook {
 }
 
 /// `auth:` — exactly one of `bearer`, `basic` or `header`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
     /// `Authorization: Bearer TOKEN`.
@@ -292,7 +293,7 @@ pub struct Auth {
 }
 
 /// `basic: {user, password}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     /// The user name template.
@@ -302,7 +303,7 @@ pub struct BasicAuth {
 }
 
 /// `header: {name, value}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamedValue {
     /// The header name.
@@ -312,7 +313,7 @@ pub struct NamedValue {
 }
 
 /// `sign:` — exactly one of `standard_webhooks` or `hmac_sha256`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sign {
     /// The Standard Webhooks scheme; the secret in `whsec_<base64>` form.
@@ -324,7 +325,7 @@ pub struct Sign {
 }
 
 /// `hmac_sha256: {secret, header}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HmacSign {
     /// The secret template.
@@ -334,7 +335,7 @@ pub struct HmacSign {
 }
 
 /// `idempotency_header: NAME` or `false`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum IdempotencyHeader {
     /// `false` omits the header (`true` keeps the default name).
@@ -363,5 +364,18 @@ impl<'de> Deserialize<'de> for Text {
             Scalar::F(f) => f.to_string(),
             Scalar::B(b) => b.to_string(),
         }))
+    }
+}
+
+impl JsonSchema for Text {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Text".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A template: text, or a number or boolean read as text",
+            "type": ["string", "number", "boolean"]
+        })
     }
 }

@@ -1,0 +1,75 @@
+//! The tools around the runner: the editor schema and shell completions.
+
+use crate::support::{Test, repo};
+
+fn schema() -> serde_json::Value {
+    let out = Test::new().run(&["schema"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    serde_json::from_str(&out.stdout).expect("the schema is JSON")
+}
+
+fn as_json(yaml: &str) -> serde_json::Value {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+#[test]
+fn the_schema_accepts_every_example_and_rejects_unknown_keys() {
+    let validator = jsonschema::validator_for(&schema()).expect("a valid JSON Schema");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("journeys")).unwrap() {
+        let path = entry.unwrap().path();
+        let doc = as_json(&std::fs::read_to_string(&path).unwrap());
+        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+        checked += 1;
+    }
+    assert_eq!(checked, 3);
+    let typo = as_json(
+        "journey: j\ntrigger: { event: a }\nsteps:\n  - id: s\n    on_falure: stop\n    end: completed\n",
+    );
+    assert!(!validator.is_valid(&typo), "an unknown key is rejected");
+    let good_timeout = as_json(
+        "journey: j\ntrigger: { event: a }\ndefaults: { timeout: 500ms }\nsteps:\n  - id: s\n    end: completed\n",
+    );
+    assert!(validator.is_valid(&good_timeout));
+    let bad_timeout = as_json(
+        "journey: j\ntrigger: { event: a }\ndefaults: { timeout: soon }\nsteps:\n  - id: s\n    end: completed\n",
+    );
+    assert!(
+        !validator.is_valid(&bad_timeout),
+        "a duration must look like `5s`"
+    );
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef journey"),
+        ("fish", "complete -c journey"),
+    ] {
+        let out = Test::new().run(&["completions", shell]);
+        assert_eq!(out.code, 0, "{}", out.all());
+        assert!(
+            out.stdout.contains(marker),
+            "{shell}: {}",
+            &out.stdout[..200.min(out.stdout.len())]
+        );
+        assert!(
+            out.stdout.contains("replay") && out.stdout.contains("listen"),
+            "{shell} knows the subcommands"
+        );
+    }
+}
+
+#[test]
+fn the_committed_schema_is_current() {
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("journey.schema.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        committed,
+        schema(),
+        "run `journey schema > journey.schema.json`"
+    );
+}
