@@ -184,6 +184,8 @@ pub struct GraphArgs {
 pub enum Show {
     /// Method, URL, headers and pretty body of each request.
     Requests,
+    /// A runnable curl command per request (secrets as "$NAME").
+    Curl,
 }
 
 /// `--output`.

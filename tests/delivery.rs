@@ -854,3 +854,57 @@ fn response_bodies_are_capped_at_one_mebibyte() {
     assert_eq!(send(&t, &[]).code, 0);
     assert_eq!(server.requests_to("/report")[0].json()["size"], 1024 * 1024);
 }
+
+#[test]
+fn show_curl_runs_with_the_real_curl_and_sends_the_same_request() {
+    let server = TestServer::start();
+    let step = r#"  - id: send
+    webhook:
+      url: "{{ env.HOOK_URL }}/curl?c={{ customer.id }}"
+      auth: { bearer: "{{ secret.TOKEN }}" }
+      headers: { X-Note: "it's {{ customer.id }}" }
+      body: { id: "{{ customer.id }}", quote: "a 'quoted' \"text\" $HOME", token: "{{ secret.TOKEN }}" }
+  - id: basic
+    webhook: { url: "{{ env.HOOK_URL }}/basic", auth: { basic: { user: acct, password: "{{ secret.TOKEN }}" } }, body: {} }
+"#;
+    let t = setup(&server, &one(step), CUSTOMER);
+    let out = t.dry_run(&["--show", "curl"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        !out.stdout.contains(TOKEN),
+        "no secret value in the commands:\n{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains(r#""$TOKEN""#), "{}", out.stdout);
+    assert!(server.requests().is_empty(), "a dry-run sends nothing");
+    let script: String = out
+        .stdout
+        .split("\n\n")
+        .filter(|b| b.contains("curl "))
+        .map(|b| format!("{b}\n"))
+        .collect();
+    let status = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env("TOKEN", TOKEN)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("sh and curl");
+    assert!(status.success());
+    let got = &server.requests_to("/curl")[0];
+    assert_eq!(got.target, "/curl?c=c1");
+    assert_eq!(
+        got.json(),
+        serde_json::json!({ "id": "c1", "quote": "a 'quoted' \"text\" $HOME", "token": TOKEN })
+    );
+    assert_eq!(
+        got.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    assert_eq!(got.header("x-note"), Some("it's c1"));
+    let basic = &server.requests_to("/basic")[0];
+    let expected = base64::engine::general_purpose::STANDARD.encode(format!("acct:{TOKEN}"));
+    assert_eq!(
+        basic.header("authorization"),
+        Some(format!("Basic {expected}").as_str())
+    );
+}

@@ -56,6 +56,8 @@ pub struct Batch<'a> {
     pub env: EnvVars,
     /// Knows the secret values.
     pub redactor: Redactor,
+    /// Secret names for `--show curl`.
+    pub refs: report::curl::SecretRefs,
     /// The run id.
     pub run_id: String,
     /// Things said once.
@@ -95,7 +97,11 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
     {
         output::stderr(n);
     }
+    let names = journeys.iter().flat_map(|j| j.secret_names.iter().cloned());
+    let env_names = journeys.iter().flat_map(|j| j.env_names.iter().cloned());
+    let refs = report::curl::SecretRefs::new(names, env_names, &c.env);
     let batch = Batch {
+        refs,
         c: &c,
         journeys: &journeys,
         fixtures,
@@ -150,8 +156,8 @@ impl Batch<'_> {
             tally.add(&r);
             bar.inc(1);
             beat.add(&r);
-            if shown.is_ok() && c.show == Some(Show::Requests) {
-                shown = show(self.journeys, &r, c, &self.redactor);
+            if shown.is_ok() && c.show.is_some() {
+                shown = self.show(&r);
             }
             if c.mode == Mode::Test {
                 kept.push(r);
@@ -172,6 +178,34 @@ impl Batch<'_> {
         }
         thresholds(&mut report, c);
         Ok(report)
+    }
+}
+
+impl Batch<'_> {
+    /// Prints the requests of one entry as `--show` asks: redacted text, or curl commands.
+    fn show(&self, r: &EntryResult) -> std::io::Result<()> {
+        let (c, j) = (self.c, &self.journeys[r.journey]);
+        for s in &r.steps {
+            let Some(req) = &s.request else { continue };
+            let title = format!(
+                "{} / {} / customer {}",
+                j.name, j.steps[s.index].id, r.customer
+            );
+            let text = match c.show {
+                Some(Show::Curl) => self.redactor.redact(&report::curl::command(
+                    &title,
+                    req,
+                    c.now.timestamp(),
+                    &self.refs,
+                )),
+                _ => report::show::request(&title, req, c.now.timestamp(), &self.redactor),
+            };
+            match c.output {
+                Output::Json => output::stderr(text.trim_end()),
+                Output::Table => output::stdout(text.as_bytes())?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -196,28 +230,6 @@ fn thresholds(report: &mut RunReport, c: &RunConfig) {
 fn run_id(c: &RunConfig) -> String {
     let mut rng = fastrand::Rng::new();
     format!("run_{}_{:08x}", c.now.format("%Y%m%dT%H%M%SZ"), rng.u32(..))
-}
-
-fn show(
-    journeys: &[Journey],
-    r: &EntryResult,
-    c: &RunConfig,
-    redactor: &Redactor,
-) -> std::io::Result<()> {
-    let j = &journeys[r.journey];
-    for s in &r.steps {
-        let Some(req) = &s.request else { continue };
-        let title = format!(
-            "{} / {} / customer {}",
-            j.name, j.steps[s.index].id, r.customer
-        );
-        let text = report::show::request(&title, req, c.now.timestamp(), redactor);
-        match c.output {
-            Output::Json => output::stderr(text.trim_end()),
-            Output::Table => output::stdout(text.as_bytes())?,
-        }
-    }
-    Ok(())
 }
 
 /// Writes the report files, prints the summary, and computes the exit code.

@@ -1,5 +1,6 @@
 //! The run report: one model, filled as results arrive, then one file per output format.
 
+pub mod curl;
 pub mod json;
 pub mod junit;
 pub mod ndjson;
