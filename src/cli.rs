@@ -159,6 +159,9 @@ pub struct RunArgs {
     /// Exit 1 when no customer entered any journey.
     #[arg(long)]
     pub fail_if_empty: bool,
+    /// Write the real responses as a fixture `mocks:` section, to replay the run with --dry-run.
+    #[arg(long, value_name = "FILE")]
+    pub record_mocks: Option<PathBuf>,
 }
 
 /// `journey test`.

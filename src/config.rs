@@ -116,6 +116,8 @@ pub struct RealConfig {
     pub dead_letter: PathBuf,
     /// `--allow-insecure-http`.
     pub allow_insecure_http: bool,
+    /// `--record-mocks`.
+    pub record_mocks: Option<PathBuf>,
 }
 
 /// `replay` settings.
@@ -141,6 +143,9 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
             env: ctx.vars.clone(),
             now: Utc::now(),
         })),
+        Command::Run(a) if a.dry_run && a.record_mocks.is_some() => {
+            Err("--record-mocks records the responses of a real run; leave out `--dry-run`".into())
+        }
         Command::Run(a) => {
             let real = (!a.dry_run).then(|| real_config(&a, ctx)).transpose()?;
             let mode = if a.dry_run { Mode::DryRun } else { Mode::Run };
@@ -207,6 +212,7 @@ fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String>
             .clone()
             .unwrap_or_else(|| home.join(".journey").join("dead-letter.ndjson")),
         allow_insecure_http: a.allow_insecure_http,
+        record_mocks: a.record_mocks.clone(),
     })
 }
 

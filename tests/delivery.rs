@@ -908,3 +908,97 @@ fn show_curl_runs_with_the_real_curl_and_sends_the_same_request() {
         Some(format!("Basic {expected}").as_str())
     );
 }
+
+#[test]
+fn recorded_mocks_replay_the_real_run_offline() {
+    let server = TestServer::start();
+    server.script(
+        "/score",
+        vec![
+            Reply::status(503),
+            Reply::json(200, serde_json::json!({ "risk": 0.9, "reason": "quiet" })),
+        ],
+    );
+    server.script(
+        "/call",
+        vec![
+            Reply::status(429).header("Retry-After", "0"),
+            Reply::json(201, serde_json::json!({ "task": 7 })),
+        ],
+    );
+    server.script("/offer", vec![Reply::status(500)]);
+    let steps = r#"  - id: score
+    webhook: { url: "{{ env.HOOK_URL }}/score", retry: { attempts: 3, backoff: 10ms }, body: { id: "{{ customer.id }}" } }
+    save: { risk: "response.body.risk" }
+  - id: route
+    branch:
+      - when: "saved.risk >= 0.8 and customer.id == 'c1'"
+        goto: call
+    default: offer
+  - id: call
+    webhook: { url: "{{ env.HOOK_URL }}/call", retry: { attempts: 3, backoff: 10ms }, body: {} }
+    next: done
+  - id: offer
+    webhook: { url: "{{ env.HOOK_URL }}/offer", retry: { attempts: 2, backoff: 10ms }, body: {} }
+    on_failure: stop
+  - id: done
+    end: completed
+"#;
+    let t = setup(
+        &server,
+        &one(steps),
+        "customers: [{ id: c1 }, { id: c2 }, { id: c3 }]\n",
+    );
+    let real = send(&t, &["--record-mocks", "recorded.yaml", "--output", "json"]);
+    assert_eq!(real.code, 0, "{}", real.all());
+    let recorded = t.read("recorded.yaml");
+    assert!(recorded.contains("entry.key"), "{recorded}");
+    assert!(!recorded.contains(TOKEN));
+    let before = server.requests().len();
+    let offline = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--fixtures",
+        "recorded.yaml",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(offline.code, 0, "{}", offline.all());
+    assert_eq!(server.requests().len(), before, "the replay is offline");
+    let counters = |out: &Output| -> Vec<serde_json::Value> {
+        let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                serde_json::json!([
+                    s["step"],
+                    s["entered"],
+                    s["ok"],
+                    s["failed"],
+                    s["retries"],
+                    s["assumed"]
+                ])
+            })
+            .collect()
+    };
+    assert_eq!(
+        counters(&offline),
+        counters(&real),
+        "the same paths, attempts and outcomes"
+    );
+    let report: serde_json::Value = serde_json::from_str(&real.stdout).unwrap();
+    assert_eq!(
+        report["totals"]["stopped"], 2,
+        "c2 and c3 stop after the failed offer"
+    );
+    assert_eq!(
+        t.dry_run(&["--record-mocks", "x.yaml"]).code,
+        2,
+        "recording needs a real run"
+    );
+}

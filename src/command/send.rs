@@ -10,6 +10,7 @@ use super::run::{Batch, finish};
 use crate::config::RealConfig;
 use crate::execute::entries::Candidate;
 use crate::execute::http::Http;
+use crate::execute::recorder::{Fanout, Recorder};
 use crate::execute::runner::RunSettings;
 use crate::execute::safety::Safety;
 use crate::exit::Exit;
@@ -19,6 +20,7 @@ use crate::output;
 use crate::redact::Redactor;
 use crate::render::EnvVars;
 use crate::render::env_vars::Namespace;
+use crate::report::mocks::MockRecorder;
 use crate::report::ndjson::NdjsonRecorder;
 
 /// A wait parks the entry in the state store; without one, only `--fast-forward` can run it.
@@ -124,6 +126,10 @@ pub async fn send(
         output::stderr("nothing was sent");
         return Ok(Exit::Ok);
     }
+    let mocks = real
+        .record_mocks
+        .as_deref()
+        .map(|p| Arc::new(MockRecorder::new(p, batch.redactor.clone())));
     let recorder = Arc::new(NdjsonRecorder::new(
         &batch.run_id,
         batch.redactor.clone(),
@@ -137,7 +143,11 @@ pub async fn send(
         concurrency: c.concurrency,
         seed: c.seed,
         keep_requests: c.show.is_some(),
-        recorder: Arc::clone(&recorder) as _,
+        recorder: Arc::new(Fanout(
+            std::iter::once(Arc::clone(&recorder) as Arc<dyn Recorder>)
+                .chain(mocks.iter().map(|m| Arc::clone(m) as Arc<dyn Recorder>))
+                .collect(),
+        )),
         safety: Some(Safety {
             allow_insecure_http: real.allow_insecure_http,
             redactor: batch.redactor.clone(),
@@ -147,6 +157,9 @@ pub async fn send(
         .execute(list, &Http::new(c.concurrency)?, &settings)
         .await?;
     recorder.flush();
+    if let Some(m) = &mocks {
+        m.write(&batch.run_id)?;
+    }
     for f in recorder.failures() {
         output::stderr(&format!("error: {f}"));
     }

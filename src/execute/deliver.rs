@@ -108,9 +108,24 @@ impl<E: Executor> Deliverer<'_, E> {
     }
 
     fn record(&self, step: &StepPlan, req: &Request, n: u32, outcome: &Outcome) {
-        let (status, error, latency, body) = match outcome {
-            Outcome::Response(r) => (Some(r.status), None, r.latency, r.body.as_slice()),
-            Outcome::Transport(e) => (None, Some(e.to_string()), Duration::ZERO, &[][..]),
+        let none: &[(String, String)] = &[];
+        let (status, error, latency, body, headers, kind) = match outcome {
+            Outcome::Response(r) => (
+                Some(r.status),
+                None,
+                r.latency,
+                r.body.as_slice(),
+                r.headers.as_slice(),
+                None,
+            ),
+            Outcome::Transport(e) => (
+                None,
+                Some(e.to_string()),
+                Duration::ZERO,
+                &[][..],
+                none,
+                Some(e.kind()),
+            ),
             Outcome::Assumed | Outcome::MockFailed(_) => return,
         };
         self.recorder.attempt(&AttemptRecord {
@@ -125,6 +140,8 @@ impl<E: Executor> Deliverer<'_, E> {
             latency_ms: latency.as_secs_f64() * 1000.0,
             request_body: &req.body,
             response_body: body,
+            response_headers: headers,
+            error_kind: kind,
         });
     }
 }

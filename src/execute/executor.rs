@@ -59,6 +59,17 @@ pub enum TransportError {
     Reset(String),
 }
 
+impl TransportError {
+    /// The word a mock uses for it: `timeout`, `connect` or `reset`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TransportError::Timeout => "timeout",
+            TransportError::Connect(_) => "connect",
+            TransportError::Reset(_) => "reset",
+        }
+    }
+}
+
 impl std::fmt::Display for TransportError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

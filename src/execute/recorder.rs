@@ -29,6 +29,12 @@ pub struct AttemptRecord<'a> {
     /// The response body (only with `--log-bodies`).
     #[serde(skip)]
     pub response_body: &'a [u8],
+    /// The response headers (for `--record-mocks`).
+    #[serde(skip)]
+    pub response_headers: &'a [(String, String)],
+    /// `timeout`, `connect` or `reset` when no response came (for `--record-mocks`).
+    #[serde(skip)]
+    pub error_kind: Option<&'static str>,
 }
 
 /// Everything needed to render and send a failed delivery again; it holds no secret, since
@@ -82,6 +88,18 @@ pub trait Recorder: Send + Sync {
     fn attempt(&self, record: &AttemptRecord<'_>);
     /// A delivery failed and nothing handles it.
     fn dead_letter(&self, letter: &DeadLetter);
+}
+
+/// Hands every record to each of several recorders.
+pub struct Fanout(pub Vec<std::sync::Arc<dyn Recorder>>);
+
+impl Recorder for Fanout {
+    fn attempt(&self, record: &AttemptRecord<'_>) {
+        self.0.iter().for_each(|r| r.attempt(record));
+    }
+    fn dead_letter(&self, letter: &DeadLetter) {
+        self.0.iter().for_each(|r| r.dead_letter(letter));
+    }
 }
 
 /// Records nothing (dry-runs, tests).

@@ -3,6 +3,7 @@
 pub mod curl;
 pub mod json;
 pub mod junit;
+pub mod mocks;
 pub mod ndjson;
 pub mod show;
 pub mod table;
