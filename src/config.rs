@@ -16,7 +16,7 @@ pub enum Config {
     /// `validate`.
     Validate(ValidateConfig),
     /// `run --dry-run` and `test`.
-    Run(RunConfig),
+    Run(Box<RunConfig>),
     /// `replay`.
     Replay(ReplayConfig),
     /// `schema`.
@@ -153,9 +153,9 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
             c.real = real;
             c.max_failure_rate = a.max_failure_rate;
             c.fail_if_empty = a.fail_if_empty;
-            Ok(Config::Run(c))
+            Ok(Config::Run(Box::new(c)))
         }
-        Command::Test(a) => run_config(a.common, Mode::Test, ctx).map(Config::Run),
+        Command::Test(a) => run_config(a.common, Mode::Test, ctx).map(|c| Config::Run(Box::new(c))),
         Command::Schema => Ok(Config::Schema),
         Command::Completions { shell } => Ok(Config::Completions(shell)),
         Command::Listen(a) => Ok(Config::Listen {

@@ -20,7 +20,7 @@ use crate::render::EnvVars;
 pub async fn execute(config: Config) -> anyhow::Result<Exit> {
     match config {
         Config::Validate(c) => validate::validate(c).await,
-        Config::Run(c) => run::run(c).await,
+        Config::Run(c) => run::run(*c).await,
         Config::Replay(c) => replay::replay(c).await,
         Config::Schema => print(&journey_schema()),
         Config::Completions(shell) => {
