@@ -89,7 +89,7 @@ pub struct CommonRunArgs {
     #[arg(required = true)]
     pub journeys: Vec<PathBuf>,
     /// Fixture files or folders (customers, events, mocks, expect).
-    #[arg(long = "fixtures", short = 'f', required = true)]
+    #[arg(long = "fixtures", short = 'f')]
     pub fixtures: Vec<PathBuf>,
     /// Entries in flight at once.
     #[arg(long, default_value_t = 32)]
@@ -135,9 +135,18 @@ pub struct RunArgs {
     /// Do not ask for confirmation on a terminal.
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Run without the state store (required until the state store exists).
-    #[arg(long)]
+    /// The state store (default: .journey/state.sqlite beside the first journey; or JOURNEY_STATE).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Run without the state store: a re-run sends again.
+    #[arg(long, conflicts_with = "state")]
     pub no_state: bool,
+    /// Walk failed entries on from their failed step.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Only resume parked waits that are due (no fixtures needed).
+    #[arg(long)]
+    pub resume_only: bool,
     /// Count waits as elapsed instead of parking entries.
     #[arg(long)]
     pub fast_forward: bool,

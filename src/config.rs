@@ -118,6 +118,12 @@ pub struct RealConfig {
     pub allow_insecure_http: bool,
     /// `--record-mocks`.
     pub record_mocks: Option<PathBuf>,
+    /// The state store (`None` with `--no-state`).
+    pub state: Option<PathBuf>,
+    /// `--retry-failed`.
+    pub retry_failed: bool,
+    /// `--resume-only`.
+    pub resume_only: bool,
 }
 
 /// `replay` settings.
@@ -147,6 +153,11 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
             Err("--record-mocks records the responses of a real run; leave out `--dry-run`".into())
         }
         Command::Run(a) => {
+            if a.common.fixtures.is_empty() && (a.dry_run || !a.resume_only) {
+                return Err(
+                    "--fixtures is required (only a real `--resume-only` run needs none)".into(),
+                );
+            }
             let real = (!a.dry_run).then(|| real_config(&a, ctx)).transpose()?;
             let mode = if a.dry_run { Mode::DryRun } else { Mode::Run };
             let mut c = run_config(a.common, mode, ctx)?;
@@ -186,15 +197,17 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
 }
 
 fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String> {
-    if !a.no_state {
-        return Err("the state store that makes re-runs safe is not built yet: pass `--no-state` to send without it (a re-run will send again), or `--dry-run`".into());
-    }
     if let Some(rate) = a.max_failure_rate
         && !(0.0..=100.0).contains(&rate)
     {
         return Err(format!(
             "--max-failure-rate {rate}: give a percentage from 0 to 100"
         ));
+    }
+    if a.resume_only && a.no_state {
+        return Err(
+            "--resume-only resumes parked waits from the state store; leave out --no-state".into(),
+        );
     }
     let first = a.common.journeys.first().cloned().unwrap_or_default();
     let home = if first.is_dir() {
@@ -213,10 +226,21 @@ fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String>
             .unwrap_or_else(|| home.join(".journey").join("dead-letter.ndjson")),
         allow_insecure_http: a.allow_insecure_http,
         record_mocks: a.record_mocks.clone(),
+        state: (!a.no_state).then(|| {
+            a.state
+                .clone()
+                .or_else(|| ctx.vars.get("JOURNEY_STATE").map(PathBuf::from))
+                .unwrap_or_else(|| home.join(".journey").join("state.sqlite"))
+        }),
+        retry_failed: a.retry_failed,
+        resume_only: a.resume_only,
     })
 }
 
 fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<RunConfig, String> {
+    if a.fixtures.is_empty() && mode != Mode::Run {
+        return Err("--fixtures is required: name the fixture files or folders".into());
+    }
     let now = match &a.now {
         Some(t) => crate::clock::parse(t).map_err(|e| format!("--now: {e}"))?,
         None => Utc::now(),

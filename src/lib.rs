@@ -22,3 +22,4 @@ pub mod progress;
 pub mod redact;
 pub mod render;
 pub mod report;
+pub mod state;

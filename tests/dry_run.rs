@@ -194,16 +194,6 @@ fn an_unknown_customer_makes_an_invalid_entry_not_a_crash() {
 }
 
 #[test]
-fn a_real_run_without_a_state_store_must_say_no_state() {
-    let t = Test::new();
-    t.file("j.yaml", JOURNEY);
-    t.file("f.yaml", &fixtures(""));
-    let out = t.run(&["run", "j.yaml", "--fixtures", "f.yaml"]);
-    assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("pass `--no-state`"), "{}", out.stderr);
-}
-
-#[test]
 fn bad_flags_are_usage_errors() {
     let t = Test::new();
     t.file("j.yaml", JOURNEY);

@@ -9,6 +9,7 @@ mod listen;
 mod rendering;
 mod reports;
 mod secrets;
+mod state;
 mod test_command;
 mod tools;
 mod validation;

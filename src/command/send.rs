@@ -9,6 +9,7 @@ use minijinja::context;
 use super::run::{Batch, finish};
 use crate::config::RealConfig;
 use crate::execute::entries::Candidate;
+use crate::execute::entries::resumed;
 use crate::execute::http::Http;
 use crate::execute::recorder::{Fanout, Recorder};
 use crate::execute::runner::RunSettings;
@@ -22,16 +23,17 @@ use crate::render::EnvVars;
 use crate::render::env_vars::Namespace;
 use crate::report::mocks::MockRecorder;
 use crate::report::ndjson::NdjsonRecorder;
+use crate::state::{Store, StoreError};
 
 /// A wait parks the entry in the state store; without one, only `--fast-forward` can run it.
 pub fn check_waits(journeys: &[Journey], real: &RealConfig) -> Result<(), Exit> {
-    if real.fast_forward {
+    if real.fast_forward || real.state.is_some() {
         return Ok(());
     }
     for j in journeys {
         if let Some(s) = j.steps.iter().find(|s| matches!(s.kind, StepKind::Wait(_))) {
             output::stderr(&format!(
-                "error: journey `{}` waits at step `{}`: a real run parks waits in the state store, which is not built yet; pass `--fast-forward` to count waits as elapsed",
+                "error: journey `{}` waits at step `{}`: a real run parks waits in the state store, and this one runs with --no-state; drop --no-state, or pass --fast-forward to count waits as elapsed",
                 j.name, s.id
             ));
             return Err(Exit::Usage);
@@ -112,6 +114,39 @@ fn confirm(hosts: &BTreeSet<String>, entries: usize) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
+/// Opens the store of a real run; a held lock is exit 75, an unusable store exit 3.
+fn open_store(real: &RealConfig) -> Result<Option<Arc<Store>>, Exit> {
+    match real.state.as_deref().map(Store::open).transpose() {
+        Ok(store) => Ok(store.map(Arc::new)),
+        Err(e) => {
+            output::stderr(&format!("error: {e}"));
+            Err(match e {
+                StoreError::Locked { .. } => Exit::Locked,
+                StoreError::Unusable { .. } => Exit::State,
+            })
+        }
+    }
+}
+
+/// Parked entries that are due, as candidates to walk on (a journey no longer loaded is skipped).
+async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Candidate>, String> {
+    let mut out = Vec::new();
+    for due in store.due(batch.c.now).await? {
+        let Some(ji) = batch.journeys.iter().position(|j| j.name == due.journey) else {
+            output::stderr(&format!(
+                "warning: entry `{}` waits in journey `{}`, which is not loaded",
+                due.key, due.journey
+            ));
+            continue;
+        };
+        let snapshot = store.load(&due.key).await?.and_then(|e| e.snapshot);
+        if let Some(c) = snapshot.and_then(|s| resumed(ji, &due.key, &s, &batch.fixtures)) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
 /// Sends for real.
 pub async fn send(
     batch: &Batch<'_>,
@@ -119,6 +154,23 @@ pub async fn send(
     list: Vec<Candidate>,
 ) -> anyhow::Result<Exit> {
     let c = batch.c;
+    let store = match open_store(real) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let mut list = if real.resume_only { Vec::new() } else { list };
+    if let Some(store) = &store {
+        match due_waits(batch, store).await {
+            Ok(due) => list.extend(due),
+            Err(why) => {
+                output::stderr(&format!(
+                    "error: the state store {} cannot be read: {why}",
+                    store.path().display()
+                ));
+                return Ok(Exit::State);
+            }
+        }
+    }
     if real.ask
         && !list.is_empty()
         && !confirm(&target_hosts(batch.journeys, &batch.env), list.len())
@@ -152,8 +204,11 @@ pub async fn send(
             allow_insecure_http: real.allow_insecure_http,
             redactor: batch.redactor.clone(),
         }),
+        state: store.clone(),
+        fast_forward: real.fast_forward,
+        retry_failed: real.retry_failed,
     };
-    let report = batch
+    let mut report = batch
         .execute(list, &Http::new(c.concurrency)?, &settings)
         .await?;
     recorder.flush();
@@ -170,5 +225,21 @@ pub async fn send(
             recorder.dead_letters()
         ));
     }
-    finish(c, batch.journeys, &report)
+    let mut store_failed = false;
+    if let Some(store) = &store {
+        report.state = Some(store.path().display().to_string());
+        if let Err(why) = store.flush().await {
+            output::stderr(&format!(
+                "error: the state store {} cannot be written: {why}",
+                store.path().display()
+            ));
+            store_failed = true;
+        }
+    }
+    let code = finish(c, batch.journeys, &report)?;
+    Ok(if store_failed {
+        code.max(Exit::State)
+    } else {
+        code
+    })
 }

@@ -29,6 +29,8 @@ pub struct Delivery {
     pub error: Option<String>,
     /// The successful response, for `save`.
     pub response: Option<Response>,
+    /// `Retry-After` asked for longer than `max_backoff`: send again in a later run.
+    pub deferred: bool,
 }
 
 /// Who is delivering: the parts of an entry a delivery needs.
@@ -99,6 +101,7 @@ impl<E: Executor> Deliverer<'_, E> {
                 Ok(delay) => self.exec.pause(delay).await,
                 Err(why) => {
                     d.error = Some(why);
+                    d.deferred = true;
                     break;
                 }
             }

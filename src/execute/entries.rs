@@ -18,6 +18,8 @@ pub struct Entry {
     pub customer: Customer,
     /// The trigger event, for event triggers.
     pub event: Option<Event>,
+    /// When the entry started: its event's `at`, or the run's clock for segments.
+    pub started: DateTime<Utc>,
 }
 
 /// An entry that could not be made: the event names an unknown customer, or the trigger failed.
@@ -42,6 +44,34 @@ pub enum Candidate {
     Entry(Entry),
     /// Counts as invalid.
     Invalid(Rejected),
+    /// A parked entry that is due, to walk on from its snapshot.
+    Resume(Entry, String),
+}
+
+/// Rebuilds the entry of a parked wait: the customer from tonight's fixtures when there is one
+/// (so consent is checked again), else the stored snapshot.
+pub fn resumed(
+    ji: usize,
+    key: &str,
+    snapshot: &crate::execute::recorder::Snapshot,
+    fx: &Fixtures,
+) -> Option<Candidate> {
+    let id = snapshot.customer.get("id")?.as_str()?.to_string();
+    let customer = fx.customer(&id).cloned().unwrap_or_else(|| Customer {
+        id,
+        record: std::sync::Arc::new(snapshot.customer.clone()),
+    });
+    let event = snapshot.event.as_ref().and_then(Event::from_record);
+    let started = event.as_ref().map(|e| e.at).unwrap_or_else(Utc::now);
+    Some(Candidate::Resume(
+        Entry {
+            journey: ji,
+            customer,
+            event,
+            started,
+        },
+        key.to_string(),
+    ))
 }
 
 /// Which entries to take.
@@ -82,6 +112,7 @@ pub fn candidates(
                             journey: ji,
                             customer: c.clone(),
                             event: None,
+                            started: now,
                         })),
                         Ok(false) => {}
                         Err(err) => out.push(invalid(
@@ -131,6 +162,7 @@ fn from_event(
         journey: ji,
         customer: c.clone(),
         event: Some(e.clone()),
+        started: e.at,
     }))
 }
 

@@ -17,6 +17,8 @@ pub enum StepStatus {
     Assumed,
     /// Skipped for lack of consent.
     Suppressed,
+    /// Delivered by an earlier run (the state store says so): not sent again.
+    Delivered,
 }
 
 impl StepStatus {
@@ -27,6 +29,7 @@ impl StepStatus {
             StepStatus::Failed => "failed",
             StepStatus::Assumed => "assumed",
             StepStatus::Suppressed => "suppressed",
+            StepStatus::Delivered => "ok",
         }
     }
 }
@@ -80,6 +83,8 @@ pub struct EntryResult {
     pub error: Option<EntryError>,
     /// Non-fatal problems (a `save` that found nothing).
     pub warnings: Vec<String>,
+    /// A delivery of an earlier run had an unknown outcome and was sent again.
+    pub in_doubt: bool,
 }
 
 impl EntryResult {
@@ -96,6 +101,7 @@ impl EntryResult {
             steps: vec![],
             error: None,
             warnings: vec![],
+            in_doubt: false,
         }
     }
 

@@ -15,6 +15,7 @@ use super::safety::Safety;
 use super::walk::Walk;
 use crate::journey::Journey;
 use crate::render::EnvVars;
+use crate::state::{EntryStatus, Store};
 
 /// Stripes of the per-customer lock: bounded memory, and one customer's entries always share one.
 const CUSTOMER_STRIPES: usize = 1024;
@@ -36,6 +37,12 @@ pub struct RunSettings {
     pub recorder: Arc<dyn Recorder>,
     /// Checks before a real send (URL, plain http); `None` for dry-runs.
     pub safety: Option<Safety>,
+    /// The state store of a real run.
+    pub state: Option<Arc<Store>>,
+    /// Waits count as elapsed (real runs; dry-runs always simulate them).
+    pub fast_forward: bool,
+    /// `--retry-failed`: failed entries walk on from their failed step.
+    pub retry_failed: bool,
 }
 
 impl RunSettings {
@@ -55,6 +62,9 @@ impl RunSettings {
             keep_requests,
             recorder: Arc::new(NoRecorder),
             safety: None,
+            state: None,
+            fast_forward: true,
+            retry_failed: false,
         }
     }
 }
@@ -72,30 +82,84 @@ pub async fn run<E: Executor>(
         .map(|_| tokio::sync::Mutex::new(()))
         .collect();
     let (taken, stripes) = (&taken, &stripes);
-    let stream = futures_util::stream::iter(candidates.into_iter().map(|c| async move {
-        let e = match c {
-            Candidate::Invalid(r) => return rejected(r),
-            Candidate::Entry(e) => e,
-        };
-        let _turn = stripes[stripe(&e.customer.id)].lock().await;
-        let walk = match Walk::new(&journeys[e.journey], &e, exec, settings).enter() {
-            Ok(walk) => walk,
-            Err(invalid) => return *invalid,
-        };
-        let fresh = taken
-            .lock()
-            .expect("not poisoned")
-            .insert(walk.key().to_string());
-        if fresh {
-            walk.run().await
-        } else {
-            walk.already_done()
-        }
-    }))
-    .buffered(settings.concurrency.max(1));
+    let shared = Shared {
+        journeys,
+        exec,
+        settings,
+        taken,
+        stripes,
+    };
+    let shared = &shared;
+    let stream = futures_util::stream::iter(candidates.into_iter().map(|c| shared.entry(c)))
+        .buffered(settings.concurrency.max(1));
     futures_util::pin_mut!(stream);
     while let Some(result) = stream.next().await {
-        sink(result);
+        if let Some(result) = result {
+            sink(result);
+        }
+    }
+}
+
+/// What every entry of a run shares.
+struct Shared<'a, E> {
+    journeys: &'a [Journey],
+    exec: &'a E,
+    settings: &'a RunSettings,
+    taken: &'a Mutex<HashSet<String>>,
+    stripes: &'a [tokio::sync::Mutex<()>],
+}
+
+impl<E: Executor> Shared<'_, E> {
+    /// Runs one candidate; `None` when there is nothing to report (a due wait already walked).
+    async fn entry(&self, c: Candidate) -> Option<EntryResult> {
+        let (e, resumed) = match c {
+            Candidate::Invalid(r) => return Some(rejected(r)),
+            Candidate::Entry(e) => (e, None),
+            Candidate::Resume(e, key) => (e, Some(key)),
+        };
+        let _turn = self.stripes[stripe(&e.customer.id)].lock().await;
+        let walk = Walk::new(&self.journeys[e.journey], &e, self.exec, self.settings);
+        let walk = match &resumed {
+            Some(key) => walk.with_key(key),
+            None => match walk.enter() {
+                Ok(walk) => walk,
+                Err(invalid) => return Some(*invalid),
+            },
+        };
+        if !self
+            .taken
+            .lock()
+            .expect("not poisoned")
+            .insert(walk.key().to_string())
+        {
+            return resumed.is_none().then(|| walk.already_done());
+        }
+        let Some(store) = &self.settings.state else {
+            return Some(walk.run().await);
+        };
+        let stored = match store.load(walk.key()).await {
+            Ok(stored) => stored,
+            Err(why) => return Some(walk.interrupted(&why)),
+        };
+        Some(match stored {
+            None => {
+                store.begin(
+                    walk.key(),
+                    &self.journeys[e.journey].name,
+                    &e.customer.id,
+                    e.started,
+                );
+                walk.run().await
+            }
+            Some(s) => match s.status {
+                EntryStatus::Done(_) => walk.already_done(),
+                EntryStatus::Failed if !self.settings.retry_failed => walk.already_done(),
+                EntryStatus::Waiting if s.due.is_some_and(|d| d > self.settings.now) => {
+                    walk.still_waiting()
+                }
+                _ => walk.resume(s).run().await,
+            },
+        })
     }
 }
 

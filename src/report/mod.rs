@@ -52,6 +52,8 @@ pub struct RunReport {
     pub notices: Vec<String>,
     /// Thresholds crossed (`--max-failure-rate`, `--fail-if-empty`).
     pub thresholds: Vec<String>,
+    /// The state store used, if any.
+    pub state: Option<String>,
     /// Expectation results, for `test`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub expectations: Vec<ExpectationResult>,
@@ -109,6 +111,8 @@ pub struct Totals {
     pub in_doubt: u64,
     /// Ended by `on_failure: stop`.
     pub stopped: u64,
+    /// Not finished: the run was stopped, or the store failed; a later run resumes them.
+    pub interrupted: u64,
     /// Entries by end label.
     pub labels: BTreeMap<String, u64>,
     /// Deliveries attempted (assumed ones excluded).

@@ -79,7 +79,7 @@ fn totals(report: &RunReport) -> String {
         .map(|r| format!("{r:.1}%"))
         .unwrap_or_else(|| "-".into());
     format!(
-        "entries: {} completed{custom} / {} failed / {} invalid / {} suppressed / {} exited / {} holdout / {} waiting / {} already done / {} in doubt / {} stopped\n\
+        "entries: {} completed{custom} / {} failed / {} invalid / {} suppressed / {} exited / {} holdout / {} waiting / {} already done / {} in doubt / {} stopped / {} interrupted\n\
          deliveries: {} sent / {} ok / {} failed / {} assumed; success rate {rate}\n\
          duration {:.2}s, {:.0} entries/s, run {}\n",
         t.completed,
@@ -92,6 +92,7 @@ fn totals(report: &RunReport) -> String {
         t.already_done,
         t.in_doubt,
         t.stopped,
+        t.interrupted,
         t.deliveries_sent,
         t.deliveries_ok,
         t.deliveries_failed,
@@ -99,7 +100,11 @@ fn totals(report: &RunReport) -> String {
         report.duration_ms as f64 / 1000.0,
         t.entries_per_second,
         report.run_id,
-    )
+    ) + &report
+        .state
+        .as_ref()
+        .map(|s| format!("state: {s}\n"))
+        .unwrap_or_default()
 }
 
 fn is_standard(label: &str) -> bool {

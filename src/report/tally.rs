@@ -49,6 +49,7 @@ impl Tally {
                 warnings: vec![],
                 notices: vec![],
                 thresholds: vec![],
+                state: None,
                 expectations: vec![],
             },
             rows,
@@ -80,6 +81,7 @@ impl Tally {
     fn count_outcome(&mut self, r: &EntryResult) {
         let t = &mut self.report.totals;
         t.entries += 1;
+        t.in_doubt += u64::from(r.in_doubt);
         match r.outcome.as_str() {
             "failed" => t.failed += 1,
             "invalid" => t.invalid += 1,
@@ -89,6 +91,7 @@ impl Tally {
             "waiting" => t.waiting += 1,
             "already_done" => t.already_done += 1,
             "stopped" => t.stopped += 1,
+            "interrupted" => t.interrupted += 1,
             _ => t.completed += 1,
         }
         *t.labels.entry(r.outcome.clone()).or_default() += 1;
@@ -133,6 +136,7 @@ impl Tally {
                 t.deliveries_assumed += 1;
             }
             StepStatus::Suppressed => st.suppressed += 1,
+            StepStatus::Delivered => st.ok += 1,
         }
         self.latencies[row].extend(
             s.latencies

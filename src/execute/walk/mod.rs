@@ -1,5 +1,7 @@
 //! One entry's walk through its journey: steps in order, branches, waits, deliveries, saves.
 
+mod state;
+
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -37,6 +39,10 @@ pub struct Walk<'a, E> {
     ctx: EntryContext,
     result: EntryResult,
     jobs: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
+    /// The step to walk from (after a wait).
+    start: usize,
+    /// Deliveries already recorded in the state store, by step id.
+    stored: std::collections::HashMap<String, crate::state::StoredDelivery>,
 }
 
 /// Where the walk goes after a step.
@@ -75,6 +81,8 @@ impl<'a, E: Executor> Walk<'a, E> {
                 key,
             ),
             jobs: None,
+            start: 0,
+            stored: Default::default(),
         }
     }
 
@@ -125,6 +133,11 @@ impl<'a, E: Executor> Walk<'a, E> {
         let driver = drive(self.deliverer(), self.j, self.result.key.clone(), rx);
         let (walked, done) = tokio::join!(self.walk(), driver);
         self.settle(done);
+        let outcome = match &walked {
+            Ok(outcome) => outcome.as_str(),
+            Err(_) => "invalid",
+        };
+        self.persist(outcome);
         match walked {
             Ok(outcome) => {
                 self.result.outcome = outcome;
@@ -136,7 +149,7 @@ impl<'a, E: Executor> Walk<'a, E> {
 
     /// The steps, in order; the outcome label, or the step and error that made the entry invalid.
     async fn walk(&mut self) -> Result<String, (String, RenderError)> {
-        let mut at = Some(0);
+        let mut at = (self.start < self.j.steps.len()).then_some(self.start);
         let result = loop {
             let Some(i) = at else {
                 break Ok("completed".to_string());
@@ -168,7 +181,7 @@ impl<'a, E: Executor> Walk<'a, E> {
 
     async fn step(&mut self, i: usize, step: &'a StepPlan) -> Result<Next, RenderError> {
         match &step.kind {
-            StepKind::Webhook(w) if w.is_async => self.spawn(i, step, w),
+            StepKind::Webhook(w) if w.is_async => self.spawn(i, step, w).await,
             StepKind::Webhook(w) => self.webhook(i, step, w).await,
             StepKind::Branch { arms, default } => {
                 let ctx = self.ctx.value(&Scope {
@@ -190,10 +203,7 @@ impl<'a, E: Executor> Walk<'a, E> {
                     .map(|(_, t)| *t);
                 Ok(Next::Step(target.or(step.next)))
             }
-            StepKind::Wait(d) => {
-                self.ctx.now += chrono::Duration::from_std(*d).unwrap_or_default();
-                Ok(Next::Step(step.next))
-            }
+            StepKind::Wait(d) => Ok(self.wait(step, *d)),
             StepKind::End(label) => Ok(Next::End(label.clone())),
         }
     }
@@ -249,6 +259,11 @@ impl<'a, E: Executor> Walk<'a, E> {
         let Some(req) = self.prepare(i, step, w)? else {
             return Ok(Next::Step(step.next));
         };
+        match self.guard(i, step, &req).await {
+            state::Guard::Send => {}
+            state::Guard::Delivered => return Ok(Next::Step(step.next)),
+            state::Guard::Stop => return Ok(Next::End("interrupted".into())),
+        }
         let key = self.result.key.clone();
         let d = Deliverer {
             entry_key: &key,
@@ -267,7 +282,12 @@ impl<'a, E: Executor> Walk<'a, E> {
         self.ctx
             .steps
             .insert(step.id.clone(), step_value(d.status, d.step_status));
+        self.record_outcome(step, &req, &d);
         let failed = d.step_status == StepStatus::Failed;
+        if failed && d.deferred && self.settings.state.is_some() {
+            self.record(i, d.step_status, d, Some(req));
+            return Ok(Next::End("waiting".into()));
+        }
         if failed && step.on_failure == OnFailure::Fail {
             self.dead_letter(step, &d, &self.ctx);
         }
@@ -284,15 +304,21 @@ impl<'a, E: Executor> Walk<'a, E> {
     }
 
     /// Hands an async delivery to the driver; the entry moves on at once.
-    fn spawn(
+    async fn spawn(
         &mut self,
         i: usize,
         step: &'a StepPlan,
         w: &'a WebhookPlan,
     ) -> Result<Next, RenderError> {
-        if let Some(req) = self.prepare(i, step, w)?
-            && let Some(jobs) = &self.jobs
-        {
+        let Some(req) = self.prepare(i, step, w)? else {
+            return Ok(Next::Step(step.next));
+        };
+        match self.guard(i, step, &req).await {
+            state::Guard::Send => {}
+            state::Guard::Delivered => return Ok(Next::Step(step.next)),
+            state::Guard::Stop => return Ok(Next::End("interrupted".into())),
+        }
+        if let Some(jobs) = &self.jobs {
             // The driver lives as long as the walk; a send cannot fail while it runs.
             let _ = jobs.send((i, req, self.ctx.clone()));
         }
@@ -305,6 +331,7 @@ impl<'a, E: Executor> Walk<'a, E> {
             let step = &self.j.steps[i];
             match d {
                 Ok(d) => {
+                    self.record_outcome(step, &req, &d);
                     if d.step_status == StepStatus::Failed {
                         self.dead_letter(step, &d, &ctx);
                     }

@@ -1,0 +1,187 @@
+//! The walk and the state store: resuming, guarding each delivery, recording outcomes, parking waits.
+
+use std::time::Duration;
+
+use super::{Next, Walk, step_value};
+use crate::execute::deliver::Delivery;
+use crate::execute::executor::Executor;
+use crate::execute::identity;
+use crate::execute::recorder::Snapshot;
+use crate::execute::request::Request;
+use crate::execute::result::{EntryError, EntryResult, StepStatus};
+use crate::journey::plan::StepPlan;
+use crate::render::value_of;
+use crate::state::StoredEntry;
+
+/// What the store says about sending a delivery.
+pub(super) enum Guard {
+    /// Recorded as pending: send it.
+    Send,
+    /// An earlier run delivered it: walk on with what it saved.
+    Delivered,
+    /// The store failed: stop this entry.
+    Stop,
+}
+
+impl<'a, E: Executor> Walk<'a, E> {
+    /// Takes the key of a parked entry (its vars come from the snapshot).
+    pub fn with_key(mut self, key: &str) -> Self {
+        self.result.key = key.to_string();
+        self.trace_id = identity::trace_id(key);
+        self.ctx.set_entry(key, &self.trace_id);
+        self
+    }
+
+    /// Walks on from where the store says the entry stands.
+    pub fn resume(mut self, stored: StoredEntry) -> Self {
+        self.start = stored.start_step;
+        self.stored = stored.deliveries;
+        if let Some(s) = stored.snapshot {
+            let values = |v: &serde_json::Value| {
+                v.as_object()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), value_of(v))).collect())
+                    .unwrap_or_default()
+            };
+            self.ctx.vars = values(&s.vars);
+            self.ctx.saved = values(&s.saved);
+            self.ctx.steps = values(&s.steps);
+            if let Ok(now) = crate::clock::parse(&s.now) {
+                self.ctx.now = now.max(self.ctx.now);
+            }
+        }
+        self
+    }
+
+    /// A parked entry that is not due yet.
+    pub fn still_waiting(mut self) -> EntryResult {
+        self.result.outcome = "waiting".into();
+        self.result
+    }
+
+    /// The store failed before the entry could start.
+    pub fn interrupted(mut self, why: &str) -> EntryResult {
+        self.result.outcome = "interrupted".into();
+        self.result.error = Some(EntryError {
+            message: format!("state store: {why}"),
+        });
+        self.result
+    }
+
+    /// Decides whether a delivery is sent, and records it as pending before it is.
+    pub(super) async fn guard(&mut self, i: usize, step: &StepPlan, req: &Request) -> Guard {
+        let Some(store) = self.settings.state.clone() else {
+            return Guard::Send;
+        };
+        match self
+            .stored
+            .get(&step.id)
+            .map(|d| (d.status.clone(), d.clone()))
+        {
+            Some((status, d)) if status == "ok" => {
+                for (k, v) in &d.saved {
+                    self.ctx.saved.insert(k.clone(), value_of(v));
+                }
+                self.ctx
+                    .steps
+                    .insert(step.id.clone(), step_value(d.http_status, StepStatus::Ok));
+                self.record(
+                    i,
+                    StepStatus::Delivered,
+                    Delivery {
+                        status: d.http_status,
+                        ..Delivery::default()
+                    },
+                    None,
+                );
+                return Guard::Delivered;
+            }
+            Some((status, _)) if status == "pending" => self.result.in_doubt = true,
+            _ => {}
+        }
+        match store
+            .before(&req.delivery_id, &self.result.key, &step.id)
+            .await
+        {
+            Ok(()) => Guard::Send,
+            Err(why) => {
+                self.result.error = Some(EntryError {
+                    message: format!("state store: {why}"),
+                });
+                Guard::Stop
+            }
+        }
+    }
+
+    /// Records a delivery's outcome and what its step saved.
+    pub(super) fn record_outcome(&self, step: &StepPlan, req: &Request, d: &Delivery) {
+        let Some(store) = &self.settings.state else {
+            return;
+        };
+        let status = match d.step_status {
+            _ if d.deferred => "deferred",
+            StepStatus::Ok | StepStatus::Assumed | StepStatus::Delivered => "ok",
+            StepStatus::Failed | StepStatus::Suppressed => "failed",
+        };
+        let saved: serde_json::Map<String, serde_json::Value> = step
+            .save
+            .iter()
+            .filter_map(|(name, _)| {
+                self.ctx
+                    .saved
+                    .get(name)
+                    .map(|v| (name.clone(), serde_json::to_value(v).unwrap_or_default()))
+            })
+            .collect();
+        store.after(
+            &req.delivery_id,
+            status,
+            d.status,
+            &serde_json::Value::Object(saved),
+            d.attempts,
+        );
+    }
+
+    /// Ends the entry in the store; waiting, interrupted and invalid entries stay open.
+    pub(super) fn persist(&self, outcome: &str) {
+        let Some(store) = &self.settings.state else {
+            return;
+        };
+        match outcome {
+            "waiting" | "interrupted" | "invalid" => {}
+            "failed" => store.end(&self.result.key, true, outcome),
+            _ => store.end(&self.result.key, false, outcome),
+        }
+    }
+
+    /// A wait: the clock moves on; a real run with a store parks the entry until it is due.
+    pub(super) fn wait(&mut self, step: &StepPlan, d: Duration) -> Next {
+        self.ctx.now += chrono::Duration::from_std(d).unwrap_or_default();
+        let parks = !self.settings.fast_forward && self.ctx.now > self.settings.now;
+        if let Some(store) = self.settings.state.as_ref().filter(|_| parks) {
+            let next = step.next.unwrap_or(self.j.steps.len());
+            store.park(
+                &self.result.key,
+                next,
+                self.ctx.now,
+                &self.snapshot(&self.ctx),
+            );
+            return Next::End("waiting".into());
+        }
+        Next::Step(step.next)
+    }
+
+    /// The entry's data, for a parked wait or a dead letter: no `env`, no `secret`.
+    pub(super) fn snapshot(&self, ctx: &crate::execute::context::EntryContext) -> Snapshot {
+        let json = |m: &std::collections::BTreeMap<String, minijinja::Value>| {
+            serde_json::to_value(m).unwrap_or_default()
+        };
+        Snapshot {
+            customer: (*self.customer.record).clone(),
+            event: self.event.as_deref().cloned(),
+            vars: json(&ctx.vars),
+            saved: json(&ctx.saved),
+            steps: json(&ctx.steps),
+            now: crate::clock::rfc3339(ctx.now),
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The store's tables, versioned with `PRAGMA user_version`; migrations only move forward.
+
+use rusqlite::Connection;
+
+/// Each migration takes the store from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE entries (
+    key TEXT PRIMARY KEY,
+    journey TEXT NOT NULL,
+    customer TEXT NOT NULL,
+    status TEXT NOT NULL,          -- active | waiting | done | failed
+    outcome TEXT,
+    start_step INTEGER NOT NULL DEFAULT 0,
+    due TEXT,
+    snapshot TEXT,
+    started TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE INDEX entries_by_status ON entries(status, due);
+CREATE TABLE deliveries (
+    id TEXT PRIMARY KEY,
+    entry_key TEXT NOT NULL,
+    step TEXT NOT NULL,
+    status TEXT NOT NULL,          -- pending | ok | failed | deferred
+    http_status INTEGER,
+    saved TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    updated TEXT NOT NULL
+);
+CREATE INDEX deliveries_by_entry ON deliveries(entry_key);
+"#];
+
+/// The version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the store up to [`VERSION`]; refuses a store written by a newer journey.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Result<(), String>> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > VERSION {
+        return Ok(Err(format!(
+            "the state store has schema version {current}, newer than this journey knows ({VERSION}): upgrade journey"
+        )));
+    }
+    let tx = conn.transaction()?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(Ok(()))
+}

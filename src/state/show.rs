@@ -1,0 +1,1 @@
+//! `journey state show|prune`: what a store holds, and dropping what is old.

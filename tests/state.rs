@@ -1,0 +1,346 @@
+//! The state store: re-runs never send twice, crashes lose nothing, waits park and resume.
+
+use std::time::Duration;
+
+use crate::support::server::{Reply, TestServer};
+use crate::support::{Output, Test};
+
+fn setup(server: &TestServer, journey: &str, fixtures: &str) -> Test {
+    let t = Test::new().env("HOOK_URL", &server.url);
+    t.file("j.yaml", journey);
+    t.file("f.yaml", fixtures);
+    t
+}
+
+fn send(t: &Test, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "j.yaml", "--fixtures", "f.yaml"];
+    args.extend_from_slice(extra);
+    t.run(&args)
+}
+
+const TWO_STEPS: &str = r#"journey: j
+trigger: { segment: "true" }
+steps:
+  - id: first
+    webhook: { url: "{{ env.HOOK_URL }}/first", body: { id: "{{ customer.id }}" } }
+    save: { code: "response.body.code" }
+  - id: second
+    webhook: { url: "{{ env.HOOK_URL }}/second", body: { code: "{{ saved.code | default('none') }}" } }
+"#;
+
+fn customers(n: usize) -> String {
+    let list: String = (0..n).map(|i| format!("  - {{ id: c{i:03} }}\n")).collect();
+    format!("customers:\n{list}")
+}
+
+fn keys(server: &TestServer, path: &str) -> Vec<String> {
+    server
+        .requests_to(path)
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_same_run_twice_sends_each_delivery_once() {
+    let server = TestServer::start();
+    server.script(
+        "/first",
+        vec![Reply::json(200, serde_json::json!({ "code": "A1" }))],
+    );
+    let t = setup(&server, TWO_STEPS, &customers(3));
+    let first = send(&t, &[]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert!(
+        first.stdout.contains("state: .journey/state.sqlite")
+            || first.stdout.contains("state: ./.journey/state.sqlite"),
+        "{}",
+        first.stdout
+    );
+    assert!(first.stdout.contains("3 completed"), "{}", first.stdout);
+    let second = send(&t, &[]);
+    assert_eq!(second.code, 0, "{}", second.all());
+    assert!(
+        second.stdout.contains("3 already done"),
+        "{}",
+        second.stdout
+    );
+    assert_eq!(server.requests_to("/first").len(), 3);
+    assert_eq!(server.requests_to("/second").len(), 3);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(t.path(".journey/state.sqlite"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
+
+#[test]
+fn a_killed_run_resumes_and_repeats_only_what_was_in_flight() {
+    let server = TestServer::start();
+    server.script(
+        "/first",
+        vec![Reply::json(200, serde_json::json!({ "code": "A1" }))],
+    );
+    server.script(
+        "/second",
+        vec![Reply::status(200).delay(Duration::from_secs(30))],
+    );
+    let t = setup(&server, TWO_STEPS, &customers(6));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_journey"))
+        .args([
+            "run",
+            "j.yaml",
+            "--fixtures",
+            "f.yaml",
+            "--concurrency",
+            "2",
+        ])
+        .current_dir(t.dir.path())
+        .env("HOOK_URL", &server.url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while server.requests_to("/second").len() < 2 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let in_flight = keys(&server, "/second");
+    assert_eq!(
+        in_flight.len(),
+        2,
+        "two entries were mid-delivery when killed"
+    );
+    let sent_first = keys(&server, "/first");
+    server.script("/second", vec![Reply::status(200)]);
+    let rerun = send(&t, &["--concurrency", "2"]);
+    assert_eq!(rerun.code, 0, "{}", rerun.all());
+    assert!(rerun.stdout.contains("2 in doubt"), "{}", rerun.stdout);
+    let first = keys(&server, "/first");
+    let second = keys(&server, "/second");
+    let unique = |v: &[String]| v.iter().collect::<std::collections::HashSet<_>>().len();
+    assert_eq!(unique(&first), 6, "every customer got the first step");
+    assert_eq!(
+        first.len(),
+        6,
+        "nothing delivered was sent again: first run sent {}",
+        sent_first.len()
+    );
+    assert_eq!(unique(&second), 6, "every customer got the second step");
+    assert_eq!(second.len(), 8, "only the two in flight were repeated");
+    for k in &in_flight {
+        assert_eq!(
+            second.iter().filter(|s| *s == k).count(),
+            2,
+            "{k} was re-sent with the same key"
+        );
+    }
+    for r in server.requests_to("/second") {
+        assert_eq!(
+            r.json()["code"],
+            "A1",
+            "the re-run walks on with the saved value"
+        );
+    }
+}
+
+#[test]
+fn a_second_concurrent_run_is_refused_with_75() {
+    let server = TestServer::start();
+    server.script(
+        "/first",
+        vec![Reply::status(200).delay(Duration::from_secs(3))],
+    );
+    let t = setup(&server, TWO_STEPS, &customers(1));
+    let mut holder = std::process::Command::new(env!("CARGO_BIN_EXE_journey"))
+        .args(["run", "j.yaml", "--fixtures", "f.yaml"])
+        .current_dir(t.dir.path())
+        .env("HOOK_URL", &server.url)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while server.requests().is_empty() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = send(&t, &[]);
+    assert_eq!(second.code, 75, "{}", second.all());
+    assert!(
+        second.stderr.contains("is in use by another run (pid "),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second.stderr.contains(&holder.id().to_string()),
+        "names the holder: {}",
+        second.stderr
+    );
+    assert_eq!(holder.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn a_corrupt_or_read_only_store_is_exit_3() {
+    let server = TestServer::start();
+    let t = setup(&server, TWO_STEPS, &customers(1));
+    t.file(
+        "bad.sqlite",
+        "this is not a database, it is a text file pretending\n",
+    );
+    let corrupt = send(&t, &["--state", "bad.sqlite"]);
+    assert_eq!(corrupt.code, 3, "{}", corrupt.all());
+    assert!(
+        corrupt
+            .stderr
+            .contains("the state store bad.sqlite cannot be used"),
+        "{}",
+        corrupt.stderr
+    );
+    assert!(
+        server.requests().is_empty(),
+        "nothing is sent without a usable store"
+    );
+    assert_eq!(send(&t, &["--state", "good/state.sqlite"]).code, 0);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = t.path("good");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o500)).unwrap();
+        std::fs::set_permissions(
+            dir.join("state.sqlite"),
+            std::fs::Permissions::from_mode(0o400),
+        )
+        .unwrap();
+        let am_root = std::fs::write(dir.join("probe"), b"").is_ok();
+        if !am_root {
+            let ro = send(&t, &["--state", "good/state.sqlite"]);
+            assert_eq!(ro.code, 3, "{}", ro.all());
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+}
+
+const WAITING: &str = r#"journey: w
+trigger: { segment: "true" }
+steps:
+  - id: hello
+    webhook: { url: "{{ env.HOOK_URL }}/hello", body: { at: "{{ now }}" } }
+    save: { ticket: "response.body.ticket" }
+  - id: pause
+    wait: 2d
+  - id: reminder
+    webhook: { url: "{{ env.HOOK_URL }}/reminder", body: { at: "{{ now }}", ticket: "{{ saved.ticket }}", name: "{{ customer.name }}" } }
+"#;
+
+#[test]
+fn a_parked_wait_resumes_once_due_even_without_fixtures() {
+    let server = TestServer::start();
+    server.script(
+        "/hello",
+        vec![Reply::json(200, serde_json::json!({ "ticket": 42 }))],
+    );
+    let t = setup(&server, WAITING, "customers: [{ id: c1, name: Ann }]\n");
+    let first = send(&t, &["--now", "2026-11-20T10:00:00Z"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert!(first.stdout.contains("1 waiting"), "{}", first.stdout);
+    assert!(server.requests_to("/reminder").is_empty());
+    let early = send(&t, &["--now", "2026-11-21T10:00:00Z"]);
+    assert!(early.stdout.contains("1 waiting"), "{}", early.stdout);
+    assert!(server.requests_to("/reminder").is_empty(), "not due yet");
+    t.file("f.yaml", "customers: [{ id: c1, name: Ann Updated }]\n");
+    let due = send(&t, &["--now", "2026-11-22T11:00:00Z"]);
+    assert_eq!(due.code, 0, "{}", due.all());
+    let reminders = server.requests_to("/reminder");
+    assert_eq!(reminders.len(), 1, "{}", due.all());
+    assert_eq!(
+        reminders[0].json(),
+        serde_json::json!({ "at": "2026-11-22T11:00:00Z", "ticket": 42, "name": "Ann Updated" }),
+        "a real run's `now` is its clock; the saved value and tonight's customer carry on"
+    );
+    assert_eq!(
+        server.requests_to("/hello").len(),
+        1,
+        "the first step is not sent again"
+    );
+    let after = send(&t, &["--now", "2026-11-23T11:00:00Z"]);
+    assert!(after.stdout.contains("1 already done"), "{}", after.stdout);
+
+    let server2 = TestServer::start();
+    server2.script("/hello", vec![Reply::json(200, serde_json::json!({ "ticket": 7 }))]);
+    let t2 = setup(&server2, WAITING, "customers: [{ id: c9, name: Bo }]\n")
+        .env("HOOK_URL", &server2.url);
+    assert_eq!(send(&t2, &["--now", "2026-11-20T10:00:00Z"]).code, 0);
+    let resume = t2.run(&[
+        "run",
+        "j.yaml",
+        "--resume-only",
+        "--now",
+        "2026-11-25T00:00:00Z",
+    ]);
+    assert_eq!(resume.code, 0, "{}", resume.all());
+    assert_eq!(
+        server2.requests_to("/reminder")[0].json()["name"],
+        "Bo",
+        "the snapshot stands in for missing fixtures"
+    );
+}
+
+#[test]
+fn retry_after_beyond_max_backoff_defers_to_the_next_run() {
+    let server = TestServer::start();
+    server.script(
+        "/first",
+        vec![Reply::status(429).header("Retry-After", "600")],
+    );
+    let t = setup(&server, TWO_STEPS, &customers(1));
+    let first = send(&t, &[]);
+    assert!(first.stdout.contains("1 waiting"), "{}", first.all());
+    assert!(
+        !t.path(".journey/dead-letter.ndjson").exists(),
+        "deferred, not dead"
+    );
+    server.script(
+        "/first",
+        vec![Reply::json(200, serde_json::json!({ "code": "Z" }))],
+    );
+    let second = send(&t, &[]);
+    assert_eq!(second.code, 0, "{}", second.all());
+    let k = keys(&server, "/first");
+    assert_eq!(k.len(), 2);
+    assert_eq!(k[0], k[1], "the same idempotency key");
+    assert_eq!(server.requests_to("/second").len(), 1);
+}
+
+#[test]
+fn retry_failed_walks_on_from_the_failed_step() {
+    let server = TestServer::start();
+    server.script("/second", vec![Reply::status(500)]);
+    let t = setup(&server, TWO_STEPS, &customers(1));
+    let step = |extra: &[&str]| send(&t, extra);
+    assert_eq!(step(&[]).code, 1);
+    assert_eq!(server.requests_to("/second").len(), 3, "three attempts");
+    let again = step(&[]);
+    assert!(again.stdout.contains("1 already done"), "{}", again.stdout);
+    assert_eq!(
+        server.requests_to("/second").len(),
+        3,
+        "a failed entry is not re-entered"
+    );
+    server.script("/second", vec![Reply::status(200)]);
+    let retried = step(&["--retry-failed"]);
+    assert_eq!(retried.code, 0, "{}", retried.all());
+    assert_eq!(
+        server.requests_to("/first").len(),
+        1,
+        "the delivered step is not sent again"
+    );
+    let k = keys(&server, "/second");
+    assert_eq!(k.len(), 4);
+    assert_eq!(k[0], k[3]);
+}
