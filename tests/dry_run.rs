@@ -266,3 +266,32 @@ fn an_entry_key_is_taken_once_and_the_duplicate_sends_nothing() {
     assert!(!out.stdout.contains("\"e\": \"v2\""), "{}", out.stdout);
     assert!(out.stdout.contains("1 already done"), "{}", out.stdout);
 }
+
+#[test]
+fn an_order_after_the_cart_exits_the_entry_an_order_before_does_not() {
+    let t = Test::new();
+    t.file(
+        "j.yaml",
+        "journey: cart\ntrigger: { event: cart_abandoned }\nexit_when: { event: order_completed }\nsteps:\n  - id: wait\n    wait: 4h\n  - id: reminder\n    webhook: { url: \"{{ env.HOOK_URL }}/r\", body: { c: \"{{ customer.id }}\" } }\n",
+    );
+    t.file(
+        "f.yaml",
+        "customers: [{ id: after }, { id: before }, { id: later }]\nevents:\n  - { name: cart_abandoned, customer: after, at: 2026-11-20T10:00:00Z }\n  - { name: order_completed, customer: after, at: 2026-11-20T12:00:00Z }\n  - { name: order_completed, customer: before, at: 2026-11-20T09:00:00Z }\n  - { name: cart_abandoned, customer: before, at: 2026-11-20T10:00:00Z }\n  - { name: cart_abandoned, customer: later, at: 2026-11-20T10:00:00Z }\n  - { name: order_completed, customer: later, at: 2026-11-21T12:00:00Z }\nexpect:\n  - { journey: cart, customer: after, outcome: exited, path: [wait], not_called: [reminder] }\n  - { journey: cart, customer: before, outcome: completed, path: [wait, reminder] }\n  - { journey: cart, customer: later, outcome: completed }\n",
+    );
+    let out = t.run(&[
+        "test",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--now",
+        "2026-11-20T10:30:00Z",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("1 exited"), "{}", out.stdout);
+    let shown = t.dry_run(&["--show", "requests", "--now", "2026-11-20T10:30:00Z"]);
+    assert!(
+        !shown.stdout.contains("\"c\": \"after\""),
+        "no reminder is rendered for a buyer: {}",
+        shown.stdout
+    );
+}

@@ -272,7 +272,10 @@ fn a_parked_wait_resumes_once_due_even_without_fixtures() {
     assert!(after.stdout.contains("1 already done"), "{}", after.stdout);
 
     let server2 = TestServer::start();
-    server2.script("/hello", vec![Reply::json(200, serde_json::json!({ "ticket": 7 }))]);
+    server2.script(
+        "/hello",
+        vec![Reply::json(200, serde_json::json!({ "ticket": 7 }))],
+    );
     let t2 = setup(&server2, WAITING, "customers: [{ id: c9, name: Bo }]\n")
         .env("HOOK_URL", &server2.url);
     assert_eq!(send(&t2, &["--now", "2026-11-20T10:00:00Z"]).code, 0);
@@ -343,4 +346,41 @@ fn retry_failed_walks_on_from_the_failed_step() {
     let k = keys(&server, "/second");
     assert_eq!(k.len(), 4);
     assert_eq!(k[0], k[3]);
+}
+
+const CART: &str = r#"journey: cart
+trigger: { event: cart_abandoned }
+exit_when: { event: order_completed, where: "event.properties.total > 0" }
+steps:
+  - id: wait
+    wait: 1d
+  - id: reminder
+    webhook: { url: "{{ env.HOOK_URL }}/reminder", body: { cart: "{{ event.id }}" } }
+"#;
+
+#[test]
+fn tonights_order_ends_a_parked_entry_as_exited() {
+    let server = TestServer::start();
+    let cart = "customers: [{ id: c1 }, { id: c2 }]\nevents:\n  - { id: k1, name: cart_abandoned, customer: c1, at: 2026-11-20T10:00:00Z }\n  - { id: k2, name: cart_abandoned, customer: c2, at: 2026-11-20T10:00:00Z }\n";
+    let t = setup(&server, CART, cart);
+    let first = send(&t, &["--now", "2026-11-20T11:00:00Z"]);
+    assert!(first.stdout.contains("2 waiting"), "{}", first.all());
+    let orders = format!(
+        "{cart}  - {{ id: o1, name: order_completed, customer: c1, at: 2026-11-20T18:00:00Z, properties: {{ total: 80 }} }}\n  - {{ id: o2, name: order_completed, customer: c2, at: 2026-11-20T18:00:00Z, properties: {{ total: 0 }} }}\n"
+    );
+    t.file("f.yaml", &orders);
+    let tonight = send(&t, &["--now", "2026-11-21T11:00:00Z"]);
+    assert_eq!(tonight.code, 0, "{}", tonight.all());
+    assert!(tonight.stdout.contains("1 exited"), "{}", tonight.stdout);
+    let reminders = server.requests_to("/reminder");
+    assert_eq!(
+        reminders.len(),
+        1,
+        "only the customer who did not buy is reminded"
+    );
+    assert_eq!(
+        reminders[0].json()["cart"],
+        "k2",
+        "`where` excluded the zero-total order"
+    );
 }

@@ -140,7 +140,9 @@ async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Candidate>, S
             continue;
         };
         let snapshot = store.load(&due.key).await?.and_then(|e| e.snapshot);
-        if let Some(c) = snapshot.and_then(|s| resumed(ji, &due.key, &s, &batch.fixtures)) {
+        if let Some(c) =
+            snapshot.and_then(|s| resumed(&batch.journeys[ji], ji, &due.key, &s, &batch.fixtures))
+        {
             out.push(c);
         }
     }

@@ -20,6 +20,20 @@ pub struct Entry {
     pub event: Option<Event>,
     /// When the entry started: its event's `at`, or the run's clock for segments.
     pub started: DateTime<Utc>,
+    /// The customer's events that can end the entry (`exit_when`).
+    pub exits: Vec<Event>,
+}
+
+/// The customer's events named by the journey's `exit_when`.
+fn exits(j: &Journey, fx: &Fixtures, customer: &str) -> Vec<Event> {
+    match &j.exit_when {
+        Some(x) => fx
+            .events_of(customer)
+            .filter(|e| e.name == x.event)
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    }
 }
 
 /// An entry that could not be made: the event names an unknown customer, or the trigger failed.
@@ -51,6 +65,7 @@ pub enum Candidate {
 /// Rebuilds the entry of a parked wait: the customer from tonight's fixtures when there is one
 /// (so consent is checked again), else the stored snapshot.
 pub fn resumed(
+    j: &Journey,
     ji: usize,
     key: &str,
     snapshot: &crate::execute::recorder::Snapshot,
@@ -62,13 +77,20 @@ pub fn resumed(
         record: std::sync::Arc::new(snapshot.customer.clone()),
     });
     let event = snapshot.event.as_ref().and_then(Event::from_record);
-    let started = event.as_ref().map(|e| e.at).unwrap_or_else(Utc::now);
+    let started = snapshot
+        .started
+        .as_deref()
+        .and_then(|s| crate::clock::parse(s).ok())
+        .or(event.as_ref().map(|e| e.at))
+        .unwrap_or_else(Utc::now);
+    let exits = exits(j, fx, &customer.id);
     Some(Candidate::Resume(
         Entry {
             journey: ji,
             customer,
             event,
             started,
+            exits,
         },
         key.to_string(),
     ))
@@ -113,6 +135,7 @@ pub fn candidates(
                             customer: c.clone(),
                             event: None,
                             started: now,
+                            exits: exits(j, fx, &c.id),
                         })),
                         Ok(false) => {}
                         Err(err) => out.push(invalid(
@@ -163,6 +186,7 @@ fn from_event(
         customer: c.clone(),
         event: Some(e.clone()),
         started: e.at,
+        exits: exits(j, fx, &c.id),
     }))
 }
 

@@ -80,6 +80,9 @@ pub struct Snapshot {
     pub steps: serde_json::Value,
     /// The entry's clock (RFC 3339).
     pub now: String,
+    /// When the entry started (RFC 3339), for `exit_when`.
+    #[serde(default)]
+    pub started: Option<String>,
 }
 
 /// Receives attempts and dead letters as they happen.

@@ -13,7 +13,7 @@ use super::deliver::{Deliverer, Delivery, response_value};
 use super::entries::Entry;
 use super::executor::Executor;
 use super::identity;
-use super::recorder::{DeadLetter, Snapshot};
+use super::recorder::DeadLetter;
 use super::request::{self, Ids, Request};
 use super::result::{EntryError, EntryResult, StepRecord, StepStatus};
 use super::runner::RunSettings;
@@ -41,6 +41,10 @@ pub struct Walk<'a, E> {
     jobs: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
     /// The step to walk from (after a wait).
     start: usize,
+    /// When the entry started.
+    started: chrono::DateTime<chrono::Utc>,
+    /// Events that can end the entry (`exit_when`).
+    exits: Vec<crate::fixture::Event>,
     /// Deliveries already recorded in the state store, by step id.
     stored: std::collections::HashMap<String, crate::state::StoredDelivery>,
 }
@@ -82,6 +86,8 @@ impl<'a, E: Executor> Walk<'a, E> {
             ),
             jobs: None,
             start: 0,
+            started: e.started,
+            exits: e.exits.clone(),
             stored: Default::default(),
         }
     }
@@ -155,6 +161,11 @@ impl<'a, E: Executor> Walk<'a, E> {
                 break Ok("completed".to_string());
             };
             let step = &self.j.steps[i];
+            match self.converted() {
+                Ok(true) => break Ok("exited".to_string()),
+                Ok(false) => {}
+                Err(e) => break Err((step.id.clone(), e)),
+            }
             self.result.path.push(step.id.clone());
             self.result.walked.push(i);
             match self.step(i, step).await {
@@ -372,14 +383,7 @@ impl<'a, E: Executor> Walk<'a, E> {
             attempts: d.attempts,
             status: d.status,
             error: d.error.clone().unwrap_or_default(),
-            snapshot: Snapshot {
-                customer: (*self.customer.record).clone(),
-                event: self.event.as_deref().cloned(),
-                vars: json_of(&ctx.vars),
-                saved: json_of(&ctx.saved),
-                steps: json_of(&ctx.steps),
-                now: crate::clock::rfc3339(ctx.now),
-            },
+            snapshot: self.snapshot(ctx),
         };
         self.settings.recorder.dead_letter(&letter);
     }
@@ -450,10 +454,6 @@ async fn drive<'a, E: Executor>(
         done.push(d);
     }
     done
-}
-
-fn json_of(map: &std::collections::BTreeMap<String, Value>) -> serde_json::Value {
-    serde_json::to_value(map).unwrap_or_default()
 }
 
 fn step_value(status: Option<u16>, s: StepStatus) -> Value {

@@ -182,6 +182,30 @@ impl<'a, E: Executor> Walk<'a, E> {
             saved: json(&ctx.saved),
             steps: json(&ctx.steps),
             now: crate::clock::rfc3339(ctx.now),
+            started: Some(crate::clock::rfc3339(self.started)),
         }
+    }
+
+    /// `exit_when`: an event of that name for this customer, after the entry started and no
+    /// later than the entry's clock, for which `where` holds.
+    pub(super) fn converted(&self) -> Result<bool, crate::render::RenderError> {
+        let Some(exit) = &self.j.exit_when else {
+            return Ok(false);
+        };
+        for e in self
+            .exits
+            .iter()
+            .filter(|e| e.at > self.started && e.at <= self.ctx.now)
+        {
+            let Some(filter) = &exit.filter else {
+                return Ok(true);
+            };
+            let base = self.ctx.value(&crate::execute::context::Scope::default());
+            let ctx = minijinja::context! { event => value_of(&*e.record), ..base };
+            if filter.is_true(&ctx)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
