@@ -147,6 +147,9 @@ pub struct RunArgs {
     /// Only resume parked waits that are due (no fixtures needed).
     #[arg(long)]
     pub resume_only: bool,
+    /// Stop starting new attempts after this long (e.g. `50m`), as SIGTERM would.
+    #[arg(long, value_name = "DURATION", value_parser = crate::journey::duration::parse)]
+    pub max_duration: Option<std::time::Duration>,
     /// Count waits as elapsed instead of parking entries.
     #[arg(long)]
     pub fast_forward: bool,

@@ -124,6 +124,8 @@ pub struct RealConfig {
     pub retry_failed: bool,
     /// `--resume-only`.
     pub resume_only: bool,
+    /// `--max-duration`.
+    pub max_duration: Option<std::time::Duration>,
 }
 
 /// `replay` settings.
@@ -234,6 +236,7 @@ fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String>
         }),
         retry_failed: a.retry_failed,
         resume_only: a.resume_only,
+        max_duration: a.max_duration,
     })
 }
 

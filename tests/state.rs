@@ -384,3 +384,103 @@ fn tonights_order_ends_a_parked_entry_as_exited() {
         "`where` excluded the zero-total order"
     );
 }
+
+fn spawn(t: &Test, server: &TestServer, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_journey"))
+        .args([
+            "run",
+            "j.yaml",
+            "--fixtures",
+            "f.yaml",
+            "--concurrency",
+            "2",
+        ])
+        .args(extra)
+        .current_dir(t.dir.path())
+        .env("HOOK_URL", &server.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for(server: &TestServer, n: usize) {
+    let started = std::time::Instant::now();
+    while server.requests().len() < n && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_the_rerun_repeats_nothing() {
+    let server = TestServer::start();
+    server.script(
+        "/first",
+        vec![
+            Reply::json(200, serde_json::json!({ "code": "A" })).delay(Duration::from_millis(600)),
+        ],
+    );
+    let t = setup(&server, TWO_STEPS, &customers(10));
+    let child = spawn(&t, &server, &[]);
+    wait_for(&server, 2);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stdout}\n{stderr}");
+    assert!(stderr.contains("stopping: no new attempts"), "{stderr}");
+    assert!(
+        stdout.contains("entries:") && stdout.contains("interrupted"),
+        "the table so far: {stdout}"
+    );
+    let before = server.requests().len();
+    assert!(before < 20, "stopped early: {before} requests");
+    server.script(
+        "/first",
+        vec![Reply::json(200, serde_json::json!({ "code": "A" }))],
+    );
+    let rerun = send(&t, &[]);
+    assert_eq!(rerun.code, 0, "{}", rerun.all());
+    assert!(rerun.stdout.contains("0 in doubt"), "{}", rerun.stdout);
+    for path in ["/first", "/second"] {
+        let k = keys(&server, path);
+        let unique: std::collections::HashSet<_> = k.iter().collect();
+        assert_eq!(
+            (k.len(), unique.len()),
+            (10, 10),
+            "{path}: everything once, nothing twice"
+        );
+    }
+}
+
+#[test]
+fn max_duration_stops_the_same_way() {
+    let server = TestServer::start();
+    server.script(
+        "/first",
+        vec![
+            Reply::json(200, serde_json::json!({ "code": "A" })).delay(Duration::from_millis(300)),
+        ],
+    );
+    let t = setup(&server, TWO_STEPS, &customers(8));
+    let out = send(&t, &["--concurrency", "1", "--max-duration", "700ms"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr.contains("--max-duration ran out"),
+        "{}",
+        out.stderr
+    );
+    let first_run = keys(&server, "/first").len();
+    assert!(first_run < 8, "{first_run}");
+    server.script(
+        "/first",
+        vec![Reply::json(200, serde_json::json!({ "code": "A" }))],
+    );
+    assert_eq!(send(&t, &[]).code, 0);
+    assert_eq!(keys(&server, "/first").len(), 8);
+    assert_eq!(keys(&server, "/second").len(), 8);
+}

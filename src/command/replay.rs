@@ -143,6 +143,7 @@ async fn send_again(
         journey: &j.name,
         entry_key: &l.entry_key,
         seed: 0,
+        stop: &Default::default(),
     };
     let d = deliverer
         .deliver(step, w, &req, &ctx)

@@ -14,6 +14,7 @@ use crate::execute::http::Http;
 use crate::execute::recorder::{Fanout, Recorder};
 use crate::execute::runner::RunSettings;
 use crate::execute::safety::Safety;
+use crate::execute::stop::{Stop, StopReason};
 use crate::exit::Exit;
 use crate::journey::Journey;
 use crate::journey::plan::StepKind;
@@ -149,6 +150,53 @@ async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Candidate>, S
     Ok(out)
 }
 
+/// Turns the first SIGINT/SIGTERM (or the end of `--max-duration`) into a stop; a second
+/// signal ends the process at once.
+fn watch(
+    stop: Arc<Stop>,
+    max_duration: Option<std::time::Duration>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let deadline = async {
+            match max_duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        let mut deadline_fired = false;
+        loop {
+            let reason = tokio::select! {
+                _ = tokio::signal::ctrl_c() => StopReason::Interrupt,
+                _ = term.recv() => StopReason::Terminate,
+                _ = &mut deadline, if !deadline_fired => {
+                    deadline_fired = true;
+                    StopReason::Deadline
+                }
+            };
+            if stop.request(reason) {
+                output::stderr(
+                    "stopping: no new attempts; waiting for those in flight (a second signal aborts)",
+                );
+            } else if reason != StopReason::Deadline {
+                output::stderr(
+                    "aborted: deliveries in flight are in doubt and will be re-sent by the next run",
+                );
+                std::process::exit(if reason == StopReason::Interrupt {
+                    130
+                } else {
+                    143
+                });
+            }
+        }
+    })
+}
+
 /// Sends for real.
 pub async fn send(
     batch: &Batch<'_>,
@@ -180,6 +228,8 @@ pub async fn send(
         output::stderr("nothing was sent");
         return Ok(Exit::Ok);
     }
+    let stop = Arc::new(Stop::default());
+    let watcher = watch(Arc::clone(&stop), real.max_duration);
     let mocks = real
         .record_mocks
         .as_deref()
@@ -209,6 +259,7 @@ pub async fn send(
         state: store.clone(),
         fast_forward: real.fast_forward,
         retry_failed: real.retry_failed,
+        stop: Arc::clone(&stop),
     };
     let mut report = batch
         .execute(list, &Http::new(c.concurrency)?, &settings)
@@ -238,7 +289,16 @@ pub async fn send(
             store_failed = true;
         }
     }
-    let code = finish(c, batch.journeys, &report)?;
+    watcher.abort();
+    let mut code = finish(c, batch.journeys, &report)?;
+    match stop.reason() {
+        Some(StopReason::Interrupt) => code = code.max(Exit::Interrupted),
+        Some(StopReason::Terminate) => code = code.max(Exit::Terminated),
+        Some(StopReason::Deadline) => {
+            output::stderr("stopped: --max-duration ran out; a later run takes up what is left")
+        }
+        None => {}
+    }
     Ok(if store_failed {
         code.max(Exit::State)
     } else {

@@ -46,6 +46,8 @@ pub struct Deliverer<'a, E> {
     pub entry_key: &'a str,
     /// The jitter seed.
     pub seed: u64,
+    /// No attempt starts once this is set.
+    pub stop: &'a super::stop::Stop,
 }
 
 impl<E: Executor> Deliverer<'_, E> {
@@ -65,6 +67,11 @@ impl<E: Executor> Deliverer<'_, E> {
         let mut rng = fastrand::Rng::with_seed(self.seed ^ seed_of(&req.delivery_id));
         let mut d = Delivery::default();
         for n in 1..=w.retry.attempts {
+            if n > 1 && self.stop.is_set() {
+                d.error = Some("the run was stopped before the next attempt".into());
+                d.deferred = true;
+                break;
+            }
             d.attempts = n;
             let attempt = Attempt {
                 journey: self.journey,

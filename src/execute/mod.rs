@@ -14,6 +14,7 @@ pub mod retry;
 pub mod runner;
 pub mod safety;
 pub mod sign;
+pub mod stop;
 pub mod walk;
 
 use sha2::{Digest, Sha256};

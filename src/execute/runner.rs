@@ -12,6 +12,7 @@ use super::executor::Executor;
 use super::recorder::{NoRecorder, Recorder};
 use super::result::{EntryError, EntryResult};
 use super::safety::Safety;
+use super::stop::Stop;
 use super::walk::Walk;
 use crate::journey::Journey;
 use crate::render::EnvVars;
@@ -43,6 +44,8 @@ pub struct RunSettings {
     pub fast_forward: bool,
     /// `--retry-failed`: failed entries walk on from their failed step.
     pub retry_failed: bool,
+    /// Set when the run must stop starting entries and attempts.
+    pub stop: Arc<Stop>,
 }
 
 impl RunSettings {
@@ -65,6 +68,7 @@ impl RunSettings {
             state: None,
             fast_forward: true,
             retry_failed: false,
+            stop: Arc::default(),
         }
     }
 }
@@ -118,6 +122,9 @@ impl<E: Executor> Shared<'_, E> {
             Candidate::Resume(e, key) => (e, Some(key)),
         };
         let _turn = self.stripes[stripe(&e.customer.id)].lock().await;
+        if self.settings.stop.is_set() {
+            return None;
+        }
         let walk = Walk::new(&self.journeys[e.journey], &e, self.exec, self.settings);
         let walk = match &resumed {
             Some(key) => walk.with_key(key),

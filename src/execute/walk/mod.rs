@@ -258,6 +258,7 @@ impl<'a, E: Executor> Walk<'a, E> {
             journey: &self.j.name,
             entry_key: "",
             seed: self.settings.seed,
+            stop: &self.settings.stop,
         }
     }
 
@@ -270,6 +271,9 @@ impl<'a, E: Executor> Walk<'a, E> {
         let Some(req) = self.prepare(i, step, w)? else {
             return Ok(Next::Step(step.next));
         };
+        if self.settings.stop.is_set() {
+            return Ok(Next::End("interrupted".into()));
+        }
         match self.guard(i, step, &req).await {
             state::Guard::Send => {}
             state::Guard::Delivered => return Ok(Next::Step(step.next)),
@@ -324,6 +328,9 @@ impl<'a, E: Executor> Walk<'a, E> {
         let Some(req) = self.prepare(i, step, w)? else {
             return Ok(Next::Step(step.next));
         };
+        if self.settings.stop.is_set() {
+            return Ok(Next::End("interrupted".into()));
+        }
         match self.guard(i, step, &req).await {
             state::Guard::Send => {}
             state::Guard::Delivered => return Ok(Next::Step(step.next)),
