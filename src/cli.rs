@@ -28,6 +28,12 @@ pub enum Command {
     Replay(ReplayArgs),
     /// A local webhook receiver on 127.0.0.1: prints requests, checks signatures, flags duplicates.
     Listen(ListenArgs),
+    /// See what a state store holds, or drop what is old.
+    State {
+        /// What to do.
+        #[command(subcommand)]
+        action: StateAction,
+    },
     /// Print the JSON Schema of the journey file format (for editors).
     Schema,
     /// Print shell completions.
@@ -219,4 +225,24 @@ pub enum GraphFormat {
     Mermaid,
     /// Graphviz dot.
     Dot,
+}
+
+/// `journey state ...`.
+#[derive(Debug, Subcommand)]
+pub enum StateAction {
+    /// Entries by status and outcome, parked waits, deliveries in doubt.
+    Show {
+        /// The state store (default: JOURNEY_STATE, else .journey/state.sqlite).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+    },
+    /// Delete ended entries last updated longer ago than --older-than.
+    Prune {
+        /// The state store (default: JOURNEY_STATE, else .journey/state.sqlite).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// How old an ended entry must be to go.
+        #[arg(long, default_value = "90d", value_parser = crate::journey::duration::parse)]
+        older_than: std::time::Duration,
+    },
 }

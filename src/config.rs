@@ -19,6 +19,8 @@ pub enum Config {
     Run(Box<RunConfig>),
     /// `replay`.
     Replay(ReplayConfig),
+    /// `state show` (`None`) or `state prune` (how old).
+    State(PathBuf, Option<std::time::Duration>),
     /// `schema`.
     Schema,
     /// `completions`.
@@ -170,6 +172,22 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
         }
         Command::Test(a) => run_config(a.common, Mode::Test, ctx).map(|c| Config::Run(Box::new(c))),
         Command::Schema => Ok(Config::Schema),
+        Command::State { action } => {
+            let default = || {
+                ctx.vars
+                    .get("JOURNEY_STATE")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from(".journey/state.sqlite"))
+            };
+            Ok(match action {
+                cli::StateAction::Show { state } => {
+                    Config::State(state.unwrap_or_else(default), None)
+                }
+                cli::StateAction::Prune { state, older_than } => {
+                    Config::State(state.unwrap_or_else(default), Some(older_than))
+                }
+            })
+        }
         Command::Completions { shell } => Ok(Config::Completions(shell)),
         Command::Listen(a) => Ok(Config::Listen {
             port: a.port,

@@ -484,3 +484,70 @@ fn max_duration_stops_the_same_way() {
     assert_eq!(keys(&server, "/first").len(), 8);
     assert_eq!(keys(&server, "/second").len(), 8);
 }
+
+#[test]
+fn state_show_and_prune() {
+    let server = TestServer::start();
+    server.script(
+        "/hello",
+        vec![Reply::json(200, serde_json::json!({ "ticket": 1 }))],
+    );
+    let t = setup(
+        &server,
+        WAITING,
+        "customers: [{ id: c1, name: A }, { id: c2, name: B }]\n",
+    );
+    assert_eq!(send(&t, &["--now", "2026-11-20T10:00:00Z"]).code, 0);
+    let shown = t.run(&["state", "show", "--state", ".journey/state.sqlite"]);
+    assert_eq!(shown.code, 0, "{}", shown.all());
+    assert!(
+        shown.stdout.contains("entries: 2 waiting"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains("deliveries: 2 ok"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown
+            .stdout
+            .contains("w:c1 (journey w, customer c1) due 2026-11-22T10:00:00Z"),
+        "{}",
+        shown.stdout
+    );
+    assert_eq!(send(&t, &["--now", "2026-11-23T10:00:00Z"]).code, 0);
+    let via_env = Test::new().env(
+        "JOURNEY_STATE",
+        &t.path(".journey/state.sqlite").display().to_string(),
+    );
+    let done = via_env.run(&["state", "show"]);
+    assert!(done.stdout.contains("entries: 2 done"), "{}", done.stdout);
+    assert!(
+        done.stdout.contains("ended by outcome: 2 completed"),
+        "{}",
+        done.stdout
+    );
+    let kept = via_env.run(&["state", "prune"]);
+    assert_eq!(
+        kept.stdout,
+        "pruned 0 ended entries and 0 deliveries\n",
+        "{}",
+        kept.all()
+    );
+    let pruned = via_env.run(&["state", "prune", "--older-than", "0s"]);
+    assert_eq!(
+        pruned.stdout,
+        "pruned 2 ended entries and 4 deliveries\n",
+        "{}",
+        pruned.all()
+    );
+    let missing = Test::new().run(&["state", "show", "--state", "nope.sqlite"]);
+    assert_eq!(missing.code, 3, "{}", missing.all());
+    assert!(
+        missing.stderr.contains("there is no state store here"),
+        "{}",
+        missing.stderr
+    );
+}

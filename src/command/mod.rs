@@ -22,6 +22,7 @@ pub async fn execute(config: Config) -> anyhow::Result<Exit> {
         Config::Validate(c) => validate::validate(c).await,
         Config::Run(c) => run::run(*c).await,
         Config::Replay(c) => replay::replay(c).await,
+        Config::State(path, prune) => state(&path, prune),
         Config::Schema => print(&journey_schema()),
         Config::Completions(shell) => {
             let mut out = Vec::new();
@@ -153,4 +154,24 @@ pub fn journey_schema() -> String {
 fn print(text: &str) -> anyhow::Result<Exit> {
     output::stdout(text.as_bytes())?;
     Ok(Exit::Ok)
+}
+
+/// `journey state show|prune`; a store that cannot be read is exit 3, a held lock 75.
+fn state(path: &std::path::Path, prune: Option<std::time::Duration>) -> anyhow::Result<Exit> {
+    use crate::state::{StoreError, show};
+    let result = match prune {
+        None => show::show(path),
+        Some(age) => show::prune(path, age)
+            .map(|(e, d)| format!("pruned {e} ended entries and {d} deliveries\n")),
+    };
+    match result {
+        Ok(text) => print(&text),
+        Err(e) => {
+            output::stderr(&format!("error: {e}"));
+            Ok(match e {
+                StoreError::Locked { .. } => Exit::Locked,
+                StoreError::Unusable { .. } => Exit::State,
+            })
+        }
+    }
 }

@@ -288,7 +288,8 @@ impl Store {
     }
 }
 
-fn connect(path: &Path) -> Result<Connection, String> {
+/// Opens (creating 0600), switches to WAL and migrates.
+pub(crate) fn connect(path: &Path) -> Result<Connection, String> {
     let existed = path.exists();
     if !existed {
         crate::output::private_file(path, b"").map_err(|e| e.to_string())?;
