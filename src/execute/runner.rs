@@ -144,20 +144,16 @@ impl<E: Executor> Shared<'_, E> {
         let Some(store) = &self.settings.state else {
             return Some(walk.run().await);
         };
-        let stored = match store.load(walk.key()).await {
+        let journey = &self.journeys[e.journey].name;
+        let stored = match store
+            .enter(walk.key(), journey, &e.customer.id, e.started)
+            .await
+        {
             Ok(stored) => stored,
             Err(why) => return Some(walk.interrupted(&why)),
         };
         Some(match stored {
-            None => {
-                store.begin(
-                    walk.key(),
-                    &self.journeys[e.journey].name,
-                    &e.customer.id,
-                    e.started,
-                );
-                walk.run().await
-            }
+            None => walk.run().await,
             Some(s) => match s.status {
                 EntryStatus::Done(_) => walk.already_done(),
                 EntryStatus::Failed if !self.settings.retry_failed => walk.already_done(),

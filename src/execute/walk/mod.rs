@@ -297,7 +297,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         self.ctx
             .steps
             .insert(step.id.clone(), step_value(d.status, d.step_status));
-        self.record_outcome(step, &req, &d);
+        self.record_outcome(step, &d);
         let failed = d.step_status == StepStatus::Failed;
         if failed && d.deferred && self.settings.state.is_some() {
             self.record(i, d.step_status, d, Some(req));
@@ -349,7 +349,7 @@ impl<'a, E: Executor> Walk<'a, E> {
             let step = &self.j.steps[i];
             match d {
                 Ok(d) => {
-                    self.record_outcome(step, &req, &d);
+                    self.record_outcome(step, &d);
                     if d.step_status == StepStatus::Failed {
                         self.dead_letter(step, &d, &ctx);
                     }

@@ -113,7 +113,7 @@ impl<'a, E: Executor> Walk<'a, E> {
     }
 
     /// Records a delivery's outcome and what its step saved.
-    pub(super) fn record_outcome(&self, step: &StepPlan, req: &Request, d: &Delivery) {
+    pub(super) fn record_outcome(&self, step: &StepPlan, d: &Delivery) {
         let Some(store) = &self.settings.state else {
             return;
         };
@@ -133,7 +133,8 @@ impl<'a, E: Executor> Walk<'a, E> {
             })
             .collect();
         store.after(
-            &req.delivery_id,
+            &self.result.key,
+            &step.id,
             status,
             d.status,
             &serde_json::Value::Object(saved),

@@ -1,0 +1,153 @@
+//! Real delivery throughput against a local receiver on 127.0.0.1, in one run: a bare reqwest
+//! loop (the ceiling), then `journey run` without and with the state store, as ratios.
+//! `BENCH_ENTRIES` sets the size (default 5,000).
+
+use std::time::Instant;
+
+const JOURNEY: &str = r#"journey: bench
+trigger: { segment: "true" }
+steps:
+  - id: send
+    webhook:
+      url: "{{ env.HOOK_URL }}/hook"
+      body: { id: "{{ customer.id }}", email: "{{ customer.email }}", plan: "{{ customer.attributes.plan }}" }
+"#;
+
+/// A receiver that answers 200 to everything, on its own runtime.
+fn receiver() -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new().fallback(|| async { "{}" });
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{}", rx.recv().unwrap())
+}
+
+/// The ceiling: 32 tasks posting the same bodies with one reqwest client, no journey work.
+fn bare(url: &str, n: usize) -> f64 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let (client, next, url) = (client.clone(), next.clone(), format!("{url}/hook"));
+                tokio::spawn(async move {
+                    while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
+                        let body = r#"{"id":"c1","email":"a@b.c","plan":"trial"}"#;
+                        client
+                            .post(&url)
+                            .body(body)
+                            .send()
+                            .await
+                            .unwrap()
+                            .bytes()
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    })
+}
+
+fn journey(dir: &std::path::Path, url: &str, n: usize, extra: &[&str]) -> f64 {
+    let start = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_journey"))
+        .args([
+            "run",
+            "j.yaml",
+            "--fixtures",
+            "f.yaml",
+            "--yes",
+            "--quiet",
+            "--concurrency",
+            "32",
+        ])
+        .args(extra)
+        .current_dir(dir)
+        .env("HOOK_URL", url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let n: usize = std::env::var("BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    let url = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("j.yaml"), JOURNEY).unwrap();
+    let customers: String = (0..n)
+        .map(|i| {
+            format!("  - {{ id: c{i}, email: u{i}@example.com, attributes: {{ plan: trial }} }}\n")
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("f.yaml"),
+        format!("customers:\n{customers}"),
+    )
+    .unwrap();
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let ceiling = bare(&url, n);
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        without.push(journey(dir.path(), &url, n, &["--no-state"]));
+        with.push(journey(
+            dir.path(),
+            &url,
+            n,
+            &["--state", &format!("fresh{round}.sqlite")],
+        ));
+    }
+    let (without, with) = (median(without), median(with));
+    println!(
+        "1-step journey, {n} entries, against one local receiver (same machine, same run; medians of {rounds} alternating rounds)"
+    );
+    println!("  bare reqwest loop, 32 tasks (ceiling)   {ceiling:>9.0} req/s      1.00x");
+    println!(
+        "  journey run --no-state                 {without:>9.0} entries/s  {:.2}x",
+        without / ceiling
+    );
+    println!(
+        "  journey run with the state store       {with:>9.0} entries/s  {:.2}x",
+        with / ceiling
+    );
+    println!(
+        "  the store keeps {:.0}% of the throughput (target: more than 67%)",
+        100.0 * with / without
+    );
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
