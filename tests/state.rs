@@ -551,3 +551,30 @@ fn state_show_and_prune() {
         missing.stderr
     );
 }
+
+#[test]
+fn journey_state_and_state_move_the_store() {
+    let server = TestServer::start();
+    let t = setup(&server, TWO_STEPS, &customers(1));
+    let moved = Test::new()
+        .env("HOOK_URL", &server.url)
+        .env("JOURNEY_STATE", "elsewhere/s.sqlite");
+    moved.file("j.yaml", TWO_STEPS);
+    moved.file("f.yaml", &customers(1));
+    let out = moved.run(&["run", "j.yaml", "--fixtures", "f.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("state: elsewhere/s.sqlite"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        moved.path("elsewhere/s.sqlite").exists() && !moved.path(".journey/state.sqlite").exists()
+    );
+    let flag = send(&t, &["--state", "mine.sqlite"]);
+    assert!(
+        flag.stdout.contains("state: mine.sqlite"),
+        "{}",
+        flag.stdout
+    );
+}
