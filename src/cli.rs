@@ -177,6 +177,9 @@ pub struct RunArgs {
     /// Exit 1 when no customer entered any journey.
     #[arg(long)]
     pub fail_if_empty: bool,
+    /// A file of customer ids, emails or sha256 of emails (one a line): never entered.
+    #[arg(long, value_name = "FILE")]
+    pub suppress: Option<PathBuf>,
     /// Write the real responses as a fixture `mocks:` section, to replay the run with --dry-run.
     #[arg(long, value_name = "FILE")]
     pub record_mocks: Option<PathBuf>,

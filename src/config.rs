@@ -73,6 +73,8 @@ pub struct RunConfig {
     pub fail_if_empty: bool,
     /// A heartbeat line every 30 s on stderr (no terminal there).
     pub heartbeat: bool,
+    /// `--suppress`.
+    pub suppress: Option<PathBuf>,
     /// Journey paths.
     pub journeys: Vec<PathBuf>,
     /// Fixture paths.
@@ -168,6 +170,7 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
             c.real = real;
             c.max_failure_rate = a.max_failure_rate;
             c.fail_if_empty = a.fail_if_empty;
+            c.suppress = a.suppress;
             Ok(Config::Run(Box::new(c)))
         }
         Command::Test(a) => run_config(a.common, Mode::Test, ctx).map(|c| Config::Run(Box::new(c))),
@@ -275,6 +278,7 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Run
         max_failure_rate: None,
         fail_if_empty: false,
         heartbeat: !ctx.stderr_tty && !a.quiet,
+        suppress: None,
         journeys: a.journeys,
         fixtures: a.fixtures,
         selection: Selection {

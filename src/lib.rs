@@ -23,3 +23,4 @@ pub mod redact;
 pub mod render;
 pub mod report;
 pub mod state;
+pub mod suppress;

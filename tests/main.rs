@@ -6,6 +6,7 @@ mod delivery;
 mod dry_run;
 mod examples;
 mod listen;
+mod logic;
 mod rendering;
 mod reports;
 mod secrets;

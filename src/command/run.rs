@@ -58,6 +58,8 @@ pub struct Batch<'a> {
     pub redactor: Redactor,
     /// Secret names for `--show curl`.
     pub refs: report::curl::SecretRefs,
+    /// `--suppress`.
+    pub suppress: Arc<crate::suppress::Suppressions>,
     /// The run id.
     pub run_id: String,
     /// Things said once.
@@ -100,8 +102,21 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
     let names = journeys.iter().flat_map(|j| j.secret_names.iter().cloned());
     let env_names = journeys.iter().flat_map(|j| j.env_names.iter().cloned());
     let refs = report::curl::SecretRefs::new(names, env_names, &c.env);
+    let suppress = match c
+        .suppress
+        .as_deref()
+        .map(crate::suppress::Suppressions::load)
+        .transpose()
+    {
+        Ok(s) => Arc::new(s.unwrap_or_default()),
+        Err(e) => {
+            output::stderr(&format!("error: {e}"));
+            return Ok(Exit::Usage);
+        }
+    };
     let batch = Batch {
         refs,
+        suppress,
         c: &c,
         journeys: &journeys,
         fixtures,
@@ -114,13 +129,14 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
     match &c.real {
         Some(real) => super::send::send(&batch, real, list).await,
         None => {
-            let settings = RunSettings::dry(
+            let mut settings = RunSettings::dry(
                 c.now,
                 batch.env.clone(),
                 c.concurrency,
                 c.seed,
                 c.show.is_some() || c.mode == Mode::Test,
             );
+            settings.suppress = Arc::clone(&batch.suppress);
             let report = batch
                 .execute(list, &DryRun::new(Arc::clone(&batch.fixtures)), &settings)
                 .await?;

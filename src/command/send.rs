@@ -260,6 +260,7 @@ pub async fn send(
         fast_forward: real.fast_forward,
         retry_failed: real.retry_failed,
         stop: Arc::clone(&stop),
+        suppress: Arc::clone(&batch.suppress),
     };
     let mut report = batch
         .execute(list, &Http::new(c.concurrency)?, &settings)

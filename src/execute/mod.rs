@@ -19,6 +19,17 @@ pub mod walk;
 
 use sha2::{Digest, Sha256};
 
+/// A deterministic fraction in [0, 1) from a hash of the parts (holdouts).
+pub fn hash_fraction(parts: &[&str]) -> f64 {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    let d = h.finalize();
+    (u64::from_be_bytes(d[..8].try_into().expect("8 bytes")) % 10_000) as f64 / 10_000.0
+}
+
 /// A deterministic bucket in 0..100 from a hash of the parts (splits and holdouts).
 pub fn hash_percent(parts: &[&str]) -> u32 {
     let mut h = Sha256::new();

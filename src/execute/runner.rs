@@ -46,6 +46,8 @@ pub struct RunSettings {
     pub retry_failed: bool,
     /// Set when the run must stop starting entries and attempts.
     pub stop: Arc<Stop>,
+    /// `--suppress`: customers never entered.
+    pub suppress: Arc<crate::suppress::Suppressions>,
 }
 
 impl RunSettings {
@@ -69,6 +71,7 @@ impl RunSettings {
             fast_forward: true,
             retry_failed: false,
             stop: Arc::default(),
+            suppress: Arc::default(),
         }
     }
 }
@@ -126,6 +129,9 @@ impl<E: Executor> Shared<'_, E> {
             return None;
         }
         let walk = Walk::new(&self.journeys[e.journey], &e, self.exec, self.settings);
+        if self.settings.suppress.matches(&e.customer) {
+            return Some(walk.suppressed());
+        }
         let walk = match &resumed {
             Some(key) => walk.with_key(key),
             None => match walk.enter() {

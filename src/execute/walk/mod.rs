@@ -119,6 +119,12 @@ impl<'a, E: Executor> Walk<'a, E> {
         Ok(())
     }
 
+    /// Ends the entry before anything is rendered: the customer is on the suppression list.
+    pub fn suppressed(mut self) -> EntryResult {
+        self.result.outcome = "suppressed".into();
+        self.result
+    }
+
     /// Ends the entry without walking it (its key was already taken).
     pub fn already_done(mut self) -> EntryResult {
         self.result.outcome = "already_done".into();
@@ -128,6 +134,13 @@ impl<'a, E: Executor> Walk<'a, E> {
     /// Walks the steps while a driver sends the entry's async deliveries; the entry ends once
     /// both are done.
     pub async fn run(mut self) -> EntryResult {
+        if let Some(share) = self.j.holdout
+            && super::hash_fraction(&[&self.j.name, &self.result.customer]) < share
+        {
+            self.result.outcome = "holdout".into();
+            self.persist("holdout");
+            return self.result;
+        }
         if let Some(channel) = &self.j.consent
             && !self.customer.consents(channel)
         {

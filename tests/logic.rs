@@ -1,0 +1,143 @@
+//! Journey logic marketers expect: holdouts, A/B splits, suppression lists, send windows, caps.
+
+use crate::support::Test;
+use crate::support::server::TestServer;
+
+const AB: &str = r#"journey: ab
+trigger: { segment: "true" }
+holdout: 10%
+steps:
+  - id: pick
+    split: [{ percent: 50, goto: a }, { percent: 50, goto: b }]
+  - id: a
+    webhook: { url: "{{ env.HOOK_URL }}/a", body: { c: "{{ customer.id }}" } }
+    next: done
+  - id: b
+    webhook: { url: "{{ env.HOOK_URL }}/b", body: { c: "{{ customer.id }}" } }
+  - id: done
+    end: completed
+"#;
+
+fn customers(n: usize) -> String {
+    let list: String = (0..n)
+        .map(|i| format!("  - {{ id: cust_{i}, email: u{i}@example.com }}\n"))
+        .collect();
+    format!("customers:\n{list}")
+}
+
+fn report(out: &crate::support::Output) -> serde_json::Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.all()))
+}
+
+fn entered(r: &serde_json::Value, step: &str) -> f64 {
+    r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == step)
+        .unwrap()["entered"]
+        .as_f64()
+        .unwrap()
+}
+
+#[test]
+fn holdout_and_split_shares_are_right_and_stable() {
+    let t = Test::new();
+    t.file("j.yaml", AB);
+    t.file("f.yaml", &customers(2000));
+    let first = t.dry_run(&["--output", "json", "--show", "requests"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    let r = report(&first);
+    let holdout = r["totals"]["holdout"].as_f64().unwrap();
+    assert!(
+        (170.0..=230.0).contains(&holdout),
+        "10% ± 3 points of 2000: {holdout}"
+    );
+    let (a, b) = (entered(&r, "a"), entered(&r, "b"));
+    assert_eq!(a + b, 2000.0 - holdout, "holdouts are never contacted");
+    let share = a / (a + b);
+    assert!((0.47..=0.53).contains(&share), "50/50 ± 3 points: {share}");
+    let second = t.dry_run(&["--output", "json", "--show", "requests"]);
+    let who = |o: &crate::support::Output| -> Vec<String> {
+        o.stderr
+            .lines()
+            .filter(|l| l.starts_with("### "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        who(&first),
+        who(&second),
+        "the same customers in the same groups on every run"
+    );
+    let counts = |v: &serde_json::Value| {
+        (
+            v["totals"]["holdout"].clone(),
+            entered(v, "a"),
+            entered(v, "b"),
+        )
+    };
+    assert_eq!(counts(&report(&second)), counts(&r));
+}
+
+#[test]
+fn graphs_show_split_percentages() {
+    let t = Test::new();
+    t.file("j.yaml", AB);
+    let out = t.run(&["graph", "j.yaml"]);
+    assert!(
+        out.stdout.contains("s0 -->|\"50%\"| s1") && out.stdout.contains("s0 -->|\"50%\"| s2"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn suppressed_customers_are_never_rendered_or_sent() {
+    let server = TestServer::start();
+    let t = Test::new().env("HOOK_URL", &server.url);
+    t.file("j.yaml", "journey: j\ntrigger: { segment: \"true\" }\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/send\", body: { to: \"{{ customer.email }}\" } }\n");
+    t.file("f.yaml", "customers:\n  - { id: c1, email: Keep@Example.com }\n  - { id: c2, email: Gone@Example.com }\n  - { id: c3, email: id@example.com }\n  - { id: c4, email: hashed@example.com }\n");
+    let hash = {
+        use sha2::Digest;
+        sha2::Sha256::digest(b"hashed@example.com")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    t.file(
+        "suppress.txt",
+        &format!("# unsubscribed\ngone@example.com\nc3\n{hash}\n"),
+    );
+    let dry = t.dry_run(&["--suppress", "suppress.txt", "--show", "requests"]);
+    assert_eq!(dry.code, 0, "{}", dry.all());
+    assert_eq!(
+        dry.stdout.matches("### j / send").count(),
+        1,
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains("Keep@Example.com")
+            && !dry.stdout.contains("Gone@")
+            && !dry.stdout.contains("hashed@")
+    );
+    assert!(dry.stdout.contains("3 suppressed"), "{}", dry.stdout);
+    let real = t.run(&[
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--suppress",
+        "suppress.txt",
+    ]);
+    assert_eq!(real.code, 0, "{}", real.all());
+    let sent: Vec<serde_json::Value> = server
+        .requests_to("/send")
+        .iter()
+        .map(|r| r.json())
+        .collect();
+    assert_eq!(sent, vec![serde_json::json!({ "to": "Keep@Example.com" })]);
+    let missing = t.dry_run(&["--suppress", "nope.txt"]);
+    assert_eq!(missing.code, 2, "{}", missing.all());
+}
