@@ -141,3 +141,93 @@ fn suppressed_customers_are_never_rendered_or_sent() {
     let missing = t.dry_run(&["--suppress", "nope.txt"]);
     assert_eq!(missing.code, 2, "{}", missing.all());
 }
+
+const WINDOWED: &str = r#"journey: sms
+trigger: { segment: "true" }
+send_window: { hours: "09:00-20:00", tz: "{{ customer.attributes.tz | default('UTC', true) }}" }
+steps:
+  - id: text
+    webhook: { url: "{{ env.HOOK_URL }}/sms", body: { c: "{{ customer.id }}", at: "{{ now }}" } }
+"#;
+
+const ZONES: &str = "customers:\n  - { id: ny, attributes: { tz: America/New_York } }\n  - { id: tokyo, attributes: { tz: Asia/Tokyo } }\n  - { id: plain, attributes: {} }\n";
+
+#[test]
+fn a_send_window_shifts_the_simulated_clock_in_the_customers_zone() {
+    let t = Test::new();
+    t.file("j.yaml", WINDOWED);
+    t.file("f.yaml", ZONES);
+    let out = t.dry_run(&["--show", "requests", "--now", "2026-11-20T03:00:00Z"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let at = |who: &str| {
+        let block = out
+            .stdout
+            .split("### ")
+            .find(|b| b.contains(&format!("customer {who}")))
+            .unwrap();
+        block
+            .lines()
+            .find(|l| l.contains("\"at\""))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        at("ny"),
+        r#""at": "2026-11-20T14:00:00Z""#,
+        "22:00 in New York waits for 09:00 there"
+    );
+    assert_eq!(
+        at("tokyo"),
+        r#""at": "2026-11-20T03:00:00Z""#,
+        "12:00 in Tokyo is inside the window"
+    );
+    assert_eq!(
+        at("plain"),
+        r#""at": "2026-11-20T09:00:00Z""#,
+        "no zone: UTC"
+    );
+}
+
+#[test]
+fn a_real_run_parks_until_the_window_opens() {
+    let server = TestServer::start();
+    let t = Test::new().env("HOOK_URL", &server.url);
+    t.file("j.yaml", WINDOWED);
+    t.file("f.yaml", ZONES);
+    let night = t.run(&[
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--now",
+        "2026-11-20T03:00:00Z",
+    ]);
+    assert_eq!(night.code, 0, "{}", night.all());
+    assert!(night.stdout.contains("2 waiting"), "{}", night.stdout);
+    let sent = |s: &TestServer| {
+        s.requests_to("/sms")
+            .iter()
+            .map(|r| r.json()["c"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(sent(&server), ["tokyo"]);
+    let morning = t.run(&[
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--now",
+        "2026-11-20T14:30:00Z",
+    ]);
+    assert_eq!(morning.code, 0, "{}", morning.all());
+    let mut all = sent(&server);
+    all.sort();
+    assert_eq!(
+        all,
+        ["ny", "plain", "tokyo"],
+        "each once, inside its window"
+    );
+    let no_state = t.run(&["run", "j.yaml", "--fixtures", "f.yaml", "--no-state"]);
+    assert_eq!(no_state.code, 2, "{}", no_state.all());
+}

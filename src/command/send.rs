@@ -32,9 +32,14 @@ pub fn check_waits(journeys: &[Journey], real: &RealConfig) -> Result<(), Exit> 
         return Ok(());
     }
     for j in journeys {
-        if let Some(s) = j.steps.iter().find(|s| matches!(s.kind, StepKind::Wait(_))) {
+        let holds = |s: &&crate::journey::plan::StepPlan| {
+            matches!(s.kind, StepKind::Wait(_))
+                || s.send_window.is_some()
+                || (j.send_window.is_some() && matches!(s.kind, StepKind::Webhook(_)))
+        };
+        if let Some(s) = j.steps.iter().find(holds) {
             output::stderr(&format!(
-                "error: journey `{}` waits at step `{}`: a real run parks waits in the state store, and this one runs with --no-state; drop --no-state, or pass --fast-forward to count waits as elapsed",
+                "error: journey `{}` waits at step `{}` (a wait or a send window): a real run parks such entries in the state store, and this one runs with --no-state; drop --no-state, or pass --fast-forward to count waits as elapsed",
                 j.name, s.id
             ));
             return Err(Exit::Usage);

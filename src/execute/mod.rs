@@ -16,6 +16,7 @@ pub mod safety;
 pub mod sign;
 pub mod stop;
 pub mod walk;
+pub mod window;
 
 use sha2::{Digest, Sha256};
 

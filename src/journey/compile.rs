@@ -37,6 +37,10 @@ pub fn compile(file: &JourneyFile, c: &mut Compiler) -> Journey {
                 .and_then(|w| c.expression("exit_when.where", w)),
         }),
         holdout: file.holdout.as_ref().and_then(|h| percent(&h.0, c)),
+        send_window: file
+            .send_window
+            .as_ref()
+            .and_then(|w| window(w, "send_window", c)),
         vars: file
             .vars
             .iter()
@@ -165,6 +169,10 @@ fn step(
             })
             .collect(),
         consent: s.consent.clone(),
+        send_window: s
+            .send_window
+            .as_ref()
+            .and_then(|w| window(w, &format!("{at}.send_window"), c)),
         next: if matches!(kind, StepKind::End(_)) {
             None
         } else {
@@ -424,4 +432,13 @@ fn retry(defaults: Option<&model::Retry>, step: Option<&model::Retry>) -> RetryP
         backoff: pick(|r| r.backoff).map_or(DEFAULT_RETRY.backoff, |d| d.0),
         max_backoff: pick(|r| r.max_backoff).map_or(DEFAULT_RETRY.max_backoff, |d| d.0),
     }
+}
+
+fn window(w: &model::SendWindow, at: &str, c: &mut Compiler) -> Option<WindowPlan> {
+    let (from, to) = super::validate::parse_hours(&w.hours)?;
+    Some(WindowPlan {
+        from,
+        to,
+        tz: w.tz.as_ref().map(|t| c.template(&format!("{at}.tz"), t)),
+    })
 }

@@ -27,6 +27,8 @@ pub struct Journey {
     pub holdout: Option<f64>,
     /// `vars`, in order.
     pub vars: Vec<(String, Tmpl)>,
+    /// Quiet hours for every webhook step.
+    pub send_window: Option<WindowPlan>,
     /// The steps, in file order.
     pub steps: Vec<StepPlan>,
     /// Every `env.NAME` its templates read.
@@ -73,6 +75,19 @@ pub struct StepPlan {
     pub save: Vec<(String, Expr)>,
     /// A channel the customer must have consented to.
     pub consent: Option<String>,
+    /// Quiet hours for this step (over the journey's).
+    pub send_window: Option<WindowPlan>,
+}
+
+/// `send_window`, compiled: opening hours as minutes after local midnight, in a time zone.
+#[derive(Debug, Clone)]
+pub struct WindowPlan {
+    /// Opens at (minutes).
+    pub from: u32,
+    /// Closes at (minutes); before `from` when the window spans midnight.
+    pub to: u32,
+    /// The time zone template (default UTC).
+    pub tz: Option<Tmpl>,
 }
 
 /// What a step does.

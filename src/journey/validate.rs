@@ -181,9 +181,6 @@ fn check_window(w: &super::model::SendWindow, at: &str, c: &mut Compiler) {
             ),
         );
     }
-    if let Some(tz) = &w.tz {
-        c.template(&format!("{at}.tz"), tz);
-    }
 }
 
 /// `HH:MM-HH:MM` as minutes after midnight.

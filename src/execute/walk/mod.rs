@@ -281,6 +281,9 @@ impl<'a, E: Executor> Walk<'a, E> {
         step: &'a StepPlan,
         w: &'a WebhookPlan,
     ) -> Result<Next, RenderError> {
+        if let Some(next) = self.window(i, step)? {
+            return Ok(next);
+        }
         let Some(req) = self.prepare(i, step, w)? else {
             return Ok(Next::Step(step.next));
         };
@@ -338,6 +341,9 @@ impl<'a, E: Executor> Walk<'a, E> {
         step: &'a StepPlan,
         w: &'a WebhookPlan,
     ) -> Result<Next, RenderError> {
+        if let Some(next) = self.window(i, step)? {
+            return Ok(next);
+        }
         let Some(req) = self.prepare(i, step, w)? else {
             return Ok(Next::Step(step.next));
         };

@@ -210,3 +210,41 @@ impl<'a, E: Executor> Walk<'a, E> {
         Ok(false)
     }
 }
+
+impl<'a, E: Executor> Walk<'a, E> {
+    /// A send window: outside its hours, a real run with a store parks the entry at this step
+    /// until it opens; a dry-run (or `--fast-forward`) moves the clock to the opening.
+    pub(super) fn window(
+        &mut self,
+        i: usize,
+        step: &StepPlan,
+    ) -> Result<Option<Next>, crate::render::RenderError> {
+        let Some(w) = step.send_window.as_ref().or(self.j.send_window.as_ref()) else {
+            return Ok(None);
+        };
+        let tz = match &w.tz {
+            None => chrono_tz::UTC,
+            Some(t) => {
+                let name = t.render(&self.ctx.value(&crate::execute::context::Scope::default()))?;
+                name.parse().map_err(|_| crate::render::RenderError {
+                    pos: t.pos.clone(),
+                    field: t.field.clone(),
+                    message: format!(
+                        "unknown time zone `{name}`: use an IANA name such as Europe/Paris"
+                    ),
+                })?
+            }
+        };
+        let opens = crate::execute::window::next_open(self.ctx.now, w.from, w.to, tz);
+        if opens == self.ctx.now {
+            return Ok(None);
+        }
+        let parks = !self.settings.fast_forward && opens > self.settings.now;
+        if let Some(store) = self.settings.state.as_ref().filter(|_| parks) {
+            store.park(&self.result.key, i, opens, &self.snapshot(&self.ctx));
+            return Ok(Some(Next::End("waiting".into())));
+        }
+        self.ctx.now = opens;
+        Ok(None)
+    }
+}
