@@ -231,3 +231,86 @@ fn a_real_run_parks_until_the_window_opens() {
     let no_state = t.run(&["run", "j.yaml", "--fixtures", "f.yaml", "--no-state"]);
     assert_eq!(no_state.code, 2, "{}", no_state.all());
 }
+
+const WELCOME: &str = r#"journey: welcome
+trigger: { segment: "true" }
+steps:
+  - id: hello
+    channel: email
+    webhook: { url: "{{ env.HOOK_URL }}/email", body: { j: welcome, n: 1 } }
+  - id: tips
+    channel: email
+    webhook: { url: "{{ env.HOOK_URL }}/email", body: { j: welcome, n: 2 } }
+"#;
+
+const PROMO: &str = r#"journey: promo
+trigger: { event: sale }
+steps:
+  - id: offer
+    channel: email
+    frequency_cap: { channel: email, max: 2, per: 7d }
+    webhook: { url: "{{ env.HOOK_URL }}/email", body: { j: promo, e: "{{ event.id }}" } }
+"#;
+
+#[test]
+fn a_frequency_cap_across_journeys_skips_the_third_email() {
+    let fixtures = "customers: [{ id: c1 }]\nevents:\n  - { id: sale1, name: sale, customer: c1, at: 2026-11-20T12:00:00Z }\n";
+    let dry = Test::new();
+    dry.file("flows/a_welcome.yaml", WELCOME);
+    dry.file("flows/b_promo.yaml", PROMO);
+    dry.file("f.yaml", fixtures);
+    let out = dry.run(&[
+        "run",
+        "--dry-run",
+        "flows",
+        "--fixtures",
+        "f.yaml",
+        "--show",
+        "requests",
+        "--now",
+        "2026-11-20T12:00:00Z",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        !out.stdout.contains("### promo / offer"),
+        "the third email is not even rendered: {}",
+        out.stdout
+    );
+    let row = out.stdout.lines().find(|l| l.contains(" offer ")).unwrap();
+    assert!(row.contains(" 1 "), "counted capped: {row}");
+    assert!(out.stdout.contains("1 capped"), "{}", out.stdout);
+
+    let server = TestServer::start();
+    let t = Test::new().env("HOOK_URL", &server.url);
+    t.file("flows/a_welcome.yaml", WELCOME);
+    t.file("flows/b_promo.yaml", PROMO);
+    t.file("f.yaml", fixtures);
+    let run = |now: &str, fixtures: &str| {
+        t.file("f.yaml", fixtures);
+        t.run(&["run", "flows", "--fixtures", "f.yaml", "--now", now])
+    };
+    assert_eq!(run("2026-11-20T12:00:00Z", fixtures).code, 0);
+    let bodies = |s: &TestServer| {
+        s.requests_to("/email")
+            .iter()
+            .map(|r| r.json())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        bodies(&server).len(),
+        2,
+        "welcome sent twice, the promo capped: {:?}",
+        bodies(&server)
+    );
+    let later = format!(
+        "{fixtures}  - {{ id: sale2, name: sale, customer: c1, at: 2026-11-28T12:00:00Z }}\n"
+    );
+    assert_eq!(run("2026-11-28T12:00:00Z", &later).code, 0);
+    let all = bodies(&server);
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!(
+        all[2],
+        serde_json::json!({ "j": "promo", "e": "sale2" }),
+        "outside the 7 days, the promo goes out"
+    );
+}

@@ -266,6 +266,7 @@ pub async fn send(
         retry_failed: real.retry_failed,
         stop: Arc::clone(&stop),
         suppress: Arc::clone(&batch.suppress),
+        sent_log: Arc::default(),
     };
     let mut report = batch
         .execute(list, &Http::new(c.concurrency)?, &settings)

@@ -19,6 +19,8 @@ pub enum StepStatus {
     Suppressed,
     /// Delivered by an earlier run (the state store says so): not sent again.
     Delivered,
+    /// Skipped: the customer already had `max` deliveries of the channel within the period.
+    Capped,
 }
 
 impl StepStatus {
@@ -30,6 +32,7 @@ impl StepStatus {
             StepStatus::Assumed => "assumed",
             StepStatus::Suppressed => "suppressed",
             StepStatus::Delivered => "ok",
+            StepStatus::Capped => "capped",
         }
     }
 }

@@ -48,6 +48,30 @@ pub struct RunSettings {
     pub stop: Arc<Stop>,
     /// `--suppress`: customers never entered.
     pub suppress: Arc<crate::suppress::Suppressions>,
+    /// Deliveries per customer and channel in this run, for caps when there is no store.
+    pub sent_log: Arc<SentLog>,
+}
+
+/// Deliveries per customer and channel, in memory.
+#[derive(Debug, Default)]
+pub struct SentLog(Mutex<std::collections::HashMap<(String, String), Vec<DateTime<Utc>>>>);
+
+impl SentLog {
+    /// Remembers a delivery.
+    pub fn add(&self, customer: &str, channel: &str, at: DateTime<Utc>) {
+        if let Ok(mut m) = self.0.lock() {
+            m.entry((customer.to_string(), channel.to_string()))
+                .or_default()
+                .push(at);
+        }
+    }
+
+    /// Deliveries after `since`.
+    pub fn count(&self, customer: &str, channel: &str, since: DateTime<Utc>) -> u32 {
+        let Ok(m) = self.0.lock() else { return 0 };
+        m.get(&(customer.to_string(), channel.to_string()))
+            .map_or(0, |v| v.iter().filter(|t| **t > since).count() as u32)
+    }
 }
 
 impl RunSettings {
@@ -72,6 +96,7 @@ impl RunSettings {
             retry_failed: false,
             stop: Arc::default(),
             suppress: Arc::default(),
+            sent_log: Arc::default(),
         }
     }
 }

@@ -173,6 +173,12 @@ fn step(
             .send_window
             .as_ref()
             .and_then(|w| window(w, &format!("{at}.send_window"), c)),
+        channel: s.channel.clone(),
+        cap: s.frequency_cap.as_ref().map(|f| CapPlan {
+            channel: f.channel.clone(),
+            max: f.max,
+            per: f.per.0,
+        }),
         next: if matches!(kind, StepKind::End(_)) {
             None
         } else {

@@ -77,6 +77,21 @@ pub struct StepPlan {
     pub consent: Option<String>,
     /// Quiet hours for this step (over the journey's).
     pub send_window: Option<WindowPlan>,
+    /// The channel this step delivers on.
+    pub channel: Option<String>,
+    /// At most this many deliveries of a channel per period.
+    pub cap: Option<CapPlan>,
+}
+
+/// `frequency_cap`, compiled.
+#[derive(Debug, Clone)]
+pub struct CapPlan {
+    /// The channel counted.
+    pub channel: String,
+    /// The most deliveries in the period.
+    pub max: u32,
+    /// The period.
+    pub per: Duration,
 }
 
 /// `send_window`, compiled: opening hours as minutes after local midnight, in a time zone.

@@ -78,6 +78,8 @@ pub struct StepStats {
     pub suppressed: u64,
     /// Dry-run: no mock, success assumed.
     pub assumed: u64,
+    /// Skipped by a frequency cap.
+    pub capped: u64,
     /// Attempts beyond the first.
     pub retries: u64,
     /// Median latency of attempts, in milliseconds.
@@ -123,6 +125,8 @@ pub struct Totals {
     pub deliveries_failed: u64,
     /// Dry-run deliveries assumed successful.
     pub deliveries_assumed: u64,
+    /// Deliveries skipped by a frequency cap.
+    pub capped: u64,
     /// `deliveries_ok / deliveries_sent`, in percent.
     pub success_rate: Option<f64>,
     /// Entries per second of wall time.

@@ -27,6 +27,7 @@ fn steps_table(report: &RunReport, color: bool) -> Table {
         "ok",
         "failed",
         "suppressed",
+        "capped",
         "assumed",
         "retries",
         "p50",
@@ -38,6 +39,7 @@ fn steps_table(report: &RunReport, color: bool) -> Table {
             s.ok,
             s.failed,
             s.suppressed,
+            s.capped,
             s.assumed,
             s.retries,
         ];
@@ -80,7 +82,7 @@ fn totals(report: &RunReport) -> String {
         .unwrap_or_else(|| "-".into());
     format!(
         "entries: {} completed{custom} / {} failed / {} invalid / {} suppressed / {} exited / {} holdout / {} waiting / {} already done / {} in doubt / {} stopped / {} interrupted\n\
-         deliveries: {} sent / {} ok / {} failed / {} assumed; success rate {rate}\n\
+         deliveries: {} sent / {} ok / {} failed / {} assumed / {} capped; success rate {rate}\n\
          duration {:.2}s, {:.0} entries/s, run {}\n",
         t.completed,
         t.failed,
@@ -97,6 +99,7 @@ fn totals(report: &RunReport) -> String {
         t.deliveries_ok,
         t.deliveries_failed,
         t.deliveries_assumed,
+        t.capped,
         report.duration_ms as f64 / 1000.0,
         t.entries_per_second,
         report.run_id,

@@ -137,6 +137,10 @@ impl Tally {
             }
             StepStatus::Suppressed => st.suppressed += 1,
             StepStatus::Delivered => st.ok += 1,
+            StepStatus::Capped => {
+                st.capped += 1;
+                t.capped += 1;
+            }
         }
         self.latencies[row].extend(
             s.latencies

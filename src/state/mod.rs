@@ -79,6 +79,23 @@ pub struct StoredDelivery {
     pub saved: serde_json::Map<String, serde_json::Value>,
 }
 
+/// A delivery about to be sent, as the store records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Pending<'a> {
+    /// The delivery id.
+    pub id: &'a str,
+    /// The entry key.
+    pub entry: &'a str,
+    /// The step id.
+    pub step: &'a str,
+    /// The customer id.
+    pub customer: &'a str,
+    /// The step's channel, for frequency caps.
+    pub channel: Option<&'a str>,
+    /// The entry's clock.
+    pub at: DateTime<Utc>,
+}
+
 /// A parked entry that is due.
 #[derive(Debug, Clone)]
 pub struct DueEntry {
@@ -103,6 +120,9 @@ enum Msg {
         id: String,
         entry: String,
         step: String,
+        customer: String,
+        channel: Option<String>,
+        at: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
     After {
@@ -125,6 +145,12 @@ enum Msg {
         snapshot: String,
     },
     Due(String, oneshot::Sender<Result<Vec<DueEntry>, String>>),
+    Count {
+        customer: String,
+        channel: String,
+        since: String,
+        reply: oneshot::Sender<Result<u32, String>>,
+    },
     Flush(oneshot::Sender<Result<(), String>>),
 }
 
@@ -224,11 +250,32 @@ impl Store {
     }
 
     /// Records a delivery as pending and returns once that is committed: only then may it be sent.
-    pub async fn before(&self, id: &str, entry: &str, step: &str) -> Result<(), String> {
+    pub async fn before(&self, d: &Pending<'_>) -> Result<(), String> {
         self.ask(|reply| Msg::Before {
-            id: id.into(),
-            entry: entry.into(),
-            step: step.into(),
+            id: d.id.into(),
+            entry: d.entry.into(),
+            step: d.step.into(),
+            customer: d.customer.into(),
+            channel: d.channel.map(str::to_string),
+            at: crate::clock::rfc3339(d.at),
+            reply,
+        })
+        .await
+    }
+
+    /// Deliveries of `channel` to `customer` sent after `since` (pending ones count: they may
+    /// have arrived).
+    pub async fn count(
+        &self,
+        customer: &str,
+        channel: &str,
+        since: DateTime<Utc>,
+    ) -> Result<u32, String> {
+        let since = crate::clock::rfc3339(since);
+        self.ask(|reply| Msg::Count {
+            customer: customer.into(),
+            channel: channel.into(),
+            since,
             reply,
         })
         .await
@@ -415,15 +462,33 @@ fn handle(
             id,
             entry,
             step,
+            customer,
+            channel,
+            at,
             reply,
         } => {
             exec(
                 tx,
-                "INSERT INTO deliveries (id, entry_key, step, status, updated) VALUES (?1, ?2, ?3, 'pending', ?4)
-                 ON CONFLICT(entry_key, step) DO UPDATE SET status = 'pending', updated = ?4",
-                params![id, entry, step, now],
+                "INSERT INTO deliveries (id, entry_key, step, status, updated, customer, channel, sent_at)
+                 VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7)
+                 ON CONFLICT(entry_key, step) DO UPDATE SET status = 'pending', updated = ?4, sent_at = ?7",
+                params![id, entry, step, now, customer, channel, at],
             )?;
             acks.push(reply);
+        }
+        Msg::Count {
+            customer,
+            channel,
+            since,
+            reply,
+        } => {
+            let n = tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM deliveries WHERE customer = ?1 AND channel = ?2 AND sent_at > ?3
+                     AND status IN ('ok', 'pending')",
+                )?
+                .query_row(params![customer, channel, since], |r| r.get::<_, u32>(0))?;
+            let _ = reply.send(Ok(n));
         }
         Msg::After {
             entry,

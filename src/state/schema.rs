@@ -28,8 +28,12 @@ CREATE TABLE deliveries (
     saved TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     updated TEXT NOT NULL,
+    customer TEXT,
+    channel TEXT,                  -- for frequency caps
+    sent_at TEXT,                  -- the entry's clock when sent
     PRIMARY KEY (entry_key, step)
 ) WITHOUT ROWID;
+CREATE INDEX deliveries_by_channel ON deliveries(customer, channel, sent_at) WHERE channel IS NOT NULL;
 "#];
 
 /// The version this build writes.

@@ -284,6 +284,9 @@ impl<'a, E: Executor> Walk<'a, E> {
         if let Some(next) = self.window(i, step)? {
             return Ok(next);
         }
+        if self.capped(i, step).await {
+            return Ok(Next::Step(step.next));
+        }
         let Some(req) = self.prepare(i, step, w)? else {
             return Ok(Next::Step(step.next));
         };
@@ -314,6 +317,7 @@ impl<'a, E: Executor> Walk<'a, E> {
             .steps
             .insert(step.id.clone(), step_value(d.status, d.step_status));
         self.record_outcome(step, &d);
+        self.note_sent(step, &d);
         let failed = d.step_status == StepStatus::Failed;
         if failed && d.deferred && self.settings.state.is_some() {
             self.record(i, d.step_status, d, Some(req));
@@ -344,6 +348,9 @@ impl<'a, E: Executor> Walk<'a, E> {
         if let Some(next) = self.window(i, step)? {
             return Ok(next);
         }
+        if self.capped(i, step).await {
+            return Ok(Next::Step(step.next));
+        }
         let Some(req) = self.prepare(i, step, w)? else {
             return Ok(Next::Step(step.next));
         };
@@ -369,6 +376,7 @@ impl<'a, E: Executor> Walk<'a, E> {
             match d {
                 Ok(d) => {
                     self.record_outcome(step, &d);
+                    self.note_sent(step, &d);
                     if d.step_status == StepStatus::Failed {
                         self.dead_letter(step, &d, &ctx);
                     }

@@ -99,7 +99,14 @@ impl<'a, E: Executor> Walk<'a, E> {
             _ => {}
         }
         match store
-            .before(&req.delivery_id, &self.result.key, &step.id)
+            .before(&crate::state::Pending {
+                id: &req.delivery_id,
+                entry: &self.result.key,
+                step: &step.id,
+                customer: &self.result.customer,
+                channel: step.channel.as_deref(),
+                at: self.ctx.now,
+            })
             .await
         {
             Ok(()) => Guard::Send,
@@ -120,7 +127,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         let status = match d.step_status {
             _ if d.deferred => "deferred",
             StepStatus::Ok | StepStatus::Assumed | StepStatus::Delivered => "ok",
-            StepStatus::Failed | StepStatus::Suppressed => "failed",
+            StepStatus::Failed | StepStatus::Suppressed | StepStatus::Capped => "failed",
         };
         let saved: serde_json::Map<String, serde_json::Value> = step
             .save
@@ -246,5 +253,58 @@ impl<'a, E: Executor> Walk<'a, E> {
         }
         self.ctx.now = opens;
         Ok(None)
+    }
+}
+
+impl<'a, E: Executor> Walk<'a, E> {
+    /// `frequency_cap`: a step whose channel already reached `max` deliveries to this customer
+    /// within `per` (by any journey sharing the store, or this run without one) is skipped as
+    /// `capped`. Returns true when it was.
+    pub(super) async fn capped(&mut self, i: usize, step: &StepPlan) -> bool {
+        let Some(cap) = &step.cap else { return false };
+        let since = self.ctx.now - chrono::Duration::from_std(cap.per).unwrap_or_default();
+        let sent = match &self.settings.state {
+            Some(store) => match store
+                .count(&self.result.customer, &cap.channel, since)
+                .await
+            {
+                Ok(n) => n,
+                Err(why) => {
+                    self.result.warnings.push(format!(
+                        "state store: cannot count `{}` deliveries: {why}",
+                        cap.channel
+                    ));
+                    0
+                }
+            },
+            None => self
+                .settings
+                .sent_log
+                .count(&self.result.customer, &cap.channel, since),
+        };
+        if sent < cap.max {
+            return false;
+        }
+        self.ctx.steps.insert(
+            step.id.clone(),
+            crate::render::map([
+                ("status", minijinja::Value::from(())),
+                ("outcome", "capped".into()),
+            ]),
+        );
+        self.record(i, StepStatus::Capped, Delivery::default(), None);
+        true
+    }
+
+    /// Without a store, remembers a delivery of the step's channel for later caps in this run.
+    pub(super) fn note_sent(&self, step: &StepPlan, d: &Delivery) {
+        if self.settings.state.is_none()
+            && let Some(channel) = &step.channel
+            && matches!(d.step_status, StepStatus::Ok | StepStatus::Assumed)
+        {
+            self.settings
+                .sent_log
+                .add(&self.result.customer, channel, self.ctx.now);
+        }
     }
 }
