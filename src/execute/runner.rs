@@ -54,7 +54,10 @@ pub struct RunSettings {
 
 /// Deliveries per customer and channel, in memory.
 #[derive(Debug, Default)]
-pub struct SentLog(Mutex<std::collections::HashMap<(String, String), Vec<DateTime<Utc>>>>);
+pub struct SentLog(Mutex<std::collections::HashMap<CustomerChannel, Vec<DateTime<Utc>>>>);
+
+/// A customer id and a channel.
+type CustomerChannel = (String, String);
 
 impl SentLog {
     /// Remembers a delivery.
