@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use journey::execute::dry_run::DryRun;
-use journey::execute::entries::{Selection, candidates};
+use journey::execute::entries::candidates;
 use journey::execute::runner::{self, RunSettings};
 use journey::render::EnvVars;
 use journey::report::{Mode, Tally};
@@ -82,13 +82,7 @@ fn library(dir: &std::path::Path) -> (f64, u64) {
         .build()
         .unwrap();
     let start = Instant::now();
-    let list = candidates(
-        &loaded.journeys,
-        &fixtures,
-        &env,
-        now,
-        &Selection::default(),
-    );
+    let list = candidates(&loaded.journeys, &fixtures, &env, now);
     let mut tally = Tally::new(&loaded.journeys, Mode::DryRun, String::new(), String::new());
     runtime.block_on(runner::run(
         &loaded.journeys,

@@ -124,6 +124,9 @@ pub struct CommonRunArgs {
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// The delimiter of CSV fixtures.
+    #[arg(long, default_value_t = ',')]
+    pub csv_delimiter: char,
     /// What stdout carries at the end.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,

@@ -3,11 +3,11 @@
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A bar, or a hidden one when stderr is not a terminal.
-pub fn bar(enabled: bool, total: u64) -> ProgressBar {
+pub fn bar(enabled: bool, total: Option<u64>) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} {pos}/{len} entries [{bar:30}] {per_sec} eta {eta}",
@@ -31,16 +31,22 @@ struct Counts {
 }
 
 /// The heartbeat line, a pure function of the counts.
-pub fn heartbeat_line(done: u64, total: u64, failed: u64, elapsed: std::time::Duration) -> String {
+pub fn heartbeat_line(
+    done: u64,
+    total: Option<u64>,
+    failed: u64,
+    elapsed: std::time::Duration,
+) -> String {
+    let total = total.map(|t| format!("/{t}")).unwrap_or_default();
     format!(
-        "journey: {done}/{total} entries, {failed} failed or invalid, {}s elapsed",
+        "journey: {done}{total} entries, {failed} failed or invalid, {}s elapsed",
         elapsed.as_secs()
     )
 }
 
 impl Heartbeat {
     /// Starts beating every 30 s when `enabled`.
-    pub fn start(enabled: bool, total: u64) -> Heartbeat {
+    pub fn start(enabled: bool, total: Option<u64>) -> Heartbeat {
         let counts = std::sync::Arc::new(Counts::default());
         let task = enabled.then(|| {
             let counts = std::sync::Arc::clone(&counts);
@@ -87,7 +93,7 @@ impl Heartbeat {
 mod tests {
     #[test]
     fn heartbeat_line_reads_well() {
-        let line = super::heartbeat_line(120, 1000, 3, std::time::Duration::from_secs(61));
+        let line = super::heartbeat_line(120, Some(1000), 3, std::time::Duration::from_secs(61));
         assert_eq!(
             line,
             "journey: 120/1000 entries, 3 failed or invalid, 61s elapsed"

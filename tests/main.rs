@@ -11,6 +11,7 @@ mod rendering;
 mod reports;
 mod secrets;
 mod state;
+mod streams;
 mod test_command;
 mod tools;
 mod validation;

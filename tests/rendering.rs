@@ -154,3 +154,24 @@ fn identities_are_stable_across_runs() {
     assert_eq!(key(&first), key(&second));
     assert_eq!(trace(&first), trace(&second));
 }
+
+#[test]
+fn a_step_that_cannot_render_is_not_counted_ok() {
+    let t = Test::new();
+    t.file(
+        "j.yaml",
+        &one_step("j", "{ email: \"{{ customer.email }}\" }"),
+    );
+    t.file(
+        "f.yaml",
+        "customers: [{ id: c1 }, { id: c2, email: a@b.c }]\n",
+    );
+    let out = t.dry_run(&["--output", "json"]);
+    let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(r["steps"][0]["entered"], 2);
+    assert_eq!(r["steps"][0]["assumed"], 1);
+    assert_eq!(
+        r["steps"][0]["ok"], 0,
+        "the invalid entry did not pass the step"
+    );
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::cli::{Output, Show};
 use crate::config::RunConfig;
 use crate::execute::dry_run::DryRun;
-use crate::execute::entries::{Candidate, candidates};
+use crate::execute::entries::{self, Candidates};
 use crate::execute::executor::Executor;
 use crate::execute::result::EntryResult;
 use crate::execute::runner::{self, RunSettings};
@@ -125,9 +125,13 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
         run_id: run_id(&c),
         notices: notice.into_iter().collect(),
     };
-    let list = candidates(&journeys, &batch.fixtures, &batch.env, c.now, &c.selection);
+    let options = crate::fixture::stream::Options {
+        delimiter: c.csv_delimiter,
+    };
+    let all = entries::all(&journeys, &batch.fixtures, &batch.env, c.now, options);
+    let (list, total) = counted(c.selection.apply(all), batch.fixtures.streams.is_empty());
     match &c.real {
-        Some(real) => super::send::send(&batch, real, list).await,
+        Some(real) => super::send::send(&batch, real, list, total).await,
         None => {
             let mut settings = RunSettings::dry(
                 c.now,
@@ -138,7 +142,12 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
             );
             settings.suppress = Arc::clone(&batch.suppress);
             let report = batch
-                .execute(list, &DryRun::new(Arc::clone(&batch.fixtures)), &settings)
+                .execute(
+                    list,
+                    total,
+                    &DryRun::new(Arc::clone(&batch.fixtures)),
+                    &settings,
+                )
                 .await?;
             finish(&c, &journeys, &report)
         }
@@ -149,7 +158,8 @@ impl Batch<'_> {
     /// Runs the entries through `exec`; returns the report (expectations checked for `test`).
     pub async fn execute<E: Executor>(
         &self,
-        list: Vec<Candidate>,
+        list: Candidates<'_>,
+        total: Option<usize>,
         exec: &E,
         settings: &RunSettings,
     ) -> anyhow::Result<RunReport> {
@@ -163,7 +173,7 @@ impl Batch<'_> {
         for n in &self.notices {
             tally.notice(n.clone());
         }
-        let total = list.len() as u64;
+        let total = total.map(|t| t as u64);
         let bar = crate::progress::bar(c.progress, total);
         let beat = crate::progress::Heartbeat::start(c.heartbeat, total);
         let mut kept = Vec::new();
@@ -308,4 +318,15 @@ fn expectation_lines(report: &RunReport) -> String {
         report.expectations.len() - failed
     ));
     out
+}
+
+/// Counts the candidates when they are all in memory (no streams), for the progress bar and the
+/// confirmation; streamed ones stay lazy and uncounted.
+fn counted(list: Candidates<'_>, in_memory: bool) -> (Candidates<'_>, Option<usize>) {
+    if !in_memory {
+        return (list, None);
+    }
+    let all: Vec<_> = list.collect();
+    let n = all.len();
+    (Box::new(all.into_iter()), Some(n))
 }

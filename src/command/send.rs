@@ -8,8 +8,8 @@ use minijinja::context;
 
 use super::run::{Batch, finish};
 use crate::config::RealConfig;
-use crate::execute::entries::Candidate;
 use crate::execute::entries::resumed;
+use crate::execute::entries::{Candidate, Candidates};
 use crate::execute::http::Http;
 use crate::execute::recorder::{Fanout, Recorder};
 use crate::execute::runner::RunSettings;
@@ -108,10 +108,14 @@ pub fn target_hosts(journeys: &[Journey], env: &EnvVars) -> BTreeSet<String> {
 }
 
 /// Asks on the terminal; anything but `y`/`yes` declines.
-fn confirm(hosts: &BTreeSet<String>, entries: usize) -> bool {
+fn confirm(hosts: &BTreeSet<String>, entries: Option<usize>) -> bool {
     let list: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let entries = match entries {
+        Some(n) => format!("{n} entries"),
+        None => "every entry of the streamed files".to_string(),
+    };
     eprint!(
-        "about to send requests for {entries} entries to {}. Continue? [y/N] ",
+        "about to send requests for {entries} to {}. Continue? [y/N] ",
         list.join(", ")
     );
     let _ = std::io::stderr().flush();
@@ -206,17 +210,23 @@ fn watch(
 pub async fn send(
     batch: &Batch<'_>,
     real: &RealConfig,
-    list: Vec<Candidate>,
+    list: Candidates<'_>,
+    total: Option<usize>,
 ) -> anyhow::Result<Exit> {
     let c = batch.c;
     let store = match open_store(real) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let mut list = if real.resume_only { Vec::new() } else { list };
+    let mut due_list = Vec::new();
+    let (list, total): (Candidates<'_>, Option<usize>) = if real.resume_only {
+        (Box::new(std::iter::empty()), Some(0))
+    } else {
+        (list, total)
+    };
     if let Some(store) = &store {
         match due_waits(batch, store).await {
-            Ok(due) => list.extend(due),
+            Ok(due) => due_list = due,
             Err(why) => {
                 output::stderr(&format!(
                     "error: the state store {} cannot be read: {why}",
@@ -227,14 +237,18 @@ pub async fn send(
         }
     }
     if real.ask
-        && !list.is_empty()
-        && !confirm(&target_hosts(batch.journeys, &batch.env), list.len())
+        && total.is_none_or(|t| t + due_list.len() > 0)
+        && !confirm(
+            &target_hosts(batch.journeys, &batch.env),
+            total.map(|t| t + due_list.len()),
+        )
     {
         output::stderr("nothing was sent");
         return Ok(Exit::Ok);
     }
     let stop = Arc::new(Stop::default());
     let watcher = watch(Arc::clone(&stop), real.max_duration);
+    let due_list_len = due_list.len();
     let mocks = real
         .record_mocks
         .as_deref()
@@ -269,7 +283,12 @@ pub async fn send(
         sent_log: Arc::default(),
     };
     let mut report = batch
-        .execute(list, &Http::new(c.concurrency)?, &settings)
+        .execute(
+            Box::new(list.chain(due_list)),
+            total.map(|t| t + due_list_len),
+            &Http::new(c.concurrency)?,
+            &settings,
+        )
         .await?;
     recorder.flush();
     if let Some(m) = &mocks {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::config::ValidateConfig;
 use crate::execute::dry_run::DryRun;
-use crate::execute::entries::{Selection, candidates};
+use crate::execute::entries;
 use crate::execute::runner::{self, RunSettings};
 use crate::exit::Exit;
 use crate::output;
@@ -29,11 +29,15 @@ pub async fn validate(c: ValidateConfig) -> anyhow::Result<Exit> {
         output::stderr(&n);
     }
     let settings = RunSettings::dry(c.now, env.clone(), 32, 0, false);
-    let list = candidates(&journeys, &fixtures, &env, c.now, &Selection::default());
+    let list = entries::all(&journeys, &fixtures, &env, c.now, Default::default());
     let mut tally = Tally::new(&journeys, Mode::DryRun, String::new(), String::new());
-    runner::run(&journeys, list, &DryRun::new(fixtures), &settings, |r| {
-        tally.add(&r)
-    })
+    runner::run(
+        &journeys,
+        list,
+        &DryRun::new(Arc::clone(&fixtures)),
+        &settings,
+        |r| tally.add(&r),
+    )
     .await;
     let report = tally.finish();
     super::run::print_problems(&report, false);

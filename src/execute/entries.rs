@@ -105,55 +105,140 @@ pub struct Selection {
     pub limit: Option<usize>,
 }
 
-/// Every candidate entry, journey by journey, in fixture order.
+/// Candidates, produced as the runner asks for them.
+pub type Candidates<'a> = Box<dyn Iterator<Item = Candidate> + 'a>;
+
+impl Candidate {
+    /// The customer id the candidate is about.
+    pub fn customer(&self) -> &str {
+        match self {
+            Candidate::Entry(e) | Candidate::Resume(e, _) => &e.customer.id,
+            Candidate::Invalid(r) => &r.customer,
+        }
+    }
+}
+
+impl Selection {
+    /// Keeps the chosen customers, then at most `limit` candidates.
+    pub fn apply<'a>(&self, all: Candidates<'a>) -> Candidates<'a> {
+        let customers = self.customers.clone();
+        let chosen: Candidates<'a> = if customers.is_empty() {
+            all
+        } else {
+            Box::new(all.filter(move |c| customers.iter().any(|id| id == c.customer())))
+        };
+        match self.limit {
+            Some(n) => Box::new(chosen.take(n)),
+            None => chosen,
+        }
+    }
+}
+
+/// Every candidate: the fixture documents journey by journey, then each streamed record.
+pub fn all<'a>(
+    journeys: &'a [Journey],
+    fx: &'a Fixtures,
+    env: &'a EnvVars,
+    now: DateTime<Utc>,
+    options: crate::fixture::stream::Options,
+) -> Candidates<'a> {
+    let docs = candidates(journeys, fx, env, now);
+    let streams =
+        fx.streams.iter().flat_map(
+            move |path| match crate::fixture::stream::open(path, options) {
+                Ok(items) => items,
+                Err(e) => Box::new(std::iter::once(crate::fixture::stream::Item::Bad(e))),
+            },
+        );
+    Box::new(
+        docs.into_iter()
+            .chain(streams.flat_map(move |item| streamed(journeys, fx, env, now, item))),
+    )
+}
+
+/// The candidates of one streamed record, one per journey it enters.
+fn streamed(
+    journeys: &[Journey],
+    fx: &Fixtures,
+    env: &EnvVars,
+    now: DateTime<Utc>,
+    item: crate::fixture::stream::Item,
+) -> Vec<Candidate> {
+    let r = match item {
+        crate::fixture::stream::Item::Record(r) => r,
+        crate::fixture::stream::Item::Bad(message) => {
+            return vec![invalid(0, "", None, String::new(), message)];
+        }
+    };
+    journeys
+        .iter()
+        .enumerate()
+        .filter_map(|(ji, j)| match (&j.trigger, &r.event) {
+            (TriggerPlan::Segment(expr), _) => {
+                segment_entry(ji, j, expr, &r.customer, fx, env, now)
+            }
+            (TriggerPlan::Event { name, filter }, Some(e)) if &e.name == name => {
+                event_entry(ji, j, e, filter.as_ref(), &r.customer, fx, env, now)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every candidate of the fixture documents, journey by journey, in fixture order.
 pub fn candidates(
     journeys: &[Journey],
     fx: &Fixtures,
     env: &EnvVars,
     now: DateTime<Utc>,
-    sel: &Selection,
 ) -> Vec<Candidate> {
-    let wanted = |id: &str| sel.customers.is_empty() || sel.customers.iter().any(|c| c == id);
     let mut out = Vec::new();
     for (ji, j) in journeys.iter().enumerate() {
         match &j.trigger {
             TriggerPlan::Event { name, filter } => {
-                for e in fx
-                    .events
-                    .iter()
-                    .filter(|e| &e.name == name && wanted(&e.customer))
-                {
+                for e in fx.events.iter().filter(|e| &e.name == name) {
                     out.extend(from_event(ji, j, e, filter.as_ref(), fx, env, now));
                 }
             }
             TriggerPlan::Segment(expr) => {
-                for c in fx.customers.iter().filter(|c| wanted(&c.id)) {
-                    let ctx = EntryContext::new(&j.name, &c.record, None, env, now);
-                    match expr.is_true(&ctx.value(&Scope::default())) {
-                        Ok(true) => out.push(Candidate::Entry(Entry {
-                            journey: ji,
-                            customer: c.clone(),
-                            event: None,
-                            started: now,
-                            exits: exits(j, fx, &c.id),
-                        })),
-                        Ok(false) => {}
-                        Err(err) => out.push(invalid(
-                            ji,
-                            &c.id,
-                            None,
-                            identity::entry_key(&j.name, &c.id),
-                            trigger_error(j, &err),
-                        )),
-                    }
-                }
+                out.extend(
+                    fx.customers
+                        .iter()
+                        .filter_map(|c| segment_entry(ji, j, expr, c, fx, env, now)),
+                );
             }
         }
     }
-    if let Some(limit) = sel.limit {
-        out.truncate(limit);
-    }
     out
+}
+
+fn segment_entry(
+    ji: usize,
+    j: &Journey,
+    expr: &crate::render::Expr,
+    c: &Customer,
+    fx: &Fixtures,
+    env: &EnvVars,
+    now: DateTime<Utc>,
+) -> Option<Candidate> {
+    let ctx = EntryContext::new(&j.name, &c.record, None, env, now);
+    match expr.is_true(&ctx.value(&Scope::default())) {
+        Ok(true) => Some(Candidate::Entry(Entry {
+            journey: ji,
+            customer: c.clone(),
+            event: None,
+            started: now,
+            exits: exits(j, fx, &c.id),
+        })),
+        Ok(false) => None,
+        Err(err) => Some(invalid(
+            ji,
+            &c.id,
+            None,
+            identity::entry_key(&j.name, &c.id),
+            trigger_error(j, &err),
+        )),
+    }
 }
 
 fn from_event(
@@ -165,14 +250,34 @@ fn from_event(
     env: &EnvVars,
     now: DateTime<Utc>,
 ) -> Option<Candidate> {
-    let key = identity::entry_key(&j.name, &e.id);
     let Some(c) = fx.customer(&e.customer) else {
         let msg = format!(
             "journey `{}`: event `{}` names customer `{}`, who is in no fixture file",
             j.name, e.id, e.customer
         );
-        return Some(invalid(ji, &e.customer, Some(&e.id), key, msg));
+        return Some(invalid(
+            ji,
+            &e.customer,
+            Some(&e.id),
+            identity::entry_key(&j.name, &e.id),
+            msg,
+        ));
     };
+    event_entry(ji, j, e, filter, c, fx, env, now)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn event_entry(
+    ji: usize,
+    j: &Journey,
+    e: &Event,
+    filter: Option<&crate::render::Expr>,
+    c: &Customer,
+    fx: &Fixtures,
+    env: &EnvVars,
+    now: DateTime<Utc>,
+) -> Option<Candidate> {
+    let key = identity::entry_key(&j.name, &e.id);
     if let Some(f) = filter {
         let ctx = EntryContext::new(&j.name, &c.record, Some(&e.record), env, now);
         match f.is_true(&ctx.value(&Scope::default())) {

@@ -107,7 +107,7 @@ impl RunSettings {
 /// Runs every candidate and hands each result to `sink`, in input order.
 pub async fn run<E: Executor>(
     journeys: &[Journey],
-    candidates: Vec<Candidate>,
+    candidates: impl IntoIterator<Item = Candidate>,
     exec: &E,
     settings: &RunSettings,
     mut sink: impl FnMut(EntryResult),
@@ -140,7 +140,7 @@ struct Shared<'a, E> {
     journeys: &'a [Journey],
     exec: &'a E,
     settings: &'a RunSettings,
-    taken: &'a Mutex<HashSet<String>>,
+    taken: &'a Mutex<HashSet<u64>>,
     stripes: &'a [tokio::sync::Mutex<()>],
 }
 
@@ -171,7 +171,7 @@ impl<E: Executor> Shared<'_, E> {
             .taken
             .lock()
             .expect("not poisoned")
-            .insert(walk.key().to_string())
+            .insert(key_hash(walk.key()))
         {
             return resumed.is_none().then(|| walk.already_done());
         }
@@ -198,6 +198,14 @@ impl<E: Executor> Shared<'_, E> {
             },
         })
     }
+}
+
+/// Entry keys taken in this run are kept as 64-bit hashes: 8 bytes an entry, whatever the batch.
+fn key_hash(key: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
 }
 
 fn stripe(customer: &str) -> usize {

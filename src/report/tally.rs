@@ -98,8 +98,12 @@ impl Tally {
     }
 
     /// Non-webhook steps walked count as entered and ok.
+    /// Steps walked without a delivery record: branches, splits, waits and ends pass; a webhook
+    /// step without a record never sent (its render failed, or the run stopped), and the step an
+    /// invalid entry stopped at did not pass either.
     fn count_passes(&mut self, r: &EntryResult) {
         let j = r.journey;
+        let last = r.walked.last().copied();
         for &si in &r.walked {
             if r.steps.iter().any(|s| s.index == si) {
                 continue;
@@ -107,7 +111,11 @@ impl Tally {
             if let Some(&row) = self.rows.get(&(j, si)) {
                 let st = &mut self.report.steps[row];
                 st.entered += 1;
-                st.ok += 1;
+                let stopped_here =
+                    Some(si) == last && (r.outcome == "invalid" || r.outcome == "interrupted");
+                if st.kind != "webhook" && !stopped_here {
+                    st.ok += 1;
+                }
             }
         }
     }

@@ -1,0 +1,147 @@
+//! Large batches: NDJSON and CSV streams (and .gz), malformed records reported and skipped.
+
+use std::io::Write;
+
+use crate::support::Test;
+use crate::support::server::TestServer;
+
+const JOURNEYS: &str = r#"journey: cart
+trigger: { event: cart_abandoned }
+steps:
+  - id: send
+    webhook: { url: "{{ env.HOOK_URL }}/cart", body: { c: "{{ customer.id }}", v: "{{ event.properties.cart_value }}", zip: "{{ (customer.attributes | default({})).zip | default('none', true) }}" } }
+"#;
+
+fn gz(text: &str) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(text.as_bytes()).unwrap();
+    e.finish().unwrap()
+}
+
+fn bodies(out: &str) -> Vec<serde_json::Value> {
+    out.split("\n{")
+        .skip(1)
+        .map(|b| {
+            serde_json::Deserializer::from_str(&format!("{{{b}"))
+                .into_iter()
+                .next()
+                .unwrap()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn ndjson_lines_bad_records_are_reported_and_skipped() {
+    let t = Test::new();
+    t.file("j.yaml", JOURNEYS);
+    t.file(
+        "batch.ndjson",
+        concat!(
+            "{\"customer\": {\"id\": \"c1\"}, \"event\": {\"name\": \"cart_abandoned\", \"at\": \"2026-11-20T10:00:00Z\", \"properties\": {\"cart_value\": 12.5}}}\n",
+            "{\"id\": \"c2\", \"email\": \"no-event@example.com\"}\n",
+            "this is not json\n",
+            "\n",
+            "{\"customer\": {\"email\": \"no-id@example.com\"}}\n",
+            "{\"customer\": {\"id\": 42}, \"event\": {\"name\": \"cart_abandoned\", \"at\": \"2026-11-20T11:00:00Z\", \"properties\": {\"cart_value\": 7}}}\n",
+        ),
+    );
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "batch.ndjson",
+        "--show",
+        "requests",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(
+        bodies(&out.stdout),
+        vec![
+            serde_json::json!({ "c": "c1", "v": 12.5, "zip": "none" }),
+            serde_json::json!({ "c": "42", "v": 7, "zip": "none" })
+        ]
+    );
+    assert!(
+        out.stderr.contains("batch.ndjson:3: not JSON"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("batch.ndjson:5: a customer needs an `id`"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.contains("2 invalid"), "{}", out.stdout);
+}
+
+#[test]
+fn csv_with_bom_dotted_headers_types_suffixes_and_gzip() {
+    let t = Test::new();
+    t.file("j.yaml", JOURNEYS);
+    let csv = "\u{feff}id;consent.email;attributes.zip;attributes.code:string;event.name;event.at;event.properties.cart_value\n\
+               c1;yes;01234;0099;cart_abandoned;2026-11-20T10:00:00Z;120.5\n\
+               c2;maybe;10115;1;cart_abandoned;2026-11-20T10:00:00Z;3\n\
+               c3;0;;7;cart_abandoned;2026-11-20T10:00:00Z;1.50\n";
+    std::fs::write(t.path("batch.csv.gz"), gz(csv)).unwrap();
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "batch.csv.gz",
+        "--csv-delimiter",
+        ";",
+        "--show",
+        "requests",
+    ]);
+    assert_eq!(out.code, 1, "c2's consent is malformed: {}", out.all());
+    assert_eq!(
+        bodies(&out.stdout),
+        vec![
+            serde_json::json!({ "c": "c1", "v": 120.5, "zip": "01234" }),
+            serde_json::json!({ "c": "c3", "v": "1.50", "zip": "none" })
+        ],
+        "leading zeros and non-round-tripping numbers stay text; empty cells are absent"
+    );
+    assert!(
+        out.stderr
+            .contains("batch.csv.gz:3: `consent.email`: `maybe` is not true/false/1/0/yes/no"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_streamed_batch_runs_for_real() {
+    let server = TestServer::start();
+    let t = Test::new().env("HOOK_URL", &server.url);
+    t.file("j.yaml", JOURNEYS);
+    let lines: String = (0..3000)
+        .map(|i| format!("{{\"customer\": {{\"id\": \"c{i}\"}}, \"event\": {{\"name\": \"cart_abandoned\", \"at\": \"2026-11-20T10:00:00Z\", \"properties\": {{\"cart_value\": {i}}}}}}}\n"))
+        .collect();
+    std::fs::write(t.path("big.ndjson.gz"), gz(&lines)).unwrap();
+    let out = t.run(&[
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "big.ndjson.gz",
+        "--concurrency",
+        "16",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(server.requests_to("/cart").len(), 3000);
+    let again = t.run(&["run", "j.yaml", "--fixtures", "big.ndjson.gz"]);
+    assert!(
+        again.stdout.contains("3000 already done"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(
+        server.requests_to("/cart").len(),
+        3000,
+        "the store holds for streams too"
+    );
+}
