@@ -124,6 +124,9 @@ pub struct CommonRunArgs {
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Only the customers of shard K of N (sha256 of the id): N hosts split one export.
+    #[arg(long, value_name = "K/N", value_parser = crate::execute::entries::parse_shard)]
+    pub shard: Option<(u64, u64)>,
     /// The delimiter of CSV fixtures.
     #[arg(long, default_value_t = ',')]
     pub csv_delimiter: char,

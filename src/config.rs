@@ -293,6 +293,7 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Run
         selection: Selection {
             customers: a.customers,
             limit: a.limit,
+            shard: a.shard,
         },
         now,
         seed: a.seed,

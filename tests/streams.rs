@@ -145,3 +145,84 @@ fn a_streamed_batch_runs_for_real() {
         "the store holds for streams too"
     );
 }
+
+#[test]
+fn shards_split_a_batch_with_no_overlap_and_no_gap() {
+    let t = Test::new();
+    t.file("j.yaml", "journey: s\ntrigger: { segment: \"true\" }\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/s\", body: { c: \"{{ customer.id }}\" } }\n");
+    let lines: String = (0..300)
+        .map(|i| format!("{{\"id\": \"cust_{i}\"}}\n"))
+        .collect();
+    t.file("all.ndjson", &lines);
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    for k in 1..=3 {
+        let shard = format!("{k}/3");
+        let out = t.run(&[
+            "run",
+            "--dry-run",
+            "j.yaml",
+            "--fixtures",
+            "all.ndjson",
+            "--shard",
+            &shard,
+            "--show",
+            "requests",
+        ]);
+        assert_eq!(out.code, 0, "{}", out.all());
+        let ids: Vec<String> = bodies(&out.stdout)
+            .iter()
+            .map(|b| b["c"].as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            (70..=130).contains(&ids.len()),
+            "shard {shard}: {}",
+            ids.len()
+        );
+        total += ids.len();
+        seen.extend(ids);
+    }
+    assert_eq!(
+        (total, seen.len()),
+        (300, 300),
+        "every customer in exactly one shard"
+    );
+    assert_eq!(
+        t.run(&[
+            "run",
+            "--dry-run",
+            "j.yaml",
+            "--fixtures",
+            "all.ndjson",
+            "--shard",
+            "4/3"
+        ])
+        .code,
+        2
+    );
+}
+
+#[test]
+fn a_store_remembers_its_shard() {
+    let server = TestServer::start();
+    let t = Test::new().env("HOOK_URL", &server.url);
+    t.file("j.yaml", "journey: s\ntrigger: { segment: \"true\" }\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/s\", body: {} }\n");
+    t.file("f.ndjson", "{\"id\": \"a\"}\n{\"id\": \"b\"}\n");
+    assert_eq!(
+        t.run(&["run", "j.yaml", "--fixtures", "f.ndjson", "--shard", "1/2"])
+            .code,
+        0
+    );
+    let other = t.run(&["run", "j.yaml", "--fixtures", "f.ndjson", "--shard", "2/2"]);
+    assert_eq!(other.code, 2, "{}", other.all());
+    assert!(
+        other
+            .stderr
+            .contains("this store belongs to shard 1/2, not 2/2"),
+        "{}",
+        other.stderr
+    );
+    let none = t.run(&["run", "j.yaml", "--fixtures", "f.ndjson"]);
+    assert_eq!(none.code, 2, "{}", none.all());
+    assert!(none.stderr.contains("pass --shard 1/2"), "{}", none.stderr);
+}

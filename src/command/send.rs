@@ -218,6 +218,15 @@ pub async fn send(
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
+    if let Some(store) = &store
+        && let Err(why) = store.check_shard(c.selection.shard).await
+    {
+        output::stderr(&format!(
+            "error: the state store {}: {why}",
+            store.path().display()
+        ));
+        return Ok(Exit::Usage);
+    }
     let mut due_list = Vec::new();
     let (list, total): (Candidates<'_>, Option<usize>) = if real.resume_only {
         (Box::new(std::iter::empty()), Some(0))

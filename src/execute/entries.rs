@@ -103,6 +103,29 @@ pub struct Selection {
     pub customers: Vec<String>,
     /// At most this many entries.
     pub limit: Option<usize>,
+    /// Only the customers of shard `K` of `N` (1-based).
+    pub shard: Option<(u64, u64)>,
+}
+
+/// True when the customer id falls in shard `k` of `n`: sha256, first 8 bytes, modulo `n`.
+pub fn in_shard(customer: &str, (k, n): (u64, u64)) -> bool {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(customer.as_bytes());
+    u64::from_be_bytes(d[..8].try_into().expect("8 bytes")) % n == k - 1
+}
+
+/// Parses `K/N` with 1 ≤ K ≤ N.
+pub fn parse_shard(text: &str) -> Result<(u64, u64), String> {
+    let err = || format!("--shard `{text}`: write K/N with 1 <= K <= N, e.g. 2/4");
+    let (k, n) = text.split_once('/').ok_or_else(err)?;
+    let (k, n): (u64, u64) = (
+        k.trim().parse().map_err(|_| err())?,
+        n.trim().parse().map_err(|_| err())?,
+    );
+    if k == 0 || n == 0 || k > n {
+        return Err(err());
+    }
+    Ok((k, n))
 }
 
 /// Candidates, produced as the runner asks for them.
@@ -121,6 +144,10 @@ impl Candidate {
 impl Selection {
     /// Keeps the chosen customers, then at most `limit` candidates.
     pub fn apply<'a>(&self, all: Candidates<'a>) -> Candidates<'a> {
+        let all: Candidates<'a> = match self.shard {
+            Some(shard) => Box::new(all.filter(move |c| in_shard(c.customer(), shard))),
+            None => all,
+        };
         let customers = self.customers.clone();
         let chosen: Candidates<'a> = if customers.is_empty() {
             all

@@ -145,6 +145,10 @@ enum Msg {
         snapshot: String,
     },
     Due(String, oneshot::Sender<Result<Vec<DueEntry>, String>>),
+    Shard(
+        Option<String>,
+        oneshot::Sender<Result<Option<String>, String>>,
+    ),
     Count {
         customer: String,
         channel: String,
@@ -196,6 +200,19 @@ impl Store {
             failure,
             _lock: lock,
         })
+    }
+
+    /// Remembers the shard on first use; refuses a run of another shard (or of none).
+    pub async fn check_shard(&self, shard: Option<(u64, u64)>) -> Result<(), String> {
+        let given = shard.map(|(k, n)| format!("{k}/{n}"));
+        let stored = self.ask(|reply| Msg::Shard(given.clone(), reply)).await?;
+        match (stored, given) {
+            (Some(s), Some(g)) if s != g => {
+                Err(format!("this store belongs to shard {s}, not {g}"))
+            }
+            (Some(s), None) => Err(format!("this store belongs to shard {s}: pass --shard {s}")),
+            _ => Ok(()),
+        }
     }
 
     /// Where the store is.
@@ -529,6 +546,23 @@ fn handle(
         }
         Msg::Due(at, reply) => {
             let _ = reply.send(due(tx, &at).map_err(|e| e.to_string()));
+        }
+        Msg::Shard(given, reply) => {
+            let stored: Option<String> = tx
+                .query_row("SELECT value FROM meta WHERE key = 'shard'", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if stored.is_none()
+                && let Some(g) = &given
+            {
+                exec(
+                    tx,
+                    "INSERT INTO meta (key, value) VALUES ('shard', ?1)",
+                    params![g],
+                )?;
+            }
+            let _ = reply.send(Ok(stored));
         }
         Msg::Flush(reply) => acks.push(reply),
     }
