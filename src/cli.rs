@@ -159,6 +159,9 @@ pub struct RunArgs {
     /// Only resume parked waits that are due (no fixtures needed).
     #[arg(long)]
     pub resume_only: bool,
+    /// At most this many attempts over the whole run, e.g. `50/s`.
+    #[arg(long, value_name = "N/s", value_parser = crate::execute::protect::parse_rate)]
+    pub rate: Option<f64>,
     /// Stop starting new attempts after this long (e.g. `50m`), as SIGTERM would.
     #[arg(long, value_name = "DURATION", value_parser = crate::journey::duration::parse)]
     pub max_duration: Option<std::time::Duration>,

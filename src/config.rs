@@ -132,6 +132,8 @@ pub struct RealConfig {
     pub resume_only: bool,
     /// `--max-duration`.
     pub max_duration: Option<std::time::Duration>,
+    /// `--rate`, attempts a second.
+    pub rate: Option<f64>,
 }
 
 /// `replay` settings.
@@ -260,6 +262,7 @@ fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String>
         retry_failed: a.retry_failed,
         resume_only: a.resume_only,
         max_duration: a.max_duration,
+        rate: a.rate,
     })
 }
 

@@ -1002,3 +1002,65 @@ fn recorded_mocks_replay_the_real_run_offline() {
         "recording needs a real run"
     );
 }
+
+#[test]
+fn a_revoked_key_stops_sending_to_that_host() {
+    let server = TestServer::start();
+    server.script("/x", vec![Reply::status(401)]);
+    let step = "  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/x\", retry: { attempts: 1 }, body: {} }\n";
+    let customers: String = (0..8).map(|i| format!("  - {{ id: c{i} }}\n")).collect();
+    let t = setup(&server, &one(step), &format!("customers:\n{customers}"));
+    let out = send(&t, &["--concurrency", "1"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(
+        server.requests_to("/x").len(),
+        5,
+        "five 401s, then no more requests to that host"
+    );
+    assert!(
+        out.stderr
+            .contains("5 consecutive 401/403/410 answers from 127.0.0.1:"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("looks revoked; the run stopped sending to it"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.contains("8 failed"), "{}", out.stdout);
+}
+
+#[test]
+fn rate_limits_space_the_attempts() {
+    let server = TestServer::start();
+    let steps = "  - id: paced\n    webhook: { url: \"{{ env.HOOK_URL }}/paced\", rate_limit: 20/s, body: {} }\n";
+    let customers: String = (0..10).map(|i| format!("  - {{ id: c{i} }}\n")).collect();
+    let t = setup(&server, &one(steps), &format!("customers:\n{customers}"));
+    assert_eq!(send(&t, &["--concurrency", "8"]).code, 0);
+    let reqs = server.requests_to("/paced");
+    assert_eq!(reqs.len(), 10);
+    let spread = reqs.last().unwrap().at.duration_since(reqs[0].at);
+    assert!(
+        spread >= Duration::from_millis(400),
+        "20/s: nine gaps of 50 ms, got {spread:?}"
+    );
+
+    let overall = Test::new().env("HOOK_URL", &server.url);
+    overall.file(
+        "j.yaml",
+        &one("  - id: free\n    webhook: { url: \"{{ env.HOOK_URL }}/free\", body: {} }\n"),
+    );
+    overall.file(
+        "f.yaml",
+        "customers: [{ id: a }, { id: b }, { id: c }, { id: d }, { id: e }, { id: f }]\n",
+    );
+    assert_eq!(send(&overall, &["--rate", "10/s"]).code, 0);
+    let free = server.requests_to("/free");
+    let spread = free.last().unwrap().at.duration_since(free[0].at);
+    assert!(
+        spread >= Duration::from_millis(450),
+        "--rate 10/s: five gaps of 100 ms, got {spread:?}"
+    );
+}

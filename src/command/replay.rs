@@ -144,6 +144,7 @@ async fn send_again(
         entry_key: &l.entry_key,
         seed: 0,
         stop: &Default::default(),
+        protect: None,
     };
     let d = deliverer
         .deliver(step, w, &req, &ctx)

@@ -11,6 +11,7 @@ use crate::config::RealConfig;
 use crate::execute::entries::resumed;
 use crate::execute::entries::{Candidate, Candidates};
 use crate::execute::http::Http;
+use crate::execute::protect::Protection;
 use crate::execute::recorder::{Fanout, Recorder};
 use crate::execute::runner::RunSettings;
 use crate::execute::safety::Safety;
@@ -258,6 +259,7 @@ pub async fn send(
     let stop = Arc::new(Stop::default());
     let watcher = watch(Arc::clone(&stop), real.max_duration);
     let due_list_len = due_list.len();
+    let protect = Arc::new(Protection::new(batch.journeys, real.rate));
     let mocks = real
         .record_mocks
         .as_deref()
@@ -290,6 +292,7 @@ pub async fn send(
         stop: Arc::clone(&stop),
         suppress: Arc::clone(&batch.suppress),
         sent_log: Arc::default(),
+        protect: Some(Arc::clone(&protect)),
     };
     let mut report = batch
         .execute(
@@ -300,6 +303,10 @@ pub async fn send(
         )
         .await?;
     recorder.flush();
+    for why in protect.breakers.stopped() {
+        output::stderr(&format!("error: {why}"));
+        report.notices.push(why);
+    }
     if let Some(m) = &mocks {
         m.write(&batch.run_id)?;
     }

@@ -48,6 +48,8 @@ pub struct Deliverer<'a, E> {
     pub seed: u64,
     /// No attempt starts once this is set.
     pub stop: &'a super::stop::Stop,
+    /// Rate limits and circuit breakers (real runs).
+    pub protect: Option<&'a super::protect::Protection>,
 }
 
 impl<E: Executor> Deliverer<'_, E> {
@@ -73,6 +75,13 @@ impl<E: Executor> Deliverer<'_, E> {
                 break;
             }
             d.attempts = n;
+            let host = super::protect::host_of(&req.url);
+            if let Some(p) = self.protect
+                && let Err(why) = p.before(self.journey, &step.id, &host).await
+            {
+                d.error = Some(why);
+                break;
+            }
             let attempt = Attempt {
                 journey: self.journey,
                 step: &step.id,
@@ -81,6 +90,13 @@ impl<E: Executor> Deliverer<'_, E> {
                 context: &mock_ctx,
             };
             let outcome = self.exec.send(attempt).await;
+            if let Some(p) = self.protect {
+                let status = match &outcome {
+                    Outcome::Response(r) => Some(r.status),
+                    _ => None,
+                };
+                p.breakers.record(&host, status);
+            }
             self.record(step, req, n, &outcome);
             match &outcome {
                 Outcome::Assumed => {

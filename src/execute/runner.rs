@@ -50,6 +50,8 @@ pub struct RunSettings {
     pub suppress: Arc<crate::suppress::Suppressions>,
     /// Deliveries per customer and channel in this run, for caps when there is no store.
     pub sent_log: Arc<SentLog>,
+    /// Rate limits and circuit breakers (real runs only).
+    pub protect: Option<Arc<super::protect::Protection>>,
 }
 
 /// Deliveries per customer and channel, in memory.
@@ -100,6 +102,7 @@ impl RunSettings {
             stop: Arc::default(),
             suppress: Arc::default(),
             sent_log: Arc::default(),
+            protect: None,
         }
     }
 }

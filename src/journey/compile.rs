@@ -347,6 +347,11 @@ fn webhook(file: &JourneyFile, w: &model::Webhook, at: &str, c: &mut Compiler) -
             .as_ref()
             .and_then(|e| c.expression(&format!("{at}.success"), e)),
         is_async: w.is_async,
+        rate: w
+            .rate_limit
+            .as_ref()
+            .or(d.rate_limit.as_ref())
+            .and_then(|r| crate::execute::protect::parse_rate(r).ok()),
         idempotency_header: match &w.idempotency_header {
             None | Some(model::IdempotencyHeader::Enabled(true)) => Some("Idempotency-Key".into()),
             Some(model::IdempotencyHeader::Enabled(false)) => None,

@@ -178,6 +178,8 @@ pub struct WebhookPlan {
     pub is_async: bool,
     /// The idempotency header name, `None` to omit it.
     pub idempotency_header: Option<String>,
+    /// At most this many attempts a second (`rate_limit`, else the defaults').
+    pub rate: Option<f64>,
 }
 
 /// Authentication, compiled.

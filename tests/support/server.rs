@@ -20,6 +20,8 @@ pub struct Recorded {
     pub body: Vec<u8>,
     /// How many other requests were in flight when this one arrived.
     pub concurrent: usize,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -187,6 +189,7 @@ async fn handle(
                 .collect(),
             body: body.to_vec(),
             concurrent,
+            at: std::time::Instant::now(),
         });
         let n = *s
             .served

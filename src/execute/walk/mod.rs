@@ -272,6 +272,7 @@ impl<'a, E: Executor> Walk<'a, E> {
             entry_key: "",
             seed: self.settings.seed,
             stop: &self.settings.stop,
+            protect: self.settings.protect.as_deref(),
         }
     }
 
