@@ -1,0 +1,171 @@
+//! Large batches, in one run on this machine, against one fast local receiver on 127.0.0.1:
+//! (1) `wrk` (a standard load generator; skipped when it is not installed), (2) a 1-step journey
+//! over 200,000 streamed NDJSON customers without and with the state store, (3) a dry-run of
+//! 1,000,000 customers through a 3-step journey with 10-field bodies. Prints entries/s, the ratio
+//! to the load generator and peak memory (GNU time). `BENCH_SCALE=0.1` shrinks every size.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+fn receiver() -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, axum::Router::new().fallback(|| async { "{}" }))
+                .await
+                .unwrap();
+        });
+    });
+    format!("http://{}", rx.recv().unwrap())
+}
+
+/// Requests per second by `wrk -t1 -c32 -d5s`, or `None` without wrk.
+fn wrk(url: &str) -> Option<f64> {
+    let out = Command::new("wrk")
+        .args(["-t1", "-c32", "-d5s", &format!("{url}/hook")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with("Requests/sec:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Runs `journey ARGS` under GNU time: entries per second and peak memory in MB.
+fn journey(dir: &Path, url: &str, n: usize, args: &[&str]) -> (f64, Option<f64>) {
+    let start = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o", "peak.txt", env!("CARGO_BIN_EXE_journey")])
+        .args(args)
+        .args(["--yes", "--quiet", "--concurrency", "32"])
+        .current_dir(dir)
+        .env("HOOK_URL", url)
+        .output()
+        .expect("GNU time at /usr/bin/time");
+    let elapsed = start.elapsed().as_secs_f64();
+    assert!(
+        out.status.success() || out.status.code() == Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peak = std::fs::read_to_string(dir.join("peak.txt"))
+        .ok()
+        .and_then(|t| t.trim().lines().last()?.parse::<f64>().ok());
+    (n as f64 / elapsed, peak.map(|kb| kb / 1024.0))
+}
+
+fn write_lines(path: &Path, n: usize, line: impl Fn(usize) -> String) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        writeln!(f, "{}", line(i)).unwrap();
+    }
+}
+
+const ONE_STEP: &str = r#"journey: one
+trigger: { segment: "true" }
+steps:
+  - id: send
+    webhook: { url: "{{ env.HOOK_URL }}/hook", body: { id: "{{ customer.id }}", email: "{{ customer.email }}" } }
+"#;
+
+const THREE_STEPS: &str = r#"journey: three
+trigger: { segment: "true" }
+steps:
+  - id: crm
+    webhook: { url: "{{ env.HOOK_URL }}/crm", body: { id: "{{ customer.id }}", email: "{{ customer.email | normalize_email }}", plan: "{{ customer.attributes.plan }}", ltv: "{{ customer.attributes.ltv }}", city: "{{ customer.attributes.city }}", a: 1, b: true, c: "x", d: "{{ customer.attributes.first_name }}", e: "{{ now }}" } }
+  - id: email
+    webhook: { url: "{{ env.HOOK_URL }}/email", body: { to: "{{ customer.email | normalize_email }}", name: "Hi {{ customer.attributes.first_name }}", plan: "{{ customer.attributes.plan }}", t: welcome, a: 1, b: 2, c: 3, d: 4, e: 5, f: 6 } }
+  - id: score
+    webhook: { url: "{{ env.HOOK_URL }}/score", body: { id: "{{ customer.id }}", ltv: "{{ customer.attributes.ltv }}", h: "{{ customer.email | sha256 }}", a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7 } }
+"#;
+
+fn customer(i: usize) -> String {
+    format!(
+        r#"{{"id":"c{i}","email":"User{i}@Example.com","attributes":{{"plan":"trial","ltv":{},"city":"Lyon","first_name":"U{i}"}}}}"#,
+        i % 997
+    )
+}
+
+fn main() {
+    let scale: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    let (real_n, dry_n) = ((200_000.0 * scale) as usize, (1_000_000.0 * scale) as usize);
+    let url = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("one.yaml"), ONE_STEP).unwrap();
+    std::fs::write(dir.path().join("three.yaml"), THREE_STEPS).unwrap();
+    write_lines(&dir.path().join("real.ndjson"), real_n, customer);
+    write_lines(&dir.path().join("dry.ndjson"), dry_n, customer);
+    let load = wrk(&url);
+    let (without, mem_without) = journey(
+        dir.path(),
+        &url,
+        real_n,
+        &["run", "one.yaml", "--fixtures", "real.ndjson", "--no-state"],
+    );
+    let (with, mem_with) = journey(
+        dir.path(),
+        &url,
+        real_n,
+        &[
+            "run",
+            "one.yaml",
+            "--fixtures",
+            "real.ndjson",
+            "--state",
+            "s.sqlite",
+        ],
+    );
+    let (dry, mem_dry) = journey(
+        dir.path(),
+        &url,
+        dry_n,
+        &["run", "--dry-run", "three.yaml", "--fixtures", "dry.ndjson"],
+    );
+    let ratio = |v: f64| {
+        load.map(|l| format!("{:.2}x of wrk", v / l))
+            .unwrap_or_else(|| "wrk not installed".into())
+    };
+    let mb = |m: Option<f64>| {
+        m.map(|m| format!("{m:.0} MB"))
+            .unwrap_or_else(|| "n/a".into())
+    };
+    println!("large batches against one local receiver (same machine, same run)");
+    match load {
+        Some(l) => {
+            println!("  wrk -t1 -c32 (load generator)                    {l:>9.0} req/s      1.00x")
+        }
+        None => println!("  wrk: not installed (apt-get install wrk); ratios are omitted"),
+    }
+    println!(
+        "  real run, {real_n} NDJSON, --no-state        {without:>9.0} entries/s  {}  peak {}",
+        ratio(without),
+        mb(mem_without)
+    );
+    println!(
+        "  real run, {real_n} NDJSON, state store        {with:>9.0} entries/s  {}  peak {}",
+        ratio(with),
+        mb(mem_with)
+    );
+    println!(
+        "  dry-run, {dry_n} NDJSON, 3 steps x 10 fields {dry:>9.0} entries/s  peak {}",
+        mb(mem_dry)
+    );
+    println!(
+        "  targets: real >= 0.50x (no store) / 0.35x (store) of wrk; dry-run >= 200000/s; peak < 100 MB"
+    );
+}
