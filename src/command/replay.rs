@@ -2,10 +2,7 @@
 //! from the environment now) and sends it with the same idempotency key. What still fails stays in
 //! the file; what is delivered leaves it.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-use minijinja::Value;
 
 use crate::config::ReplayConfig;
 use crate::execute::context::{EntryContext, Scope};
@@ -167,7 +164,7 @@ fn context_of(l: &DeadLetter, env: &crate::render::EnvVars) -> Result<EntryConte
     Ok(ctx)
 }
 
-fn values(v: &serde_json::Value) -> BTreeMap<String, Value> {
+fn values(v: &serde_json::Value) -> crate::execute::context::Fields {
     v.as_object()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), value_of(v))).collect())
         .unwrap_or_default()

@@ -147,11 +147,21 @@ impl<'a, E: Executor> Walk<'a, E> {
             self.result.outcome = "suppressed".into();
             return self.result;
         }
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        self.jobs = Some(tx);
-        let driver = drive(self.deliverer(), self.j, self.result.key.clone(), rx);
-        let (walked, done) = tokio::join!(self.walk(), driver);
-        self.settle(done);
+        let has_async = self
+            .j
+            .steps
+            .iter()
+            .any(|s| matches!(&s.kind, StepKind::Webhook(w) if w.is_async));
+        let walked = if has_async {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            self.jobs = Some(tx);
+            let driver = drive(self.deliverer(), self.j, self.result.key.clone(), rx);
+            let (walked, done) = tokio::join!(self.walk(), driver);
+            self.settle(done);
+            walked
+        } else {
+            self.walk().await
+        };
         let outcome = match &walked {
             Ok(outcome) => outcome.as_str(),
             Err(_) => "invalid",

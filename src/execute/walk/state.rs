@@ -180,9 +180,8 @@ impl<'a, E: Executor> Walk<'a, E> {
 
     /// The entry's data, for a parked wait or a dead letter: no `env`, no `secret`.
     pub(super) fn snapshot(&self, ctx: &crate::execute::context::EntryContext) -> Snapshot {
-        let json = |m: &std::collections::BTreeMap<String, minijinja::Value>| {
-            serde_json::to_value(m).unwrap_or_default()
-        };
+        let json =
+            |m: &crate::execute::context::Fields| serde_json::to_value(m).unwrap_or_default();
         Snapshot {
             customer: (*self.customer.record).clone(),
             event: self.event.as_deref().cloned(),
