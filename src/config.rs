@@ -159,57 +159,12 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
             env: ctx.vars.clone(),
             now: Utc::now(),
         })),
-        Command::Run(a) if a.dry_run && a.record_mocks.is_some() => {
-            Err("--record-mocks records the responses of a real run; leave out `--dry-run`".into())
-        }
-        Command::Run(a) => {
-            if a.common.fixtures.is_empty() && (a.dry_run || !a.resume_only) {
-                return Err(
-                    "--fixtures is required (only a real `--resume-only` run needs none)".into(),
-                );
-            }
-            let real = (!a.dry_run).then(|| real_config(&a, ctx)).transpose()?;
-            let mode = if a.dry_run { Mode::DryRun } else { Mode::Run };
-            let mut c = run_config(a.common, mode, ctx)?;
-            c.real = real;
-            c.max_failure_rate = a.max_failure_rate;
-            c.fail_if_empty = a.fail_if_empty;
-            c.suppress = a.suppress;
-            Ok(Config::Run(Box::new(c)))
-        }
+        Command::Run(a) => run(a, ctx),
         Command::Test(a) => run_config(a.common, Mode::Test, ctx).map(|c| Config::Run(Box::new(c))),
         Command::Schema => Ok(Config::Schema),
-        Command::State { action } => {
-            let default = || {
-                ctx.vars
-                    .get("JOURNEY_STATE")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from(".journey/state.sqlite"))
-            };
-            Ok(match action {
-                cli::StateAction::Show { state } => {
-                    Config::State(state.unwrap_or_else(default), None)
-                }
-                cli::StateAction::Prune { state, older_than } => {
-                    Config::State(state.unwrap_or_else(default), Some(older_than))
-                }
-            })
-        }
+        Command::State { action } => Ok(state(action, ctx)),
         Command::Completions { shell } => Ok(Config::Completions(shell)),
-        Command::Listen(a) => Ok(Config::Listen {
-            port: a.port,
-            secrets: a
-                .secret_env
-                .iter()
-                .map(|name| {
-                    ctx.vars.get(name).cloned().ok_or_else(|| {
-                        format!("--secret-env {name}: the environment variable `{name}` is not set")
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            respond: a.respond,
-            record: a.record,
-        }),
+        Command::Listen(a) => listen(a, ctx),
         Command::Replay(a) => Ok(Config::Replay(ReplayConfig {
             file: a.file,
             allow_insecure_http: a.allow_insecure_http,
@@ -221,6 +176,58 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
             format: a.format,
         }),
     }
+}
+
+fn run(a: cli::RunArgs, ctx: &RunContext) -> Result<Config, String> {
+    if a.dry_run && a.record_mocks.is_some() {
+        return Err(
+            "--record-mocks records the responses of a real run; leave out `--dry-run`".into(),
+        );
+    }
+    if a.common.fixtures.is_empty() && (a.dry_run || !a.resume_only) {
+        return Err("--fixtures is required (only a real `--resume-only` run needs none)".into());
+    }
+    let real = (!a.dry_run).then(|| real_config(&a, ctx)).transpose()?;
+    let mode = if a.dry_run { Mode::DryRun } else { Mode::Run };
+    let mut c = run_config(a.common, mode, ctx)?;
+    c.real = real;
+    c.max_failure_rate = a.max_failure_rate;
+    c.fail_if_empty = a.fail_if_empty;
+    c.suppress = a.suppress;
+    Ok(Config::Run(Box::new(c)))
+}
+
+fn state(action: cli::StateAction, ctx: &RunContext) -> Config {
+    let default = || {
+        ctx.vars
+            .get("JOURNEY_STATE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".journey/state.sqlite"))
+    };
+    match action {
+        cli::StateAction::Show { state } => Config::State(state.unwrap_or_else(default), None),
+        cli::StateAction::Prune { state, older_than } => {
+            Config::State(state.unwrap_or_else(default), Some(older_than))
+        }
+    }
+}
+
+fn listen(a: cli::ListenArgs, ctx: &RunContext) -> Result<Config, String> {
+    let secrets = a
+        .secret_env
+        .iter()
+        .map(|name| {
+            ctx.vars.get(name).cloned().ok_or_else(|| {
+                format!("--secret-env {name}: the environment variable `{name}` is not set")
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Config::Listen {
+        port: a.port,
+        secrets,
+        respond: a.respond,
+        record: a.record,
+    })
 }
 
 fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String> {

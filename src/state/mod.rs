@@ -8,16 +8,18 @@
 pub mod lock;
 pub mod schema;
 pub mod show;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::execute::recorder::Snapshot;
+use writer::Msg;
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -107,57 +109,6 @@ pub struct DueEntry {
     pub customer: String,
 }
 
-enum Msg {
-    Load(String, oneshot::Sender<Result<Option<StoredEntry>, String>>),
-    Enter {
-        key: String,
-        journey: String,
-        customer: String,
-        started: String,
-        reply: oneshot::Sender<Result<Option<StoredEntry>, String>>,
-    },
-    Before {
-        id: String,
-        entry: String,
-        step: String,
-        customer: String,
-        channel: Option<String>,
-        at: String,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    After {
-        entry: String,
-        step: String,
-        status: String,
-        http_status: Option<u16>,
-        saved: String,
-        attempts: u32,
-    },
-    End {
-        key: String,
-        status: String,
-        outcome: Option<String>,
-    },
-    Park {
-        key: String,
-        start_step: usize,
-        due: String,
-        snapshot: String,
-    },
-    Due(String, oneshot::Sender<Result<Vec<DueEntry>, String>>),
-    Shard(
-        Option<String>,
-        oneshot::Sender<Result<Option<String>, String>>,
-    ),
-    Count {
-        customer: String,
-        channel: String,
-        since: String,
-        reply: oneshot::Sender<Result<u32, String>>,
-    },
-    Flush(oneshot::Sender<Result<(), String>>),
-}
-
 /// The open store; cheap to share.
 pub struct Store {
     tx: Mutex<mpsc::Sender<Msg>>,
@@ -192,7 +143,7 @@ impl Store {
         let fail = Arc::clone(&failure);
         std::thread::Builder::new()
             .name("state-store".into())
-            .spawn(move || worker(conn, rx, fail))
+            .spawn(move || writer::worker(conn, rx, fail))
             .map_err(|e| unusable(path, e))?;
         Ok(Store {
             tx: Mutex::new(tx),
@@ -391,256 +342,4 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, String> {
     }
     schema::migrate(&mut conn).map_err(|e| e.to_string())??;
     Ok(conn)
-}
-
-/// Most writes one transaction holds before it commits.
-const MAX_BATCH: usize = 4096;
-/// Longest a transaction stays open when nothing waits on it.
-const MAX_OPEN: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// The writer. It keeps one transaction open while messages come; it commits as soon as a
-/// "before" (or a flush) waits for its acknowledgement and the queue is momentarily empty, or
-/// after [`MAX_BATCH`] writes, or [`MAX_OPEN`]: many deliveries share one commit, and nothing is
-/// acknowledged before it is committed.
-fn worker(mut conn: Connection, rx: mpsc::Receiver<Msg>, failure: Arc<Mutex<Option<String>>>) {
-    while let Ok(first) = rx.recv() {
-        let mut acks = Vec::new();
-        let result = transaction(&mut conn, first, &rx, &mut acks);
-        if let Err(e) = &result
-            && let Ok(mut f) = failure.lock()
-        {
-            f.get_or_insert_with(|| e.clone());
-        }
-        for ack in acks {
-            let _ = ack.send(result.clone());
-        }
-    }
-}
-
-type Ack = oneshot::Sender<Result<(), String>>;
-
-fn transaction(
-    conn: &mut Connection,
-    first: Msg,
-    rx: &mpsc::Receiver<Msg>,
-    acks: &mut Vec<Ack>,
-) -> Result<(), String> {
-    let opened = std::time::Instant::now();
-    let tx = conn.transaction().map_err(|e| e.to_string())?;
-    let now = crate::clock::rfc3339(Utc::now());
-    let mut next = Some(first);
-    let mut handled = 0;
-    while let Some(msg) = next.take() {
-        handle(&tx, msg, &now, acks).map_err(|e| e.to_string())?;
-        handled += 1;
-        if handled == MAX_BATCH {
-            break;
-        }
-        // Take another message only when it will be handled in this transaction.
-        next = match rx.try_recv() {
-            Ok(m) => Some(m),
-            Err(_) if !acks.is_empty() => None,
-            Err(_) => rx
-                .recv_timeout(MAX_OPEN.saturating_sub(opened.elapsed()))
-                .ok(),
-        };
-    }
-    tx.commit().map_err(|e| e.to_string())
-}
-
-fn handle(
-    tx: &rusqlite::Transaction<'_>,
-    msg: Msg,
-    now: &str,
-    acks: &mut Vec<Ack>,
-) -> rusqlite::Result<()> {
-    match msg {
-        Msg::Load(key, reply) => {
-            let _ = reply.send(load(tx, &key).map_err(|e| e.to_string()));
-        }
-        Msg::Enter {
-            key,
-            journey,
-            customer,
-            started,
-            reply,
-        } => {
-            let found = load(tx, &key)?;
-            if found.is_none() {
-                exec(
-                    tx,
-                    "INSERT INTO entries (key, journey, customer, status, started, updated) VALUES (?1, ?2, ?3, 'active', ?4, ?5)",
-                    params![key, journey, customer, started, now],
-                )?;
-            }
-            let _ = reply.send(Ok(found));
-        }
-        Msg::Before {
-            id,
-            entry,
-            step,
-            customer,
-            channel,
-            at,
-            reply,
-        } => {
-            exec(
-                tx,
-                "INSERT INTO deliveries (id, entry_key, step, status, updated, customer, channel, sent_at)
-                 VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7)
-                 ON CONFLICT(entry_key, step) DO UPDATE SET status = 'pending', updated = ?4, sent_at = ?7",
-                params![id, entry, step, now, customer, channel, at],
-            )?;
-            acks.push(reply);
-        }
-        Msg::Count {
-            customer,
-            channel,
-            since,
-            reply,
-        } => {
-            let n = tx
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM deliveries WHERE customer = ?1 AND channel = ?2 AND sent_at > ?3
-                     AND status IN ('ok', 'pending')",
-                )?
-                .query_row(params![customer, channel, since], |r| r.get::<_, u32>(0))?;
-            let _ = reply.send(Ok(n));
-        }
-        Msg::After {
-            entry,
-            step,
-            status,
-            http_status,
-            saved,
-            attempts,
-        } => {
-            exec(
-                tx,
-                "UPDATE deliveries SET status = ?3, http_status = ?4, saved = ?5, attempts = attempts + ?6, updated = ?7 WHERE entry_key = ?1 AND step = ?2",
-                params![entry, step, status, http_status, saved, attempts, now],
-            )?;
-        }
-        Msg::End {
-            key,
-            status,
-            outcome,
-        } => {
-            exec(
-                tx,
-                "UPDATE entries SET status = ?2, outcome = ?3, updated = ?4 WHERE key = ?1",
-                params![key, status, outcome, now],
-            )?;
-        }
-        Msg::Park {
-            key,
-            start_step,
-            due,
-            snapshot,
-        } => {
-            exec(
-                tx,
-                "UPDATE entries SET status = 'waiting', start_step = ?2, due = ?3, snapshot = ?4, updated = ?5 WHERE key = ?1",
-                params![key, start_step as i64, due, snapshot, now],
-            )?;
-        }
-        Msg::Due(at, reply) => {
-            let _ = reply.send(due(tx, &at).map_err(|e| e.to_string()));
-        }
-        Msg::Shard(given, reply) => {
-            let stored: Option<String> = tx
-                .query_row("SELECT value FROM meta WHERE key = 'shard'", [], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if stored.is_none()
-                && let Some(g) = &given
-            {
-                exec(
-                    tx,
-                    "INSERT INTO meta (key, value) VALUES ('shard', ?1)",
-                    params![g],
-                )?;
-            }
-            let _ = reply.send(Ok(stored));
-        }
-        Msg::Flush(reply) => acks.push(reply),
-    }
-    Ok(())
-}
-
-/// Runs one statement, compiled once per connection.
-fn exec(
-    tx: &rusqlite::Transaction<'_>,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> rusqlite::Result<usize> {
-    tx.prepare_cached(sql)?.execute(params)
-}
-
-fn load(tx: &rusqlite::Transaction<'_>, key: &str) -> rusqlite::Result<Option<StoredEntry>> {
-    let row = tx
-        .query_row(
-            "SELECT status, outcome, start_step, due, snapshot FROM entries WHERE key = ?1",
-            [key],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((status, outcome, start_step, due, snapshot)) = row else {
-        return Ok(None);
-    };
-    let status = match status.as_str() {
-        "waiting" => EntryStatus::Waiting,
-        "done" => EntryStatus::Done(outcome.unwrap_or_else(|| "completed".into())),
-        "failed" => EntryStatus::Failed,
-        _ => EntryStatus::Active,
-    };
-    let mut stmt = tx.prepare_cached(
-        "SELECT step, status, http_status, saved FROM deliveries WHERE entry_key = ?1",
-    )?;
-    let deliveries = stmt
-        .query_map([key], |r| {
-            let saved: Option<String> = r.get(3)?;
-            let saved = saved
-                .and_then(|s| serde_json::from_str(&s).ok())
-                .unwrap_or_default();
-            Ok((
-                r.get::<_, String>(0)?,
-                StoredDelivery {
-                    status: r.get(1)?,
-                    http_status: r.get(2)?,
-                    saved,
-                },
-            ))
-        })?
-        .collect::<rusqlite::Result<HashMap<_, _>>>()?;
-    Ok(Some(StoredEntry {
-        status,
-        start_step: start_step as usize,
-        due: due.and_then(|d| crate::clock::parse(&d).ok()),
-        snapshot: snapshot.and_then(|s| serde_json::from_str(&s).ok()),
-        deliveries,
-    }))
-}
-
-fn due(tx: &rusqlite::Transaction<'_>, at: &str) -> rusqlite::Result<Vec<DueEntry>> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT key, journey, customer FROM entries WHERE status = 'waiting' AND due <= ?1 ORDER BY due, key",
-    )?;
-    stmt.query_map([at], |r| {
-        Ok(DueEntry {
-            key: r.get(0)?,
-            journey: r.get(1)?,
-            customer: r.get(2)?,
-        })
-    })?
-    .collect()
 }

@@ -1,10 +1,9 @@
 //! One entry's walk through its journey: steps in order, branches, waits, deliveries, saves.
 
+mod async_steps;
 mod state;
 
 use std::sync::Arc;
-
-use futures_util::StreamExt;
 
 use minijinja::Value;
 
@@ -22,12 +21,6 @@ use crate::journey::Journey;
 use crate::journey::plan::{OnFailure, StepKind, StepPlan, WebhookPlan};
 use crate::render::{RenderError, map, value_of};
 
-/// An `async` delivery to make: its step index, request and the entry's context at that step.
-type Job = (usize, Request, EntryContext);
-
-/// An `async` delivery made: the job and its outcome.
-type Done = (usize, Request, EntryContext, Result<Delivery, RenderError>);
-
 /// One entry's walk.
 pub struct Walk<'a, E> {
     j: &'a Journey,
@@ -38,7 +31,7 @@ pub struct Walk<'a, E> {
     settings: &'a RunSettings,
     ctx: EntryContext,
     result: EntryResult,
-    jobs: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
+    jobs: Option<tokio::sync::mpsc::UnboundedSender<async_steps::Job>>,
     /// The step to walk from (after a wait).
     start: usize,
     /// When the entry started.
@@ -155,7 +148,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         let walked = if has_async {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             self.jobs = Some(tx);
-            let driver = drive(self.deliverer(), self.j, self.result.key.clone(), rx);
+            let driver = async_steps::drive(self.deliverer(), self.j, self.result.key.clone(), rx);
             let (walked, done) = tokio::join!(self.walk(), driver);
             self.settle(done);
             walked
@@ -349,58 +342,6 @@ impl<'a, E: Executor> Walk<'a, E> {
         })
     }
 
-    /// Hands an async delivery to the driver; the entry moves on at once.
-    async fn spawn(
-        &mut self,
-        i: usize,
-        step: &'a StepPlan,
-        w: &'a WebhookPlan,
-    ) -> Result<Next, RenderError> {
-        if let Some(next) = self.window(i, step)? {
-            return Ok(next);
-        }
-        if self.capped(i, step).await {
-            return Ok(Next::Step(step.next));
-        }
-        let Some(req) = self.prepare(i, step, w)? else {
-            return Ok(Next::Step(step.next));
-        };
-        if self.settings.stop.is_set() {
-            return Ok(Next::End("interrupted".into()));
-        }
-        match self.guard(i, step, &req).await {
-            state::Guard::Send => {}
-            state::Guard::Delivered => return Ok(Next::Step(step.next)),
-            state::Guard::Stop => return Ok(Next::End("interrupted".into())),
-        }
-        if let Some(jobs) = &self.jobs {
-            // The driver lives as long as the walk; a send cannot fail while it runs.
-            let _ = jobs.send((i, req, self.ctx.clone()));
-        }
-        Ok(Next::Step(step.next))
-    }
-
-    /// Records every async delivery; an unhandled failure is dead-lettered.
-    fn settle(&mut self, done: Vec<Done>) {
-        for (i, req, ctx, d) in done {
-            let step = &self.j.steps[i];
-            match d {
-                Ok(d) => {
-                    self.record_outcome(step, &d);
-                    self.note_sent(step, &d);
-                    if d.step_status == StepStatus::Failed {
-                        self.dead_letter(step, &d, &ctx);
-                    }
-                    self.record(i, d.step_status, d, Some(req));
-                }
-                Err(e) => self.result.warnings.push(format!(
-                    "{}: journey `{}`, async step `{}`: {}",
-                    e.pos, self.j.name, step.id, e.message
-                )),
-            }
-        }
-    }
-
     fn record(&mut self, index: usize, status: StepStatus, d: Delivery, request: Option<Request>) {
         self.result.steps.push(StepRecord {
             index,
@@ -459,46 +400,6 @@ impl<'a, E: Executor> Walk<'a, E> {
         }
         Ok(())
     }
-}
-
-/// Sends async deliveries as they come, all at once, until the walk closes the channel.
-async fn drive<'a, E: Executor>(
-    deliverer: Deliverer<'a, E>,
-    j: &'a Journey,
-    key: String,
-    mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>,
-) -> Vec<Done> {
-    let mut running = futures_util::stream::FuturesUnordered::new();
-    let mut done = Vec::new();
-    let deliver = |(i, req, ctx): Job| {
-        let key = key.clone();
-        async move {
-            let step = &j.steps[i];
-            let StepKind::Webhook(w) = &step.kind else {
-                unreachable!("only webhook steps are async")
-            };
-            let d = Deliverer {
-                entry_key: &key,
-                ..deliverer
-            }
-            .deliver(step, w, &req, &ctx)
-            .await;
-            (i, req, ctx, d)
-        }
-    };
-    loop {
-        tokio::select! {
-            job = jobs.recv() => match job {
-                Some(job) => running.push(deliver(job)),
-                None => break,
-            },
-            Some(d) = running.next(), if !running.is_empty() => done.push(d),
-        }
-    }
-    while let Some(d) = running.next().await {
-        done.push(d);
-    }
-    done
 }
 
 fn step_value(status: Option<u16>, s: StepStatus) -> Value {
