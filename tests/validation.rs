@@ -270,3 +270,43 @@ fn settings_for_later_stages_are_checked_now() {
         out.stderr
     );
 }
+
+#[test]
+fn bodies_must_satisfy_their_schema_placeholders_aside() {
+    let t = Test::new();
+    t.file(
+        "schemas/incentive.yaml",
+        "type: object\nrequired: [customer_id, cart_value]\nproperties:\n  customer_id: { type: string }\n  cart_value: { type: number, minimum: 0 }\n  token: { type: string, minLength: 20 }\n",
+    );
+    t.file(
+        "j.yaml",
+        "journey: j\ntrigger: { segment: \"true\" }\nsteps:\n  - id: send\n    webhook:\n      url: \"{{ env.HOOK_URL }}/x\"\n      schema: schemas/incentive.yaml\n      body: { customer_id: \"{{ customer.id }}\", cart_value: \"{{ customer.cart }}\", token: \"{{ secret.TOKEN }}\" }\n",
+    );
+    t.file(
+        "f.yaml",
+        "customers:\n  - { id: good, cart: 12.5 }\n  - { id: bad, cart: \"lots\" }\n",
+    );
+    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout.contains("1 completed / 0 failed / 1 invalid"),
+        "the <secret.TOKEN> placeholder is not held against the body: {}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("j.yaml:7:15: journey `j`, step `send`, `steps[0].webhook.schema`: the body does not satisfy `schemas/incentive.yaml`: /cart_value:"), "{}", out.stderr);
+    assert!(out.stderr.contains("(1 entry, e.g. bad)"), "{}", out.stderr);
+    t.file(
+        "j.yaml",
+        &t.read("j.yaml")
+            .replace("schemas/incentive.yaml", "schemas/missing.yaml"),
+    );
+    let missing = t.run(&["validate", "j.yaml"]);
+    assert_eq!(missing.code, 2, "{}", missing.all());
+    assert!(
+        missing
+            .stderr
+            .contains("j.yaml:7:15: cannot read the schema"),
+        "{}",
+        missing.stderr
+    );
+}

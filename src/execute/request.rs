@@ -60,6 +60,15 @@ pub fn build(
 ) -> Result<Request, RenderError> {
     let mut headers = vec![("User-Agent".to_string(), user_agent())];
     let (body, json, content_type) = body(&plan.body, ctx)?;
+    if let (Some(schema), Some(v)) = (&plan.schema, &json)
+        && let Some(why) = schema.violation(v)
+    {
+        return Err(RenderError {
+            pos: schema.pos.clone(),
+            field: schema.field.clone(),
+            message: why,
+        });
+    }
     if let Some(ct) = content_type {
         headers.push(("Content-Type".into(), ct));
     }

@@ -347,6 +347,10 @@ fn webhook(file: &JourneyFile, w: &model::Webhook, at: &str, c: &mut Compiler) -
             .as_ref()
             .and_then(|e| c.expression(&format!("{at}.success"), e)),
         is_async: w.is_async,
+        schema: w
+            .schema
+            .as_ref()
+            .and_then(|path| body_schema(path, &format!("{at}.schema"), c)),
         rate: w
             .rate_limit
             .as_ref()
@@ -452,4 +456,50 @@ fn window(w: &model::SendWindow, at: &str, c: &mut Compiler) -> Option<WindowPla
         to,
         tz: w.tz.as_ref().map(|t| c.template(&format!("{at}.tz"), t)),
     })
+}
+
+/// Reads and compiles a `schema:` file (YAML or JSON), relative to the journey file.
+fn body_schema(path: &str, at: &str, c: &mut Compiler) -> Option<BodySchema> {
+    let base = c
+        .positions
+        .file()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let full = base.join(path);
+    let text = match std::fs::read_to_string(&full) {
+        Ok(t) => t,
+        Err(e) => {
+            c.error(
+                at,
+                format!("cannot read the schema `{}`: {e}", full.display()),
+            );
+            return None;
+        }
+    };
+    let doc: serde_json::Value = match serde_yaml::from_str(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            c.error(
+                at,
+                format!("the schema `{}` is not JSON or YAML: {e}", full.display()),
+            );
+            return None;
+        }
+    };
+    match jsonschema::validator_for(&doc) {
+        Ok(v) => Some(BodySchema {
+            path: path.to_string(),
+            pos: c.positions.at(at),
+            field: at.to_string(),
+            validator: std::sync::Arc::new(v),
+        }),
+        Err(e) => {
+            c.error(
+                at,
+                format!("`{}` is not a valid JSON Schema: {e}", full.display()),
+            );
+            None
+        }
+    }
 }

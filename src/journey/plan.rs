@@ -180,6 +180,58 @@ pub struct WebhookPlan {
     pub idempotency_header: Option<String>,
     /// At most this many attempts a second (`rate_limit`, else the defaults').
     pub rate: Option<f64>,
+    /// The JSON Schema the rendered body must satisfy.
+    pub schema: Option<BodySchema>,
+}
+
+/// A compiled `schema:` of a webhook step.
+#[derive(Clone)]
+pub struct BodySchema {
+    /// The schema file, as written.
+    pub path: String,
+    /// Where `schema:` stands in the journey file.
+    pub pos: crate::journey::position::Pos,
+    /// Its field path.
+    pub field: String,
+    /// The compiled validator.
+    pub validator: Arc<jsonschema::Validator>,
+}
+
+impl std::fmt::Debug for BodySchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BodySchema({})", self.path)
+    }
+}
+
+impl BodySchema {
+    /// Why `body` does not satisfy the schema; violations at placeholders (`<secret.X>`,
+    /// `<STEP.NAME>`) are skipped, since a dry-run has no real value there.
+    pub fn violation(&self, body: &serde_json::Value) -> Option<String> {
+        let is_placeholder = |v: &serde_json::Value| {
+            v.as_str().is_some_and(|s| {
+                s.len() > 2
+                    && s.starts_with('<')
+                    && s.ends_with('>')
+                    && !s[1..s.len() - 1].contains(['<', '>', ' '])
+            })
+        };
+        let problems: Vec<String> = self
+            .validator
+            .iter_errors(body)
+            .filter(|e| !is_placeholder(e.instance()))
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                format!("{}: {e}", if at.is_empty() { "/".to_string() } else { at })
+            })
+            .collect();
+        (!problems.is_empty()).then(|| {
+            format!(
+                "the body does not satisfy `{}`: {}",
+                self.path,
+                problems.join("; ")
+            )
+        })
+    }
 }
 
 /// Authentication, compiled.
