@@ -61,11 +61,6 @@ impl<E: Executor> Deliverer<'_, E> {
         req: &Request,
         ctx: &EntryContext,
     ) -> Result<Delivery, RenderError> {
-        let mock_ctx = ctx.value(&Scope {
-            step: Some(&step.id),
-            delivery: Some((&req.delivery_id, 1)),
-            response: None,
-        });
         let mut rng = fastrand::Rng::with_seed(self.seed ^ seed_of(&req.delivery_id));
         let mut d = Delivery::default();
         for n in 1..=w.retry.attempts {
@@ -87,7 +82,7 @@ impl<E: Executor> Deliverer<'_, E> {
                 step: &step.id,
                 request: req,
                 number: n,
-                context: &mock_ctx,
+                context: ctx,
             };
             let outcome = self.exec.send(attempt).await;
             if let Some(p) = self.protect {

@@ -52,7 +52,11 @@ fn mock_context(a: &Attempt<'_>) -> Value {
         body => value_of(&body),
     };
     let delivery = context! { id => &r.delivery_id, attempt => a.number };
-    context! { request => request, delivery => delivery, ..a.context.clone() }
+    let step = crate::execute::context::Scope {
+        step: Some(a.step),
+        ..Default::default()
+    };
+    context! { request => request, delivery => delivery, ..a.context.value(&step) }
 }
 
 fn respond(r: &MockResponse, timeout: Duration) -> Outcome {
@@ -99,6 +103,9 @@ fn respond(r: &MockResponse, timeout: Duration) -> Outcome {
 
 impl Executor for DryRun {
     async fn send(&self, a: Attempt<'_>) -> Outcome {
+        if self.fixtures.mocks.is_empty() {
+            return Outcome::Assumed;
+        }
         let Some(rules) = self.fixtures.mocks_for(a.journey, a.step) else {
             return Outcome::Assumed;
         };

@@ -6,8 +6,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use minijinja::Value;
-
 use super::request::Request;
 
 /// One attempt of one delivery.
@@ -21,8 +19,8 @@ pub struct Attempt<'a> {
     pub request: &'a Request,
     /// 1 for the first try.
     pub number: u32,
-    /// The entry's context (for mock conditions).
-    pub context: &'a Value,
+    /// The entry's context (mock conditions build their value from it, only when they need it).
+    pub context: &'a crate::execute::context::EntryContext,
 }
 
 /// An HTTP response.
