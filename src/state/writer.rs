@@ -253,19 +253,18 @@ fn exec(
 
 fn load(tx: &rusqlite::Transaction<'_>, key: &str) -> rusqlite::Result<Option<StoredEntry>> {
     let row = tx
-        .query_row(
+        .prepare_cached(
             "SELECT status, outcome, start_step, due, snapshot FROM entries WHERE key = ?1",
-            [key],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                ))
-            },
-        )
+        )?
+        .query_row([key], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })
         .optional()?;
     let Some((status, outcome, start_step, due, snapshot)) = row else {
         return Ok(None);
