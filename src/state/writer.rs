@@ -112,7 +112,11 @@ fn transaction(
         // Take another message only when it will be handled in this transaction.
         next = match rx.try_recv() {
             Ok(m) => Some(m),
-            Err(_) if !acks.is_empty() => None,
+            // Before committing, let the threads that are about to ask join this commit.
+            Err(_) if !acks.is_empty() => {
+                std::thread::yield_now();
+                rx.try_recv().ok()
+            }
             Err(_) => rx
                 .recv_timeout(MAX_OPEN.saturating_sub(opened.elapsed()))
                 .ok(),
