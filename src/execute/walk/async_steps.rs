@@ -27,23 +27,10 @@ impl<'a, E: Executor> Walk<'a, E> {
         step: &'a StepPlan,
         w: &'a WebhookPlan,
     ) -> Result<Next, RenderError> {
-        if let Some(next) = self.window(i, step)? {
-            return Ok(next);
-        }
-        if self.capped(i, step).await {
-            return Ok(Next::Step(step.next));
-        }
-        let Some(req) = self.prepare(i, step, w)? else {
-            return Ok(Next::Step(step.next));
+        let req = match self.ready(i, step, w).await? {
+            Ok(req) => req,
+            Err(next) => return Ok(next),
         };
-        if self.settings.stop.is_set() {
-            return Ok(Next::End("interrupted".into()));
-        }
-        match self.guard(i, step, &req).await {
-            super::state::Guard::Send => {}
-            super::state::Guard::Delivered => return Ok(Next::Step(step.next)),
-            super::state::Guard::Stop => return Ok(Next::End("interrupted".into())),
-        }
         if let Some(jobs) = &self.jobs {
             // The driver lives as long as the walk; a send cannot fail while it runs.
             let _ = jobs.send((i, req, self.ctx.clone()));

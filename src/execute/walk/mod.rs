@@ -279,29 +279,43 @@ impl<'a, E: Executor> Walk<'a, E> {
         }
     }
 
+    /// What comes before any webhook send: the send window, the frequency cap, rendering (and
+    /// consent), a stop, and the store's record. `Err(next)` when the step is not sent now.
+    async fn ready(
+        &mut self,
+        i: usize,
+        step: &'a StepPlan,
+        w: &'a WebhookPlan,
+    ) -> Result<Result<Request, Next>, RenderError> {
+        if let Some(next) = self.window(i, step)? {
+            return Ok(Err(next));
+        }
+        if self.capped(i, step).await {
+            return Ok(Err(Next::Step(step.next)));
+        }
+        let Some(req) = self.prepare(i, step, w)? else {
+            return Ok(Err(Next::Step(step.next)));
+        };
+        if self.settings.stop.is_set() {
+            return Ok(Err(Next::End("interrupted".into())));
+        }
+        Ok(match self.guard(i, step, &req).await {
+            state::Guard::Send => Ok(req),
+            state::Guard::Delivered => Err(Next::Step(step.next)),
+            state::Guard::Stop => Err(Next::End("interrupted".into())),
+        })
+    }
+
     async fn webhook(
         &mut self,
         i: usize,
         step: &'a StepPlan,
         w: &'a WebhookPlan,
     ) -> Result<Next, RenderError> {
-        if let Some(next) = self.window(i, step)? {
-            return Ok(next);
-        }
-        if self.capped(i, step).await {
-            return Ok(Next::Step(step.next));
-        }
-        let Some(req) = self.prepare(i, step, w)? else {
-            return Ok(Next::Step(step.next));
+        let req = match self.ready(i, step, w).await? {
+            Ok(req) => req,
+            Err(next) => return Ok(next),
         };
-        if self.settings.stop.is_set() {
-            return Ok(Next::End("interrupted".into()));
-        }
-        match self.guard(i, step, &req).await {
-            state::Guard::Send => {}
-            state::Guard::Delivered => return Ok(Next::Step(step.next)),
-            state::Guard::Stop => return Ok(Next::End("interrupted".into())),
-        }
         let key = self.result.key.clone();
         let d = Deliverer {
             entry_key: &key,
