@@ -3,6 +3,10 @@
 use clap::Parser;
 use journey::{cli::Cli, command, config, context::RunContext, exit::Exit, output};
 
+/// mimalloc: a batch allocates per entry, and the system allocator was a quarter of a dry-run profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     let ctx = RunContext::capture();

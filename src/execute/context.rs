@@ -85,28 +85,34 @@ pub struct Scope<'a> {
     pub response: Option<Value>,
 }
 
-/// One render's view of the context.
+/// One render's view of the context: each name becomes a template value only when a template
+/// asks for it (most renders read `customer` and nothing else).
 #[derive(Debug)]
 struct View {
     base: Arc<BTreeMap<&'static str, Value>>,
-    vars: Value,
-    saved: Value,
-    steps: Value,
-    now: Value,
-    step: Option<Value>,
-    delivery: Option<Value>,
+    vars: Fields,
+    saved: Fields,
+    steps: Fields,
+    now: DateTime<Utc>,
+    step: Option<String>,
+    delivery: Option<(String, u32)>,
     response: Option<Value>,
 }
 
 impl Object for View {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         match key.as_str()? {
-            "vars" => Some(self.vars.clone()),
-            "saved" => Some(self.saved.clone()),
-            "steps" => Some(self.steps.clone()),
-            "now" => Some(self.now.clone()),
-            "step" => self.step.clone(),
-            "delivery" => self.delivery.clone(),
+            "vars" => Some(self.vars.value()),
+            "saved" => Some(self.saved.value()),
+            "steps" => Some(self.steps.value()),
+            "now" => Some(Value::from(crate::clock::rfc3339(self.now))),
+            "step" => self.step.as_deref().map(|s| map([("id", Value::from(s))])),
+            "delivery" => self.delivery.as_ref().map(|(id, attempt)| {
+                map([
+                    ("id", Value::from(id.as_str())),
+                    ("attempt", Value::from(*attempt)),
+                ])
+            }),
             "response" => self.response.clone(),
             other => self.base.get(other).cloned(),
         }
@@ -115,12 +121,12 @@ impl Object for View {
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         let mut keys: Vec<Value> = self.base.keys().map(|k| Value::from(*k)).collect();
         keys.extend(["vars", "saved", "steps", "now"].map(Value::from));
-        for (name, v) in [
-            ("step", &self.step),
-            ("delivery", &self.delivery),
-            ("response", &self.response),
+        for (name, present) in [
+            ("step", self.step.is_some()),
+            ("delivery", self.delivery.is_some()),
+            ("response", self.response.is_some()),
         ] {
-            if v.is_some() {
+            if present {
                 keys.push(Value::from(name));
             }
         }
@@ -167,14 +173,14 @@ impl EntryContext {
     pub fn value(&self, scope: &Scope<'_>) -> Value {
         Value::from_object(View {
             base: Arc::clone(&self.base),
-            vars: self.vars.value(),
-            saved: self.saved.value(),
-            steps: self.steps.value(),
-            now: Value::from(crate::clock::rfc3339(self.now)),
-            step: scope.step.map(|s| map([("id", Value::from(s))])),
-            delivery: scope.delivery.map(|(id, attempt)| {
-                map([("id", Value::from(id)), ("attempt", Value::from(attempt))])
-            }),
+            vars: self.vars.clone(),
+            saved: self.saved.clone(),
+            steps: self.steps.clone(),
+            now: self.now,
+            step: scope.step.map(str::to_string),
+            delivery: scope
+                .delivery
+                .map(|(id, attempt)| (id.to_string(), attempt)),
             response: scope.response.clone(),
         })
     }

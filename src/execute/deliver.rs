@@ -70,7 +70,7 @@ impl<E: Executor> Deliverer<'_, E> {
                 break;
             }
             d.attempts = n;
-            let host = super::protect::host_of(&req.url);
+            let host = self.protect.map(|p| p.host(&req.url)).unwrap_or_default();
             if let Some(p) = self.protect
                 && let Err(why) = p.before(self.journey, &step.id, &host).await
             {

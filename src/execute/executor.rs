@@ -92,7 +92,7 @@ pub enum Outcome {
 }
 
 /// Sends attempts and waits between them.
-pub trait Executor: Send + Sync {
+pub trait Executor: Send + Sync + Clone + 'static {
     /// Sends one attempt.
     fn send(&self, attempt: Attempt<'_>) -> impl Future<Output = Outcome> + Send;
     /// Waits before a retry (a dry-run does not).

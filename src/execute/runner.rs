@@ -19,7 +19,7 @@ use crate::render::EnvVars;
 use crate::state::{EntryStatus, Store};
 
 /// Stripes of the per-customer lock: bounded memory, and one customer's entries always share one.
-const CUSTOMER_STRIPES: usize = 1024;
+const CUSTOMER_STRIPES: usize = 4096;
 
 /// What the runner needs besides journeys and entries.
 #[derive(Clone)]
@@ -108,6 +108,10 @@ impl RunSettings {
 }
 
 /// Runs every candidate and hands each result to `sink`, in input order.
+///
+/// Entries run as tasks on the runtime's worker threads, so a batch uses every core. Each entry
+/// takes its customer's lock before its task is spawned, in input order: one customer's entries
+/// start in the order they came and never overlap.
 pub async fn run<E: Executor>(
     journeys: &[Journey],
     candidates: impl IntoIterator<Item = Candidate>,
@@ -115,21 +119,17 @@ pub async fn run<E: Executor>(
     settings: &RunSettings,
     mut sink: impl FnMut(EntryResult),
 ) {
-    let taken = Mutex::new(HashSet::new());
-    let stripes: Vec<tokio::sync::Mutex<()>> = (0..CUSTOMER_STRIPES)
-        .map(|_| tokio::sync::Mutex::new(()))
-        .collect();
-    let (taken, stripes) = (&taken, &stripes);
-    let shared = Shared {
-        journeys,
-        exec,
-        settings,
-        taken,
-        stripes,
-    };
-    let shared = &shared;
-    let stream = futures_util::stream::iter(candidates.into_iter().map(|c| shared.entry(c)))
-        .buffered(settings.concurrency.max(1));
+    let shared = Arc::new(Shared {
+        journeys: journeys.to_vec(),
+        exec: exec.clone(),
+        settings: settings.clone(),
+        taken: Mutex::new(HashSet::new()),
+        stripes: (0..CUSTOMER_STRIPES)
+            .map(|_| Arc::new(tokio::sync::Mutex::new(())))
+            .collect(),
+    });
+    let started = futures_util::stream::iter(candidates).then(|c| start(&shared, c));
+    let stream = started.buffered(settings.concurrency.max(1));
     futures_util::pin_mut!(stream);
     while let Some(result) = stream.next().await {
         if let Some(result) = result {
@@ -138,16 +138,49 @@ pub async fn run<E: Executor>(
     }
 }
 
-/// What every entry of a run shares.
-struct Shared<'a, E> {
-    journeys: &'a [Journey],
-    exec: &'a E,
-    settings: &'a RunSettings,
-    taken: &'a Mutex<HashSet<u64>>,
-    stripes: &'a [tokio::sync::Mutex<()>],
+/// Takes the candidate's customer lock (waiting for an earlier entry of the same customer) and
+/// spawns its entry.
+async fn start<E: Executor>(
+    shared: &Arc<Shared<E>>,
+    c: Candidate,
+) -> futures_util::future::BoxFuture<'static, Option<EntryResult>> {
+    let customer = match &c {
+        Candidate::Invalid(_) => None,
+        Candidate::Entry(e) | Candidate::Resume(e, _) => Some(&e.customer.id),
+    };
+    let turn = match customer {
+        None => None,
+        Some(id) => {
+            let stripe = Arc::clone(&shared.stripes[stripe(id)]);
+            Some(match Arc::clone(&stripe).try_lock_owned() {
+                Ok(turn) => turn,
+                Err(_) => stripe.lock_owned().await,
+            })
+        }
+    };
+    let shared = Arc::clone(shared);
+    let task = tokio::spawn(async move {
+        let _turn = turn;
+        shared.entry(c).await
+    });
+    Box::pin(async move {
+        match task.await {
+            Ok(result) => result,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    })
 }
 
-impl<E: Executor> Shared<'_, E> {
+/// What every entry of a run shares.
+struct Shared<E> {
+    journeys: Vec<Journey>,
+    exec: E,
+    settings: RunSettings,
+    taken: Mutex<HashSet<u64>>,
+    stripes: Vec<Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl<E: Executor> Shared<E> {
     /// Runs one candidate; `None` when there is nothing to report (a due wait already walked).
     async fn entry(&self, c: Candidate) -> Option<EntryResult> {
         let (e, resumed) = match c {
@@ -155,11 +188,10 @@ impl<E: Executor> Shared<'_, E> {
             Candidate::Entry(e) => (e, None),
             Candidate::Resume(e, key) => (e, Some(key)),
         };
-        let _turn = self.stripes[stripe(&e.customer.id)].lock().await;
         if self.settings.stop.is_set() {
             return None;
         }
-        let walk = Walk::new(&self.journeys[e.journey], &e, self.exec, self.settings);
+        let walk = Walk::new(&self.journeys[e.journey], &e, &self.exec, &self.settings);
         if self.settings.suppress.matches(&e.customer) {
             return Some(walk.suppressed());
         }

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use minijinja::{AutoEscape, Environment, Expression, Template, UndefinedBehavior, Value};
 
+use super::fast::{self, FastExpr, FastText};
 use super::{RenderError, describe, filters};
 use crate::journey::position::{Pos, Positions};
 
@@ -38,8 +39,8 @@ pub struct Tmpl {
 #[derive(Debug, Clone)]
 enum TmplKind {
     Literal,
-    Text(Template<'static, 'static>),
-    Native(Arc<Expression<'static, 'static>>),
+    Text(Template<'static, 'static>, Option<FastText>),
+    Native(Arc<Expression<'static, 'static>>, Option<FastExpr>),
 }
 
 /// A compiled expression (no `{{ }}`).
@@ -84,11 +85,11 @@ impl<'a> Compiler<'a> {
         let kind = match classify(source) {
             Shape::Literal => TmplKind::Literal,
             Shape::Lone(inner) => match environment().compile_expression(inner) {
-                Ok(expr) => TmplKind::Native(Arc::new(expr)),
+                Ok(expr) => TmplKind::Native(Arc::new(expr), FastExpr::parse(inner)),
                 Err(e) => self.bad(field, source, &e),
             },
             Shape::Text => match environment().template_from_str(source) {
-                Ok(t) => TmplKind::Text(t),
+                Ok(t) => TmplKind::Text(t, FastText::parse(source)),
                 Err(e) => self.bad(field, source, &e),
             },
         };
@@ -163,8 +164,9 @@ impl Tmpl {
     pub fn render(&self, ctx: &Value) -> Result<String, RenderError> {
         match &self.kind {
             TmplKind::Literal => Ok(self.source.to_string()),
-            TmplKind::Text(t) => t.render(ctx).map_err(|e| self.fail(&e)),
-            TmplKind::Native(_) => {
+            TmplKind::Text(_, Some(fast)) if let Some(text) = fast.render(ctx) => Ok(text),
+            TmplKind::Text(t, _) => t.render(ctx).map_err(|e| self.fail(&e)),
+            TmplKind::Native(..) => {
                 let v = self.eval(ctx)?;
                 Ok(match v.as_str() {
                     Some(s) => s.to_string(),
@@ -178,8 +180,11 @@ impl Tmpl {
     /// Renders keeping the native type of a lone `{{ expr }}`.
     pub fn render_json(&self, ctx: &Value) -> Result<serde_json::Value, RenderError> {
         match &self.kind {
-            TmplKind::Native(_) => {
+            TmplKind::Native(..) => {
                 let v = self.eval(ctx)?;
+                if let Some(json) = fast::to_json(&v) {
+                    return Ok(json);
+                }
                 serde_json::to_value(&v).map_err(|e| self.message(e.to_string()))
             }
             _ => self.render(ctx).map(serde_json::Value::String),
@@ -187,9 +192,12 @@ impl Tmpl {
     }
 
     fn eval(&self, ctx: &Value) -> Result<Value, RenderError> {
-        let TmplKind::Native(expr) = &self.kind else {
+        let TmplKind::Native(expr, fast) = &self.kind else {
             unreachable!("eval on a native template only")
         };
+        if let Some(v) = fast.as_ref().and_then(|f| f.eval(ctx)) {
+            return Ok(v);
+        }
         let v = expr.eval(ctx).map_err(|e| self.fail(&e))?;
         if v.is_undefined() {
             return Err(self.message(format!(

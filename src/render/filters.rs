@@ -54,7 +54,7 @@ pub fn sha256(value: &Value) -> String {
 
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    data_encoding::HEXLOWER.encode(bytes)
 }
 
 /// Formats an RFC 3339 string or a Unix timestamp with a strftime format, in `tz` (default UTC).

@@ -3,6 +3,7 @@
 pub mod body;
 pub mod engine;
 pub mod env_vars;
+pub mod fast;
 pub mod filters;
 
 pub use body::BodyTemplate;

@@ -1,0 +1,195 @@
+//! A shortcut for the commonest templates: `{{ customer.email }}`, `Hi {{ customer.name }}`,
+//! `{{ customer.email | normalize_email | sha256 }}`: attribute paths and our own argument-free
+//! filters, evaluated without minijinja's VM.
+//!
+//! It gives the same answer as minijinja or none at all: whenever a lookup is undefined or a filter
+//! does not apply, the caller renders through minijinja, which produces the value or the error.
+
+use minijinja::Value;
+
+use super::filters;
+
+/// An expression of the form `a.b.c | filter | filter`.
+#[derive(Debug, Clone)]
+pub struct FastExpr {
+    path: Vec<&'static str>,
+    filters: Vec<Filter>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Filter {
+    NormalizeEmail,
+    Sha256,
+}
+
+/// A text template of literal text and fast expressions.
+#[derive(Debug, Clone)]
+pub struct FastText(Vec<Piece>);
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(&'static str),
+    Expr(FastExpr),
+}
+
+/// Words that are literals or operators, never a name to look up.
+const RESERVED: &[&str] = &[
+    "true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else",
+];
+
+impl FastExpr {
+    /// Parses `source` (the inside of `{{ }}`), or `None` when it is anything else.
+    pub fn parse(source: &'static str) -> Option<FastExpr> {
+        let mut parts = source.split('|').map(str::trim);
+        let path: Vec<&'static str> = parts.next()?.split('.').collect();
+        if !path.iter().all(|p| is_name(p)) || RESERVED.contains(&path[0]) {
+            return None;
+        }
+        let filters = parts
+            .map(|f| match f {
+                "normalize_email" => Some(Filter::NormalizeEmail),
+                "sha256" => Some(Filter::Sha256),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(FastExpr { path, filters })
+    }
+
+    /// The value, or `None` when minijinja must decide (something undefined, a filter not applying).
+    pub fn eval(&self, ctx: &Value) -> Option<Value> {
+        let mut v = ctx.clone();
+        for name in &self.path {
+            v = v.get_attr(name).ok()?;
+            if v.is_undefined() {
+                return None;
+            }
+        }
+        for f in &self.filters {
+            v = match f {
+                Filter::NormalizeEmail => Value::from(filters::normalize_email(v.as_str()?)),
+                Filter::Sha256 => Value::from(filters::sha256(&v)),
+            };
+        }
+        Some(v)
+    }
+}
+
+impl FastText {
+    /// Splits `source` into text and fast expressions, or `None` when any part needs minijinja
+    /// (blocks, comments, whitespace control, other expressions, a trailing newline).
+    pub fn parse(source: &'static str) -> Option<FastText> {
+        if source.contains("{%") || source.contains("{#") || source.ends_with('\n') {
+            return None;
+        }
+        let mut pieces = Vec::new();
+        let mut rest = source;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                pieces.push(Piece::Text(&rest[..open]));
+            }
+            let after = &rest[open + 2..];
+            let close = after.find("}}")?;
+            let inner = &after[..close];
+            if inner.starts_with('-') || inner.ends_with('-') || inner.starts_with('+') {
+                return None;
+            }
+            pieces.push(Piece::Expr(FastExpr::parse(inner.trim())?));
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest));
+        }
+        Some(FastText(pieces))
+    }
+
+    /// The rendered text, or `None` when minijinja must decide.
+    pub fn render(&self, ctx: &Value) -> Option<String> {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for p in &self.0 {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Expr(e) => {
+                    let v = e.eval(ctx)?;
+                    match v.as_str() {
+                        Some(s) => out.push_str(s),
+                        None => write!(out, "{v}").ok()?,
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A template value as JSON without going through serde for the common kinds.
+pub fn to_json(v: &Value) -> Option<serde_json::Value> {
+    use minijinja::value::ValueKind as K;
+    match v.kind() {
+        K::String => v.as_str().map(|s| serde_json::Value::String(s.to_string())),
+        K::Bool => Some(serde_json::Value::Bool(v.is_true())),
+        K::None => Some(serde_json::Value::Null),
+        K::Number if v.is_integer() => v.as_i64().map(serde_json::Value::from),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minijinja::context;
+
+    fn text(src: &'static str) -> Option<FastText> {
+        FastText::parse(src)
+    }
+
+    #[test]
+    fn parses_only_what_it_can_answer() {
+        assert!(FastExpr::parse("customer.attributes.plan").is_some());
+        assert!(FastExpr::parse("customer.email | normalize_email | sha256").is_some());
+        assert!(FastExpr::parse("true").is_none());
+        assert!(FastExpr::parse("customer.items[0]").is_none());
+        assert!(FastExpr::parse("customer.email | default('x')").is_none());
+        assert!(FastExpr::parse("a or b").is_none());
+        assert!(text("Hi {{ customer.name }}!").is_some());
+        assert!(text("{% if x %}y{% endif %}").is_none());
+        assert!(text("{{- x }}").is_none());
+        assert!(text("line\n").is_none());
+    }
+
+    #[test]
+    fn answers_as_minijinja_does() {
+        let env = super::super::engine::environment();
+        let ctx =
+            context! { c => context! { name => "Ada", n => 3, f => 1.5, ok => true, none => () } };
+        for src in [
+            "Hi {{ c.name }}!",
+            "{{ c.n }}/{{ c.f }}/{{ c.ok }}/{{ c.none }}",
+            "{{c.name|sha256}}",
+        ] {
+            let expected = env.render_str(src, &ctx).unwrap();
+            assert_eq!(text(src).unwrap().render(&ctx).unwrap(), expected, "{src}");
+        }
+    }
+
+    #[test]
+    fn leaves_undefined_and_mismatches_to_minijinja() {
+        let ctx = context! { c => context! { n => 3 } };
+        assert!(text("{{ c.missing }}").unwrap().render(&ctx).is_none());
+        assert!(text("{{ d.x }}").unwrap().render(&ctx).is_none());
+        assert!(
+            FastExpr::parse("c.n | normalize_email")
+                .unwrap()
+                .eval(&ctx)
+                .is_none()
+        );
+    }
+}
