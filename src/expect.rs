@@ -158,7 +158,7 @@ pub fn request_view(req: &crate::execute::request::Request, redactor: &Redactor)
             (k.to_ascii_lowercase(), Json::String(shown))
         })
         .collect();
-    let body = match &req.json {
+    let body = match &req.json() {
         Some(v) => redactor.redact_json(v),
         None => Json::String(redactor.redact(&req.body_text())),
     };

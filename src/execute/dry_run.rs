@@ -44,8 +44,7 @@ fn mock_context(a: &Attempt<'_>) -> Value {
     let r = a.request;
     let headers: indexmap::IndexMap<String, String> = r.headers.iter().cloned().collect();
     let body = r
-        .json
-        .clone()
+        .json()
         .unwrap_or_else(|| serde_json::Value::String(r.body_text()));
     let request = context! {
         method => r.method.as_str(), url => &r.url, headers => value_of(&headers),

@@ -23,8 +23,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// The exact body bytes.
     pub body: Vec<u8>,
-    /// The body as JSON, when it is JSON (for display and expectations).
-    pub json: Option<serde_json::Value>,
+    /// The body is JSON (see [`Request::json`]).
+    pub is_json: bool,
     /// Total timeout of one attempt.
     pub timeout: Duration,
     /// The delivery id (idempotency key, `webhook-id`).
@@ -59,9 +59,11 @@ pub fn build(
     dummy_keys: bool,
 ) -> Result<Request, RenderError> {
     let mut headers = vec![("User-Agent".to_string(), user_agent())];
-    let (body, json, content_type) = body(&plan.body, ctx)?;
-    if let (Some(schema), Some(v)) = (&plan.schema, &json)
-        && let Some(why) = schema.violation(v)
+    let (body, is_json, content_type) = body(&plan.body, ctx)?;
+    if let Some(schema) = &plan.schema
+        && is_json
+        && let Ok(v) = serde_json::from_slice(&body)
+        && let Some(why) = schema.violation(&v)
     {
         return Err(RenderError {
             pos: schema.pos.clone(),
@@ -97,7 +99,7 @@ pub fn build(
         url: url(plan, ctx)?,
         headers,
         body,
-        json,
+        is_json,
         timeout: plan.timeout,
         delivery_id: ids.delivery_id.clone(),
         trace_id: ids.trace_id.clone(),
@@ -136,17 +138,17 @@ fn url(plan: &WebhookPlan, ctx: &Value) -> Result<String, RenderError> {
     Ok(url)
 }
 
-type Body = (Vec<u8>, Option<serde_json::Value>, Option<String>);
+type Body = (Vec<u8>, bool, Option<String>);
 
 fn body(plan: &BodyPlan, ctx: &Value) -> Result<Body, RenderError> {
     Ok(match plan {
-        BodyPlan::None => (Vec::new(), None, None),
+        BodyPlan::None => (Vec::new(), false, None),
         BodyPlan::Json(t) => {
-            let v = t.render(ctx)?;
-            let bytes = serde_json::to_vec(&v).unwrap_or_default();
-            (bytes, Some(v), Some("application/json".into()))
+            let mut bytes = Vec::with_capacity(256);
+            t.write(ctx, &mut bytes)?;
+            (bytes, true, Some("application/json".into()))
         }
-        BodyPlan::Text(t, ct) => (t.render(ctx)?.into_bytes(), None, Some(ct.clone())),
+        BodyPlan::Text(t, ct) => (t.render(ctx)?.into_bytes(), false, Some(ct.clone())),
         BodyPlan::Form(fields) => {
             let mut f = url::form_urlencoded::Serializer::new(String::new());
             for (k, t) in fields {
@@ -154,7 +156,7 @@ fn body(plan: &BodyPlan, ctx: &Value) -> Result<Body, RenderError> {
             }
             (
                 f.finish().into_bytes(),
-                None,
+                false,
                 Some("application/x-www-form-urlencoded".into()),
             )
         }
@@ -230,6 +232,13 @@ impl Request {
         let lower = name.to_ascii_lowercase();
         crate::redact::SENSITIVE_HEADERS.contains(&lower.as_str())
             || self.sensitive.contains(&lower)
+    }
+
+    /// The body as JSON, when it is JSON (for display, mocks and expectations).
+    pub fn json(&self) -> Option<serde_json::Value> {
+        self.is_json
+            .then(|| serde_json::from_slice(&self.body).ok())
+            .flatten()
     }
 
     /// The body as text (JSON or not).

@@ -85,7 +85,7 @@ mod tests {
                 .map(|v| vec![("X-Key".to_string(), v.to_string())])
                 .unwrap_or_default(),
             body: b"{}".to_vec(),
-            json: None,
+            is_json: false,
             timeout: std::time::Duration::from_secs(1),
             delivery_id: "dlv_x".into(),
             trace_id: "t".into(),

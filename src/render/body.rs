@@ -38,6 +38,38 @@ impl BodyTemplate {
         }
     }
 
+    /// Renders against an entry's context straight to JSON text (what is sent), with no
+    /// intermediate value: the same bytes as serializing [`BodyTemplate::render`]'s value.
+    pub fn write(&self, ctx: &Value, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        match self {
+            BodyTemplate::Lit(v) => write_json(out, v),
+            BodyTemplate::Str(t) => t.write_json(ctx, out)?,
+            BodyTemplate::List(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    item.write(ctx, out)?;
+                }
+                out.push(b']');
+            }
+            BodyTemplate::Map(entries) => {
+                out.push(b'{');
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_json(out, k);
+                    out.push(b':');
+                    v.write(ctx, out)?;
+                }
+                out.push(b'}');
+            }
+        }
+        Ok(())
+    }
+
     /// Renders against an entry's context.
     pub fn render(&self, ctx: &Value) -> Result<serde_json::Value, RenderError> {
         Ok(match self {
@@ -57,5 +89,41 @@ impl BodyTemplate {
                 serde_json::Value::Object(map)
             }
         })
+    }
+}
+
+/// Appends a value that always serializes (JSON data, a string).
+pub fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    serde_json::to_writer(out, v).expect("JSON data and strings always serialize");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journey::position::Positions;
+    use minijinja::context;
+
+    #[test]
+    fn written_bytes_are_the_serialized_value() {
+        let body: serde_json::Value = serde_json::json!({
+            "id": "{{ c.id }}", "n": "{{ c.n }}", "f": "{{ c.f }}", "ok": "{{ c.ok }}",
+            "none": "{{ c.none }}", "list": "{{ c.list }}", "map": "{{ c.map }}",
+            "text": "Hi \"{{ c.name }}\"\n\t{{ c.f }}", "lit": [1, 2.5, null, true, "é\u{1}"],
+            "nested": { "sum": "{{ c.n + 1 }}", "upper": "{{ c.name | upper }}" }
+        });
+        let p = Positions::read(std::path::Path::new("t.yaml"), "a: 1\n");
+        let mut c = Compiler::new(&p);
+        let t = BodyTemplate::compile(&mut c, "body", &body);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        let ctx = context! { c => context! {
+            id => "c1", n => 41, f => 1.0, ok => false, none => (), name => "Zoë <z>",
+            list => vec![1, 2], map => context! { b => 1, a => "x" },
+        } };
+        let mut written = Vec::new();
+        t.write(&ctx, &mut written).unwrap();
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            serde_json::to_string(&t.render(&ctx).unwrap()).unwrap()
+        );
     }
 }

@@ -191,6 +191,23 @@ impl Tmpl {
         }
     }
 
+    /// Renders as JSON text onto `out`, keeping the native type of a lone `{{ expr }}`.
+    pub fn write_json(&self, ctx: &Value, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        match &self.kind {
+            TmplKind::Native(..) => {
+                let v = self.eval(ctx)?;
+                match v.as_str() {
+                    Some(s) => super::body::write_json(out, s),
+                    None => {
+                        serde_json::to_writer(out, &v).map_err(|e| self.message(e.to_string()))?
+                    }
+                }
+            }
+            _ => super::body::write_json(out, &self.render(ctx)?),
+        }
+        Ok(())
+    }
+
     fn eval(&self, ctx: &Value) -> Result<Value, RenderError> {
         let TmplKind::Native(expr, fast) = &self.kind else {
             unreachable!("eval on a native template only")

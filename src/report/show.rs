@@ -20,7 +20,7 @@ pub fn request(title: &str, req: &Request, attempt_unix: i64, redactor: &Redacto
         };
         let _ = writeln!(out, "{name}: {shown}");
     }
-    let body = match &req.json {
+    let body = match &req.json() {
         Some(v) => serde_json::to_string_pretty(&redactor.redact_json(v)).unwrap_or_default(),
         None => redactor.redact(&req.body_text()),
     };
