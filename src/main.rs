@@ -21,7 +21,7 @@ fn main() {
 }
 
 fn run(config: config::Config) -> Exit {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -129,7 +129,7 @@ pub fn parse_shard(text: &str) -> Result<(u64, u64), String> {
 }
 
 /// Candidates, produced as the runner asks for them.
-pub type Candidates<'a> = Box<dyn Iterator<Item = Candidate> + 'a>;
+pub type Candidates<'a> = Box<dyn Iterator<Item = Candidate> + Send + 'a>;
 
 impl Candidate {
     /// The customer id the candidate is about.
@@ -248,8 +248,13 @@ fn segment_entry(
     env: &EnvVars,
     now: DateTime<Utc>,
 ) -> Option<Candidate> {
-    let ctx = EntryContext::new(&j.name, &c.record, None, env, now);
-    match expr.is_true(&ctx.value(&Scope::default())) {
+    let verdict = if expr.is_always_true() {
+        Ok(true)
+    } else {
+        let ctx = EntryContext::new(&j.name, &c.record, None, env, now);
+        expr.is_true(&ctx.value(&Scope::default()))
+    };
+    match verdict {
         Ok(true) => Some(Candidate::Entry(Entry {
             journey: ji,
             customer: c.clone(),

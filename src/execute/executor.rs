@@ -97,4 +97,8 @@ pub trait Executor: Send + Sync + Clone + 'static {
     fn send(&self, attempt: Attempt<'_>) -> impl Future<Output = Outcome> + Send;
     /// Waits before a retry (a dry-run does not).
     fn pause(&self, delay: Duration) -> impl Future<Output = ()> + Send;
+    /// The executor of one lane of a run (its own connections, say); a clone by default.
+    fn for_lane(&self) -> Self {
+        self.clone()
+    }
 }

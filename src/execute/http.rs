@@ -15,6 +15,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Http {
     client: reqwest::Client,
+    concurrency: usize,
 }
 
 impl Http {
@@ -29,7 +30,10 @@ impl Http {
             .tcp_nodelay(true)
             .no_proxy()
             .build()?;
-        Ok(Http { client })
+        Ok(Http {
+            client,
+            concurrency,
+        })
     }
 }
 
@@ -78,9 +82,15 @@ async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::Er
 impl Executor for Http {
     async fn send(&self, a: Attempt<'_>) -> Outcome {
         let r = a.request;
+        let url = match super::urls::parse(&r.url) {
+            Ok(url) => url,
+            Err(e) => {
+                return Outcome::Transport(TransportError::Connect(format!("invalid URL: {e}")));
+            }
+        };
         let mut rb = self
             .client
-            .request(method(r.method), &r.url)
+            .request(method(r.method), url)
             .timeout(r.timeout)
             .body(r.body.clone());
         for (name, value) in r.attempt_headers(a.number, Utc::now().timestamp()) {
@@ -115,5 +125,10 @@ impl Executor for Http {
 
     async fn pause(&self, delay: Duration) {
         tokio::time::sleep(delay).await;
+    }
+
+    /// A lane has its own client: its connections live on the lane's thread.
+    fn for_lane(&self) -> Self {
+        Http::new(self.concurrency).unwrap_or_else(|_| self.clone())
     }
 }

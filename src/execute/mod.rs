@@ -16,6 +16,7 @@ pub mod runner;
 pub mod safety;
 pub mod sign;
 pub mod stop;
+pub mod urls;
 pub mod walk;
 pub mod window;
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use tokio::sync::mpsc;
 
 use super::entries::{Candidate, Rejected};
 use super::executor::Executor;
@@ -20,6 +21,10 @@ use crate::state::{EntryStatus, Store};
 
 /// Stripes of the per-customer lock: bounded memory, and one customer's entries always share one.
 const CUSTOMER_STRIPES: usize = 4096;
+
+/// Entries dealt to lanes and not yet reported, at most: the reader keeps ahead of the lanes so
+/// neither waits on the other, in bounded memory.
+const READ_AHEAD: usize = 1024;
 
 /// What the runner needs besides journeys and entries.
 #[derive(Clone)]
@@ -109,9 +114,9 @@ impl RunSettings {
 
 /// Runs every candidate and hands each result to `sink`, in input order.
 ///
-/// Entries run as tasks on the runtime's worker threads, so a batch uses every core. Each entry
-/// takes its customer's lock before its task is spawned, in input order: one customer's entries
-/// start in the order they came and never overlap.
+/// Entries run in lanes, one thread and single-threaded runtime per core (tasks moving between
+/// threads cost a real run more CPU than its own work). A customer always goes to the same lane,
+/// where their entries start in input order and never overlap.
 pub async fn run<E: Executor>(
     journeys: &[Journey],
     candidates: impl IntoIterator<Item = Candidate>,
@@ -119,68 +124,167 @@ pub async fn run<E: Executor>(
     settings: &RunSettings,
     mut sink: impl FnMut(EntryResult),
 ) {
-    let shared = Arc::new(Shared {
+    let common = Arc::new(Common {
         journeys: journeys.to_vec(),
-        exec: exec.clone(),
         settings: settings.clone(),
         taken: Mutex::new(HashSet::new()),
-        stripes: (0..CUSTOMER_STRIPES)
-            .map(|_| Arc::new(tokio::sync::Mutex::new(())))
-            .collect(),
     });
-    let started = futures_util::stream::iter(candidates).then(|c| start(&shared, c));
-    let stream = started.buffered(settings.concurrency.max(1));
-    futures_util::pin_mut!(stream);
-    while let Some(result) = stream.next().await {
-        if let Some(result) = result {
-            sink(result);
+    let concurrency = settings.concurrency.max(1);
+    let lanes = std::thread::available_parallelism().map_or(1, |n| n.get().min(concurrency));
+    let width = concurrency.div_ceil(lanes);
+    let spawned = (lanes > 1)
+        .then(|| spawn_lanes(lanes, width, &common, exec))
+        .and_then(Result::ok);
+    let Some(spawned) = spawned else {
+        let lane = Lane::new(common, exec.clone());
+        let candidates = futures_util::stream::iter(candidates);
+        return lane
+            .drive(candidates, concurrency, |r| {
+                if let Some(r) = r {
+                    sink(r);
+                }
+                true
+            })
+            .await;
+    };
+    merge(
+        spawned,
+        candidates.into_iter(),
+        READ_AHEAD.max(concurrency),
+        sink,
+    )
+    .await;
+}
+
+/// The ends of the lanes' channels, and their threads.
+struct Spawned {
+    to: Vec<mpsc::UnboundedSender<Candidate>>,
+    from: Vec<mpsc::UnboundedReceiver<Option<EntryResult>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Starts `lanes` lane threads, each with `width` entries in flight at most.
+fn spawn_lanes<E: Executor>(
+    lanes: usize,
+    width: usize,
+    common: &Arc<Common>,
+    exec: &E,
+) -> std::io::Result<Spawned> {
+    let mut spawned = Spawned {
+        to: Vec::new(),
+        from: Vec::new(),
+        threads: Vec::new(),
+    };
+    for n in 0..lanes {
+        let (to, inbox) = mpsc::unbounded_channel();
+        let (outbox, from) = mpsc::unbounded_channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let lane = Lane::new(Arc::clone(common), exec.for_lane());
+        let thread = std::thread::Builder::new()
+            .name(format!("journey-lane-{n}"))
+            .spawn(move || {
+                let inbox = futures_util::stream::unfold(inbox, |mut rx| async move {
+                    rx.recv().await.map(|c| (c, rx))
+                });
+                runtime.block_on(lane.drive(inbox, width, |r| outbox.send(r).is_ok()));
+            })?;
+        spawned.to.push(to);
+        spawned.from.push(from);
+        spawned.threads.push(thread);
+    }
+    Ok(spawned)
+}
+
+/// Deals candidates to lanes (by customer) and hands results to `sink` in input order, with at
+/// most `window` entries dealt and not yet reported.
+async fn merge(
+    mut lanes: Spawned,
+    mut candidates: impl Iterator<Item = Candidate>,
+    window: usize,
+    mut sink: impl FnMut(EntryResult),
+) {
+    let count = lanes.to.len();
+    let mut order = std::collections::VecDeque::with_capacity(window);
+    let mut more = true;
+    loop {
+        while more && order.len() < window {
+            let Some(c) = candidates.next() else {
+                more = false;
+                break;
+            };
+            let lane = lane_of(&c, count);
+            if lanes.to[lane].send(c).is_err() {
+                more = false;
+                break;
+            }
+            order.push_back(lane);
+        }
+        let Some(lane) = order.pop_front() else { break };
+        match lanes.from[lane].recv().await {
+            Some(Some(result)) => sink(result),
+            Some(None) => {}
+            None => break,
+        }
+    }
+    lanes.to.clear();
+    for t in lanes.threads {
+        if let Err(panic) = t.join() {
+            std::panic::resume_unwind(panic);
         }
     }
 }
 
-/// Takes the candidate's customer lock (waiting for an earlier entry of the same customer) and
-/// spawns its entry.
-async fn start<E: Executor>(
-    shared: &Arc<Shared<E>>,
-    c: Candidate,
-) -> futures_util::future::BoxFuture<'static, Option<EntryResult>> {
-    let customer = match &c {
-        Candidate::Invalid(_) => None,
-        Candidate::Entry(e) | Candidate::Resume(e, _) => Some(&e.customer.id),
-    };
-    let turn = match customer {
-        None => None,
-        Some(id) => {
-            let stripe = Arc::clone(&shared.stripes[stripe(id)]);
-            Some(match Arc::clone(&stripe).try_lock_owned() {
-                Ok(turn) => turn,
-                Err(_) => stripe.lock_owned().await,
-            })
-        }
-    };
-    let shared = Arc::clone(shared);
-    let task = tokio::spawn(async move {
-        let _turn = turn;
-        shared.entry(c).await
-    });
-    Box::pin(async move {
-        match task.await {
-            Ok(result) => result,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    })
+/// The lane of a candidate: its customer's.
+fn lane_of(c: &Candidate, lanes: usize) -> usize {
+    match c {
+        Candidate::Invalid(_) => 0,
+        Candidate::Entry(e) | Candidate::Resume(e, _) => stripe(&e.customer.id) % lanes,
+    }
 }
 
-/// What every entry of a run shares.
-struct Shared<E> {
+/// What every lane of a run shares.
+struct Common {
     journeys: Vec<Journey>,
-    exec: E,
     settings: RunSettings,
     taken: Mutex<HashSet<u64>>,
-    stripes: Vec<Arc<tokio::sync::Mutex<()>>>,
 }
 
-impl<E: Executor> Shared<E> {
+/// One lane: its executor and its customers' locks.
+struct Lane<E> {
+    common: Arc<Common>,
+    exec: E,
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl<E: Executor> Lane<E> {
+    fn new(common: Arc<Common>, exec: E) -> Self {
+        Lane {
+            common,
+            exec,
+            stripes: (0..CUSTOMER_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    /// Runs `candidates`, `width` at a time, handing results to `each` in order until it says stop.
+    async fn drive(
+        &self,
+        candidates: impl futures_util::Stream<Item = Candidate>,
+        width: usize,
+        mut each: impl FnMut(Option<EntryResult>) -> bool,
+    ) {
+        let stream = candidates.map(|c| self.entry(c)).buffered(width.max(1));
+        futures_util::pin_mut!(stream);
+        while let Some(result) = stream.next().await {
+            if !each(result) {
+                break;
+            }
+        }
+    }
+
     /// Runs one candidate; `None` when there is nothing to report (a due wait already walked).
     async fn entry(&self, c: Candidate) -> Option<EntryResult> {
         let (e, resumed) = match c {
@@ -188,11 +292,19 @@ impl<E: Executor> Shared<E> {
             Candidate::Entry(e) => (e, None),
             Candidate::Resume(e, key) => (e, Some(key)),
         };
-        if self.settings.stop.is_set() {
+        let _turn = self.stripes[stripe(&e.customer.id) % CUSTOMER_STRIPES]
+            .lock()
+            .await;
+        let Common {
+            journeys,
+            settings,
+            taken,
+        } = &*self.common;
+        if settings.stop.is_set() {
             return None;
         }
-        let walk = Walk::new(&self.journeys[e.journey], &e, &self.exec, &self.settings);
-        if self.settings.suppress.matches(&e.customer) {
+        let walk = Walk::new(&journeys[e.journey], &e, &self.exec, settings);
+        if settings.suppress.matches(&e.customer) {
             return Some(walk.suppressed());
         }
         let walk = match &resumed {
@@ -202,18 +314,17 @@ impl<E: Executor> Shared<E> {
                 Err(invalid) => return Some(*invalid),
             },
         };
-        if !self
-            .taken
+        if !taken
             .lock()
             .expect("not poisoned")
             .insert(key_hash(walk.key()))
         {
             return resumed.is_none().then(|| walk.already_done());
         }
-        let Some(store) = &self.settings.state else {
+        let Some(store) = &settings.state else {
             return Some(walk.run().await);
         };
-        let journey = &self.journeys[e.journey].name;
+        let journey = &journeys[e.journey].name;
         let stored = match store
             .enter(walk.key(), journey, &e.customer.id, e.started)
             .await
@@ -225,8 +336,8 @@ impl<E: Executor> Shared<E> {
             None => walk.run().await,
             Some(s) => match s.status {
                 EntryStatus::Done(_) => walk.already_done(),
-                EntryStatus::Failed if !self.settings.retry_failed => walk.already_done(),
-                EntryStatus::Waiting if s.due.is_some_and(|d| d > self.settings.now) => {
+                EntryStatus::Failed if !settings.retry_failed => walk.already_done(),
+                EntryStatus::Waiting if s.due.is_some_and(|d| d > settings.now) => {
                     walk.still_waiting()
                 }
                 _ => walk.resume(s).run().await,

@@ -28,7 +28,7 @@ impl Safety {
 
     /// Why a request must not be sent, if it must not.
     pub fn refusal(&self, req: &Request) -> Result<(), String> {
-        let url = url::Url::parse(&req.url).map_err(|e| {
+        let url = super::urls::parse(&req.url).map_err(|e| {
             format!(
                 "`{}` is not a valid URL ({e})",
                 self.redactor.redact(&req.url)

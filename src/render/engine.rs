@@ -248,6 +248,11 @@ impl Expr {
         })
     }
 
+    /// True when the expression is the literal `true` (a segment of everyone): nothing to evaluate.
+    pub fn is_always_true(&self) -> bool {
+        matches!(self.source.trim(), "true" | "True")
+    }
+
     /// Evaluates as a condition; an undefined result is an error (strict).
     pub fn is_true(&self, ctx: &Value) -> Result<bool, RenderError> {
         let v = self.eval(ctx)?;
