@@ -142,14 +142,14 @@ fn handle(
             started,
             reply,
         } => {
-            let found = load(tx, &key)?;
-            if found.is_none() {
-                exec(
-                    tx,
-                    "INSERT INTO entries (key, journey, customer, status, started, updated) VALUES (?1, ?2, ?3, 'active', ?4, ?5)",
-                    params![key, journey, customer, started, now],
-                )?;
-            }
+            // A new entry (the common case) costs one statement; a known one is then read.
+            let inserted = exec(
+                tx,
+                "INSERT INTO entries (key, journey, customer, status, started, updated) VALUES (?1, ?2, ?3, 'active', ?4, ?5)
+                 ON CONFLICT(key) DO NOTHING",
+                params![key, journey, customer, started, now],
+            )?;
+            let found = if inserted == 1 { None } else { load(tx, &key)? };
             let _ = reply.send(Ok(found));
         }
         Msg::Before {
