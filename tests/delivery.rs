@@ -1064,3 +1064,60 @@ fn rate_limits_space_the_attempts() {
         "--rate 10/s: five gaps of 100 ms, got {spread:?}"
     );
 }
+
+/// A receiver that answers each request on a connection that stays open (no
+/// `connection: close`) and then closes it, as a server whose keep-alive timeout passed does:
+/// the first request gets a 503, the next ones 200. Counts the requests it received.
+fn closing_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&count);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let status = match seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => "503 Service Unavailable",
+                _ => "200 OK",
+            };
+            let mut stream = reader.into_inner();
+            let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\n\r\n{{}}");
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    (url, count)
+}
+
+#[test]
+fn a_kept_alive_connection_the_server_closed_is_not_a_failed_attempt() {
+    let (url, count) = closing_receiver();
+    let t = Test::new().env("HOOK_URL", &url);
+    t.file(
+        "j.yaml",
+        &one("  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/x\", body: { c: \"{{ customer.id }}\" }, retry: { attempts: 2, backoff: 50ms } }\n"),
+    );
+    t.file("f.yaml", "customers: [{ id: c1 }]\n");
+    let out = send(&t, &["--concurrency", "1", "--output", "json"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the retry went out once, on a new connection"
+    );
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["totals"]["completed"], 1, "{report}");
+    assert_eq!(report["steps"][0]["retries"], 1, "{report}");
+}

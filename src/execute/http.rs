@@ -15,6 +15,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Http {
     client: reqwest::Client,
+    plain: std::sync::Arc<super::plain::Plain>,
     concurrency: usize,
 }
 
@@ -32,6 +33,7 @@ impl Http {
             .build()?;
         Ok(Http {
             client,
+            plain: Default::default(),
             concurrency,
         })
     }
@@ -88,6 +90,18 @@ impl Executor for Http {
                 return Outcome::Transport(TransportError::Connect(format!("invalid URL: {e}")));
             }
         };
+        if url.scheme() == "http" {
+            return self
+                .plain
+                .send(super::plain::Call {
+                    url: &url,
+                    method: method(r.method),
+                    headers: r.attempt_headers(a.number, Utc::now().timestamp()),
+                    body: r.body.clone(),
+                    timeout: r.timeout,
+                })
+                .await;
+        }
         let mut rb = self
             .client
             .request(method(r.method), url)

@@ -1,0 +1,182 @@
+//! A lean HTTP/1.1 client for plain-http URLs (local receivers, in-cluster services): keep-alive
+//! connections per `host:port`, owned by the lane's thread, straight on hyper. HTTPS goes
+//! through reqwest.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+
+use super::executor::{Outcome, Response, TransportError};
+use super::http::MAX_BODY;
+use crate::journey::plan::CONNECT_TIMEOUT;
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// Idle keep-alive connections by `host:port`.
+#[derive(Debug, Default)]
+pub struct Plain {
+    idle: Mutex<HashMap<String, Vec<Sender>>>,
+}
+
+/// One request, ready to go.
+pub struct Call<'a> {
+    /// The parsed `http://` URL.
+    pub url: &'a url::Url,
+    /// The method.
+    pub method: http::Method,
+    /// Headers in sending order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// Total timeout (connect, send, read).
+    pub timeout: Duration,
+}
+
+impl Plain {
+    /// Sends `call` and reads the response (its body cut at [`MAX_BODY`]).
+    pub async fn send(&self, call: Call<'_>) -> Outcome {
+        let started = Instant::now();
+        match tokio::time::timeout(call.timeout, self.exchange(call, started)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::Transport(TransportError::Timeout),
+        }
+    }
+
+    async fn exchange(&self, mut call: Call<'_>, started: Instant) -> Outcome {
+        let Some(host) = call.url.host_str() else {
+            return Outcome::Transport(TransportError::Connect("the URL has no host".into()));
+        };
+        let addr = format!("{host}:{}", call.url.port_or_known_default().unwrap_or(80));
+        let mut req = match request(&mut call) {
+            Ok(req) => req,
+            Err(e) => return Outcome::Transport(TransportError::Connect(e.to_string())),
+        };
+        // A kept-alive connection the server has closed meanwhile fails before the request is
+        // written: it goes again on a new connection, so that is not a failed attempt.
+        let mut reused = true;
+        let (sender, resp) = loop {
+            let mut sender = match self.checkout(&addr, reused).await {
+                Ok((s, was_idle)) => {
+                    reused = was_idle;
+                    s
+                }
+                Err(e) => return Outcome::Transport(e),
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => break (sender, resp),
+                Err(mut e) => match e.take_message() {
+                    Some(again) if reused => req = again,
+                    _ => return Outcome::Transport(TransportError::Reset(e.error().to_string())),
+                },
+            }
+        };
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (k.as_str().to_string(), v)
+            })
+            .collect();
+        let (body, complete) = match read_capped(resp.into_body()).await {
+            Ok(read) => read,
+            Err(e) => return Outcome::Transport(TransportError::Reset(e.to_string())),
+        };
+        if complete {
+            self.checkin(addr, sender);
+        }
+        Outcome::Response(Response {
+            status,
+            headers,
+            body,
+            latency: started.elapsed(),
+        })
+    }
+
+    /// An idle connection that is still open (when `reuse`), or a new one; and whether it was idle.
+    async fn checkout(&self, addr: &str, reuse: bool) -> Result<(Sender, bool), TransportError> {
+        while let Some(mut s) = reuse.then(|| self.idle(addr)).flatten() {
+            if s.ready().await.is_ok() {
+                return Ok((s, true));
+            }
+        }
+        connect(addr).await.map(|s| (s, false))
+    }
+
+    fn idle(&self, addr: &str) -> Option<Sender> {
+        self.idle.lock().expect("not poisoned").get_mut(addr)?.pop()
+    }
+
+    fn checkin(&self, addr: String, sender: Sender) {
+        if !sender.is_closed() {
+            let mut idle = self.idle.lock().expect("not poisoned");
+            idle.entry(addr).or_default().push(sender);
+        }
+    }
+}
+
+/// Opens a connection and runs it on this thread's runtime.
+async fn connect(addr: &str) -> Result<Sender, TransportError> {
+    let refused = |e: &dyn std::fmt::Display| TransportError::Connect(format!("{addr}: {e}"));
+    let stream =
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(refused(&e)),
+            Err(_) => return Err(refused(&"connect timed out")),
+        };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| refused(&e))?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// The request in origin form, with `Host` (the port only when the URL gives one) and the
+/// headers reqwest would add.
+fn request(call: &mut Call<'_>) -> Result<http::Request<Full<Bytes>>, http::Error> {
+    let url = call.url;
+    let host = match url.port() {
+        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_string(),
+    };
+    let target = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    let mut b = http::Request::builder()
+        .method(call.method.clone())
+        .uri(target)
+        .header(http::header::HOST, host);
+    let mut accept = false;
+    for (name, value) in &call.headers {
+        accept |= name.eq_ignore_ascii_case("accept");
+        b = b.header(name.as_str(), value.as_str());
+    }
+    if !accept {
+        b = b.header(http::header::ACCEPT, "*/*");
+    }
+    b.body(Full::new(Bytes::from(std::mem::take(&mut call.body))))
+}
+
+/// The body up to [`MAX_BODY`]; `true` when it was read to its end (the connection can be reused).
+async fn read_capped(mut body: hyper::body::Incoming) -> Result<(Vec<u8>, bool), hyper::Error> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        let room = MAX_BODY.saturating_sub(out.len());
+        out.extend_from_slice(&data[..data.len().min(room)]);
+        if room <= data.len() {
+            return Ok((out, false));
+        }
+    }
+    Ok((out, true))
+}
