@@ -112,6 +112,9 @@ pub struct DueEntry {
 /// The open store; cheap to share.
 pub struct Store {
     tx: Mutex<mpsc::Sender<Msg>>,
+    /// Hashes of the keys of the entries stored when the run began: a key not among them is
+    /// new, and entering it needs no answer from the writer.
+    known: std::collections::HashSet<u64>,
     path: PathBuf,
     failure: Arc<Mutex<Option<String>>>,
     _lock: lock::Lock,
@@ -138,6 +141,7 @@ impl Store {
             lock::LockError::Io(why) => unusable(path, why),
         })?;
         let conn = connect(path).map_err(|e| unusable(path, e))?;
+        let known = known_keys(&conn).map_err(|e| unusable(path, e))?;
         let failure = Arc::new(Mutex::new(None));
         let (tx, rx) = mpsc::channel();
         let fail = Arc::clone(&failure);
@@ -147,6 +151,7 @@ impl Store {
             .map_err(|e| unusable(path, e))?;
         Ok(Store {
             tx: Mutex::new(tx),
+            known,
             path: path.to_path_buf(),
             failure,
             _lock: lock,
@@ -198,7 +203,8 @@ impl Store {
         self.ask(|r| Msg::Load(key.to_string(), r)).await
     }
 
-    /// The stored entry, or `None` after recording it as a new, active one: one round trip.
+    /// The stored entry, or `None` after recording it as a new, active one (a round trip only
+    /// for keys stored before the run).
     pub async fn enter(
         &self,
         key: &str,
@@ -207,14 +213,22 @@ impl Store {
         started: DateTime<Utc>,
     ) -> Result<Option<StoredEntry>, String> {
         let started = crate::clock::rfc3339(started);
-        self.ask(|reply| Msg::Enter {
+        let enter = |reply| Msg::Enter {
             key: key.into(),
             journey: journey.into(),
             customer: customer.into(),
-            started,
+            started: started.clone(),
             reply,
-        })
-        .await
+        };
+        // A key that was not stored when the run began cannot be pending in the writer either
+        // (a run takes each key once, and holds the store's lock): the insert needs no answer.
+        // The writer takes messages in order, so the entry's first delivery is acknowledged
+        // only once the insert is committed, with it or before it.
+        if !self.known.contains(&key_hash(key)) {
+            self.send(enter(None));
+            return Ok(None);
+        }
+        self.ask(|reply| enter(Some(reply))).await
     }
 
     /// Records a delivery as pending and returns once that is committed: only then may it be sent.
@@ -313,6 +327,23 @@ impl Store {
             None => Ok(()),
         }
     }
+}
+
+/// Hashes of every stored entry key: 8 bytes an entry.
+fn known_keys(conn: &Connection) -> rusqlite::Result<std::collections::HashSet<u64>> {
+    let mut stmt = conn.prepare("SELECT key FROM entries")?;
+    let keys = stmt.query_map([], |r| {
+        r.get_ref(0).map(|v| key_hash(v.as_str().unwrap_or("")))
+    })?;
+    keys.collect()
+}
+
+/// A stable 64-bit hash of an entry key.
+fn key_hash(key: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
 }
 
 /// Opens (creating 0600), switches to WAL and migrates.

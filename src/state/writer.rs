@@ -18,7 +18,8 @@ pub(super) enum Msg {
         journey: String,
         customer: String,
         started: String,
-        reply: oneshot::Sender<Result<Option<StoredEntry>, String>>,
+        /// `None` when the entry is known to be new (the insert needs no answer).
+        reply: Option<oneshot::Sender<Result<Option<StoredEntry>, String>>>,
     },
     Before {
         id: String,
@@ -149,8 +150,10 @@ fn handle(
                  ON CONFLICT(key) DO NOTHING",
                 params![key, journey, customer, started, now],
             )?;
-            let found = if inserted == 1 { None } else { load(tx, &key)? };
-            let _ = reply.send(Ok(found));
+            if let Some(reply) = reply {
+                let found = if inserted == 1 { None } else { load(tx, &key)? };
+                let _ = reply.send(Ok(found));
+            }
         }
         Msg::Before {
             id,
@@ -255,7 +258,8 @@ fn exec(
     tx.prepare_cached(sql)?.execute(params)
 }
 
-fn load(tx: &rusqlite::Transaction<'_>, key: &str) -> rusqlite::Result<Option<StoredEntry>> {
+/// The entry under `key` with its deliveries.
+pub(super) fn load(tx: &Connection, key: &str) -> rusqlite::Result<Option<StoredEntry>> {
     let row = tx
         .prepare_cached(
             "SELECT status, outcome, start_step, due, snapshot FROM entries WHERE key = ?1",
