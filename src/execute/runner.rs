@@ -26,6 +26,9 @@ const CUSTOMER_STRIPES: usize = 4096;
 /// neither waits on the other, in bounded memory.
 const READ_AHEAD: usize = 1024;
 
+/// Candidates or results sent to another thread at once, at most.
+const CHUNK: usize = 64;
+
 /// What the runner needs besides journeys and entries.
 #[derive(Clone)]
 pub struct RunSettings {
@@ -139,10 +142,8 @@ pub async fn run<E: Executor>(
         let lane = Lane::new(common, exec.clone());
         let candidates = futures_util::stream::iter(candidates);
         return lane
-            .drive(candidates, concurrency, |r| {
-                if let Some(r) = r {
-                    sink(r);
-                }
+            .drive(candidates, concurrency, |results| {
+                results.into_iter().flatten().for_each(&mut sink);
                 true
             })
             .await;
@@ -158,8 +159,8 @@ pub async fn run<E: Executor>(
 
 /// The ends of the lanes' channels, and their threads.
 struct Spawned {
-    to: Vec<mpsc::UnboundedSender<Candidate>>,
-    from: Vec<mpsc::UnboundedReceiver<Option<EntryResult>>>,
+    to: Vec<mpsc::UnboundedSender<Vec<Candidate>>>,
+    from: Vec<mpsc::UnboundedReceiver<Vec<Option<EntryResult>>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -186,9 +187,10 @@ fn spawn_lanes<E: Executor>(
             .name(format!("journey-lane-{n}"))
             .spawn(move || {
                 let inbox = futures_util::stream::unfold(inbox, |mut rx| async move {
-                    rx.recv().await.map(|c| (c, rx))
-                });
-                runtime.block_on(lane.drive(inbox, width, |r| outbox.send(r).is_ok()));
+                    rx.recv().await.map(|chunk| (chunk, rx))
+                })
+                .flat_map(futures_util::stream::iter);
+                runtime.block_on(lane.drive(inbox, width, |results| outbox.send(results).is_ok()));
             })?;
         spawned.to.push(to);
         spawned.from.push(from);
@@ -198,7 +200,8 @@ fn spawn_lanes<E: Executor>(
 }
 
 /// Deals candidates to lanes (by customer) and hands results to `sink` in input order, with at
-/// most `window` entries dealt and not yet reported.
+/// most `window` entries dealt and not yet reported. Candidates and results travel in chunks:
+/// one wake-up of the other thread per chunk, not per entry.
 async fn merge(
     mut lanes: Spawned,
     mut candidates: impl Iterator<Item = Candidate>,
@@ -207,6 +210,9 @@ async fn merge(
 ) {
     let count = lanes.to.len();
     let mut order = std::collections::VecDeque::with_capacity(window);
+    let mut outbox: Vec<Vec<Candidate>> = (0..count).map(|_| Vec::new()).collect();
+    let mut inbox: Vec<std::collections::VecDeque<Option<EntryResult>>> =
+        (0..count).map(|_| Default::default()).collect();
     let mut more = true;
     loop {
         while more && order.len() < window {
@@ -215,17 +221,25 @@ async fn merge(
                 break;
             };
             let lane = lane_of(&c, count);
-            if lanes.to[lane].send(c).is_err() {
-                more = false;
-                break;
-            }
+            outbox[lane].push(c);
             order.push_back(lane);
+            if outbox[lane].len() >= CHUNK {
+                more &= deal(&lanes, &mut outbox, lane);
+            }
         }
-        let Some(lane) = order.pop_front() else { break };
-        match lanes.from[lane].recv().await {
-            Some(Some(result)) => sink(result),
-            Some(None) => {}
-            None => break,
+        let Some(&lane) = order.front() else { break };
+        if inbox[lane].is_empty() {
+            for l in 0..count {
+                more &= deal(&lanes, &mut outbox, l);
+            }
+            match lanes.from[lane].recv().await {
+                Some(results) => inbox[lane].extend(results),
+                None => break,
+            }
+        }
+        order.pop_front();
+        if let Some(Some(result)) = inbox[lane].pop_front() {
+            sink(result);
         }
     }
     lanes.to.clear();
@@ -234,6 +248,16 @@ async fn merge(
             std::panic::resume_unwind(panic);
         }
     }
+}
+
+/// Sends a lane the candidates dealt to it; `false` when the lane is gone.
+fn deal(lanes: &Spawned, outbox: &mut [Vec<Candidate>], lane: usize) -> bool {
+    if outbox[lane].is_empty() {
+        return true;
+    }
+    lanes.to[lane]
+        .send(std::mem::take(&mut outbox[lane]))
+        .is_ok()
 }
 
 /// The lane of a candidate: its customer's.
@@ -269,17 +293,37 @@ impl<E: Executor> Lane<E> {
         }
     }
 
-    /// Runs `candidates`, `width` at a time, handing results to `each` in order until it says stop.
+    /// Runs `candidates`, `width` at a time, handing results to `each` in order (as many as are
+    /// ready at once, up to a chunk) until it says stop.
     async fn drive(
         &self,
         candidates: impl futures_util::Stream<Item = Candidate>,
         width: usize,
-        mut each: impl FnMut(Option<EntryResult>) -> bool,
+        mut each: impl FnMut(Vec<Option<EntryResult>>) -> bool,
     ) {
         let stream = candidates.map(|c| self.entry(c)).buffered(width.max(1));
         futures_util::pin_mut!(stream);
-        while let Some(result) = stream.next().await {
-            if !each(result) {
+        let mut done = false;
+        while !done {
+            let mut ready = Vec::new();
+            std::future::poll_fn(|cx| {
+                while ready.len() < CHUNK {
+                    match stream.poll_next_unpin(cx) {
+                        std::task::Poll::Ready(Some(r)) => ready.push(r),
+                        std::task::Poll::Ready(None) => {
+                            done = true;
+                            break;
+                        }
+                        std::task::Poll::Pending if ready.is_empty() => {
+                            return std::task::Poll::Pending;
+                        }
+                        std::task::Poll::Pending => break,
+                    }
+                }
+                std::task::Poll::Ready(())
+            })
+            .await;
+            if !ready.is_empty() && !each(ready) {
                 break;
             }
         }
