@@ -133,7 +133,7 @@ pub async fn run<E: Executor>(
         taken: Mutex::new(HashSet::new()),
     });
     let concurrency = settings.concurrency.max(1);
-    let lanes = std::thread::available_parallelism().map_or(1, |n| n.get().min(concurrency));
+    let lanes = lane_count(settings).min(concurrency);
     let width = concurrency.div_ceil(lanes);
     let spawned = (lanes > 1)
         .then(|| spawn_lanes(lanes, width, &common, exec))
@@ -155,6 +155,19 @@ pub async fn run<E: Executor>(
         sink,
     )
     .await;
+}
+
+/// Lanes for a run: one per core for a dry-run (all CPU); for a real run one per two cores,
+/// which leaves the kernel's network stack, the state store's writer (and, on one machine, the
+/// receiver) a core. Measured on 2 cores: a real run with one lane used 0.6x the CPU per entry
+/// of one with two and was 1.2x (no store) to 1.3x (store) faster; a dry-run with two lanes was
+/// 1.4x faster.
+fn lane_count(settings: &RunSettings) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match settings.safety {
+        Some(_) => (cores / 2).max(1),
+        None => cores,
+    }
 }
 
 /// The ends of the lanes' channels, and their threads.
