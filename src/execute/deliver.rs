@@ -84,7 +84,7 @@ impl<E: Executor> Deliverer<'_, E> {
                 number: n,
                 context: ctx,
             };
-            let outcome = self.exec.send(attempt).await;
+            let outcome = Box::pin(self.exec.send(attempt)).await;
             if let Some(p) = self.protect {
                 let status = match &outcome {
                     Outcome::Response(r) => Some(r.status),

@@ -1,5 +1,6 @@
 //! The HTTP executor: sends each attempt for real with one shared client; redirects are not followed.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -11,31 +12,42 @@ use crate::journey::plan::CONNECT_TIMEOUT;
 /// Response bodies are read up to this size; the rest is dropped.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// Sends requests over one pooled client.
+/// Sends requests: plain http through [`super::plain`], https over one pooled reqwest client,
+/// built on the first https request (it loads the system's certificates).
 #[derive(Debug, Clone)]
 pub struct Http {
-    client: reqwest::Client,
-    plain: std::sync::Arc<super::plain::Plain>,
+    client: Arc<OnceLock<Result<reqwest::Client, String>>>,
+    plain: Arc<super::plain::Plain>,
     concurrency: usize,
 }
 
 impl Http {
-    /// A client that reuses connections, never follows redirects and never uses a proxy.
+    /// An executor whose connections are reused, that never follows redirects and never uses a
+    /// proxy.
     pub fn new(concurrency: usize) -> anyhow::Result<Http> {
         // Several crates may race to install a provider; either outcome leaves one installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_max_idle_per_host(concurrency.max(1))
-            .tcp_nodelay(true)
-            .no_proxy()
-            .build()?;
         Ok(Http {
-            client,
-            plain: Default::default(),
+            client: Arc::default(),
+            plain: Arc::default(),
             concurrency,
         })
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, TransportError> {
+        let built = self.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(CONNECT_TIMEOUT)
+                .pool_max_idle_per_host(self.concurrency.max(1))
+                .tcp_nodelay(true)
+                .no_proxy()
+                .build()
+                .map_err(|e| format!("cannot set up the HTTPS client: {e}"))
+        });
+        built
+            .as_ref()
+            .map_err(|e| TransportError::Connect(e.clone()))
     }
 }
 
@@ -91,19 +103,23 @@ impl Executor for Http {
             }
         };
         if url.scheme() == "http" {
+            let own = r.attempt_only_headers(a.number, Utc::now().timestamp());
             return self
                 .plain
                 .send(super::plain::Call {
                     url: &url,
                     method: method(r.method),
-                    headers: r.attempt_headers(a.number, Utc::now().timestamp()),
-                    body: r.body.clone(),
+                    headers: [&r.headers, &own],
+                    body: &r.body,
                     timeout: r.timeout,
                 })
                 .await;
         }
-        let mut rb = self
-            .client
+        let client = match self.client() {
+            Ok(client) => client,
+            Err(e) => return Outcome::Transport(e),
+        };
+        let mut rb = client
             .request(method(r.method), url)
             .timeout(r.timeout)
             .body(r.body.clone());

@@ -2,7 +2,6 @@
 //! connections per `host:port`, owned by the lane's thread, straight on hyper. HTTPS goes
 //! through reqwest.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ type Sender = SendRequest<Full<Bytes>>;
 /// Idle keep-alive connections by `host:port`.
 #[derive(Debug, Default)]
 pub struct Plain {
-    idle: Mutex<HashMap<String, Vec<Sender>>>,
+    idle: Mutex<foldhash::HashMap<String, Vec<Sender>>>,
 }
 
 /// One request, ready to go.
@@ -28,10 +27,10 @@ pub struct Call<'a> {
     pub url: &'a url::Url,
     /// The method.
     pub method: http::Method,
-    /// Headers in sending order.
-    pub headers: Vec<(String, String)>,
+    /// Headers in sending order: the request's, then the attempt's own.
+    pub headers: [&'a [(String, String)]; 2],
     /// The body.
-    pub body: Vec<u8>,
+    pub body: &'a [u8],
     /// Total timeout (connect, send, read).
     pub timeout: Duration,
 }
@@ -46,12 +45,12 @@ impl Plain {
         }
     }
 
-    async fn exchange(&self, mut call: Call<'_>, started: Instant) -> Outcome {
-        let Some(host) = call.url.host_str() else {
+    async fn exchange(&self, call: Call<'_>, started: Instant) -> Outcome {
+        if call.url.host_str().is_none() {
             return Outcome::Transport(TransportError::Connect("the URL has no host".into()));
-        };
-        let addr = format!("{host}:{}", call.url.port_or_known_default().unwrap_or(80));
-        let mut req = match request(&mut call) {
+        }
+        let addr = &call.url[url::Position::BeforeHost..url::Position::AfterPort];
+        let mut req = match request(&call, addr) {
             Ok(req) => req,
             Err(e) => return Outcome::Transport(TransportError::Connect(e.to_string())),
         };
@@ -59,7 +58,7 @@ impl Plain {
         // written: it goes again on a new connection, so that is not a failed attempt.
         let mut reused = true;
         let (sender, resp) = loop {
-            let mut sender = match self.checkout(&addr, reused).await {
+            let mut sender = match self.checkout(call.url, reused).await {
                 Ok((s, was_idle)) => {
                     reused = was_idle;
                     s
@@ -98,24 +97,38 @@ impl Plain {
         })
     }
 
-    /// An idle connection that is still open (when `reuse`), or a new one; and whether it was idle.
-    async fn checkout(&self, addr: &str, reuse: bool) -> Result<(Sender, bool), TransportError> {
-        while let Some(mut s) = reuse.then(|| self.idle(addr)).flatten() {
+    /// An idle connection to the URL's host and port that is still open (when `reuse`), or a
+    /// new one; and whether it was idle.
+    async fn checkout(
+        &self,
+        url: &url::Url,
+        reuse: bool,
+    ) -> Result<(Sender, bool), TransportError> {
+        let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
+        while let Some(mut s) = reuse.then(|| self.idle(authority)).flatten() {
             if s.ready().await.is_ok() {
                 return Ok((s, true));
             }
         }
-        connect(addr).await.map(|s| (s, false))
+        let host = url.host_str().unwrap_or_default();
+        let addr = format!("{host}:{}", url.port_or_known_default().unwrap_or(80));
+        connect(&addr).await.map(|s| (s, false))
     }
 
     fn idle(&self, addr: &str) -> Option<Sender> {
         self.idle.lock().expect("not poisoned").get_mut(addr)?.pop()
     }
 
-    fn checkin(&self, addr: String, sender: Sender) {
-        if !sender.is_closed() {
-            let mut idle = self.idle.lock().expect("not poisoned");
-            idle.entry(addr).or_default().push(sender);
+    fn checkin(&self, authority: &str, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("not poisoned");
+        match idle.get_mut(authority) {
+            Some(senders) => senders.push(sender),
+            None => {
+                idle.insert(authority.to_string(), vec![sender]);
+            }
         }
     }
 }
@@ -138,31 +151,28 @@ async fn connect(addr: &str) -> Result<Sender, TransportError> {
     Ok(sender)
 }
 
-/// The request in origin form, with `Host` (the port only when the URL gives one) and the
-/// headers reqwest would add.
-fn request(call: &mut Call<'_>) -> Result<http::Request<Full<Bytes>>, http::Error> {
+/// The request in origin form, with `Host` (the URL's host, and its port when it gives one) and
+/// the headers reqwest would add.
+fn request(call: &Call<'_>, host: &str) -> Result<http::Request<Full<Bytes>>, http::Error> {
+    use http::header::{ACCEPT, HOST, HeaderName, HeaderValue};
     let url = call.url;
-    let host = match url.port() {
-        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
-        None => url.host_str().unwrap_or_default().to_string(),
-    };
     let target = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
+        Some(_) => &url[url::Position::BeforePath..url::Position::AfterQuery],
+        None => url.path(),
     };
-    let mut b = http::Request::builder()
-        .method(call.method.clone())
-        .uri(target)
-        .header(http::header::HOST, host);
-    let mut accept = false;
-    for (name, value) in &call.headers {
-        accept |= name.eq_ignore_ascii_case("accept");
-        b = b.header(name.as_str(), value.as_str());
+    let mut req = http::Request::new(Full::new(Bytes::copy_from_slice(call.body)));
+    *req.method_mut() = call.method.clone();
+    *req.uri_mut() = target.parse()?;
+    let headers = req.headers_mut();
+    headers.insert(HOST, HeaderValue::from_bytes(host.as_bytes())?);
+    for (name, value) in call.headers.iter().flat_map(|h| h.iter()) {
+        let name = HeaderName::from_bytes(name.as_bytes())?;
+        headers.append(name, HeaderValue::from_bytes(value.as_bytes())?);
     }
-    if !accept {
-        b = b.header(http::header::ACCEPT, "*/*");
+    if !headers.contains_key(ACCEPT) {
+        headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
     }
-    b.body(Full::new(Bytes::from(std::mem::take(&mut call.body))))
+    Ok(req)
 }
 
 /// The body up to [`MAX_BODY`]; `true` when it was read to its end (the connection can be reused).

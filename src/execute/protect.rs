@@ -60,7 +60,7 @@ pub struct Protection {
     /// One breaker per host.
     pub breakers: Breakers,
     /// `host:port` by the URL's `scheme://authority` prefix, so a batch parses each origin once.
-    hosts: Mutex<HashMap<String, String>>,
+    hosts: Mutex<foldhash::HashMap<String, String>>,
 }
 
 impl Protection {
@@ -163,7 +163,7 @@ pub enum Gate {
 /// One breaker per host.
 #[derive(Debug, Default)]
 pub struct Breakers {
-    hosts: Mutex<HashMap<String, Host>>,
+    hosts: Mutex<foldhash::HashMap<String, Host>>,
 }
 
 impl Breakers {

@@ -217,6 +217,13 @@ impl Request {
     /// The headers of one attempt: the request's, then `traceparent` and any signature.
     pub fn attempt_headers(&self, attempt: u32, unix_seconds: i64) -> Vec<(String, String)> {
         let mut out = self.headers.clone();
+        out.extend(self.attempt_only_headers(attempt, unix_seconds));
+        out
+    }
+
+    /// The headers that differ by attempt: `traceparent` and any signature.
+    pub fn attempt_only_headers(&self, attempt: u32, unix_seconds: i64) -> Vec<(String, String)> {
+        let mut out = Vec::with_capacity(4);
         out.push((
             "traceparent".into(),
             identity::traceparent(&self.trace_id, &self.delivery_id, attempt),

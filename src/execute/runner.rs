@@ -1,7 +1,6 @@
 //! The runner: entries start in input order, `--concurrency` at a time; one customer's entries
 //! never overlap; an entry key is taken once per run; results reach the sink in input order.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -130,7 +129,7 @@ pub async fn run<E: Executor>(
     let common = Arc::new(Common {
         journeys: journeys.to_vec(),
         settings: settings.clone(),
-        taken: Mutex::new(HashSet::new()),
+        taken: Mutex::default(),
     });
     let concurrency = settings.concurrency.max(1);
     let lanes = lane_count(settings).min(concurrency);
@@ -285,7 +284,7 @@ fn lane_of(c: &Candidate, lanes: usize) -> usize {
 struct Common {
     journeys: Vec<Journey>,
     settings: RunSettings,
-    taken: Mutex<HashSet<u64>>,
+    taken: Mutex<foldhash::HashSet<u64>>,
 }
 
 /// One lane: its executor and its customers' locks.
@@ -379,7 +378,7 @@ impl<E: Executor> Lane<E> {
             return resumed.is_none().then(|| walk.already_done());
         }
         let Some(store) = &settings.state else {
-            return Some(walk.run().await);
+            return Some(Box::pin(walk.run()).await);
         };
         let journey = &journeys[e.journey].name;
         let stored = match store
@@ -390,14 +389,14 @@ impl<E: Executor> Lane<E> {
             Err(why) => return Some(walk.interrupted(&why)),
         };
         Some(match stored {
-            None => walk.run().await,
+            None => Box::pin(walk.run()).await,
             Some(s) => match s.status {
                 EntryStatus::Done(_) => walk.already_done(),
                 EntryStatus::Failed if !settings.retry_failed => walk.already_done(),
                 EntryStatus::Waiting if s.due.is_some_and(|d| d > settings.now) => {
                     walk.still_waiting()
                 }
-                _ => walk.resume(s).run().await,
+                _ => Box::pin(walk.resume(s).run()).await,
             },
         })
     }
@@ -405,10 +404,7 @@ impl<E: Executor> Lane<E> {
 
 /// Entry keys taken in this run are kept as 64-bit hashes: 8 bytes an entry, whatever the batch.
 fn key_hash(key: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut h);
-    h.finish()
+    crate::execute::hash_key(key)
 }
 
 fn stripe(customer: &str) -> usize {

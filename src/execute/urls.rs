@@ -1,7 +1,6 @@
 //! URLs parsed once: a batch sends to a handful of distinct URLs a million times, and parsing
 //! each (host, IDNA) was a tenth of a real run's profile.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use url::{ParseError, Url};
@@ -10,7 +9,7 @@ use url::{ParseError, Url};
 /// are all distinct and gain nothing).
 const CAPACITY: usize = 1024;
 
-static PARSED: OnceLock<Mutex<HashMap<String, Url>>> = OnceLock::new();
+static PARSED: OnceLock<Mutex<foldhash::HashMap<String, Url>>> = OnceLock::new();
 
 /// `Url::parse`, remembered.
 pub fn parse(text: &str) -> Result<Url, ParseError> {

@@ -114,7 +114,7 @@ pub struct Store {
     tx: Mutex<mpsc::Sender<Msg>>,
     /// Hashes of the keys of the entries stored when the run began: a key not among them is
     /// new, and entering it needs no answer from the writer.
-    known: std::collections::HashSet<u64>,
+    known: foldhash::HashSet<u64>,
     path: PathBuf,
     failure: Arc<Mutex<Option<String>>>,
     _lock: lock::Lock,
@@ -330,7 +330,7 @@ impl Store {
 }
 
 /// Hashes of every stored entry key: 8 bytes an entry.
-fn known_keys(conn: &Connection) -> rusqlite::Result<std::collections::HashSet<u64>> {
+fn known_keys(conn: &Connection) -> rusqlite::Result<foldhash::HashSet<u64>> {
     let mut stmt = conn.prepare("SELECT key FROM entries")?;
     let keys = stmt.query_map([], |r| {
         r.get_ref(0).map(|v| key_hash(v.as_str().unwrap_or("")))
@@ -340,10 +340,7 @@ fn known_keys(conn: &Connection) -> rusqlite::Result<std::collections::HashSet<u
 
 /// A stable 64-bit hash of an entry key.
 fn key_hash(key: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut h);
-    h.finish()
+    crate::execute::hash_key(key)
 }
 
 /// Opens (creating 0600), switches to WAL and migrates.
