@@ -156,7 +156,9 @@ async fn send_again(
 fn context_of(l: &DeadLetter, env: &crate::render::EnvVars) -> Result<EntryContext, String> {
     let s = &l.snapshot;
     let now = crate::clock::parse(&s.now)?;
-    let mut ctx = EntryContext::new(&l.journey, &s.customer, s.event.as_ref(), env, now);
+    let customer = std::sync::Arc::new(s.customer.clone());
+    let event = s.event.clone().map(std::sync::Arc::new);
+    let mut ctx = EntryContext::new(&l.journey, &customer, event.as_ref(), env, now);
     ctx.set_entry(&l.entry_key, &identity::trace_id(&l.entry_key));
     ctx.vars = values(&s.vars);
     ctx.saved = values(&s.saved);

@@ -60,10 +60,40 @@ impl Object for FieldsObject {
     }
 }
 
+/// The customer and event as read, and their template values, made once a template needs them
+/// whole (attribute paths read the records directly: see [`record`]).
+#[derive(Debug)]
+struct Records {
+    customer: Arc<serde_json::Value>,
+    event: Option<Arc<serde_json::Value>>,
+    values: std::sync::OnceLock<(Value, Option<Value>)>,
+}
+
+impl Records {
+    fn values(&self) -> &(Value, Option<Value>) {
+        self.values.get_or_init(|| {
+            let event = self.event.as_deref().map(value_of);
+            (value_of(&*self.customer), event)
+        })
+    }
+}
+
+/// `customer` or `event` of a render's context as read from the fixtures, when `ctx` is an
+/// entry's context.
+pub fn record<'a>(ctx: &'a Value, name: &str) -> Option<&'a serde_json::Value> {
+    let view = ctx.downcast_object_ref::<View>()?;
+    match name {
+        "customer" => Some(&view.records.customer),
+        "event" => view.records.event.as_deref(),
+        _ => None,
+    }
+}
+
 /// The growing context of one entry.
 #[derive(Debug, Clone)]
 pub struct EntryContext {
     base: Arc<BTreeMap<&'static str, Value>>,
+    records: Arc<Records>,
     /// `vars.NAME`.
     pub vars: Fields,
     /// `saved.NAME`.
@@ -90,6 +120,7 @@ pub struct Scope<'a> {
 #[derive(Debug)]
 struct View {
     base: Arc<BTreeMap<&'static str, Value>>,
+    records: Arc<Records>,
     vars: Fields,
     saved: Fields,
     steps: Fields,
@@ -114,12 +145,18 @@ impl Object for View {
                 ])
             }),
             "response" => self.response.clone(),
+            "customer" => Some(self.records.values().0.clone()),
+            "event" => self.records.values().1.clone(),
             other => self.base.get(other).cloned(),
         }
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         let mut keys: Vec<Value> = self.base.keys().map(|k| Value::from(*k)).collect();
+        keys.push(Value::from("customer"));
+        if self.records.event.is_some() {
+            keys.push(Value::from("event"));
+        }
         keys.extend(["vars", "saved", "steps", "now"].map(Value::from));
         for (name, present) in [
             ("step", self.step.is_some()),
@@ -138,21 +175,23 @@ impl EntryContext {
     /// The context of an entry before its first step.
     pub fn new(
         journey: &str,
-        customer: &serde_json::Value,
-        event: Option<&serde_json::Value>,
+        customer: &Arc<serde_json::Value>,
+        event: Option<&Arc<serde_json::Value>>,
         env: &EnvVars,
         now: DateTime<Utc>,
     ) -> EntryContext {
+        let records = Arc::new(Records {
+            customer: Arc::clone(customer),
+            event: event.map(Arc::clone),
+            values: Default::default(),
+        });
         let mut base = BTreeMap::new();
-        base.insert("customer", value_of(customer));
-        if let Some(e) = event {
-            base.insert("event", value_of(e));
-        }
         base.insert("journey", map([("name", Value::from(journey))]));
         base.insert("env", env.value(Namespace::Env));
         base.insert("secret", env.value(Namespace::Secret));
         EntryContext {
             base: Arc::new(base),
+            records,
             vars: Fields::default(),
             saved: Fields::default(),
             steps: Fields::default(),
@@ -173,6 +212,7 @@ impl EntryContext {
     pub fn value(&self, scope: &Scope<'_>) -> Value {
         Value::from_object(View {
             base: Arc::clone(&self.base),
+            records: Arc::clone(&self.records),
             vars: self.vars.clone(),
             saved: self.saved.clone(),
             steps: self.steps.clone(),

@@ -57,18 +57,49 @@ impl FastExpr {
 
     /// The value, or `None` when minijinja must decide (something undefined, a filter not applying).
     pub fn eval(&self, ctx: &Value) -> Option<Value> {
+        let mut v = match self.read_record(ctx) {
+            Some(v) => v,
+            None => self.lookup(ctx)?,
+        };
+        for f in &self.filters {
+            v = match f {
+                Filter::NormalizeEmail => Value::from(filters::normalize_email(v.as_str()?)),
+                Filter::Sha256 => Value::from(filters::sha256(&v)),
+            };
+        }
+        Some(v)
+    }
+}
+
+impl FastExpr {
+    /// A scalar read straight from the customer's or event's record, converted as minijinja
+    /// converts the whole record; `None` for anything else.
+    fn read_record(&self, ctx: &Value) -> Option<Value> {
+        let mut v = crate::execute::context::record(ctx, self.path[0])?;
+        for name in &self.path[1..] {
+            v = v.as_object()?.get(*name)?;
+        }
+        Some(match v {
+            serde_json::Value::String(s) => Value::from(s.as_str()),
+            serde_json::Value::Bool(b) => Value::from(*b),
+            serde_json::Value::Null => Value::from(()),
+            serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => Value::from(u),
+                (None, Some(i)) => Value::from(i),
+                _ => Value::from(n.as_f64()?),
+            },
+            _ => return None,
+        })
+    }
+
+    /// The value through minijinja's attribute lookups.
+    fn lookup(&self, ctx: &Value) -> Option<Value> {
         let mut v = ctx.clone();
         for name in &self.path {
             v = v.get_attr(name).ok()?;
             if v.is_undefined() {
                 return None;
             }
-        }
-        for f in &self.filters {
-            v = match f {
-                Filter::NormalizeEmail => Value::from(filters::normalize_email(v.as_str()?)),
-                Filter::Sha256 => Value::from(filters::sha256(&v)),
-            };
         }
         Some(v)
     }
@@ -178,6 +209,49 @@ mod tests {
             let expected = env.render_str(src, &ctx).unwrap();
             assert_eq!(text(src).unwrap().render(&ctx).unwrap(), expected, "{src}");
         }
+    }
+
+    #[test]
+    fn reads_records_as_minijinja_converts_them() {
+        use crate::execute::context::{EntryContext, Scope};
+        let customer = std::sync::Arc::new(serde_json::json!({
+            "id": "c1", "n": 18446744073709551615u64, "neg": -5, "f": 2.0, "ok": true,
+            "none": null, "a": { "b": { "c": "deep" } }, "list": [1, 2]
+        }));
+        let env = crate::render::EnvVars::default();
+        let ctx = EntryContext::new("j", &customer, None, &env, chrono::Utc::now())
+            .value(&Scope::default());
+        let jinja = super::super::engine::environment();
+        for src in [
+            "customer.id",
+            "customer.n",
+            "customer.neg",
+            "customer.f",
+            "customer.ok",
+            "customer.none",
+            "customer.a.b.c",
+            "customer.a",
+            "customer.list",
+            "customer.id | sha256",
+        ] {
+            let expected = jinja.compile_expression(src).unwrap().eval(&ctx).unwrap();
+            let fast = FastExpr::parse(src).unwrap().eval(&ctx).unwrap();
+            assert_eq!(fast, expected, "{src}");
+            assert_eq!(fast.to_string(), expected.to_string(), "{src}");
+            assert_eq!(fast.kind(), expected.kind(), "{src}");
+        }
+        assert!(
+            FastExpr::parse("customer.missing")
+                .unwrap()
+                .eval(&ctx)
+                .is_none()
+        );
+        assert!(
+            FastExpr::parse("customer.id.x")
+                .unwrap()
+                .eval(&ctx)
+                .is_none()
+        );
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         let ctx = EntryContext::new(
             &j.name,
             &e.customer.record,
-            event.as_deref(),
+            event.as_ref(),
             &settings.env,
             settings.now,
         );
