@@ -89,6 +89,21 @@ pub fn record<'a>(ctx: &'a Value, name: &str) -> Option<&'a serde_json::Value> {
     }
 }
 
+/// `journey`: made once per journey on each thread.
+fn journey_value(name: &str) -> Value {
+    thread_local! {
+        static MADE: std::cell::RefCell<foldhash::HashMap<String, Value>> = Default::default();
+    }
+    MADE.with_borrow_mut(|made| match made.get(name) {
+        Some(v) => v.clone(),
+        None => {
+            let v = map([("name", Value::from(name))]);
+            made.insert(name.to_string(), v.clone());
+            v
+        }
+    })
+}
+
 /// The growing context of one entry.
 #[derive(Debug, Clone)]
 pub struct EntryContext {
@@ -186,7 +201,7 @@ impl EntryContext {
             values: Default::default(),
         });
         let mut base = BTreeMap::new();
-        base.insert("journey", map([("name", Value::from(journey))]));
+        base.insert("journey", journey_value(journey));
         base.insert("env", env.value(Namespace::Env));
         base.insert("secret", env.value(Namespace::Secret));
         EntryContext {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::request::Request;
 
 /// How a step ended for one entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// Delivered and successful, or a non-webhook step passed.

@@ -416,9 +416,20 @@ impl<'a, E: Executor> Walk<'a, E> {
     }
 }
 
+/// `steps.ID`: made once per status and outcome on each thread (template values are immutable).
 fn step_value(status: Option<u16>, s: StepStatus) -> Value {
-    map([
-        ("status", Value::from(status)),
-        ("outcome", Value::from(s.as_str())),
-    ])
+    thread_local! {
+        static MADE: std::cell::RefCell<foldhash::HashMap<(Option<u16>, StepStatus), Value>> =
+            Default::default();
+    }
+    MADE.with_borrow_mut(|made| {
+        made.entry((status, s))
+            .or_insert_with(|| {
+                map([
+                    ("status", Value::from(status)),
+                    ("outcome", Value::from(s.as_str())),
+                ])
+            })
+            .clone()
+    })
 }
