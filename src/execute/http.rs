@@ -102,7 +102,8 @@ impl Executor for Http {
                 return Outcome::Transport(TransportError::Connect(format!("invalid URL: {e}")));
             }
         };
-        if url.scheme() == "http" {
+        // Credentials in the URL become an Authorization header in reqwest; keep that there.
+        if url.scheme() == "http" && url.username().is_empty() && url.password().is_none() {
             let own = r.attempt_only_headers(a.number, Utc::now().timestamp());
             return self
                 .plain
