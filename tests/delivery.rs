@@ -1121,3 +1121,20 @@ fn a_kept_alive_connection_the_server_closed_is_not_a_failed_attempt() {
     assert_eq!(report["totals"]["completed"], 1, "{report}");
     assert_eq!(report["steps"][0]["retries"], 1, "{report}");
 }
+
+#[test]
+fn credentials_in_the_url_are_sent_as_basic_auth() {
+    let server = TestServer::start();
+    let with_user = server.url.replacen("http://", "http://ops:pw@", 1);
+    let t = Test::new().env("HOOK_URL", &with_user);
+    t.file(
+        "j.yaml",
+        &one("  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/x\", body: {} }\n"),
+    );
+    t.file("f.yaml", "customers: [{ id: c1 }]\n");
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let got = server.requests_to("/x");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].header("authorization"), Some("Basic b3BzOnB3"));
+}
