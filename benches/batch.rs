@@ -5,29 +5,12 @@
 //! 1,000,000 customers through a 3-step journey with 10-field bodies. Prints entries/s, the ratio
 //! to the load generator and peak memory (GNU time). `BENCH_SCALE=0.1` shrinks every size.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
-
-fn receiver() -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, axum::Router::new().fallback(|| async { "{}" }))
-                .await
-                .unwrap();
-        });
-    });
-    format!("http://{}", rx.recv().unwrap())
-}
 
 /// Requests per second by `wrk -t1 -c32 -d5s`, or `None` without wrk.
 fn wrk(url: &str) -> Option<f64> {
@@ -100,12 +83,9 @@ fn customer(i: usize) -> String {
 }
 
 fn main() {
-    let scale: f64 = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1.0);
+    let scale: f64 = common::setting("BENCH_SCALE", 1.0);
     let (real_n, dry_n) = ((200_000.0 * scale) as usize, (1_000_000.0 * scale) as usize);
-    let url = receiver();
+    let url = common::receiver();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("one.yaml"), ONE_STEP).unwrap();
     std::fs::write(dir.path().join("three.yaml"), THREE_STEPS).unwrap();

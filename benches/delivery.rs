@@ -2,6 +2,8 @@
 //! loop (the ceiling), then `journey run` without and with the state store, as ratios.
 //! `BENCH_ENTRIES` sets the size (default 5,000).
 
+mod common;
+
 use std::time::Instant;
 
 const JOURNEY: &str = r#"journey: bench
@@ -12,25 +14,6 @@ steps:
       url: "{{ env.HOOK_URL }}/hook"
       body: { id: "{{ customer.id }}", email: "{{ customer.email }}", plan: "{{ customer.attributes.plan }}" }
 "#;
-
-/// A receiver that answers 200 to everything, on its own runtime.
-fn receiver() -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = axum::Router::new().fallback(|| async { "{}" });
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    format!("http://{}", rx.recv().unwrap())
-}
 
 /// The ceiling: 32 tasks posting the same bodies with one reqwest client, no journey work.
 fn bare(url: &str, n: usize) -> f64 {
@@ -96,11 +79,8 @@ fn journey(dir: &std::path::Path, url: &str, n: usize, extra: &[&str]) -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::var("BENCH_ENTRIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5_000);
-    let url = receiver();
+    let n: usize = common::setting("BENCH_ENTRIES", 5_000);
+    let url = common::receiver();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("j.yaml"), JOURNEY).unwrap();
     let customers: String = (0..n)
@@ -113,10 +93,7 @@ fn main() {
         format!("customers:\n{customers}"),
     )
     .unwrap();
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let rounds: usize = common::setting("BENCH_ROUNDS", 5);
     let ceiling = bare(&url, n);
     let (mut without, mut with) = (Vec::new(), Vec::new());
     for round in 0..rounds {

@@ -5,6 +5,8 @@
 //! report) and the built binary end to end (process start, YAML parse, table). `BENCH_CUSTOMERS`
 //! sets the size (default 10,000).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -121,10 +123,7 @@ fn binary(dir: &std::path::Path, n: usize) -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::var("BENCH_CUSTOMERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let n: usize = common::setting("BENCH_CUSTOMERS", 10_000);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("j.yaml"), JOURNEY).unwrap();
     std::fs::write(dir.path().join("f.yaml"), customers(n)).unwrap();

@@ -70,7 +70,10 @@ impl<E: Executor> Deliverer<'_, E> {
                 break;
             }
             d.attempts = n;
-            let host = self.protect.map(|p| p.host(&req.url)).unwrap_or_default();
+            let host = self
+                .protect
+                .map(|_| super::protect::host_of(&req.url))
+                .unwrap_or_default();
             if let Some(p) = self.protect
                 && let Err(why) = p.before(self.journey, &step.id, &host).await
             {

@@ -43,7 +43,8 @@ pub fn hash_percent(parts: &[&str]) -> u32 {
     (hash_u64(parts) % 100) as u32
 }
 
-/// A 64-bit hash of an entry key, the same for the whole process (sets of keys taken or stored).
+/// A 64-bit hash of a key, the same for the whole process: entry keys taken or stored (8 bytes an
+/// entry, whatever the batch), customers' lock stripes and lanes.
 pub fn hash_key(key: &str) -> u64 {
     use std::hash::BuildHasher;
     foldhash::quality::FixedState::with_seed(0x6a6f75726e6579).hash_one(key)

@@ -59,8 +59,6 @@ pub struct Protection {
     pub steps: HashMap<(String, String), Pacer>,
     /// One breaker per host.
     pub breakers: Breakers,
-    /// `host:port` by the URL's `scheme://authority` prefix, so a batch parses each origin once.
-    hosts: Mutex<foldhash::HashMap<String, String>>,
 }
 
 impl Protection {
@@ -80,20 +78,7 @@ impl Protection {
             global: global.map(Pacer::new),
             steps,
             breakers: Breakers::default(),
-            hosts: Mutex::default(),
         }
-    }
-
-    /// `host:port` of a URL, remembered by origin.
-    pub fn host(&self, url: &str) -> String {
-        let origin = origin_prefix(url);
-        let mut hosts = self.hosts.lock().expect("not poisoned");
-        if let Some(h) = hosts.get(origin) {
-            return h.clone();
-        }
-        let h = host_of(url);
-        hosts.insert(origin.to_string(), h.clone());
-        h
     }
 
     /// Waits for the breaker and the pacers before an attempt; `Err` when the host is stopped.
@@ -115,18 +100,9 @@ impl Protection {
     }
 }
 
-/// `scheme://authority` of a URL: everything before the path, query or fragment.
-fn origin_prefix(url: &str) -> &str {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
-    &url[..end]
-}
-
 /// `host:port` of a URL (what the breaker counts by).
 pub fn host_of(url: &str) -> String {
-    url::Url::parse(url)
+    super::urls::parse(url)
         .ok()
         .and_then(|u| {
             u.host_str()

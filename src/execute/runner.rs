@@ -348,9 +348,7 @@ impl<E: Executor> Lane<E> {
             Candidate::Entry(e) => (e, None),
             Candidate::Resume(e, key) => (e, Some(key)),
         };
-        let _turn = self.stripes[stripe(&e.customer.id) % CUSTOMER_STRIPES]
-            .lock()
-            .await;
+        let _turn = self.stripes[stripe(&e.customer.id)].lock().await;
         let Common {
             journeys,
             settings,
@@ -373,7 +371,7 @@ impl<E: Executor> Lane<E> {
         if !taken
             .lock()
             .expect("not poisoned")
-            .insert(key_hash(walk.key()))
+            .insert(super::hash_key(walk.key()))
         {
             return resumed.is_none().then(|| walk.already_done());
         }
@@ -402,16 +400,9 @@ impl<E: Executor> Lane<E> {
     }
 }
 
-/// Entry keys taken in this run are kept as 64-bit hashes: 8 bytes an entry, whatever the batch.
-fn key_hash(key: &str) -> u64 {
-    crate::execute::hash_key(key)
-}
-
+/// A customer's stripe (one per lock and lane choice).
 fn stripe(customer: &str) -> usize {
-    customer.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100000001b3)
-    }) as usize
-        % CUSTOMER_STRIPES
+    super::hash_key(customer) as usize % CUSTOMER_STRIPES
 }
 
 fn rejected(r: Rejected) -> EntryResult {

@@ -39,7 +39,7 @@ impl BodyTemplate {
     }
 
     /// Renders against an entry's context straight to JSON text (what is sent), with no
-    /// intermediate value: the same bytes as serializing [`BodyTemplate::render`]'s value.
+    /// intermediate value: the same bytes as serializing the rendered value.
     pub fn write(&self, ctx: &Value, out: &mut Vec<u8>) -> Result<(), RenderError> {
         match self {
             BodyTemplate::Lit(v) => write_json(out, v),
@@ -70,7 +70,9 @@ impl BodyTemplate {
         Ok(())
     }
 
-    /// Renders against an entry's context.
+    /// Renders against an entry's context to a value: the reference [`BodyTemplate::write`] is
+    /// checked against.
+    #[cfg(test)]
     pub fn render(&self, ctx: &Value) -> Result<serde_json::Value, RenderError> {
         Ok(match self {
             BodyTemplate::Lit(v) => v.clone(),

@@ -224,7 +224,7 @@ impl Store {
         // (a run takes each key once, and holds the store's lock): the insert needs no answer.
         // The writer takes messages in order, so the entry's first delivery is acknowledged
         // only once the insert is committed, with it or before it.
-        if !self.known.contains(&key_hash(key)) {
+        if !self.known.contains(&crate::execute::hash_key(key)) {
             self.send(enter(None));
             return Ok(None);
         }
@@ -333,14 +333,10 @@ impl Store {
 fn known_keys(conn: &Connection) -> rusqlite::Result<foldhash::HashSet<u64>> {
     let mut stmt = conn.prepare("SELECT key FROM entries")?;
     let keys = stmt.query_map([], |r| {
-        r.get_ref(0).map(|v| key_hash(v.as_str().unwrap_or("")))
+        r.get_ref(0)
+            .map(|v| crate::execute::hash_key(v.as_str().unwrap_or("")))
     })?;
     keys.collect()
-}
-
-/// A stable 64-bit hash of an entry key.
-fn key_hash(key: &str) -> u64 {
-    crate::execute::hash_key(key)
 }
 
 /// Opens (creating 0600), switches to WAL and migrates.
