@@ -215,50 +215,25 @@ pub async fn send(
     total: Option<usize>,
 ) -> anyhow::Result<Exit> {
     let c = batch.c;
-    let store = match open_store(real) {
-        Ok(s) => s,
+    let (store, due_list) = match store_and_due(batch, real).await {
+        Ok(found) => found,
         Err(code) => return Ok(code),
     };
-    if let Some(store) = &store
-        && let Err(why) = store.check_shard(c.selection.shard).await
-    {
-        output::stderr(&format!(
-            "error: the state store {}: {why}",
-            store.path().display()
-        ));
-        return Ok(Exit::Usage);
-    }
-    let mut due_list = Vec::new();
     let (list, total): (Candidates<'_>, Option<usize>) = if real.resume_only {
         (Box::new(std::iter::empty()), Some(0))
     } else {
         (list, total)
     };
-    if let Some(store) = &store {
-        match due_waits(batch, store).await {
-            Ok(due) => due_list = due,
-            Err(why) => {
-                output::stderr(&format!(
-                    "error: the state store {} cannot be read: {why}",
-                    store.path().display()
-                ));
-                return Ok(Exit::State);
-            }
-        }
-    }
+    let total = total.map(|t| t + due_list.len());
     if real.ask
-        && total.is_none_or(|t| t + due_list.len() > 0)
-        && !confirm(
-            &target_hosts(batch.journeys, &batch.env),
-            total.map(|t| t + due_list.len()),
-        )
+        && total.is_none_or(|t| t > 0)
+        && !confirm(&target_hosts(batch.journeys, &batch.env), total)
     {
         output::stderr("nothing was sent");
         return Ok(Exit::Ok);
     }
     let stop = Arc::new(Stop::default());
     let watcher = watch(Arc::clone(&stop), real.max_duration);
-    let due_list_len = due_list.len();
     let protect = Arc::new(Protection::new(batch.journeys, real.rate));
     let mocks = real
         .record_mocks
@@ -271,17 +246,16 @@ pub async fn send(
         real.log_bodies,
         &real.dead_letter,
     )?);
+    let recorders = std::iter::once(Arc::clone(&recorder) as Arc<dyn Recorder>)
+        .chain(mocks.iter().map(|m| Arc::clone(m) as Arc<dyn Recorder>))
+        .collect();
     let settings = RunSettings {
         now: c.now,
         env: batch.env.clone(),
         concurrency: c.concurrency,
         seed: c.seed,
         keep_requests: c.show.is_some(),
-        recorder: Arc::new(Fanout(
-            std::iter::once(Arc::clone(&recorder) as Arc<dyn Recorder>)
-                .chain(mocks.iter().map(|m| Arc::clone(m) as Arc<dyn Recorder>))
-                .collect(),
-        )),
+        recorder: Arc::new(Fanout(recorders)),
         safety: Some(Safety {
             allow_insecure_http: real.allow_insecure_http,
             redactor: batch.redactor.clone(),
@@ -294,14 +268,9 @@ pub async fn send(
         sent_log: Arc::default(),
         protect: Some(Arc::clone(&protect)),
     };
-    let mut report = batch
-        .execute(
-            Box::new(list.chain(due_list)),
-            total.map(|t| t + due_list_len),
-            &Http::new(c.concurrency)?,
-            &settings,
-        )
-        .await?;
+    let list = Box::new(list.chain(due_list));
+    let exec = Http::new(c.concurrency)?;
+    let mut report = batch.execute(list, total, &exec, &settings).await?;
     recorder.flush();
     for why in protect.breakers.stopped() {
         output::stderr(&format!("error: {why}"));
@@ -310,40 +279,88 @@ pub async fn send(
     if let Some(m) = &mocks {
         m.write(&batch.run_id)?;
     }
+    tell_recorded(&recorder, c.quiet);
+    let store_failed = match &store {
+        Some(store) => {
+            report.state = Some(store.path().display().to_string());
+            !flushed(store).await
+        }
+        None => false,
+    };
+    watcher.abort();
+    let code = finish(c, batch.journeys, &report)?;
+    Ok(exit_code(code, &stop, store_failed))
+}
+
+/// Opens the store (if any), checks its shard and finds the parked entries now due.
+async fn store_and_due(
+    batch: &Batch<'_>,
+    real: &RealConfig,
+) -> Result<(Option<Arc<Store>>, Vec<Candidate>), Exit> {
+    let Some(store) = open_store(real)? else {
+        return Ok((None, Vec::new()));
+    };
+    if let Err(why) = store.check_shard(batch.c.selection.shard).await {
+        output::stderr(&format!(
+            "error: the state store {}: {why}",
+            store.path().display()
+        ));
+        return Err(Exit::Usage);
+    }
+    match due_waits(batch, &store).await {
+        Ok(due) => Ok((Some(store), due)),
+        Err(why) => {
+            output::stderr(&format!(
+                "error: the state store {} cannot be read: {why}",
+                store.path().display()
+            ));
+            Err(Exit::State)
+        }
+    }
+}
+
+/// Says what the log and dead-letter files could not take, and where dead letters went.
+fn tell_recorded(recorder: &NdjsonRecorder, quiet: bool) {
     for f in recorder.failures() {
         output::stderr(&format!("error: {f}"));
     }
-    if recorder.dead_letters() > 0 && !c.quiet {
+    if recorder.dead_letters() > 0 && !quiet {
         let path = recorder.dead_letter_path().display();
         output::stderr(&format!(
             "{} failed deliveries were written to {path}; `journey replay {path}` sends them again with the same idempotency keys",
             recorder.dead_letters()
         ));
     }
-    let mut store_failed = false;
-    if let Some(store) = &store {
-        report.state = Some(store.path().display().to_string());
-        if let Err(why) = store.flush().await {
+}
+
+/// Commits what the store still holds; `false` (said on stderr) when it cannot.
+async fn flushed(store: &Store) -> bool {
+    match store.flush().await {
+        Ok(()) => true,
+        Err(why) => {
             output::stderr(&format!(
                 "error: the state store {} cannot be written: {why}",
                 store.path().display()
             ));
-            store_failed = true;
+            false
         }
     }
-    watcher.abort();
-    let mut code = finish(c, batch.journeys, &report)?;
-    match stop.reason() {
-        Some(StopReason::Interrupt) => code = code.max(Exit::Interrupted),
-        Some(StopReason::Terminate) => code = code.max(Exit::Terminated),
+}
+
+/// The report's exit code, raised by a stop signal or a store that could not be written.
+fn exit_code(code: Exit, stop: &Stop, store_failed: bool) -> Exit {
+    let code = match stop.reason() {
+        Some(StopReason::Interrupt) => code.max(Exit::Interrupted),
+        Some(StopReason::Terminate) => code.max(Exit::Terminated),
         Some(StopReason::Deadline) => {
-            output::stderr("stopped: --max-duration ran out; a later run takes up what is left")
+            output::stderr("stopped: --max-duration ran out; a later run takes up what is left");
+            code
         }
-        None => {}
-    }
-    Ok(if store_failed {
+        None => code,
+    };
+    if store_failed {
         code.max(Exit::State)
     } else {
         code
-    })
+    }
 }

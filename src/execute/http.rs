@@ -61,6 +61,52 @@ fn method(m: Method) -> reqwest::Method {
     }
 }
 
+impl Http {
+    /// Sends one attempt through reqwest (https, or URLs carrying credentials).
+    async fn send_tls(&self, url: url::Url, a: Attempt<'_>) -> Outcome {
+        let r = a.request;
+        let client = match self.client() {
+            Ok(client) => client,
+            Err(e) => return Outcome::Transport(e),
+        };
+        let mut rb = client
+            .request(method(r.method), url)
+            .timeout(r.timeout)
+            .body(r.body.clone());
+        for (name, value) in r.attempt_headers(a.number, Utc::now().timestamp()) {
+            rb = rb.header(name, value);
+        }
+        let started = Instant::now();
+        let resp = match rb.send().await {
+            Ok(resp) => resp,
+            Err(e) => return Outcome::Transport(transport(e)),
+        };
+        let status = resp.status().as_u16();
+        let headers = header_pairs(resp.headers());
+        let body = http::Response::<reqwest::Body>::from(resp).into_body();
+        match read_capped(body).await {
+            Ok((body, _)) => Outcome::Response(Response {
+                status,
+                headers,
+                body,
+                latency: started.elapsed(),
+            }),
+            Err(e) => Outcome::Transport(transport(e)),
+        }
+    }
+}
+
+/// Response headers as name/value pairs (values read as UTF-8, lossily).
+pub fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            (k.as_str().to_string(), v)
+        })
+        .collect()
+}
+
 /// Describes a client error without its URL (which may carry secrets in the query).
 fn transport(e: reqwest::Error) -> TransportError {
     if e.is_timeout() {
@@ -81,16 +127,25 @@ fn transport(e: reqwest::Error) -> TransportError {
     }
 }
 
-async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        let room = MAX_BODY.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if room <= chunk.len() {
-            break;
+/// A response body up to [`MAX_BODY`] (the rest is dropped); `true` when it was read to its end
+/// (so its connection can be reused).
+pub async fn read_capped<B>(mut body: B) -> Result<(Vec<u8>, bool), B::Error>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+{
+    use http_body_util::BodyExt;
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        let room = MAX_BODY.saturating_sub(out.len());
+        out.extend_from_slice(&data[..data.len().min(room)]);
+        if room <= data.len() {
+            return Ok((out, false));
         }
     }
-    Ok(body)
+    Ok((out, true))
 }
 
 impl Executor for Http {
@@ -116,42 +171,7 @@ impl Executor for Http {
                 })
                 .await;
         }
-        let client = match self.client() {
-            Ok(client) => client,
-            Err(e) => return Outcome::Transport(e),
-        };
-        let mut rb = client
-            .request(method(r.method), url)
-            .timeout(r.timeout)
-            .body(r.body.clone());
-        for (name, value) in r.attempt_headers(a.number, Utc::now().timestamp()) {
-            rb = rb.header(name, value);
-        }
-        let started = Instant::now();
-        let resp = match rb.send().await {
-            Ok(resp) => resp,
-            Err(e) => return Outcome::Transport(transport(e)),
-        };
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        match read_capped(resp).await {
-            Ok(body) => Outcome::Response(Response {
-                status,
-                headers,
-                body,
-                latency: started.elapsed(),
-            }),
-            Err(e) => Outcome::Transport(transport(e)),
-        }
+        self.send_tls(url, a).await
     }
 
     async fn pause(&self, delay: Duration) {

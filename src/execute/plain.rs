@@ -6,11 +6,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 
 use super::executor::{Outcome, Response, TransportError};
-use super::http::MAX_BODY;
 use crate::journey::plan::CONNECT_TIMEOUT;
 
 type Sender = SendRequest<Full<Bytes>>;
@@ -36,7 +35,7 @@ pub struct Call<'a> {
 }
 
 impl Plain {
-    /// Sends `call` and reads the response (its body cut at [`MAX_BODY`]).
+    /// Sends `call` and reads the response (its body cut at [`super::http::MAX_BODY`]).
     pub async fn send(&self, call: Call<'_>) -> Outcome {
         let started = Instant::now();
         match tokio::time::timeout(call.timeout, self.exchange(call, started)).await {
@@ -74,15 +73,8 @@ impl Plain {
             }
         };
         let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                (k.as_str().to_string(), v)
-            })
-            .collect();
-        let (body, complete) = match read_capped(resp.into_body()).await {
+        let headers = super::http::header_pairs(resp.headers());
+        let (body, complete) = match super::http::read_capped(resp.into_body()).await {
             Ok(read) => read,
             Err(e) => return Outcome::Transport(TransportError::Reset(e.to_string())),
         };
@@ -173,20 +165,4 @@ fn request(call: &Call<'_>, host: &str) -> Result<http::Request<Full<Bytes>>, ht
         headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
     }
     Ok(req)
-}
-
-/// The body up to [`MAX_BODY`]; `true` when it was read to its end (the connection can be reused).
-async fn read_capped(mut body: hyper::body::Incoming) -> Result<(Vec<u8>, bool), hyper::Error> {
-    let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        let room = MAX_BODY.saturating_sub(out.len());
-        out.extend_from_slice(&data[..data.len().min(room)]);
-        if room <= data.len() {
-            return Ok((out, false));
-        }
-    }
-    Ok((out, true))
 }
