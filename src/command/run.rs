@@ -102,17 +102,9 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
     let names = journeys.iter().flat_map(|j| j.secret_names.iter().cloned());
     let env_names = journeys.iter().flat_map(|j| j.env_names.iter().cloned());
     let refs = report::curl::SecretRefs::new(names, env_names, &c.env);
-    let suppress = match c
-        .suppress
-        .as_deref()
-        .map(crate::suppress::Suppressions::load)
-        .transpose()
-    {
-        Ok(s) => Arc::new(s.unwrap_or_default()),
-        Err(e) => {
-            output::stderr(&format!("error: {e}"));
-            return Ok(Exit::Usage);
-        }
+    let suppress = match suppressions(&c) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
     };
     let batch = Batch {
         refs,
@@ -132,24 +124,42 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
     let (list, total) = counted(c.selection.apply(all), batch.fixtures.streams.is_empty());
     match &c.real {
         Some(real) => super::send::send(&batch, real, list, total).await,
-        None => {
-            let mut settings = RunSettings::dry(
-                c.now,
-                batch.env.clone(),
-                c.concurrency,
-                c.seed,
-                c.show.is_some() || c.mode == Mode::Test,
-            );
-            settings.suppress = Arc::clone(&batch.suppress);
-            let report = batch
-                .execute(
-                    list,
-                    total,
-                    &DryRun::new(Arc::clone(&batch.fixtures)),
-                    &settings,
-                )
-                .await?;
-            finish(&c, &journeys, &report)
+        None => dry_run(&batch, list, total).await,
+    }
+}
+
+/// Walks every entry with the dry-run executor and computes the exit code.
+async fn dry_run(
+    batch: &Batch<'_>,
+    list: Candidates<'_>,
+    total: Option<usize>,
+) -> anyhow::Result<Exit> {
+    let c = batch.c;
+    let mut settings = RunSettings::dry(
+        c.now,
+        batch.env.clone(),
+        c.concurrency,
+        c.seed,
+        c.show.is_some() || c.mode == Mode::Test,
+    );
+    settings.suppress = Arc::clone(&batch.suppress);
+    let exec = DryRun::new(Arc::clone(&batch.fixtures));
+    let report = batch.execute(list, total, &exec, &settings).await?;
+    finish(c, batch.journeys, &report)
+}
+
+/// `--suppress`, loaded; the usage exit code (said on stderr) when the file cannot be read.
+fn suppressions(c: &RunConfig) -> Result<Arc<crate::suppress::Suppressions>, Exit> {
+    match c
+        .suppress
+        .as_deref()
+        .map(crate::suppress::Suppressions::load)
+        .transpose()
+    {
+        Ok(s) => Ok(Arc::new(s.unwrap_or_default())),
+        Err(e) => {
+            output::stderr(&format!("error: {e}"));
+            Err(Exit::Usage)
         }
     }
 }

@@ -70,32 +70,13 @@ impl<E: Executor> Deliverer<'_, E> {
                 break;
             }
             d.attempts = n;
-            let host = self
-                .protect
-                .map(|_| super::protect::host_of(&req.url))
-                .unwrap_or_default();
-            if let Some(p) = self.protect
-                && let Err(why) = p.before(self.journey, &step.id, &host).await
-            {
-                d.error = Some(why);
-                break;
-            }
-            let attempt = Attempt {
-                journey: self.journey,
-                step: &step.id,
-                request: req,
-                number: n,
-                context: ctx,
+            let outcome = match self.attempt(step, req, ctx, n).await {
+                Ok(outcome) => outcome,
+                Err(why) => {
+                    d.error = Some(why);
+                    break;
+                }
             };
-            let outcome = Box::pin(self.exec.send(attempt)).await;
-            if let Some(p) = self.protect {
-                let status = match &outcome {
-                    Outcome::Response(r) => Some(r.status),
-                    _ => None,
-                };
-                p.breakers.record(&host, status);
-            }
-            self.record(step, req, n, &outcome);
             match &outcome {
                 Outcome::Assumed => {
                     d.step_status = StepStatus::Assumed;
@@ -129,6 +110,41 @@ impl<E: Executor> Deliverer<'_, E> {
         }
         d.step_status = StepStatus::Failed;
         Ok(d)
+    }
+
+    /// One attempt: through the host's breaker and the pacers (real runs), sent, counted by
+    /// the breaker and recorded. `Err` when the host is stopped.
+    async fn attempt(
+        &self,
+        step: &StepPlan,
+        req: &Request,
+        ctx: &EntryContext,
+        number: u32,
+    ) -> Result<Outcome, String> {
+        let host = self
+            .protect
+            .map(|_| super::protect::host_of(&req.url))
+            .unwrap_or_default();
+        if let Some(p) = self.protect {
+            p.before(self.journey, &step.id, &host).await?;
+        }
+        let attempt = Attempt {
+            journey: self.journey,
+            step: &step.id,
+            request: req,
+            number,
+            context: ctx,
+        };
+        let outcome = Box::pin(self.exec.send(attempt)).await;
+        if let Some(p) = self.protect {
+            let status = match &outcome {
+                Outcome::Response(r) => Some(r.status),
+                _ => None,
+            };
+            p.breakers.record(&host, status);
+        }
+        self.record(step, req, number, &outcome);
+        Ok(outcome)
     }
 
     fn record(&self, step: &StepPlan, req: &Request, n: u32, outcome: &Outcome) {
