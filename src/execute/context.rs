@@ -4,6 +4,7 @@
 //! new map per render (the dry-run profile was dominated by those copies). `vars`, `saved` and
 //! `steps` are copy-on-write maps: cloning them costs a reference count.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -66,6 +67,7 @@ impl Object for FieldsObject {
 struct Records {
     customer: Arc<serde_json::Value>,
     event: Option<Arc<serde_json::Value>>,
+    env: EnvVars,
     values: std::sync::OnceLock<(Value, Option<Value>)>,
 }
 
@@ -87,6 +89,18 @@ pub fn record<'a>(ctx: &'a Value, name: &str) -> Option<&'a serde_json::Value> {
         "event" => view.records.event.as_deref(),
         _ => None,
     }
+}
+
+/// `env.NAME` or `secret.NAME` of a render's context, as a template reads it, when `ctx` is an
+/// entry's context.
+pub fn variable<'a>(ctx: &'a Value, namespace: &str, name: &str) -> Option<Cow<'a, str>> {
+    let view = ctx.downcast_object_ref::<View>()?;
+    let namespace = match namespace {
+        "env" => Namespace::Env,
+        "secret" => Namespace::Secret,
+        _ => return None,
+    };
+    view.records.env.get(namespace, name)
 }
 
 /// `journey`: made once per journey on each thread.
@@ -198,6 +212,7 @@ impl EntryContext {
         let records = Arc::new(Records {
             customer: Arc::clone(customer),
             event: event.map(Arc::clone),
+            env: env.clone(),
             values: Default::default(),
         });
         let mut base = BTreeMap::new();

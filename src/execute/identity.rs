@@ -1,6 +1,8 @@
 //! Stable identities (SPEC §5): entry keys, delivery ids (idempotency keys), W3C trace context.
 
-use data_encoding::BASE32_NOPAD;
+use std::sync::OnceLock;
+
+use data_encoding::{BASE32_NOPAD, Encoding};
 use sha2::{Digest, Sha256};
 
 use crate::render::filters::hex;
@@ -12,9 +14,25 @@ pub fn entry_key(journey: &str, id: &str) -> String {
 
 /// `dlv_` + base32 (lowercase, RFC 4648 alphabet) of sha256(journey, entry key, step id), cut to 26.
 pub fn delivery_id(journey: &str, entry_key: &str, step: &str) -> String {
+    // 26 characters carry 130 bits: the first 17 bytes, whose encoding starts as the whole
+    // digest's does.
     let digest = hash_parts(&[journey, entry_key, step]);
-    let encoded = BASE32_NOPAD.encode(&digest).to_ascii_lowercase();
-    format!("dlv_{}", &encoded[..26])
+    let mut encoded = [0u8; 28];
+    base32_lower().encode_mut(&digest[..17], &mut encoded);
+    let mut id = String::with_capacity(30);
+    id.push_str("dlv_");
+    id.push_str(std::str::from_utf8(&encoded[..26]).expect("base32 is ASCII"));
+    id
+}
+
+/// RFC 4648 base32 in lowercase, without padding.
+fn base32_lower() -> &'static Encoding {
+    static LOWER: OnceLock<Encoding> = OnceLock::new();
+    LOWER.get_or_init(|| {
+        let mut spec = BASE32_NOPAD.specification();
+        spec.symbols.make_ascii_lowercase();
+        spec.encoding().expect("a valid alphabet")
+    })
 }
 
 /// 32 hex characters derived from the entry key.
@@ -29,7 +47,7 @@ pub fn traceparent(trace_id: &str, delivery_id: &str, attempt: u32) -> String {
 }
 
 /// sha256 of the parts joined with NUL, so no two part lists collide.
-fn hash_parts(parts: &[&str]) -> Vec<u8> {
+fn hash_parts(parts: &[&str]) -> [u8; 32] {
     let mut h = Sha256::new();
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
@@ -37,12 +55,22 @@ fn hash_parts(parts: &[&str]) -> Vec<u8> {
         }
         h.update(p.as_bytes());
     }
-    h.finalize().to_vec()
+    h.finalize().into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_ids_are_the_lowercase_base32_of_the_digest() {
+        let digest = hash_parts(&["cart", "cart:evt_1", "send"]);
+        let whole = BASE32_NOPAD.encode(&digest).to_ascii_lowercase();
+        assert_eq!(
+            delivery_id("cart", "cart:evt_1", "send"),
+            format!("dlv_{}", &whole[..26])
+        );
+    }
 
     #[test]
     fn identities_are_stable_and_shaped() {

@@ -315,10 +315,12 @@ impl<E: Executor> Lane<E> {
     ) {
         let stream = candidates.map(|c| self.entry(c)).buffered(width.max(1));
         futures_util::pin_mut!(stream);
+        let mut tick = Tick::new();
         let mut done = false;
         while !done {
             let mut ready = Vec::new();
             std::future::poll_fn(|cx| {
+                tick.poll(cx);
                 while ready.len() < CHUNK {
                     match stream.poll_next_unpin(cx) {
                         std::task::Poll::Ready(Some(r)) => ready.push(r),
@@ -397,6 +399,28 @@ impl<E: Executor> Lane<E> {
                 _ => Box::pin(walk.resume(s).run()).await,
             },
         })
+    }
+}
+
+/// A timer always due within a second, on the lane's runtime. tokio wakes its driver (a
+/// syscall) whenever a timer is registered that is due before every timer the driver knows of.
+/// Each request has a timeout; when all of a lane's entries wait on the state store, no timer is
+/// known, and each of the next requests would wake the driver. With this one, none does.
+struct Tick(std::pin::Pin<Box<tokio::time::Sleep>>);
+
+/// How often the lane's timer fires.
+const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Tick {
+    fn new() -> Self {
+        Tick(Box::pin(tokio::time::sleep(TICK)))
+    }
+
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) {
+        while self.0.as_mut().poll(cx).is_ready() {
+            let next = tokio::time::Instant::now() + TICK;
+            self.0.as_mut().reset(next);
+        }
     }
 }
 

@@ -7,14 +7,14 @@ use super::{Compiler, RenderError, Tmpl};
 /// A YAML body value with its string leaves compiled.
 #[derive(Debug, Clone)]
 pub enum BodyTemplate {
-    /// A non-string leaf, kept as written.
-    Lit(serde_json::Value),
+    /// A non-string leaf, kept as written: its JSON text, serialized once.
+    Lit(Box<[u8]>),
     /// A string leaf: a template (a lone `{{ expr }}` keeps its type).
     Str(Tmpl),
     /// A list.
     List(Vec<BodyTemplate>),
-    /// A mapping; keys are literal.
-    Map(Vec<(String, BodyTemplate)>),
+    /// A mapping; keys are literal, each kept as its JSON text and colon (`"key":`).
+    Map(Vec<(Box<[u8]>, BodyTemplate)>),
 }
 
 impl BodyTemplate {
@@ -31,10 +31,19 @@ impl BodyTemplate {
             ),
             serde_json::Value::Object(map) => BodyTemplate::Map(
                 map.iter()
-                    .map(|(k, v)| (k.clone(), Self::compile(c, &format!("{field}.{k}"), v)))
+                    .map(|(k, v)| {
+                        let mut key = Vec::new();
+                        write_json(&mut key, k);
+                        key.push(b':');
+                        (key.into(), Self::compile(c, &format!("{field}.{k}"), v))
+                    })
                     .collect(),
             ),
-            other => BodyTemplate::Lit(other.clone()),
+            other => {
+                let mut json = Vec::new();
+                write_json(&mut json, other);
+                BodyTemplate::Lit(json.into())
+            }
         }
     }
 
@@ -42,7 +51,7 @@ impl BodyTemplate {
     /// intermediate value: the same bytes as serializing the rendered value.
     pub fn write(&self, ctx: &Value, out: &mut Vec<u8>) -> Result<(), RenderError> {
         match self {
-            BodyTemplate::Lit(v) => write_json(out, v),
+            BodyTemplate::Lit(json) => out.extend_from_slice(json),
             BodyTemplate::Str(t) => t.write_json(ctx, out)?,
             BodyTemplate::List(items) => {
                 out.push(b'[');
@@ -60,8 +69,7 @@ impl BodyTemplate {
                     if i > 0 {
                         out.push(b',');
                     }
-                    write_json(out, k);
-                    out.push(b':');
+                    out.extend_from_slice(k);
                     v.write(ctx, out)?;
                 }
                 out.push(b'}');
@@ -75,7 +83,7 @@ impl BodyTemplate {
     #[cfg(test)]
     pub fn render(&self, ctx: &Value) -> Result<serde_json::Value, RenderError> {
         Ok(match self {
-            BodyTemplate::Lit(v) => v.clone(),
+            BodyTemplate::Lit(json) => serde_json::from_slice(json).expect("written as JSON"),
             BodyTemplate::Str(t) => t.render_json(ctx)?,
             BodyTemplate::List(items) => serde_json::Value::Array(
                 items
@@ -86,7 +94,8 @@ impl BodyTemplate {
             BodyTemplate::Map(entries) => {
                 let mut map = serde_json::Map::with_capacity(entries.len());
                 for (k, v) in entries {
-                    map.insert(k.clone(), v.render(ctx)?);
+                    let key = serde_json::from_slice(&k[..k.len() - 1]).expect("written as JSON");
+                    map.insert(key, v.render(ctx)?);
                 }
                 serde_json::Value::Object(map)
             }

@@ -194,6 +194,7 @@ impl Tmpl {
     /// Renders as JSON text onto `out`, keeping the native type of a lone `{{ expr }}`.
     pub fn write_json(&self, ctx: &Value, out: &mut Vec<u8>) -> Result<(), RenderError> {
         match &self.kind {
+            TmplKind::Native(_, Some(fast)) if fast.write_json(ctx, out) => {}
             TmplKind::Native(..) => {
                 let v = self.eval(ctx)?;
                 match v.as_str() {

@@ -41,14 +41,9 @@ struct VarsObject {
 
 impl Object for VarsObject {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let name = key.as_str()?;
-        match self.vars.values.get(name) {
-            Some(v) => Some(Value::from(v.as_str())),
-            None if self.vars.placeholders => {
-                Some(Value::from(format!("<{}.{name}>", self.namespace.prefix())))
-            }
-            None => None,
-        }
+        Some(Value::from(
+            self.vars.get(self.namespace, key.as_str()?)?.as_ref(),
+        ))
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
@@ -57,6 +52,15 @@ impl Object for VarsObject {
 }
 
 impl EnvVars {
+    /// `env.NAME` or `secret.NAME` as a template reads it: the value, its placeholder, or `None`.
+    pub fn get(&self, namespace: Namespace, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        match self.values.get(name) {
+            Some(v) => Some(v.as_str().into()),
+            None if self.placeholders => Some(format!("<{}.{name}>", namespace.prefix()).into()),
+            None => None,
+        }
+    }
+
     /// The template value for one namespace.
     pub fn value(&self, namespace: Namespace) -> Value {
         Value::from_object(VarsObject {

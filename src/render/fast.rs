@@ -5,9 +5,12 @@
 //! It gives the same answer as minijinja or none at all: whenever a lookup is undefined or a filter
 //! does not apply, the caller renders through minijinja, which produces the value or the error.
 
+use std::borrow::Cow;
+
 use minijinja::Value;
 
 use super::filters;
+use crate::execute::context::variable;
 
 /// An expression of the form `a.b.c | filter | filter`.
 #[derive(Debug, Clone)]
@@ -71,15 +74,71 @@ impl FastExpr {
     }
 }
 
+/// A value read without minijinja: text, or a JSON scalar (number, boolean, null).
+enum Scalar<'a> {
+    Text(Cow<'a, str>),
+    Json(&'a serde_json::Value),
+}
+
 impl FastExpr {
+    /// Appends the value as JSON (what `write_json` of its template value gives); `false`, with
+    /// nothing written, when it takes a template value to answer.
+    pub fn write_json(&self, ctx: &Value, out: &mut Vec<u8>) -> bool {
+        match self.scalar(ctx) {
+            Some(Scalar::Text(t)) => super::body::write_json(out, t.as_ref()),
+            Some(Scalar::Json(v)) => super::body::write_json(out, v),
+            None => return false,
+        }
+        true
+    }
+
+    /// Appends the value as text; `false`, with nothing written, when it takes a template value.
+    fn write_text(&self, ctx: &Value, out: &mut String) -> bool {
+        match self.scalar(ctx) {
+            Some(Scalar::Text(t)) => out.push_str(&t),
+            Some(Scalar::Json(serde_json::Value::Number(n))) if n.is_i64() || n.is_u64() => {
+                out.push_str(&n.to_string())
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// The value when it is a record's scalar or a variable, through string filters.
+    fn scalar<'a>(&self, ctx: &'a Value) -> Option<Scalar<'a>> {
+        let mut v = match (self.path[0], self.path.len()) {
+            ("env" | "secret", 2) => Scalar::Text(variable(ctx, self.path[0], self.path[1])?),
+            _ => match self.record_value(ctx)? {
+                serde_json::Value::String(s) => Scalar::Text(s.as_str().into()),
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => return None,
+                scalar => Scalar::Json(scalar),
+            },
+        };
+        for f in &self.filters {
+            let Scalar::Text(text) = &v else {
+                return None;
+            };
+            v = Scalar::Text(match f {
+                Filter::NormalizeEmail => filters::normalize_email(text).into(),
+                Filter::Sha256 => filters::sha256_text(text).into(),
+            });
+        }
+        Some(v)
+    }
+
+    /// The record's value at the path, if the path starts at a record.
+    fn record_value<'a>(&self, ctx: &'a Value) -> Option<&'a serde_json::Value> {
+        let mut v = crate::execute::context::record(ctx, self.path[0])?;
+        for name in &self.path[1..] {
+            v = field(v.as_object()?, name)?;
+        }
+        Some(v)
+    }
+
     /// A scalar read straight from the customer's or event's record, converted as minijinja
     /// converts the whole record; `None` for anything else.
     fn read_record(&self, ctx: &Value) -> Option<Value> {
-        let mut v = crate::execute::context::record(ctx, self.path[0])?;
-        for name in &self.path[1..] {
-            v = v.as_object()?.get(*name)?;
-        }
-        Some(match v {
+        Some(match self.record_value(ctx)? {
             serde_json::Value::String(s) => Value::from(s.as_str()),
             serde_json::Value::Bool(b) => Value::from(*b),
             serde_json::Value::Null => Value::from(()),
@@ -140,6 +199,7 @@ impl FastText {
         for p in &self.0 {
             match p {
                 Piece::Text(t) => out.push_str(t),
+                Piece::Expr(e) if e.write_text(ctx, &mut out) => {}
                 Piece::Expr(e) => {
                     let v = e.eval(ctx)?;
                     match v.as_str() {
@@ -150,6 +210,19 @@ impl FastText {
             }
         }
         Some(out)
+    }
+}
+
+/// A mapping's value by key: a look along the few keys of a customer's mapping is quicker than
+/// hashing the key.
+fn field<'a>(
+    map: &'a serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Option<&'a serde_json::Value> {
+    if map.len() <= 12 {
+        map.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    } else {
+        map.get(name)
     }
 }
 
@@ -252,6 +325,61 @@ mod tests {
                 .eval(&ctx)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn writes_records_and_variables_as_minijinja_renders_them() {
+        use crate::execute::context::{EntryContext, Scope};
+        let customer = std::sync::Arc::new(serde_json::json!({
+            "id": "c\"1", "email": " Ada@Example.COM ", "n": 18446744073709551615u64,
+            "neg": -5, "f": 2.5, "ok": true, "none": null, "a": { "b": "deep" }
+        }));
+        let env = crate::render::EnvVars {
+            values: std::sync::Arc::new([("URL".to_string(), "http://h/é".to_string())].into()),
+            placeholders: true,
+        };
+        let ctx = EntryContext::new("j", &customer, None, &env, chrono::Utc::now())
+            .value(&Scope::default());
+        let jinja = super::super::engine::environment();
+        for src in [
+            "customer.id",
+            "customer.email | normalize_email",
+            "customer.email | normalize_email | sha256",
+            "customer.n",
+            "customer.neg",
+            "customer.f",
+            "customer.ok",
+            "customer.none",
+            "customer.a.b",
+            "env.URL",
+            "env.MISSING",
+            "secret.TOKEN",
+        ] {
+            let value = jinja.compile_expression(src).unwrap().eval(&ctx).unwrap();
+            let mut written = Vec::new();
+            assert!(
+                FastExpr::parse(src).unwrap().write_json(&ctx, &mut written),
+                "{src}"
+            );
+            assert_eq!(written, serde_json::to_vec(&value).unwrap(), "{src}");
+            let template = format!("<{{{{ {src} }}}}>");
+            let leaked: &'static str = Box::leak(template.clone().into_boxed_str());
+            assert_eq!(
+                text(leaked).unwrap().render(&ctx).unwrap(),
+                jinja.render_str(&template, &ctx).unwrap(),
+                "{src}"
+            );
+        }
+        let mut untouched = Vec::new();
+        for src in ["customer.a", "customer.missing", "customer.n | sha256"] {
+            assert!(
+                !FastExpr::parse(src)
+                    .unwrap()
+                    .write_json(&ctx, &mut untouched),
+                "{src}"
+            );
+        }
+        assert!(untouched.is_empty());
     }
 
     #[test]

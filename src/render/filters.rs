@@ -45,10 +45,14 @@ pub fn normalize_phone(value: &str) -> Result<String, Error> {
 
 /// Lowercase hex SHA-256 of the value's text.
 pub fn sha256(value: &Value) -> String {
-    let text = value
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| value.to_string());
+    match value.as_str() {
+        Some(text) => sha256_text(text),
+        None => sha256_text(&value.to_string()),
+    }
+}
+
+/// Lowercase hex of the SHA-256 of a text.
+pub fn sha256_text(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))
 }
 
