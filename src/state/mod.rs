@@ -356,13 +356,7 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, String> {
     }
     // WAL with NORMAL sync: a commit survives the process dying (SIGKILL included); only the
     // checkpoints fsync, and they come every 10,000 pages instead of 1,000.
-    for (name, value) in [
-        ("synchronous", "NORMAL"),
-        (
-            "wal_autocheckpoint",
-            std::env::var("XCKPT").as_deref().unwrap_or("10000"),
-        ),
-    ] {
+    for (name, value) in [("synchronous", "NORMAL"), ("wal_autocheckpoint", "10000")] {
         conn.pragma_update(None, name, value)
             .map_err(|e| e.to_string())?;
     }
