@@ -70,7 +70,7 @@ pub fn placeholder_env(
     vars: &HashMap<String, String>,
 ) -> (EnvVars, Redactor, Option<String>) {
     let env = EnvVars {
-        values: Arc::new(vars.clone()),
+        values: Arc::new(vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
         placeholders: true,
     };
     let secrets: Vec<&str> = journeys

@@ -81,7 +81,7 @@ pub fn real_env(
         return Err(Exit::Usage);
     }
     let env = EnvVars {
-        values: Arc::new(vars.clone()),
+        values: Arc::new(vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
         placeholders: false,
     };
     Ok((env, Redactor::new(secrets)))

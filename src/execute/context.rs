@@ -103,18 +103,27 @@ pub fn variable<'a>(ctx: &'a Value, namespace: &str, name: &str) -> Option<Cow<'
     view.records.env.get(namespace, name)
 }
 
-/// `journey`: made once per journey on each thread.
-fn journey_value(name: &str) -> Value {
+/// `journey`, `env` and `secret` of a journey's entries: made once per journey and environment
+/// on each thread.
+fn base_of(journey: &str, env: &EnvVars) -> Arc<BTreeMap<&'static str, Value>> {
+    type Made = foldhash::HashMap<String, (EnvVars, Arc<BTreeMap<&'static str, Value>>)>;
     thread_local! {
-        static MADE: std::cell::RefCell<foldhash::HashMap<String, Value>> = Default::default();
+        static MADE: std::cell::RefCell<Made> = Default::default();
     }
-    MADE.with_borrow_mut(|made| match made.get(name) {
-        Some(v) => v.clone(),
-        None => {
-            let v = map([("name", Value::from(name))]);
-            made.insert(name.to_string(), v.clone());
-            v
+    MADE.with_borrow_mut(|made| {
+        // The cache holds the environment it was made with, so a match is never a stale one.
+        if let Some((made_with, base)) = made.get(journey)
+            && made_with.is(env)
+        {
+            return Arc::clone(base);
         }
+        let base = Arc::new(BTreeMap::from([
+            ("journey", map([("name", Value::from(journey))])),
+            ("env", env.value(Namespace::Env)),
+            ("secret", env.value(Namespace::Secret)),
+        ]));
+        made.insert(journey.to_string(), (env.clone(), Arc::clone(&base)));
+        base
     })
 }
 
@@ -123,6 +132,8 @@ fn journey_value(name: &str) -> Value {
 pub struct EntryContext {
     base: Arc<BTreeMap<&'static str, Value>>,
     records: Arc<Records>,
+    /// `entry.{key, trace_id}`, once known.
+    entry: Option<Value>,
     /// `vars.NAME`.
     pub vars: Fields,
     /// `saved.NAME`.
@@ -150,6 +161,7 @@ pub struct Scope<'a> {
 struct View {
     base: Arc<BTreeMap<&'static str, Value>>,
     records: Arc<Records>,
+    entry: Option<Value>,
     vars: Fields,
     saved: Fields,
     steps: Fields,
@@ -176,6 +188,7 @@ impl Object for View {
             "response" => self.response.clone(),
             "customer" => Some(self.records.values().0.clone()),
             "event" => self.records.values().1.clone(),
+            "entry" => self.entry.clone(),
             other => self.base.get(other).cloned(),
         }
     }
@@ -188,6 +201,7 @@ impl Object for View {
         }
         keys.extend(["vars", "saved", "steps", "now"].map(Value::from));
         for (name, present) in [
+            ("entry", self.entry.is_some()),
             ("step", self.step.is_some()),
             ("delivery", self.delivery.is_some()),
             ("response", self.response.is_some()),
@@ -215,13 +229,10 @@ impl EntryContext {
             env: env.clone(),
             values: Default::default(),
         });
-        let mut base = BTreeMap::new();
-        base.insert("journey", journey_value(journey));
-        base.insert("env", env.value(Namespace::Env));
-        base.insert("secret", env.value(Namespace::Secret));
         EntryContext {
-            base: Arc::new(base),
+            base: base_of(journey, env),
             records,
+            entry: None,
             vars: Fields::default(),
             saved: Fields::default(),
             steps: Fields::default(),
@@ -235,7 +246,7 @@ impl EntryContext {
             ("key", Value::from(key)),
             ("trace_id", Value::from(trace_id)),
         ]);
-        Arc::make_mut(&mut self.base).insert("entry", entry);
+        self.entry = Some(entry);
     }
 
     /// The template value for a render in `scope`.
@@ -243,6 +254,7 @@ impl EntryContext {
         Value::from_object(View {
             base: Arc::clone(&self.base),
             records: Arc::clone(&self.records),
+            entry: self.entry.clone(),
             vars: self.vars.clone(),
             saved: self.saved.clone(),
             steps: self.steps.clone(),

@@ -1,6 +1,5 @@
 //! `env` and `secret` in templates: environment variables, with placeholders when a run needs none.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use minijinja::Value;
@@ -9,8 +8,8 @@ use minijinja::value::{Enumerator, Object};
 /// The environment variables a run may read, captured once.
 #[derive(Debug, Clone, Default)]
 pub struct EnvVars {
-    /// Variable values by name.
-    pub values: Arc<HashMap<String, String>>,
+    /// Variable values by name (read at every render that names one: a quick hash).
+    pub values: Arc<foldhash::HashMap<String, String>>,
     /// When true (dry-run, test, validate), a missing value renders as `<env.NAME>`.
     pub placeholders: bool,
 }
@@ -59,6 +58,11 @@ impl EnvVars {
             None if self.placeholders => Some(format!("<{}.{name}>", namespace.prefix()).into()),
             None => None,
         }
+    }
+
+    /// The same variables, read from the same capture (not merely equal ones).
+    pub fn is(&self, other: &EnvVars) -> bool {
+        Arc::ptr_eq(&self.values, &other.values) && self.placeholders == other.placeholders
     }
 
     /// The template value for one namespace.

@@ -335,7 +335,11 @@ mod tests {
             "neg": -5, "f": 2.5, "ok": true, "none": null, "a": { "b": "deep" }
         }));
         let env = crate::render::EnvVars {
-            values: std::sync::Arc::new([("URL".to_string(), "http://h/é".to_string())].into()),
+            values: std::sync::Arc::new(
+                [("URL".to_string(), "http://h/é".to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
             placeholders: true,
         };
         let ctx = EntryContext::new("j", &customer, None, &env, chrono::Utc::now())

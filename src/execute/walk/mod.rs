@@ -316,9 +316,8 @@ impl<'a, E: Executor> Walk<'a, E> {
             Ok(req) => req,
             Err(next) => return Ok(next),
         };
-        let key = self.result.key.clone();
         let d = Deliverer {
-            entry_key: &key,
+            entry_key: &self.result.key,
             ..self.deliverer()
         }
         .deliver(step, w, &req, &self.ctx)
