@@ -167,6 +167,21 @@ fn months_are_refused_in_waits() {
 }
 
 #[test]
+fn a_bad_value_is_placed_on_its_own_line() {
+    let out = validate(&journey(
+        "  - id: send\n    webhook:\n      url: \"http://127.0.0.1:9/hook\"\n      timeout: 5x\n",
+    ));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("j.yaml:7:16"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`5x` is not a duration: write a number"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn unreachable_steps_warn_and_strict_fails() {
     let steps =
         format!("{GOOD_STEP}  - id: done\n    end: completed\n  - id: orphan\n    end: failed\n");

@@ -21,7 +21,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "`{text}`: months and years are not fixed lengths; {hint}"
         ));
     }
-    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration ({e}): {hint}"))
+    humantime::parse_duration(text).map_err(|_| format!("`{text}` is not a duration: {hint}"))
 }
 
 impl<'de> Deserialize<'de> for Dur {

@@ -67,6 +67,14 @@ impl Positions {
         }
     }
 
+    /// Where the first scalar written as `text` stands at or under `path`: the value an error
+    /// about `path` names.
+    pub fn find_value(&self, path: &str, text: &str) -> Option<Pos> {
+        let node = marked_yaml::parse_yaml(0, &*self.source).ok()?;
+        let (line, column) = find_scalar(&node, "", path, text)?;
+        Some(self.pos(line, column))
+    }
+
     /// The file these positions belong to.
     pub fn file(&self) -> &Arc<PathBuf> {
         &self.file
@@ -106,6 +114,34 @@ fn walk(node: &Node, path: String, map: &mut HashMap<String, (usize, usize)>) {
     }
 }
 
+fn find_scalar(node: &Node, path: &str, under: &str, text: &str) -> Option<(usize, usize)> {
+    let inside = under.is_empty()
+        || (path.starts_with(under)
+            && (path.len() == under.len() || path[under.len()..].starts_with(['.', '['])));
+    let on_the_way = under.starts_with(path);
+    if !inside && !on_the_way {
+        return None;
+    }
+    match node {
+        Node::Scalar(s) if inside && s.as_str() == text => {
+            node.span().start().map(|p| (p.line(), p.column()))
+        }
+        Node::Scalar(_) => None,
+        Node::Mapping(m) => m.iter().find_map(|(key, value)| {
+            let child = if path.is_empty() {
+                key.as_str().to_string()
+            } else {
+                format!("{path}.{}", key.as_str())
+            };
+            find_scalar(value, &child, under, text)
+        }),
+        Node::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, value)| find_scalar(value, &format!("{path}[{i}]"), under, text)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +153,23 @@ mod tests {
         assert_eq!(p.at("steps[0].webhook.url").to_string(), "a.yaml:5:12");
         assert_eq!(p.at("steps[0].id").line, 3);
         assert_eq!(p.at("steps[0].webhook.body.x").line, 5);
+    }
+
+    #[test]
+    fn finds_a_named_value_under_a_path() {
+        let src = "timeout: 5x
+steps:
+  - id: one
+    webhook:
+      url: x
+      timeout: 5x
+";
+        let p = Positions::read(Path::new("a.yaml"), src);
+        let at = |path, text| p.find_value(path, text).map(|pos| pos.to_string());
+        assert_eq!(at("steps[0].webhook", "5x").as_deref(), Some("a.yaml:6:16"));
+        assert_eq!(at("steps[0]", "5x").as_deref(), Some("a.yaml:6:16"));
+        assert_eq!(at("", "5x").as_deref(), Some("a.yaml:1:10"));
+        assert_eq!(at("steps[0].webhook", "6x"), None);
+        assert_eq!(at("steps[1]", "5x"), None);
     }
 }

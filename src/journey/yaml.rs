@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 
 /// Reads `source` as `T`; an error is one line: `file:line:col: what is wrong; how to fix it`.
 pub fn from_str<T: DeserializeOwned>(file: &Path, source: &str) -> Result<T, String> {
-    serde_yaml::from_str(source).map_err(|e| explain(file, &e))
+    serde_yaml::from_str(source).map_err(|e| explain(file, source, &e))
 }
 
 /// Reads `source` as a generic value (for fixtures whose records are open).
@@ -14,18 +14,31 @@ pub fn value(file: &Path, source: &str) -> Result<serde_yaml::Value, String> {
     from_str(file, source)
 }
 
-fn explain(file: &Path, err: &serde_yaml::Error) -> String {
+fn explain(file: &Path, source: &str, err: &serde_yaml::Error) -> String {
     let (line, column) = err
         .location()
         .map(|l| (l.line(), l.column()))
         .unwrap_or((1, 1));
     let raw = err.to_string();
     let message = strip_location(&raw);
+    let place = named_value(file, source, message)
+        .unwrap_or_else(|| format!("{}:{line}:{column}", file.display()));
     format!(
-        "{}:{line}:{column}: {}",
-        file.display(),
+        "{place}: {}",
         suggest_unknown_field(message).unwrap_or_else(|| message.to_string())
     )
+}
+
+/// Where the value stands that a message such as "steps[0].webhook: `5x` is not a duration"
+/// names: serde places such errors at the start of the mapping that holds the value.
+fn named_value(file: &Path, source: &str, message: &str) -> Option<String> {
+    let (path, rest) = message.split_once(": `")?;
+    let text = rest.split('`').next()?;
+    if path.contains(' ') || text.is_empty() {
+        return None;
+    }
+    let positions = super::position::Positions::read(file, source);
+    positions.find_value(path, text).map(|p| p.to_string())
 }
 
 fn strip_location(message: &str) -> &str {
