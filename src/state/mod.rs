@@ -111,13 +111,34 @@ pub struct DueEntry {
 
 /// The open store; cheap to share.
 pub struct Store {
-    tx: Mutex<mpsc::Sender<Msg>>,
+    tx: Mutex<Outbox>,
     /// Hashes of the keys of the entries stored when the run began: a key not among them is
     /// new, and entering it needs no answer from the writer.
     known: foldhash::HashSet<u64>,
     path: PathBuf,
     failure: Arc<Mutex<Option<String>>>,
     _lock: lock::Lock,
+}
+
+/// The way to the writer, and the records held back to go with a batch of "before" records.
+struct Outbox {
+    tx: mpsc::Sender<Msg>,
+    held: Vec<Msg>,
+}
+
+/// Sends what is held when dropped: the first "before" of a batch sends the batch, even if its
+/// delivery is abandoned while it waits.
+struct Release<'a>(&'a Store);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut out) = self.0.tx.lock()
+            && !out.held.is_empty()
+        {
+            let held = std::mem::take(&mut out.held);
+            let _ = out.tx.send(Msg::Batch(held));
+        }
+    }
 }
 
 fn unusable(path: &Path, why: impl std::fmt::Display) -> StoreError {
@@ -150,7 +171,10 @@ impl Store {
             .spawn(move || writer::worker(conn, rx, fail))
             .map_err(|e| unusable(path, e))?;
         Ok(Store {
-            tx: Mutex::new(tx),
+            tx: Mutex::new(Outbox {
+                tx,
+                held: Vec::new(),
+            }),
             known,
             path: path.to_path_buf(),
             failure,
@@ -181,9 +205,26 @@ impl Store {
         self.failure.lock().ok().and_then(|f| f.clone())
     }
 
+    /// Sends `msg`, or holds it behind the records held for a batch (the writer takes messages
+    /// in the order they are made).
     fn send(&self, msg: Msg) {
-        if let Ok(tx) = self.tx.lock() {
-            let _ = tx.send(msg);
+        if let Ok(mut out) = self.tx.lock() {
+            if out.held.is_empty() {
+                let _ = out.tx.send(msg);
+            } else {
+                out.held.push(msg);
+            }
+        }
+    }
+
+    /// Holds `msg` for a batch; true when it is the first (its sender must release the batch).
+    fn hold(&self, msg: Msg) -> bool {
+        match self.tx.lock() {
+            Ok(mut out) => {
+                out.held.push(msg);
+                out.held.len() == 1
+            }
+            Err(_) => false,
         }
     }
 
@@ -232,8 +273,13 @@ impl Store {
     }
 
     /// Records a delivery as pending and returns once that is committed: only then may it be sent.
+    ///
+    /// The "before" records of the deliveries that come to their turn together travel to the
+    /// writer as one batch: the first is held until the runtime has run everything else that
+    /// was ready, and the others join it.
     pub async fn before(&self, d: &Pending<'_>) -> Result<(), String> {
-        self.ask(|reply| Msg::Before {
+        let (reply, answer) = oneshot::channel();
+        let first = self.hold(Msg::Before {
             id: d.id.into(),
             entry: d.entry.into(),
             step: d.step.into(),
@@ -241,8 +287,14 @@ impl Store {
             channel: d.channel.map(str::to_string),
             at: crate::clock::rfc3339(d.at),
             reply,
-        })
-        .await
+        });
+        if first {
+            let _release = Release(self);
+            tokio::task::yield_now().await;
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the state store stopped".into()))
     }
 
     /// Deliveries of `channel` to `customer` sent after `since` (pending ones count: they may

@@ -61,6 +61,8 @@ pub(super) enum Msg {
         reply: oneshot::Sender<Result<u32, String>>,
     },
     Flush(oneshot::Sender<Result<(), String>>),
+    /// Messages made together, in order.
+    Batch(Vec<Msg>),
 }
 
 /// Most writes one transaction holds before it commits.
@@ -245,6 +247,11 @@ fn handle(
             let _ = reply.send(Ok(stored));
         }
         Msg::Flush(reply) => acks.push(reply),
+        Msg::Batch(msgs) => {
+            for msg in msgs {
+                handle(tx, msg, now, acks)?;
+            }
+        }
     }
     Ok(())
 }
