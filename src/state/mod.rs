@@ -415,3 +415,45 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, String> {
     schema::migrate(&mut conn).map_err(|e| e.to_string())??;
     Ok(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::Poll;
+
+    /// Polls `f` once, from inside the runtime.
+    async fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+        std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut *f).poll(cx))).await
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn befores_made_together_are_committed_together_even_if_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let now = Utc::now();
+        assert!(store.enter("j:c1", "j", "c1", now).await.unwrap().is_none());
+        let pending = |step| Pending {
+            id: step,
+            entry: "j:c1",
+            step,
+            customer: "c1",
+            channel: None,
+            at: now,
+        };
+        let (a, b) = (pending("a"), pending("b"));
+        let mut first = Box::pin(store.before(&a));
+        let mut second = Box::pin(store.before(&b));
+        assert!(poll_once(&mut first).await.is_pending());
+        assert!(poll_once(&mut second).await.is_pending());
+        // The first delivery is abandoned while it waits: the batch still reaches the writer.
+        drop(first);
+        tokio::time::timeout(std::time::Duration::from_secs(10), second)
+            .await
+            .expect("the batch reached the writer")
+            .unwrap();
+        let stored = store.load("j:c1").await.unwrap().unwrap();
+        assert_eq!(stored.deliveries["a"].status, "pending");
+        assert_eq!(stored.deliveries["b"].status, "pending");
+    }
+}
