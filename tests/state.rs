@@ -486,6 +486,65 @@ fn max_duration_stops_the_same_way() {
 }
 
 #[test]
+fn a_customer_without_the_journeys_consent_is_not_entered_until_they_consent() {
+    let server = TestServer::start();
+    let journey = "journey: j\ntrigger: { segment: \"true\" }\nconsent: email\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/send\", body: { id: \"{{ customer.id }}\" } }\n";
+    let t = setup(
+        &server,
+        journey,
+        "customers:\n  - { id: c1, consent: { email: true } }\n  - { id: c2 }\n",
+    );
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(server.requests_to("/send").len(), 1);
+    let shown = t.run(&["state", "show", "--state", ".journey/state.sqlite"]);
+    assert!(shown.stdout.contains("entries: 1 done"), "{}", shown.stdout);
+    assert!(!shown.stdout.contains("active"), "{}", shown.stdout);
+    t.file(
+        "f.yaml",
+        "customers:\n  - { id: c1, consent: { email: true } }\n  - { id: c2, consent: { email: true } }\n",
+    );
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let bodies: Vec<String> = server
+        .requests_to("/send")
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        bodies,
+        ["c1", "c2"],
+        "c2 enters once they consent; c1 is not sent again"
+    );
+}
+
+#[test]
+fn a_parked_entry_whose_customer_withdrew_consent_ends_suppressed() {
+    let server = TestServer::start();
+    let journey = WAITING.replace("steps:", "consent: email\nsteps:");
+    let t = setup(
+        &server,
+        &journey,
+        "customers: [{ id: c1, name: Ann, consent: { email: true } }]\n",
+    );
+    assert_eq!(send(&t, &["--now", "2026-11-20T10:00:00Z"]).code, 0);
+    t.file(
+        "f.yaml",
+        "customers: [{ id: c1, name: Ann, consent: { email: false } }]\n",
+    );
+    let due = send(&t, &["--now", "2026-11-22T11:00:00Z"]);
+    assert_eq!(due.code, 0, "{}", due.all());
+    assert!(server.requests_to("/reminder").is_empty(), "{}", due.all());
+    let shown = t.run(&["state", "show", "--state", ".journey/state.sqlite"]);
+    assert!(shown.stdout.contains("entries: 1 done"), "{}", shown.stdout);
+    assert!(
+        shown.stdout.contains("ended by outcome: 1 suppressed"),
+        "{}",
+        shown.stdout
+    );
+}
+
+#[test]
 fn state_show_and_prune() {
     let server = TestServer::start();
     server.script(

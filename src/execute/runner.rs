@@ -380,6 +380,10 @@ impl<E: Executor> Lane<E> {
         let Some(store) = &settings.state else {
             return Some(Box::pin(walk.run()).await);
         };
+        if resumed.is_none() && !store.knows(walk.key()) && walk.kept_out() {
+            // Not entered, so nothing is stored: the customer enters once they consent.
+            return Some(walk.suppressed());
+        }
         let journey = &journeys[e.journey].name;
         let stored = match store
             .enter(walk.key(), journey, &e.customer.id, e.started)

@@ -244,6 +244,11 @@ impl Store {
         self.ask(|r| Msg::Load(key.to_string(), r)).await
     }
 
+    /// Whether the store held an entry under `key` when the run began.
+    pub fn knows(&self, key: &str) -> bool {
+        self.known.contains(&crate::execute::hash_key(key))
+    }
+
     /// The stored entry, or `None` after recording it as a new, active one (a round trip only
     /// for keys stored before the run).
     pub async fn enter(
@@ -265,7 +270,7 @@ impl Store {
         // (a run takes each key once, and holds the store's lock): the insert needs no answer.
         // The writer takes messages in order, so the entry's first delivery is acknowledged
         // only once the insert is committed, with it or before it.
-        if !self.known.contains(&crate::execute::hash_key(key)) {
+        if !self.knows(key) {
             self.send(enter(None));
             return Ok(None);
         }

@@ -112,6 +112,24 @@ impl<'a, E: Executor> Walk<'a, E> {
         Ok(())
     }
 
+    /// The customer is in the journey's holdout group.
+    fn in_holdout(&self) -> bool {
+        self.j.holdout.is_some_and(|share| {
+            super::hash_fraction(&[&self.j.name, &self.result.customer]) < share
+        })
+    }
+
+    /// The journey's consent keeps the customer out (the holdout is decided first): such a
+    /// customer is not entered.
+    pub fn kept_out(&self) -> bool {
+        !self.in_holdout()
+            && self
+                .j
+                .consent
+                .as_ref()
+                .is_some_and(|channel| !self.customer.consents(channel))
+    }
+
     /// Ends the entry before anything is rendered: the customer is on the suppression list.
     pub fn suppressed(mut self) -> EntryResult {
         self.result.outcome = "suppressed".into();
@@ -127,17 +145,15 @@ impl<'a, E: Executor> Walk<'a, E> {
     /// Walks the steps while a driver sends the entry's async deliveries; the entry ends once
     /// both are done.
     pub async fn run(mut self) -> EntryResult {
-        if let Some(share) = self.j.holdout
-            && super::hash_fraction(&[&self.j.name, &self.result.customer]) < share
-        {
+        if self.in_holdout() {
             self.result.outcome = "holdout".into();
             self.persist("holdout");
             return self.result;
         }
-        if let Some(channel) = &self.j.consent
-            && !self.customer.consents(channel)
-        {
+        if self.kept_out() {
+            // A stored entry whose customer has since withdrawn consent ends here.
             self.result.outcome = "suppressed".into();
+            self.persist("suppressed");
             return self.result;
         }
         let has_async = self
