@@ -315,12 +315,15 @@ impl<E: Executor> Lane<E> {
     ) {
         let stream = candidates.map(|c| self.entry(c)).buffered(width.max(1));
         futures_util::pin_mut!(stream);
-        let mut tick = Tick::new();
+        // Real runs only: they time their requests (a dry-run may run without a timer).
+        let mut tick = self.common.settings.safety.is_some().then(Tick::new);
         let mut done = false;
         while !done {
             let mut ready = Vec::new();
             std::future::poll_fn(|cx| {
-                tick.poll(cx);
+                if let Some(tick) = &mut tick {
+                    tick.poll(cx);
+                }
                 while ready.len() < CHUNK {
                     match stream.poll_next_unpin(cx) {
                         std::task::Poll::Ready(Some(r)) => ready.push(r),
