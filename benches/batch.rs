@@ -1,9 +1,9 @@
 //! Large batches, in one run on this machine, against one fast local receiver on 127.0.0.1:
-//! (1) `wrk` (a standard load generator, before and after the journeys, averaged; skipped when it
-//! is not installed), (2) a 1-step journey
-//! over 200,000 streamed NDJSON customers without and with the state store, (3) a dry-run of
-//! 1,000,000 customers through a 3-step journey with 10-field bodies. Prints entries/s, the ratio
-//! to the load generator and peak memory (GNU time). `BENCH_SCALE=0.1` shrinks every size.
+//! (1) `wrk` (a standard load generator, before and after each round; skipped when it is not
+//! installed), (2) a 1-step journey over 200,000 streamed NDJSON customers without and with the
+//! state store, (3) a dry-run of 1,000,000 customers through a 3-step journey with 10-field
+//! bodies. Prints entries/s and the ratio to the load generator (medians of `BENCH_ROUNDS`
+//! rounds, 3 by default) and peak memory (GNU time). `BENCH_SCALE=0.1` shrinks every size.
 
 mod common;
 
@@ -82,8 +82,57 @@ fn customer(i: usize) -> String {
     )
 }
 
+/// One round's figures: entries per second and peak MB, for the three journeys.
+struct Round {
+    without: (f64, Option<f64>),
+    with: (f64, Option<f64>),
+    dry: (f64, Option<f64>),
+}
+
+fn round(dir: &Path, url: &str, real_n: usize, dry_n: usize) -> Round {
+    let _ = std::fs::remove_file(dir.join("s.sqlite"));
+    Round {
+        without: journey(
+            dir,
+            url,
+            real_n,
+            &["run", "one.yaml", "--fixtures", "real.ndjson", "--no-state"],
+        ),
+        with: journey(
+            dir,
+            url,
+            real_n,
+            &[
+                "run",
+                "one.yaml",
+                "--fixtures",
+                "real.ndjson",
+                "--state",
+                "s.sqlite",
+            ],
+        ),
+        dry: journey(
+            dir,
+            url,
+            dry_n,
+            &["run", "--dry-run", "three.yaml", "--fixtures", "dry.ndjson"],
+        ),
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
 fn main() {
     let scale: f64 = common::setting("BENCH_SCALE", 1.0);
+    let rounds: usize = common::setting("BENCH_ROUNDS", 3).max(1);
     let (real_n, dry_n) = ((200_000.0 * scale) as usize, (1_000_000.0 * scale) as usize);
     let url = common::receiver();
     let dir = tempfile::tempdir().unwrap();
@@ -91,69 +140,71 @@ fn main() {
     std::fs::write(dir.path().join("three.yaml"), THREE_STEPS).unwrap();
     write_lines(&dir.path().join("real.ndjson"), real_n, customer);
     write_lines(&dir.path().join("dry.ndjson"), dry_n, customer);
-    let before = wrk(&url);
-    let (without, mem_without) = journey(
-        dir.path(),
-        &url,
-        real_n,
-        &["run", "one.yaml", "--fixtures", "real.ndjson", "--no-state"],
-    );
-    let (with, mem_with) = journey(
-        dir.path(),
-        &url,
-        real_n,
-        &[
-            "run",
-            "one.yaml",
-            "--fixtures",
-            "real.ndjson",
-            "--state",
-            "s.sqlite",
-        ],
-    );
-    let (dry, mem_dry) = journey(
-        dir.path(),
-        &url,
-        dry_n,
-        &["run", "--dry-run", "three.yaml", "--fixtures", "dry.ndjson"],
-    );
-    // wrk again after the journeys: this machine's speed drifts by a quarter between minutes, so
-    // the baseline is the mean of a measurement before and one after.
-    let after = wrk(&url);
-    let load = match (before, after) {
+    // This machine's speed drifts by a quarter between minutes: wrk runs before and after each
+    // round, each round is compared with the mean of the two, and the medians are reported.
+    let mut loads = vec![wrk(&url)];
+    let mut measured = Vec::new();
+    for _ in 0..rounds {
+        measured.push(round(dir.path(), &url, real_n, dry_n));
+        loads.push(wrk(&url));
+    }
+    let baseline = |i: usize| match (loads[i], loads[i + 1]) {
         (Some(b), Some(a)) => Some((a + b) / 2.0),
         (b, a) => b.or(a),
     };
-    let ratio = |v: f64| {
-        load.map(|l| format!("{:.2}x of wrk", v / l))
-            .unwrap_or_else(|| "wrk not installed".into())
+    let load = loads.iter().flatten().copied().collect::<Vec<_>>();
+    let load = (!load.is_empty()).then(|| median(load));
+    let ratio = |pick: fn(&Round) -> (f64, Option<f64>)| -> String {
+        let ratios: Vec<f64> = (0..rounds)
+            .filter_map(|i| baseline(i).map(|l| pick(&measured[i]).0 / l))
+            .collect();
+        if ratios.is_empty() {
+            return "wrk not installed".into();
+        }
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        format!("{:.2}x of wrk ({})", median(ratios.clone()), each.join(" "))
     };
-    let mb = |m: Option<f64>| {
-        m.map(|m| format!("{m:.0} MB"))
+    let rate = |pick: fn(&Round) -> (f64, Option<f64>)| {
+        median(measured.iter().map(|r| pick(r).0).collect())
+    };
+    let peak = |pick: fn(&Round) -> (f64, Option<f64>)| {
+        measured
+            .iter()
+            .filter_map(|r| pick(r).1)
+            .reduce(f64::max)
+            .map(|m| format!("{m:.0} MB"))
             .unwrap_or_else(|| "n/a".into())
     };
-    println!("large batches against one local receiver (same machine, same run)");
+    println!(
+        "large batches against one local receiver (same machine, same run; medians of {rounds} rounds)"
+    );
     match load {
         Some(l) => println!(
-            "  wrk -t1 -c32 (load generator)                    {l:>9.0} req/s      1.00x  (before {:.0}, after {:.0})",
-            before.unwrap_or(f64::NAN),
-            after.unwrap_or(f64::NAN)
+            "  wrk -t1 -c32 (load generator)                    {l:>9.0} req/s      1.00x  (before and after each round: {})",
+            loads
+                .iter()
+                .map(|l| l.map_or("-".into(), |l| format!("{:.0}k", l / 1000.0)))
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
         None => println!("  wrk: not installed (apt-get install wrk); ratios are omitted"),
     }
     println!(
-        "  real run, {real_n} NDJSON, --no-state        {without:>9.0} entries/s  {}  peak {}",
-        ratio(without),
-        mb(mem_without)
+        "  real run, {real_n} NDJSON, --no-state        {:>9.0} entries/s  {}  peak {}",
+        rate(|r| r.without),
+        ratio(|r| r.without),
+        peak(|r| r.without)
     );
     println!(
-        "  real run, {real_n} NDJSON, state store        {with:>9.0} entries/s  {}  peak {}",
-        ratio(with),
-        mb(mem_with)
+        "  real run, {real_n} NDJSON, state store        {:>9.0} entries/s  {}  peak {}",
+        rate(|r| r.with),
+        ratio(|r| r.with),
+        peak(|r| r.with)
     );
     println!(
-        "  dry-run, {dry_n} NDJSON, 3 steps x 10 fields {dry:>9.0} entries/s  peak {}",
-        mb(mem_dry)
+        "  dry-run, {dry_n} NDJSON, 3 steps x 10 fields {:>9.0} entries/s  peak {}",
+        rate(|r| r.dry),
+        peak(|r| r.dry)
     );
     println!(
         "  targets: real >= 0.50x (no store) / 0.35x (store) of wrk; dry-run >= 200000/s; peak < 100 MB"
