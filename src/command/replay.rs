@@ -48,7 +48,7 @@ pub async fn replay(c: ReplayConfig) -> anyhow::Result<Exit> {
         Ok(e) => e,
         Err(code) => return Ok(code),
     };
-    let http = Http::new(8)?;
+    let http = Http::new(8);
     let safety = Safety {
         allow_insecure_http: c.allow_insecure_http,
         redactor,

@@ -269,7 +269,7 @@ pub async fn send(
         protect: Some(Arc::clone(&protect)),
     };
     let list = Box::new(list.chain(due_list));
-    let exec = Http::new(c.concurrency)?;
+    let exec = Http::new(c.concurrency);
     let mut report = batch.execute(list, total, &exec, &settings).await?;
     recorder.flush();
     for why in protect.breakers.stopped() {

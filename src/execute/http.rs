@@ -24,14 +24,14 @@ pub struct Http {
 impl Http {
     /// An executor whose connections are reused, that never follows redirects and never uses a
     /// proxy.
-    pub fn new(concurrency: usize) -> anyhow::Result<Http> {
+    pub fn new(concurrency: usize) -> Http {
         // Several crates may race to install a provider; either outcome leaves one installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Ok(Http {
+        Http {
             client: Arc::default(),
             plain: Arc::default(),
             concurrency,
-        })
+        }
     }
 
     fn client(&self) -> Result<&reqwest::Client, TransportError> {
@@ -180,6 +180,6 @@ impl Executor for Http {
 
     /// A lane has its own client: its connections live on the lane's thread.
     fn for_lane(&self) -> Self {
-        Http::new(self.concurrency).unwrap_or_else(|_| self.clone())
+        Http::new(self.concurrency)
     }
 }

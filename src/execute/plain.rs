@@ -57,7 +57,7 @@ impl Plain {
         // written: it goes again on a new connection, so that is not a failed attempt.
         let mut reused = true;
         let (sender, resp) = loop {
-            let mut sender = match self.checkout(call.url, reused).await {
+            let mut sender = match self.checkout(call.url, addr, reused).await {
                 Ok((s, was_idle)) => {
                     reused = was_idle;
                     s
@@ -89,14 +89,14 @@ impl Plain {
         })
     }
 
-    /// An idle connection to the URL's host and port that is still open (when `reuse`), or a
-    /// new one; and whether it was idle.
+    /// An idle connection to the URL's host and port (its `authority`) that is still open (when
+    /// `reuse`), or a new one; and whether it was idle.
     async fn checkout(
         &self,
         url: &url::Url,
+        authority: &str,
         reuse: bool,
     ) -> Result<(Sender, bool), TransportError> {
-        let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
         while let Some(mut s) = reuse.then(|| self.idle(authority)).flatten() {
             if s.ready().await.is_ok() {
                 return Ok((s, true));

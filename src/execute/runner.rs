@@ -380,12 +380,27 @@ impl<E: Executor> Lane<E> {
         {
             return resumed.is_none().then(|| walk.already_done());
         }
-        let Some(store) = &settings.state else {
-            return Some(Box::pin(walk.run()).await);
-        };
-        if resumed.is_none() && !store.knows(walk.key()) && walk.kept_out() {
+        Some(match &settings.state {
+            None => Box::pin(walk.run()).await,
+            Some(store) => self.stored(walk, store, &e, resumed.is_some()).await,
+        })
+    }
+
+    /// Runs an entry of a run with a state store: entered there, or walked on from where it
+    /// stands, or left as it is (ended, or waiting and not due).
+    async fn stored(
+        &self,
+        walk: Walk<'_, E>,
+        store: &Store,
+        e: &super::entries::Entry,
+        resumed: bool,
+    ) -> EntryResult {
+        let Common {
+            journeys, settings, ..
+        } = &*self.common;
+        if !resumed && !store.knows(walk.key()) && walk.kept_out() {
             // Not entered, so nothing is stored: the customer enters once they consent.
-            return Some(walk.suppressed());
+            return walk.suppressed();
         }
         let journey = &journeys[e.journey].name;
         let stored = match store
@@ -393,9 +408,9 @@ impl<E: Executor> Lane<E> {
             .await
         {
             Ok(stored) => stored,
-            Err(why) => return Some(walk.interrupted(&why)),
+            Err(why) => return walk.interrupted(&why),
         };
-        Some(match stored {
+        match stored {
             None => Box::pin(walk.run()).await,
             Some(s) => match s.status {
                 EntryStatus::Done(_) => walk.already_done(),
@@ -405,7 +420,7 @@ impl<E: Executor> Lane<E> {
                 }
                 _ => Box::pin(walk.resume(s).run()).await,
             },
-        })
+        }
     }
 }
 

@@ -94,23 +94,31 @@ fn walk(node: &Node, path: String, map: &mut HashMap<String, (usize, usize)>) {
     if let Some(start) = node.span().start() {
         map.insert(path.clone(), (start.line(), start.column()));
     }
+    for (child, value) in children(node, &path) {
+        walk(value, child, map);
+    }
+}
+
+/// The values of a mapping or sequence with their key paths (`a.b`, `a[0]`).
+fn children<'n>(node: &'n Node, path: &str) -> Vec<(String, &'n Node)> {
     match node {
-        Node::Mapping(m) => {
-            for (key, value) in m.iter() {
+        Node::Mapping(m) => m
+            .iter()
+            .map(|(key, value)| {
                 let child = if path.is_empty() {
                     key.as_str().to_string()
                 } else {
                     format!("{path}.{}", key.as_str())
                 };
-                walk(value, child, map);
-            }
-        }
-        Node::Sequence(s) => {
-            for (i, value) in s.iter().enumerate() {
-                walk(value, format!("{path}[{i}]"), map);
-            }
-        }
-        Node::Scalar(_) => {}
+                (child, value)
+            })
+            .collect(),
+        Node::Sequence(s) => s
+            .iter()
+            .enumerate()
+            .map(|(i, value)| (format!("{path}[{i}]"), value))
+            .collect(),
+        Node::Scalar(_) => Vec::new(),
     }
 }
 
@@ -118,27 +126,16 @@ fn find_scalar(node: &Node, path: &str, under: &str, text: &str) -> Option<(usiz
     let inside = under.is_empty()
         || (path.starts_with(under)
             && (path.len() == under.len() || path[under.len()..].starts_with(['.', '['])));
-    let on_the_way = under.starts_with(path);
-    if !inside && !on_the_way {
+    if !inside && !under.starts_with(path) {
         return None;
     }
     match node {
         Node::Scalar(s) if inside && s.as_str() == text => {
             node.span().start().map(|p| (p.line(), p.column()))
         }
-        Node::Scalar(_) => None,
-        Node::Mapping(m) => m.iter().find_map(|(key, value)| {
-            let child = if path.is_empty() {
-                key.as_str().to_string()
-            } else {
-                format!("{path}.{}", key.as_str())
-            };
-            find_scalar(value, &child, under, text)
-        }),
-        Node::Sequence(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, value)| find_scalar(value, &format!("{path}[{i}]"), under, text)),
+        _ => children(node, path)
+            .into_iter()
+            .find_map(|(child, value)| find_scalar(value, &child, under, text)),
     }
 }
 

@@ -60,10 +60,10 @@ impl FastExpr {
 
     /// The value, or `None` when minijinja must decide (something undefined, a filter not applying).
     pub fn eval(&self, ctx: &Value) -> Option<Value> {
-        let mut v = match self.read_record(ctx) {
-            Some(v) => v,
-            None => self.lookup(ctx)?,
-        };
+        if let Some(v) = self.scalar(ctx).and_then(Scalar::value) {
+            return Some(v);
+        }
+        let mut v = self.lookup(ctx)?;
         for f in &self.filters {
             v = match f {
                 Filter::NormalizeEmail => Value::from(filters::normalize_email(v.as_str()?)),
@@ -78,6 +78,22 @@ impl FastExpr {
 enum Scalar<'a> {
     Text(Cow<'a, str>),
     Json(&'a serde_json::Value),
+}
+
+impl Scalar<'_> {
+    /// The template value, as minijinja converts the whole record.
+    fn value(self) -> Option<Value> {
+        Some(match self {
+            Scalar::Text(t) => Value::from(t.as_ref()),
+            Scalar::Json(serde_json::Value::Bool(b)) => Value::from(*b),
+            Scalar::Json(serde_json::Value::Number(n)) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => Value::from(u),
+                (None, Some(i)) => Value::from(i),
+                _ => Value::from(n.as_f64()?),
+            },
+            Scalar::Json(_) => Value::from(()),
+        })
+    }
 }
 
 impl FastExpr {
@@ -133,22 +149,6 @@ impl FastExpr {
             v = field(v.as_object()?, name)?;
         }
         Some(v)
-    }
-
-    /// A scalar read straight from the customer's or event's record, converted as minijinja
-    /// converts the whole record; `None` for anything else.
-    fn read_record(&self, ctx: &Value) -> Option<Value> {
-        Some(match self.record_value(ctx)? {
-            serde_json::Value::String(s) => Value::from(s.as_str()),
-            serde_json::Value::Bool(b) => Value::from(*b),
-            serde_json::Value::Null => Value::from(()),
-            serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-                (Some(u), _) => Value::from(u),
-                (None, Some(i)) => Value::from(i),
-                _ => Value::from(n.as_f64()?),
-            },
-            _ => return None,
-        })
     }
 
     /// The value through minijinja's attribute lookups.

@@ -266,7 +266,7 @@ fn exec(
 }
 
 /// The entry under `key` with its deliveries.
-pub(super) fn load(tx: &Connection, key: &str) -> rusqlite::Result<Option<StoredEntry>> {
+fn load(tx: &Connection, key: &str) -> rusqlite::Result<Option<StoredEntry>> {
     let row = tx
         .prepare_cached(
             "SELECT status, outcome, start_step, due, snapshot FROM entries WHERE key = ?1",
