@@ -284,16 +284,20 @@ mod tests {
         }
     }
 
+    /// The template context of an entry of `customer` in journey `j`.
+    fn entry_context(customer: serde_json::Value, env: crate::render::EnvVars) -> Value {
+        use crate::execute::context::{EntryContext, Scope};
+        let customer = std::sync::Arc::new(customer);
+        EntryContext::new("j", &customer, None, &env, chrono::Utc::now()).value(&Scope::default())
+    }
+
     #[test]
     fn reads_records_as_minijinja_converts_them() {
-        use crate::execute::context::{EntryContext, Scope};
-        let customer = std::sync::Arc::new(serde_json::json!({
+        let customer = serde_json::json!({
             "id": "c1", "n": 18446744073709551615u64, "neg": -5, "f": 2.0, "ok": true,
             "none": null, "a": { "b": { "c": "deep" } }, "list": [1, 2]
-        }));
-        let env = crate::render::EnvVars::default();
-        let ctx = EntryContext::new("j", &customer, None, &env, chrono::Utc::now())
-            .value(&Scope::default());
+        });
+        let ctx = entry_context(customer, crate::render::EnvVars::default());
         let jinja = super::super::engine::environment();
         for src in [
             "customer.id",
@@ -329,11 +333,10 @@ mod tests {
 
     #[test]
     fn writes_records_and_variables_as_minijinja_renders_them() {
-        use crate::execute::context::{EntryContext, Scope};
-        let customer = std::sync::Arc::new(serde_json::json!({
+        let customer = serde_json::json!({
             "id": "c\"1", "email": " Ada@Example.COM ", "n": 18446744073709551615u64,
             "neg": -5, "f": 2.5, "ok": true, "none": null, "a": { "b": "deep" }
-        }));
+        });
         let env = crate::render::EnvVars {
             values: std::sync::Arc::new(
                 [("URL".to_string(), "http://h/é".to_string())]
@@ -342,8 +345,7 @@ mod tests {
             ),
             placeholders: true,
         };
-        let ctx = EntryContext::new("j", &customer, None, &env, chrono::Utc::now())
-            .value(&Scope::default());
+        let ctx = entry_context(customer, env);
         let jinja = super::super::engine::environment();
         for src in [
             "customer.id",
