@@ -64,8 +64,10 @@ fn ndjson_lines_bad_records_are_reported_and_skipped() {
         ]
     );
     assert!(
-        out.stderr.contains("batch.ndjson:3: not JSON"),
-        "{}",
+        out.stderr.contains(
+            "batch.ndjson:3:2: not JSON (expected ident): write each record as one JSON object on its own line (1 entry)\n"
+        ),
+        "the position is the line's, and a line without a customer has no example: {}",
         out.stderr
     );
     assert!(
@@ -112,6 +114,40 @@ fn csv_with_bom_dotted_headers_types_suffixes_and_gzip() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn a_csv_row_with_the_wrong_number_of_cells_names_the_fix_and_the_batch_goes_on() {
+    let t = Test::new();
+    t.file("j.yaml", JOURNEYS);
+    t.file(
+        "batch.csv",
+        "id,event.name,event.at,event.properties.cart_value\n\
+         c1;cart_abandoned;2026-11-20T10:00:00Z;3\n\
+         c2,cart_abandoned,2026-11-20T10:00:00Z,4\n\
+         [1,2]\n",
+    );
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "batch.csv",
+        "--show",
+        "requests",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(
+        bodies(&out.stdout),
+        vec![serde_json::json!({ "c": "c2", "v": 4, "zip": "none" })]
+    );
+    for line in [
+        "error: batch.csv:2: 1 cells where the header has 4: check the delimiter (--csv-delimiter) and that every quoted cell is closed (1 entry)\n",
+        "error: batch.csv:4: 2 cells where the header has 4: check the delimiter (--csv-delimiter) and that every quoted cell is closed (1 entry)\n",
+    ] {
+        assert!(out.stderr.contains(line), "{line}\n{}", out.stderr);
+    }
+    assert!(out.stdout.contains("2 invalid"), "{}", out.stdout);
 }
 
 #[test]

@@ -34,10 +34,20 @@ pub fn print_problems(report: &RunReport, quiet: bool) {
     let warnings: &[_] = if quiet { &[] } else { &report.warnings };
     for (kind, groups) in [("error", &report.errors[..]), ("warning", warnings)] {
         for g in groups {
-            let examples = g.examples.join(", ");
             let noun = if g.count == 1 { "entry" } else { "entries" };
+            // Records too malformed to name a customer have no example to give.
+            let named: Vec<&str> = g
+                .examples
+                .iter()
+                .map(String::as_str)
+                .filter(|c| !c.is_empty())
+                .collect();
+            let examples = match named.is_empty() {
+                true => String::new(),
+                false => format!(", e.g. {}", named.join(", ")),
+            };
             output::stderr(&format!(
-                "{kind}: {} ({} {noun}, e.g. {examples})",
+                "{kind}: {} ({} {noun}{examples})",
                 g.message, g.count
             ));
         }
