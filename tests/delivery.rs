@@ -1030,6 +1030,21 @@ fn a_revoked_key_stops_sending_to_that_host() {
         out.stderr
     );
     assert!(out.stdout.contains("8 failed"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("deliveries: 5 sent / 0 ok / 8 failed"),
+        "the three refused deliveries were never sent: {}",
+        out.stdout
+    );
+    let letters = std::fs::read_to_string(t.path(".journey/dead-letter.ndjson")).unwrap();
+    let attempts: Vec<u64> = letters
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["attempts"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(attempts, [1, 1, 1, 1, 1, 0, 0, 0], "{letters}");
 }
 
 #[test]

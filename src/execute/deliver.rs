@@ -73,6 +73,8 @@ impl<E: Executor> Deliverer<'_, E> {
             let outcome = match self.attempt(step, req, ctx, n).await {
                 Ok(outcome) => outcome,
                 Err(why) => {
+                    // The host is stopped: this attempt was never made.
+                    d.attempts = n - 1;
                     d.error = Some(why);
                     break;
                 }

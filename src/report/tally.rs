@@ -136,7 +136,8 @@ impl Tally {
             }
             StepStatus::Failed => {
                 st.failed += 1;
-                t.deliveries_sent += 1;
+                // Refused before its first attempt (its host stopped): failed, never sent.
+                t.deliveries_sent += u64::from(s.attempts > 0);
                 t.deliveries_failed += 1;
             }
             StepStatus::Assumed => {
