@@ -1045,6 +1045,17 @@ fn a_revoked_key_stops_sending_to_that_host() {
         })
         .collect();
     assert_eq!(attempts, [1, 1, 1, 1, 1, 0, 0, 0], "{letters}");
+    for why in [
+        "error: journey `j`, step `send`: HTTP 401 after 1 attempt (5 entries, e.g. c0, c1, c2)\n",
+        "error: journey `j`, step `send`: 5 consecutive 401/403/410 answers from 127.0.0.1:",
+        "looks revoked; the run stopped sending to it (3 entries, e.g. c5, c6, c7)\n",
+    ] {
+        assert!(
+            out.stderr.contains(why),
+            "why each delivery failed, once: {why}\n{}",
+            out.stderr
+        );
+    }
 }
 
 #[test]

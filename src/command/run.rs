@@ -214,6 +214,9 @@ impl Batch<'_> {
         beat.stop();
         shown?;
         let mut report = tally.finish();
+        for g in report.errors.iter_mut().chain(&mut report.warnings) {
+            g.message = self.redactor.redact(&g.message);
+        }
         if c.mode == Mode::Test {
             report.expectations = crate::expect::check_all(
                 &self.fixtures.expects,

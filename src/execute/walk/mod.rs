@@ -358,6 +358,9 @@ impl<'a, E: Executor> Walk<'a, E> {
         }
         if failed && step.on_failure == OnFailure::Fail {
             self.dead_letter(step, &d, &self.ctx);
+            self.result.error = Some(EntryError {
+                message: self.failure(step, &d),
+            });
         }
         self.record(i, d.step_status, d, Some(req));
         if !failed {
@@ -369,6 +372,20 @@ impl<'a, E: Executor> Walk<'a, E> {
             OnFailure::Stop => Next::End("stopped".into()),
             OnFailure::Goto(t) => Next::Step(Some(t)),
         })
+    }
+
+    /// Why a delivery failed, the same words for every customer it failed for.
+    fn failure(&self, step: &StepPlan, d: &Delivery) -> String {
+        let why = d.error.as_deref().unwrap_or("failed");
+        let after = match d.attempts {
+            0 => String::new(),
+            1 => " after 1 attempt".into(),
+            n => format!(" after {n} attempts"),
+        };
+        format!(
+            "journey `{}`, step `{}`: {why}{after}",
+            self.j.name, step.id
+        )
     }
 
     fn record(&mut self, index: usize, status: StepStatus, d: Delivery, request: Option<Request>) {
