@@ -1059,6 +1059,23 @@ fn a_revoked_key_stops_sending_to_that_host() {
 }
 
 #[test]
+fn a_run_of_failures_pauses_the_host_and_the_summary_says_so() {
+    let server = TestServer::start();
+    server.script("/x", vec![Reply::status(503)]);
+    let step = "  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/x\", retry: { attempts: 1 }, body: {} }\n";
+    let customers: String = (0..10).map(|i| format!("  - {{ id: c{i} }}\n")).collect();
+    let t = setup(&server, &one(step), &format!("customers:\n{customers}"));
+    let out = send(&t, &["--concurrency", "1"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(server.requests_to("/x").len(), 10);
+    let port = server.url.rsplit(':').next().unwrap();
+    let warning = format!(
+        "warning: 10 consecutive failed attempts to 127.0.0.1:{port} paused sending to it for 5s, once\n"
+    );
+    assert!(out.stderr.contains(&warning), "{warning}\n{}", out.stderr);
+}
+
+#[test]
 fn rate_limits_space_the_attempts() {
     let server = TestServer::start();
     let steps = "  - id: paced\n    webhook: { url: \"{{ env.HOOK_URL }}/paced\", rate_limit: 20/s, body: {} }\n";

@@ -276,6 +276,12 @@ pub async fn send(
         output::stderr(&format!("error: {why}"));
         report.notices.push(why);
     }
+    for why in protect.breakers.paused() {
+        if !c.quiet {
+            output::stderr(&format!("warning: {why}"));
+        }
+        report.notices.push(why);
+    }
     if let Some(m) = &mocks {
         m.write(&batch.run_id)?;
     }

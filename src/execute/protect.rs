@@ -121,6 +121,8 @@ const DENIALS_TO_STOP: u32 = 5;
 struct Host {
     failures: u32,
     denials: u32,
+    /// Times its breaker paused it.
+    pauses: u32,
     paused_until: Option<Instant>,
     stopped: Option<String>,
 }
@@ -178,6 +180,7 @@ impl Breakers {
             Some(s) if s < 400 => {
                 *h = Host {
                     stopped: h.stopped.take(),
+                    pauses: h.pauses,
                     ..Host::default()
                 }
             }
@@ -186,10 +189,30 @@ impl Breakers {
                 h.failures += 1;
                 if h.failures >= FAILURES_TO_PAUSE {
                     h.failures = 0;
+                    h.pauses += 1;
                     h.paused_until = Some(Instant::now() + PAUSE);
                 }
             }
         }
+    }
+
+    /// Each host the breaker paused, and how often.
+    pub fn paused(&self) -> Vec<String> {
+        let hosts = self.hosts.lock().expect("not poisoned");
+        let mut out: Vec<String> = hosts
+            .iter()
+            .filter(|(_, h)| h.pauses > 0)
+            .map(|(host, h)| {
+                let times = if h.pauses == 1 { "once" } else { "times" };
+                let n = if h.pauses == 1 { String::new() } else { format!("{} ", h.pauses) };
+                format!(
+                    "{FAILURES_TO_PAUSE} consecutive failed attempts to {host} paused sending to it for {}s, {n}{times}",
+                    PAUSE.as_secs()
+                )
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// Why each stopped host was stopped.
@@ -229,6 +252,12 @@ mod tests {
         assert_eq!(b.gate("b"), Gate::Open);
         b.record("b", None);
         assert!(matches!(b.gate("b"), Gate::Paused(_)));
+        b.record("b", Some(200));
+        assert_eq!(
+            b.paused(),
+            ["10 consecutive failed attempts to b paused sending to it for 5s, once"],
+            "a success does not forget the pause"
+        );
         b.record("c", Some(401));
         b.record("c", Some(200));
         for _ in 0..4 {
