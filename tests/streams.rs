@@ -151,6 +151,82 @@ fn a_csv_row_with_the_wrong_number_of_cells_names_the_fix_and_the_batch_goes_on(
 }
 
 #[test]
+fn a_line_that_is_not_utf8_is_placed_at_its_byte_and_the_batch_goes_on() {
+    let t = Test::new();
+    t.file("j.yaml", JOURNEYS);
+    let mut bytes = b"{\"customer\": {\"id\": \"c1\", \"name\": \"\xff\"}}\n".to_vec();
+    bytes.extend_from_slice(b"{\"customer\": {\"id\": \"c2\"}, \"event\": {\"name\": \"cart_abandoned\", \"at\": \"2026-11-20T10:00:00Z\", \"properties\": {\"cart_value\": 3}}}\n");
+    std::fs::write(t.path("latin1.ndjson"), bytes).unwrap();
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "latin1.ndjson",
+        "--show",
+        "requests",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("error: latin1.ndjson:1:36: not UTF-8: save the file as UTF-8 (1 entry)\n"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        bodies(&out.stdout),
+        vec![serde_json::json!({ "c": "c2", "v": 3, "zip": "none" })]
+    );
+}
+
+#[test]
+fn a_truncated_gz_ends_its_file_with_one_error_after_the_records_before_the_cut() {
+    let t = Test::new();
+    t.file("j.yaml", JOURNEYS);
+    let lines: String = (0..2000)
+        .map(|i| format!("{{\"customer\": {{\"id\": \"c{i}\"}}, \"event\": {{\"name\": \"cart_abandoned\", \"at\": \"2026-11-20T10:00:00Z\", \"properties\": {{\"cart_value\": {i}}}}}}}\n"))
+        .collect();
+    let whole = gz(&lines);
+    std::fs::write(t.path("cut.ndjson.gz"), &whole[..whole.len() / 2]).unwrap();
+    // --limit bounds the run even if the read error repeated forever.
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "cut.ndjson.gz",
+        "--limit",
+        "5000",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    assert!(
+        errors[0].contains("cannot read further (")
+            && errors[0].ends_with("the records before this line were read (1 entry)"),
+        "{}",
+        errors[0]
+    );
+    let completed: u64 = out
+        .stdout
+        .split("entries: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(
+        (1..2000).contains(&completed),
+        "the records before the cut ran: {}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("1 invalid"), "{}", out.stdout);
+}
+
+#[test]
 fn a_streamed_batch_runs_for_real() {
     let server = TestServer::start();
     let t = Test::new().env("HOOK_URL", &server.url);
