@@ -65,14 +65,14 @@ fn ndjson_lines_bad_records_are_reported_and_skipped() {
     );
     assert!(
         out.stderr.contains(
-            "batch.ndjson:3:2: not JSON (expected ident): write each record as one JSON object on its own line (1 entry)\n"
+            "batch.ndjson:3:2 (record 3): not JSON (expected ident): write each record as one JSON object on its own line (1 entry)\n"
         ),
         "the position is the line's, and a line without a customer has no example: {}",
         out.stderr
     );
     assert!(
         out.stderr
-            .contains("batch.ndjson:5: a customer needs an `id`"),
+            .contains("batch.ndjson:5 (record 4): a customer needs an `id`"),
         "{}",
         out.stderr
     );
@@ -109,8 +109,9 @@ fn csv_with_bom_dotted_headers_types_suffixes_and_gzip() {
         "leading zeros and non-round-tripping numbers stay text; empty cells are absent"
     );
     assert!(
-        out.stderr
-            .contains("batch.csv.gz:3: `consent.email`: `maybe` is not true/false/1/0/yes/no"),
+        out.stderr.contains(
+            "batch.csv.gz:3 (record 2): `consent.email`: `maybe` is not true/false/1/0/yes/no"
+        ),
         "{}",
         out.stderr
     );
@@ -142,8 +143,8 @@ fn a_csv_row_with_the_wrong_number_of_cells_names_the_fix_and_the_batch_goes_on(
         vec![serde_json::json!({ "c": "c2", "v": 4, "zip": "none" })]
     );
     for line in [
-        "error: batch.csv:2: 1 cells where the header has 4: check the delimiter (--csv-delimiter) and that every quoted cell is closed (1 entry)\n",
-        "error: batch.csv:4: 2 cells where the header has 4: check the delimiter (--csv-delimiter) and that every quoted cell is closed (1 entry)\n",
+        "error: batch.csv:2 (record 1): 1 cells where the header has 4: check the delimiter (--csv-delimiter) and that every quoted cell is closed (1 entry)\n",
+        "error: batch.csv:4 (record 3): 2 cells where the header has 4: check the delimiter (--csv-delimiter) and that every quoted cell is closed (1 entry)\n",
     ] {
         assert!(out.stderr.contains(line), "{line}\n{}", out.stderr);
     }
@@ -168,8 +169,9 @@ fn a_line_that_is_not_utf8_is_placed_at_its_byte_and_the_batch_goes_on() {
     ]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(
-        out.stderr
-            .contains("error: latin1.ndjson:1:36: not UTF-8: save the file as UTF-8 (1 entry)\n"),
+        out.stderr.contains(
+            "error: latin1.ndjson:1:36 (record 1): not UTF-8: save the file as UTF-8 (1 entry)\n"
+        ),
         "{}",
         out.stderr
     );
