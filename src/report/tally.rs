@@ -1,7 +1,5 @@
 //! Folds entry results into the report as they arrive, in constant memory per step.
 
-use std::collections::HashMap;
-
 use super::{ErrorGroup, Mode, RunReport, StepStats, Totals};
 use crate::execute::result::{EntryResult, StepStatus};
 use crate::journey::Journey;
@@ -13,8 +11,8 @@ const EXAMPLES: usize = 3;
 #[derive(Debug)]
 pub struct Tally {
     report: RunReport,
-    /// (journey index, step index) → row in `report.steps`.
-    rows: HashMap<(usize, usize), usize>,
+    /// Each journey's rows in `report.steps`: the first, and how many (one per step).
+    rows: Vec<std::ops::Range<usize>>,
     latencies: Vec<Vec<u32>>,
     started: std::time::Instant,
 }
@@ -22,11 +20,11 @@ pub struct Tally {
 impl Tally {
     /// An empty report with a row per step of every journey.
     pub fn new(journeys: &[Journey], mode: Mode, run_id: String, started_at: String) -> Tally {
-        let mut rows = HashMap::new();
+        let mut rows = Vec::new();
         let mut steps = Vec::new();
-        for (ji, j) in journeys.iter().enumerate() {
-            for (si, s) in j.steps.iter().enumerate() {
-                rows.insert((ji, si), steps.len());
+        for j in journeys {
+            rows.push(steps.len()..steps.len() + j.steps.len());
+            for s in &j.steps {
                 steps.push(StepStats {
                     journey: j.name.clone(),
                     step: s.id.clone(),
@@ -94,7 +92,18 @@ impl Tally {
             "interrupted" => t.interrupted += 1,
             _ => t.completed += 1,
         }
-        *t.labels.entry(r.outcome.clone()).or_default() += 1;
+        match t.labels.get_mut(&r.outcome) {
+            Some(n) => *n += 1,
+            None => {
+                t.labels.insert(r.outcome.clone(), 1);
+            }
+        }
+    }
+
+    /// The row of step `step` of journey `journey`.
+    fn row(&self, journey: usize, step: usize) -> Option<usize> {
+        let rows = self.rows.get(journey)?;
+        Some(rows.start + step).filter(|r| rows.contains(r))
     }
 
     /// Non-webhook steps walked count as entered and ok.
@@ -108,7 +117,7 @@ impl Tally {
             if r.steps.iter().any(|s| s.index == si) {
                 continue;
             }
-            if let Some(&row) = self.rows.get(&(j, si)) {
+            if let Some(row) = self.row(j, si) {
                 let st = &mut self.report.steps[row];
                 st.entered += 1;
                 let stopped_here =
@@ -121,7 +130,7 @@ impl Tally {
     }
 
     fn count_step(&mut self, journey: usize, s: &crate::execute::result::StepRecord) {
-        let Some(&row) = self.rows.get(&(journey, s.index)) else {
+        let Some(row) = self.row(journey, s.index) else {
             return;
         };
         let st = &mut self.report.steps[row];
