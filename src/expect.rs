@@ -83,7 +83,12 @@ fn differences(
     redactor: &Redactor,
 ) -> Result<(), String> {
     let s = &e.spec;
-    let path: Vec<String> = r.map(|r| r.path.clone()).unwrap_or_default();
+    let path: Vec<&str> = r
+        .map(|r| {
+            let steps = &journeys[r.journey].steps;
+            r.walked.iter().map(|&i| steps[i].id.as_str()).collect()
+        })
+        .unwrap_or_default();
     let outcome = r.map_or("not_entered", |r| r.outcome.as_str());
     if let Some(want) = &s.path
         && want != &path

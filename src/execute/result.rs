@@ -76,8 +76,6 @@ pub struct EntryResult {
     pub key: String,
     /// `completed`, `failed`, `invalid`, `suppressed`, `stopped`, or an end label.
     pub outcome: String,
-    /// The step ids walked, in order.
-    pub path: Vec<String>,
     /// The step indexes walked, in order.
     pub walked: Vec<usize>,
     /// Records of each step walked.
@@ -99,7 +97,6 @@ impl EntryResult {
             event,
             key,
             outcome: String::new(),
-            path: vec![],
             walked: vec![],
             steps: vec![],
             error: None,

@@ -198,7 +198,6 @@ impl<'a, E: Executor> Walk<'a, E> {
                 Ok(false) => {}
                 Err(e) => break Err((step.id.clone(), e)),
             }
-            self.result.path.push(step.id.clone());
             self.result.walked.push(i);
             match self.step(i, step).await {
                 Ok(Next::Step(n)) => at = n,
