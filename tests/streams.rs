@@ -152,6 +152,39 @@ fn a_csv_row_with_the_wrong_number_of_cells_names_the_fix_and_the_batch_goes_on(
 }
 
 #[test]
+fn a_csv_header_that_would_misread_its_records_rejects_the_file_and_says_why() {
+    let t = Test::new();
+    t.file("j.yaml", JOURNEYS);
+    t.file("twice.csv", "id,event.name,id\nc1,cart_abandoned,c2\n");
+    t.file("nested.csv", "id,attributes,attributes.zip\nc1,x,01234\n");
+    t.file("typo.csv", "id,event.properties.cart_value:numbr\nc1,3\n");
+    t.file("blank.csv", "id,,event.name\nc1,x,cart_abandoned\n");
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "twice.csv",
+        "--fixtures",
+        "nested.csv",
+        "--fixtures",
+        "typo.csv",
+        "--fixtures",
+        "blank.csv",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    for line in [
+        "error: twice.csv:1: columns 1 `id` and 3 `id` name the same field: rename or remove one (1 entry)\n",
+        "error: nested.csv:1: columns 2 `attributes` and 3 `attributes.zip` cannot both be set: a field with a value cannot also hold fields (1 entry)\n",
+        "error: typo.csv:1: column 2: `event.properties.cart_value:numbr`: unknown type suffix `:numbr`; did you mean `:number`? (:string, :number, :bool or :json) (1 entry)\n",
+        "error: blank.csv:1: column 2: no header: name its field, like `email` or `attributes.plan` (1 entry)\n",
+    ] {
+        assert!(out.stderr.contains(line), "{line}\n{}", out.stderr);
+    }
+    assert!(out.stdout.contains("4 invalid"), "{}", out.stdout);
+}
+
+#[test]
 fn a_line_that_is_not_utf8_is_placed_at_its_byte_and_the_batch_goes_on() {
     let t = Test::new();
     t.file("j.yaml", JOURNEYS);
