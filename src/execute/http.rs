@@ -171,7 +171,7 @@ impl Executor for Http {
                 })
                 .await;
         }
-        self.send_tls(url, a).await
+        self.send_tls(url::Url::clone(&url), a).await
     }
 
     async fn pause(&self, delay: Duration) {

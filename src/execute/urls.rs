@@ -1,7 +1,7 @@
 //! URLs parsed once: a batch sends to a handful of distinct URLs a million times, and parsing
 //! each (host, IDNA) was a tenth of a real run's profile.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use url::{ParseError, Url};
 
@@ -9,20 +9,21 @@ use url::{ParseError, Url};
 /// are all distinct and gain nothing).
 const CAPACITY: usize = 1024;
 
-static PARSED: OnceLock<Mutex<foldhash::HashMap<String, Url>>> = OnceLock::new();
+static PARSED: OnceLock<Mutex<foldhash::HashMap<String, Arc<Url>>>> = OnceLock::new();
 
-/// `Url::parse`, remembered.
-pub fn parse(text: &str) -> Result<Url, ParseError> {
+/// `Url::parse`, remembered (and shared: the safety check, the breaker and the sender each look
+/// a request's URL up, and copying it each time cost an allocation).
+pub fn parse(text: &str) -> Result<Arc<Url>, ParseError> {
     let parsed = PARSED.get_or_init(Mutex::default);
     if let Some(url) = parsed.lock().expect("not poisoned").get(text) {
-        return Ok(url.clone());
+        return Ok(Arc::clone(url));
     }
-    let url = Url::parse(text)?;
+    let url = Arc::new(Url::parse(text)?);
     let mut map = parsed.lock().expect("not poisoned");
     if map.len() >= CAPACITY {
         map.clear();
     }
-    map.insert(text.to_string(), url.clone());
+    map.insert(text.to_string(), Arc::clone(&url));
     Ok(url)
 }
 
