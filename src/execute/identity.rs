@@ -9,7 +9,7 @@ use crate::render::filters::hex;
 
 /// `JOURNEY:event.id` or `JOURNEY:customer.id`.
 pub fn entry_key(journey: &str, id: &str) -> String {
-    format!("{journey}:{id}")
+    [journey, ":", id].concat()
 }
 
 /// `dlv_` + base32 (lowercase, RFC 4648 alphabet) of sha256(journey, entry key, step id), cut to 26.
@@ -42,8 +42,9 @@ pub fn trace_id(entry_key: &str) -> String {
 
 /// A `traceparent` header: one trace per entry, one span per delivery attempt.
 pub fn traceparent(trace_id: &str, delivery_id: &str, attempt: u32) -> String {
-    let span = hex(&hash_parts(&["span", delivery_id, &attempt.to_string()])[..8]);
-    format!("00-{trace_id}-{span}-01")
+    let mut n = itoa::Buffer::new();
+    let span = hex(&hash_parts(&["span", delivery_id, n.format(attempt)])[..8]);
+    ["00-", trace_id, "-", &span, "-01"].concat()
 }
 
 /// sha256 of the parts joined with NUL, so no two part lists collide.
@@ -83,5 +84,20 @@ mod tests {
         let tp = traceparent(&t, &a, 1);
         assert_eq!(tp.len(), 55);
         assert!(tp.starts_with(&format!("00-{t}-")));
+    }
+
+    #[test]
+    fn built_without_format_as_they_were_with_it() {
+        let span = hex(&hash_parts(&["span", "dlv_x", "12"])[..8]);
+        assert_eq!(traceparent("t", "dlv_x", 12), format!("00-t-{span}-01"));
+        assert_eq!(entry_key("cart", "c:1"), "cart:c:1");
+        assert_eq!(
+            super::super::protect::host_of("http://127.0.0.1:8080/x?y=1"),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(
+            super::super::protect::host_of("https://example.com/x"),
+            "example.com:443"
+        );
     }
 }

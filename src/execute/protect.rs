@@ -105,8 +105,9 @@ pub fn host_of(url: &str) -> String {
     super::urls::parse(url)
         .ok()
         .and_then(|u| {
-            u.host_str()
-                .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+            let mut port = itoa::Buffer::new();
+            let port = port.format(u.port_or_known_default().unwrap_or(0));
+            u.host_str().map(|h| [h, ":", port].concat())
         })
         .unwrap_or_default()
 }
