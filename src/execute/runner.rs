@@ -313,7 +313,10 @@ impl<E: Executor> Lane<E> {
         width: usize,
         mut each: impl FnMut(Vec<Option<EntryResult>>) -> bool,
     ) {
-        let stream = candidates.map(|c| self.entry(c)).buffered(width.max(1));
+        // Boxed: an entry future is kilobytes, and the stream would otherwise copy it three times.
+        let stream = candidates
+            .map(|c| Box::pin(self.entry(c)))
+            .buffered(width.max(1));
         futures_util::pin_mut!(stream);
         // Real runs only: they time their requests (a dry-run may run without a timer).
         let mut tick = self.common.settings.safety.is_some().then(Tick::new);
