@@ -101,7 +101,10 @@ pub fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(k, v)| {
-            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            let v = match v.to_str() {
+                Ok(text) => text.to_string(),
+                Err(_) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            };
             (k.as_str().to_string(), v)
         })
         .collect()

@@ -143,10 +143,31 @@ async fn connect(addr: &str) -> Result<Sender, TransportError> {
     Ok(sender)
 }
 
+/// Header names parsed at most once per thread: a batch sends the same few names a million
+/// times, and parsing one (an allocation for names that are not standard) cost more than this.
+fn header_name(name: &str) -> Result<http::HeaderName, http::header::InvalidHeaderName> {
+    const KEPT: usize = 32;
+    thread_local! {
+        static NAMES: std::cell::RefCell<Vec<(String, http::HeaderName)>> = const {
+            std::cell::RefCell::new(Vec::new())
+        };
+    }
+    NAMES.with_borrow_mut(|names| {
+        if let Some((_, parsed)) = names.iter().find(|(n, _)| n == name) {
+            return Ok(parsed.clone());
+        }
+        let parsed = http::HeaderName::from_bytes(name.as_bytes())?;
+        if names.len() < KEPT {
+            names.push((name.to_string(), parsed.clone()));
+        }
+        Ok(parsed)
+    })
+}
+
 /// The request in origin form, with `Host` (the URL's host, and its port when it gives one) and
 /// the headers reqwest would add.
 fn request(call: &Call<'_>, host: &str) -> Result<http::Request<Full<Bytes>>, http::Error> {
-    use http::header::{ACCEPT, HOST, HeaderName, HeaderValue};
+    use http::header::{ACCEPT, HOST, HeaderValue};
     let url = call.url;
     let target = match url.query() {
         Some(_) => &url[url::Position::BeforePath..url::Position::AfterQuery],
@@ -158,8 +179,10 @@ fn request(call: &Call<'_>, host: &str) -> Result<http::Request<Full<Bytes>>, ht
     let headers = req.headers_mut();
     headers.insert(HOST, HeaderValue::from_bytes(host.as_bytes())?);
     for (name, value) in call.headers.iter().flat_map(|h| h.iter()) {
-        let name = HeaderName::from_bytes(name.as_bytes())?;
-        headers.append(name, HeaderValue::from_bytes(value.as_bytes())?);
+        headers.append(
+            header_name(name)?,
+            HeaderValue::from_bytes(value.as_bytes())?,
+        );
     }
     if !headers.contains_key(ACCEPT) {
         headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
