@@ -4,7 +4,20 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Formats an instant as RFC 3339 UTC with a `Z`, without fractions when they are zero.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    // A batch formats the same instant (the run's clock) for every entry: the last one made on
+    // each thread is kept.
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(DateTime<Utc>, String)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((at, text)) if *at == t => text.clone(),
+        _ => {
+            let text = t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            *last = Some((t, text.clone()));
+            text
+        }
+    })
 }
 
 /// Parses `--now`.
