@@ -40,8 +40,11 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
         .trim()
         .parse()
         .ok()
-        .filter(|n: &f64| *n > 0.0)
+        .filter(|n: &f64| n.is_finite())
         .ok_or_else(err)?;
+    if n <= 0.0 {
+        return Err(format!("rate `{text}` must be more than 0"));
+    }
     match unit.trim() {
         "s" => Ok(n),
         "m" => Ok(n / 60.0),
@@ -233,8 +236,16 @@ mod tests {
     fn rates() {
         assert_eq!(parse_rate("100/s").unwrap(), 100.0);
         assert_eq!(parse_rate("60/m").unwrap(), 1.0);
+        assert!(parse_rate("fast").is_err() && parse_rate("5/d").is_err());
         assert!(
-            parse_rate("fast").is_err() && parse_rate("0/s").is_err() && parse_rate("5/d").is_err()
+            parse_rate("0/s")
+                .unwrap_err()
+                .contains("must be more than 0")
+        );
+        assert!(
+            parse_rate("-3/s")
+                .unwrap_err()
+                .contains("must be more than 0")
         );
     }
 
