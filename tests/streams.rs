@@ -185,6 +185,37 @@ fn a_csv_header_that_would_misread_its_records_rejects_the_file_and_says_why() {
 }
 
 #[test]
+fn an_export_that_came_out_empty_is_said_once() {
+    let t = Test::new();
+    t.file("j.yaml", JOURNEYS);
+    t.file("tonight.ndjson", "\n");
+    t.file("tonight.csv", "id,event.name,event.at\n");
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "tonight.ndjson",
+        "--fixtures",
+        "tonight.csv",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    for file in ["tonight.ndjson", "tonight.csv"] {
+        let warning = format!("warning: {file} holds no records: nothing was run from it\n");
+        assert!(out.stderr.contains(&warning), "{warning}\n{}", out.stderr);
+    }
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["totals"]["entries"], 0);
+    let notices = report["notices"].as_array().unwrap();
+    for file in ["tonight.ndjson", "tonight.csv"] {
+        let notice = format!("{file} holds no records: nothing was run from it");
+        assert!(notices.iter().any(|n| n == &notice), "{report}");
+    }
+}
+
+#[test]
 fn a_line_that_is_not_utf8_is_placed_at_its_byte_and_the_batch_goes_on() {
     let t = Test::new();
     t.file("j.yaml", JOURNEYS);

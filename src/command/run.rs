@@ -116,6 +116,22 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
+    let options = crate::fixture::stream::Options {
+        delimiter: c.csv_delimiter,
+    };
+    let mut notices: Vec<String> = notice.into_iter().collect();
+    for path in &fixtures.streams {
+        if crate::fixture::stream::is_empty(path, options) {
+            let empty = format!(
+                "{} holds no records: nothing was run from it",
+                path.display()
+            );
+            if !c.quiet {
+                output::stderr(&format!("warning: {empty}"));
+            }
+            notices.push(empty);
+        }
+    }
     let batch = Batch {
         refs,
         suppress,
@@ -125,10 +141,7 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
         env,
         redactor,
         run_id: run_id(&c),
-        notices: notice.into_iter().collect(),
-    };
-    let options = crate::fixture::stream::Options {
-        delimiter: c.csv_delimiter,
+        notices,
     };
     let all = entries::all(&journeys, &batch.fixtures, &batch.env, c.now, options);
     let (list, total) = counted(c.selection.apply(all), batch.fixtures.streams.is_empty());
