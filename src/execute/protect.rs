@@ -181,7 +181,9 @@ impl Breakers {
                     ));
                 }
             }
-            Some(s) if s < 400 => {
+            // An answer that is not a server's trouble (a success, or a 4xx about the request
+            // itself) shows the host is up.
+            Some(s) if s < 400 || (s < 500 && s != 408 && s != 429) => {
                 *h = Host {
                     stopped: h.stopped.take(),
                     pauses: h.pauses,
@@ -276,5 +278,24 @@ mod tests {
             b.record("c", Some(401));
         }
         assert_eq!(b.gate("c"), Gate::Open, "a success resets the count");
+        for _ in 0..12 {
+            b.record("d", Some(422));
+        }
+        assert_eq!(
+            b.gate("d"),
+            Gate::Open,
+            "rejected payloads say the host is up"
+        );
+        for status in [503; 9].into_iter().chain([404, 503]) {
+            b.record("e", Some(status));
+        }
+        assert_eq!(b.gate("e"), Gate::Open, "a 404 breaks the run of failures");
+        for _ in 0..10 {
+            b.record("f", Some(429));
+        }
+        assert!(
+            matches!(b.gate("f"), Gate::Paused(_)),
+            "429s are the host's trouble"
+        );
     }
 }
