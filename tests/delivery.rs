@@ -1065,9 +1065,14 @@ fn a_run_of_failures_pauses_the_host_and_the_summary_says_so() {
     let step = "  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/x\", retry: { attempts: 1 }, body: {} }\n";
     let customers: String = (0..10).map(|i| format!("  - {{ id: c{i} }}\n")).collect();
     let t = setup(&server, &one(step), &format!("customers:\n{customers}"));
-    let out = send(&t, &["--concurrency", "1"]);
+    let out = send(&t, &["--concurrency", "1", "--junit", "r.xml"]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert_eq!(server.requests_to("/x").len(), 10);
+    let xml = t.read("r.xml");
+    assert!(
+        xml.contains("10 of 10 entries failed at step `send`\njourney `j`, step `send`: HTTP 503 after 1 attempt (10 entries)</failure>"),
+        "the JUnit failure says why: {xml}"
+    );
     let port = server.url.rsplit(':').next().unwrap();
     let warning = format!(
         "warning: 10 consecutive failed attempts to 127.0.0.1:{port} paused sending to it for 5s, once\n"

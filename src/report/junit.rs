@@ -20,12 +20,17 @@ pub fn render(report: &RunReport, journeys: &[String]) -> Vec<u8> {
 }
 
 fn case(name: &str, failure: Option<&str>) -> TestCase {
-    let status = match failure {
+    failed_case(name, failure, failure)
+}
+
+/// A testcase: failed with `message` (and the longer `description`), or passed.
+fn failed_case(name: &str, message: Option<&str>, description: Option<&str>) -> TestCase {
+    let status = match message {
         None => TestCaseStatus::success(),
         Some(msg) => {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
             s.set_message(msg);
-            s.set_description(msg);
+            s.set_description(description.unwrap_or(msg));
             s
         }
     };
@@ -53,7 +58,21 @@ fn step_cases(report: &RunReport, journey: &str) -> Vec<TestCase> {
                     s.failed, s.entered, s.step
                 )
             });
-            case(&s.step, failure.as_deref())
+            let why = failure
+                .as_ref()
+                .map(|f| with_reasons(f, report, journey, &s.step));
+            failed_case(&s.step, failure.as_deref(), why.as_deref())
         })
         .collect()
+}
+
+/// `failure`, then the run's errors about this step, one per line with their counts.
+fn with_reasons(failure: &str, report: &RunReport, journey: &str, step: &str) -> String {
+    let about = format!("journey `{journey}`, step `{step}`");
+    let mut text = failure.to_string();
+    for e in report.errors.iter().filter(|e| e.message.contains(&about)) {
+        let noun = if e.count == 1 { "entry" } else { "entries" };
+        text.push_str(&format!("\n{} ({} {noun})", e.message, e.count));
+    }
+    text
 }
