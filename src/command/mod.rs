@@ -161,8 +161,14 @@ fn state(path: &std::path::Path, prune: Option<std::time::Duration>) -> anyhow::
     use crate::state::{StoreError, show};
     let result = match prune {
         None => show::show(path),
-        Some(age) => show::prune(path, age)
-            .map(|(e, d)| format!("pruned {e} ended entries and {d} deliveries\n")),
+        Some(age) => show::prune(path, age).map(|(e, d)| {
+            let reuse = if e + d > 0 {
+                " (the file keeps its size: later runs reuse the space)"
+            } else {
+                ""
+            };
+            format!("pruned {e} ended entries and {d} deliveries{reuse}\n")
+        }),
     };
     match result {
         Ok(text) => print(&text),
