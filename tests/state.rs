@@ -359,6 +359,118 @@ steps:
 "#;
 
 #[test]
+fn tonights_streamed_export_ends_a_parked_entry_and_updates_its_customer() {
+    let server = TestServer::start();
+    let t = Test::new().env("HOOK_URL", &server.url);
+    let journey = CART.replace(
+        "body: { cart: \"{{ event.id }}\" }",
+        "body: { cart: \"{{ event.id }}\", tier: \"{{ customer.attributes.tier }}\" }",
+    );
+    t.file("j.yaml", &journey);
+    let line = |customer: &str, tier: &str, event: &str| {
+        format!(
+            "{{\"customer\": {{\"id\": \"{customer}\", \"attributes\": {{\"tier\": \"{tier}\"}}}}, \"event\": {event}}}\n"
+        )
+    };
+    let cart = |id: &str| {
+        format!(
+            "{{\"id\": \"{id}\", \"name\": \"cart_abandoned\", \"at\": \"2026-11-20T10:00:00Z\"}}"
+        )
+    };
+    let order = |total: u32| {
+        format!(
+            "{{\"name\": \"order_completed\", \"at\": \"2026-11-20T18:00:00Z\", \"properties\": {{\"total\": {total}}}}}"
+        )
+    };
+    t.file(
+        "monday.ndjson",
+        &[
+            line("c1", "bronze", &cart("k1")),
+            line("c2", "bronze", &cart("k2")),
+        ]
+        .concat(),
+    );
+    let args =
+        |file: &'static str, now: &'static str| ["run", "j.yaml", "--fixtures", file, "--now", now];
+    let first = t.run(&args("monday.ndjson", "2026-11-20T11:00:00Z"));
+    assert!(first.stdout.contains("2 waiting"), "{}", first.all());
+    // Tuesday's export holds the orders, and c2's new tier.
+    t.file(
+        "tuesday.ndjson",
+        &[
+            line("c1", "bronze", &order(80)),
+            line("c2", "gold", &order(0)),
+        ]
+        .concat(),
+    );
+    let tonight = t.run(&args("tuesday.ndjson", "2026-11-21T11:00:00Z"));
+    assert_eq!(tonight.code, 0, "{}", tonight.all());
+    assert!(tonight.stdout.contains("1 exited"), "{}", tonight.stdout);
+    let reminders = server.requests_to("/reminder");
+    assert_eq!(
+        reminders.len(),
+        1,
+        "only the customer who did not buy is reminded"
+    );
+    assert_eq!(reminders[0].json()["cart"], "k2");
+    assert_eq!(
+        reminders[0].json()["tier"],
+        "gold",
+        "the resumed entry uses tonight's record of its customer"
+    );
+}
+
+#[test]
+fn resume_only_still_reads_tonights_stream_for_exits_but_enters_no_one() {
+    let server = TestServer::start();
+    let t = Test::new().env("HOOK_URL", &server.url);
+    t.file("j.yaml", CART);
+    let line = |customer: &str, event: &str| {
+        format!("{{\"customer\": {{\"id\": \"{customer}\"}}, \"event\": {event}}}\n")
+    };
+    let cart = r#"{"id": "k1", "name": "cart_abandoned", "at": "2026-11-20T10:00:00Z"}"#;
+    let order =
+        r#"{"name": "order_completed", "at": "2026-11-20T18:00:00Z", "properties": {"total": 5}}"#;
+    let late_cart = r#"{"id": "k3", "name": "cart_abandoned", "at": "2026-11-21T10:00:00Z"}"#;
+    t.file("monday.ndjson", &line("c1", cart));
+    let first = t.run(&[
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "monday.ndjson",
+        "--now",
+        "2026-11-20T11:00:00Z",
+    ]);
+    assert!(first.stdout.contains("1 waiting"), "{}", first.all());
+    t.file(
+        "tuesday.ndjson",
+        &[line("c1", order), line("c3", late_cart)].concat(),
+    );
+    let tonight = t.run(&[
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "tuesday.ndjson",
+        "--now",
+        "2026-11-21T11:00:00Z",
+        "--resume-only",
+    ]);
+    assert_eq!(tonight.code, 0, "{}", tonight.all());
+    assert!(
+        tonight.stdout.contains("entries: 0 completed"),
+        "{}",
+        tonight.stdout
+    );
+    assert!(tonight.stdout.contains("1 exited"), "{}", tonight.stdout);
+    assert!(
+        tonight.stdout.contains("0 waiting"),
+        "c3 is not entered: {}",
+        tonight.stdout
+    );
+    assert!(server.requests_to("/reminder").is_empty());
+}
+
+#[test]
 fn tonights_order_ends_a_parked_entry_as_exited() {
     let server = TestServer::start();
     let cart = "customers: [{ id: c1 }, { id: c2 }]\nevents:\n  - { id: k1, name: cart_abandoned, customer: c1, at: 2026-11-20T10:00:00Z }\n  - { id: k2, name: cart_abandoned, customer: c2, at: 2026-11-20T10:00:00Z }\n";

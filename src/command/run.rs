@@ -74,6 +74,8 @@ pub struct Batch<'a> {
     pub run_id: String,
     /// Things said once.
     pub notices: Vec<String>,
+    /// What tonight's streams say about the customers of parked entries.
+    pub tonight: entries::Tonight,
 }
 
 /// Runs a dry-run, a real run or a test.
@@ -142,8 +144,16 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
         redactor,
         run_id: run_id(&c),
         notices,
+        tonight: Default::default(),
     };
-    let all = entries::all(&journeys, &batch.fixtures, &batch.env, c.now, options);
+    let all = entries::all(
+        &journeys,
+        &batch.fixtures,
+        &batch.env,
+        c.now,
+        options,
+        &batch.tonight,
+    );
     let (list, total) = counted(c.selection.apply(all), batch.fixtures.streams.is_empty());
     match &c.real {
         Some(real) => super::send::send(&batch, real, list, total).await,

@@ -8,8 +8,8 @@ use minijinja::context;
 
 use super::run::{Batch, finish};
 use crate::config::RealConfig;
+use crate::execute::entries::Candidates;
 use crate::execute::entries::resumed;
-use crate::execute::entries::{Candidate, Candidates};
 use crate::execute::http::Http;
 use crate::execute::protect::Protection;
 use crate::execute::recorder::{Fanout, Recorder};
@@ -140,7 +140,10 @@ fn open_store(real: &RealConfig) -> Result<Option<Arc<Store>>, Exit> {
 }
 
 /// Parked entries that are due, as candidates to walk on (a journey no longer loaded is skipped).
-async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Candidate>, String> {
+/// A parked entry that is due: its journey, key and snapshot.
+type Due = (usize, String, crate::execute::recorder::Snapshot);
+
+async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Due>, String> {
     let mut out = Vec::new();
     for due in store.due(batch.c.now).await? {
         let Some(ji) = batch.journeys.iter().position(|j| j.name == due.journey) else {
@@ -150,14 +153,32 @@ async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Candidate>, S
             ));
             continue;
         };
-        let snapshot = store.load(&due.key).await?.and_then(|e| e.snapshot);
-        if let Some(c) =
-            snapshot.and_then(|s| resumed(&batch.journeys[ji], ji, &due.key, &s, &batch.fixtures))
-        {
-            out.push(c);
+        if let Some(snapshot) = store.load(&due.key).await?.and_then(|e| e.snapshot) {
+            out.push((ji, due.key, snapshot));
         }
     }
     Ok(out)
+}
+
+/// The due entries, made once tonight's fixtures have all been read (they run after the new
+/// entries): their customers' records and `exit_when` events come from tonight's streams too.
+fn resumes<'a>(batch: &'a Batch<'_>, due: Vec<Due>) -> Candidates<'a> {
+    batch.tonight.want(
+        due.iter()
+            .filter_map(|(_, _, s)| Some(s.customer.get("id")?.as_str()?.to_string())),
+    );
+    Box::new(std::iter::once(due).flat_map(move |due| {
+        due.into_iter().filter_map(move |(ji, key, s)| {
+            resumed(
+                &batch.journeys[ji],
+                ji,
+                &key,
+                &s,
+                &batch.fixtures,
+                &batch.tonight,
+            )
+        })
+    }))
 }
 
 /// Turns the first SIGINT/SIGTERM (or the end of `--max-duration`) into a stop; a second
@@ -220,11 +241,13 @@ pub async fn send(
         Err(code) => return Ok(code),
     };
     let (list, total): (Candidates<'_>, Option<usize>) = if real.resume_only {
-        (Box::new(std::iter::empty()), Some(0))
+        // Tonight's fixtures are still read: they may end or update the parked entries.
+        (Box::new(list.filter(|_| false)), Some(0))
     } else {
         (list, total)
     };
     let total = total.map(|t| t + due_list.len());
+    let due_list = resumes(batch, due_list);
     if real.ask
         && total.is_none_or(|t| t > 0)
         && !confirm(&target_hosts(batch.journeys, &batch.env), total)
@@ -302,7 +325,7 @@ pub async fn send(
 async fn store_and_due(
     batch: &Batch<'_>,
     real: &RealConfig,
-) -> Result<(Option<Arc<Store>>, Vec<Candidate>), Exit> {
+) -> Result<(Option<Arc<Store>>, Vec<Due>), Exit> {
     let Some(store) = open_store(real)? else {
         return Ok((None, Vec::new()));
     };

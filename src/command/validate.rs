@@ -29,7 +29,15 @@ pub async fn validate(c: ValidateConfig) -> anyhow::Result<Exit> {
         output::stderr(&n);
     }
     let settings = RunSettings::dry(c.now, env.clone(), 32, 0, false);
-    let list = entries::all(&journeys, &fixtures, &env, c.now, Default::default());
+    let tonight = entries::Tonight::default();
+    let list = entries::all(
+        &journeys,
+        &fixtures,
+        &env,
+        c.now,
+        Default::default(),
+        &tonight,
+    );
     let mut tally = Tally::new(&journeys, Mode::DryRun, String::new(), String::new());
     runner::run(
         &journeys,

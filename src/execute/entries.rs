@@ -62,20 +62,82 @@ pub enum Candidate {
     Resume(Entry, String),
 }
 
-/// Rebuilds the entry of a parked wait: the customer from tonight's fixtures when there is one
-/// (so consent is checked again), else the stored snapshot.
+/// What tonight's streams say about the customers of parked entries, gathered as the streams are
+/// read: each one's latest record and their events. Only the customers asked for are kept, so
+/// memory follows the parked entries, not the file.
+#[derive(Debug, Default)]
+pub struct Tonight {
+    wanted: std::sync::OnceLock<std::collections::HashSet<String>>,
+    seen: std::sync::Mutex<std::collections::HashMap<String, Seen>>,
+}
+
+/// One customer's records and events in tonight's streams.
+#[derive(Debug, Default)]
+struct Seen {
+    customer: Option<Customer>,
+    events: Vec<Event>,
+}
+
+impl Tonight {
+    /// Asks for these customers (before the streams are read).
+    pub fn want(&self, customers: impl IntoIterator<Item = String>) {
+        let _ = self.wanted.set(customers.into_iter().collect());
+    }
+
+    /// Keeps what a streamed record says about a customer asked for.
+    fn observe(&self, r: &crate::fixture::stream::Record) {
+        let Some(wanted) = self.wanted.get() else {
+            return;
+        };
+        if !wanted.contains(&r.customer.id) {
+            return;
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            let s = seen.entry(r.customer.id.clone()).or_default();
+            s.customer = Some(r.customer.clone());
+            s.events.extend(r.event.clone());
+        }
+    }
+
+    fn customer(&self, id: &str) -> Option<Customer> {
+        let seen = self.seen.lock().ok()?;
+        seen.get(id)?.customer.clone()
+    }
+
+    fn events(&self, id: &str, name: &str) -> Vec<Event> {
+        let Ok(seen) = self.seen.lock() else {
+            return Vec::new();
+        };
+        seen.get(id).map_or_else(Vec::new, |s| {
+            s.events
+                .iter()
+                .filter(|e| e.name == name)
+                .cloned()
+                .collect()
+        })
+    }
+}
+
+/// Rebuilds the entry of a parked wait: the customer from tonight's fixtures (documents, then
+/// streams) when there is one, so consent is checked again, else the stored snapshot; the
+/// `exit_when` events of both.
 pub fn resumed(
     j: &Journey,
     ji: usize,
     key: &str,
     snapshot: &crate::execute::recorder::Snapshot,
     fx: &Fixtures,
+    tonight: &Tonight,
 ) -> Option<Candidate> {
     let id = snapshot.customer.get("id")?.as_str()?.to_string();
-    let customer = fx.customer(&id).cloned().unwrap_or_else(|| Customer {
-        id,
-        record: std::sync::Arc::new(snapshot.customer.clone()),
-    });
+    let customer = fx
+        .customer(&id)
+        .cloned()
+        .or_else(|| tonight.customer(&id))
+        .unwrap_or_else(|| Customer {
+            id,
+            record: std::sync::Arc::new(snapshot.customer.clone()),
+        });
     let event = snapshot.event.as_ref().and_then(Event::from_record);
     let started = snapshot
         .started
@@ -83,7 +145,10 @@ pub fn resumed(
         .and_then(|s| crate::clock::parse(s).ok())
         .or(event.as_ref().map(|e| e.at))
         .unwrap_or_else(Utc::now);
-    let exits = exits(j, fx, &customer.id);
+    let mut exits = exits(j, fx, &customer.id);
+    if let Some(x) = &j.exit_when {
+        exits.extend(tonight.events(&customer.id, &x.event));
+    }
     Some(Candidate::Resume(
         Entry {
             journey: ji,
@@ -168,6 +233,7 @@ pub fn all<'a>(
     env: &'a EnvVars,
     now: DateTime<Utc>,
     options: crate::fixture::stream::Options,
+    tonight: &'a Tonight,
 ) -> Candidates<'a> {
     let docs = candidates(journeys, fx, env, now);
     let streams =
@@ -179,7 +245,7 @@ pub fn all<'a>(
         );
     Box::new(
         docs.into_iter()
-            .chain(streams.flat_map(move |item| streamed(journeys, fx, env, now, item))),
+            .chain(streams.flat_map(move |item| streamed(journeys, fx, env, now, item, tonight))),
     )
 }
 
@@ -190,6 +256,7 @@ fn streamed(
     env: &EnvVars,
     now: DateTime<Utc>,
     item: crate::fixture::stream::Item,
+    tonight: &Tonight,
 ) -> Vec<Candidate> {
     let r = match item {
         crate::fixture::stream::Item::Record(r) => r,
@@ -197,6 +264,7 @@ fn streamed(
             return vec![invalid(0, "", None, String::new(), message)];
         }
     };
+    tonight.observe(&r);
     journeys
         .iter()
         .enumerate()
