@@ -163,10 +163,10 @@ async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Due>, String>
 /// The due entries, made once tonight's fixtures have all been read (they run after the new
 /// entries): their customers' records and `exit_when` events come from tonight's streams too.
 fn resumes<'a>(batch: &'a Batch<'_>, due: Vec<Due>) -> Candidates<'a> {
-    batch.tonight.want(
-        due.iter()
-            .filter_map(|(_, _, s)| Some(s.customer.get("id")?.as_str()?.to_string())),
-    );
+    let customers = due
+        .iter()
+        .filter_map(|(_, _, s)| Some(s.customer.get("id")?.as_str()?.to_string()));
+    batch.tonight.want(customers, batch.journeys);
     Box::new(std::iter::once(due).flat_map(move |due| {
         due.into_iter().filter_map(move |(ji, key, s)| {
             resumed(

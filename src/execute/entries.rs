@@ -67,7 +67,8 @@ pub enum Candidate {
 /// memory follows the parked entries, not the file.
 #[derive(Debug, Default)]
 pub struct Tonight {
-    wanted: std::sync::OnceLock<std::collections::HashSet<String>>,
+    /// The customers asked for, and the event names kept (the journeys' `exit_when` events).
+    wanted: std::sync::OnceLock<(std::collections::HashSet<String>, Vec<String>)>,
     seen: std::sync::Mutex<std::collections::HashMap<String, Seen>>,
 }
 
@@ -79,23 +80,29 @@ struct Seen {
 }
 
 impl Tonight {
-    /// Asks for these customers (before the streams are read).
-    pub fn want(&self, customers: impl IntoIterator<Item = String>) {
-        let _ = self.wanted.set(customers.into_iter().collect());
+    /// Asks for these customers and their `exit_when` events of `journeys` (before the streams
+    /// are read).
+    pub fn want(&self, customers: impl IntoIterator<Item = String>, journeys: &[Journey]) {
+        let exits = journeys
+            .iter()
+            .filter_map(|j| j.exit_when.as_ref().map(|x| x.event.clone()))
+            .collect();
+        let _ = self.wanted.set((customers.into_iter().collect(), exits));
     }
 
     /// Keeps what a streamed record says about a customer asked for.
     fn observe(&self, r: &crate::fixture::stream::Record) {
-        let Some(wanted) = self.wanted.get() else {
+        let Some((customers, exits)) = self.wanted.get() else {
             return;
         };
-        if !wanted.contains(&r.customer.id) {
+        if !customers.contains(&r.customer.id) {
             return;
         }
         if let Ok(mut seen) = self.seen.lock() {
             let s = seen.entry(r.customer.id.clone()).or_default();
             s.customer = Some(r.customer.clone());
-            s.events.extend(r.event.clone());
+            let exit = r.event.as_ref().filter(|e| exits.contains(&e.name));
+            s.events.extend(exit.cloned());
         }
     }
 
