@@ -358,6 +358,23 @@ steps:
     webhook: { url: "{{ env.HOOK_URL }}/reminder", body: { cart: "{{ event.id }}" } }
 "#;
 
+/// Tonight's run ended c1's entry (its order) and reminded c2 only, about cart k2.
+fn only_k2_is_reminded(
+    server: &TestServer,
+    tonight: &Output,
+) -> Vec<crate::support::server::Recorded> {
+    assert_eq!(tonight.code, 0, "{}", tonight.all());
+    assert!(tonight.stdout.contains("1 exited"), "{}", tonight.stdout);
+    let reminders = server.requests_to("/reminder");
+    assert_eq!(
+        reminders.len(),
+        1,
+        "only the customer who did not buy is reminded"
+    );
+    assert_eq!(reminders[0].json()["cart"], "k2");
+    reminders
+}
+
 #[test]
 fn tonights_streamed_export_ends_a_parked_entry_and_updates_its_customer() {
     let server = TestServer::start();
@@ -404,15 +421,7 @@ fn tonights_streamed_export_ends_a_parked_entry_and_updates_its_customer() {
         .concat(),
     );
     let tonight = t.run(&args("tuesday.ndjson", "2026-11-21T11:00:00Z"));
-    assert_eq!(tonight.code, 0, "{}", tonight.all());
-    assert!(tonight.stdout.contains("1 exited"), "{}", tonight.stdout);
-    let reminders = server.requests_to("/reminder");
-    assert_eq!(
-        reminders.len(),
-        1,
-        "only the customer who did not buy is reminded"
-    );
-    assert_eq!(reminders[0].json()["cart"], "k2");
+    let reminders = only_k2_is_reminded(&server, &tonight);
     assert_eq!(
         reminders[0].json()["tier"],
         "gold",
@@ -482,19 +491,8 @@ fn tonights_order_ends_a_parked_entry_as_exited() {
     );
     t.file("f.yaml", &orders);
     let tonight = send(&t, &["--now", "2026-11-21T11:00:00Z"]);
-    assert_eq!(tonight.code, 0, "{}", tonight.all());
-    assert!(tonight.stdout.contains("1 exited"), "{}", tonight.stdout);
-    let reminders = server.requests_to("/reminder");
-    assert_eq!(
-        reminders.len(),
-        1,
-        "only the customer who did not buy is reminded"
-    );
-    assert_eq!(
-        reminders[0].json()["cart"],
-        "k2",
-        "`where` excluded the zero-total order"
-    );
+    // c2's order has a zero total: `where` excluded it, so c2 is reminded.
+    only_k2_is_reminded(&server, &tonight);
 }
 
 fn spawn(t: &Test, server: &TestServer, extra: &[&str]) -> std::process::Child {
