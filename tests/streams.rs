@@ -2,8 +2,10 @@
 
 use std::io::Write;
 
+use std::time::Duration;
+
 use crate::support::Test;
-use crate::support::server::TestServer;
+use crate::support::server::{Reply, TestServer};
 
 const JOURNEYS: &str = r#"journey: cart
 trigger: { event: cart_abandoned }
@@ -290,6 +292,58 @@ fn a_truncated_gz_ends_its_file_with_one_error_after_the_records_before_the_cut(
         out.stdout
     );
     assert!(out.stdout.contains("1 invalid"), "{}", out.stdout);
+}
+
+#[test]
+fn a_stop_signal_reads_no_further_into_the_file() {
+    let server = TestServer::start();
+    server.script(
+        "/cart",
+        vec![Reply::status(200).delay(Duration::from_millis(300))],
+    );
+    let t = Test::new().env("HOOK_URL", &server.url);
+    t.file("j.yaml", JOURNEYS);
+    let mut lines: String = (0..5000)
+        .map(|i| format!("{{\"customer\": {{\"id\": \"c{i}\"}}, \"event\": {{\"name\": \"cart_abandoned\", \"at\": \"2026-11-20T10:00:00Z\", \"properties\": {{\"cart_value\": 1}}}}}}\n"))
+        .collect();
+    // The last line is bad: reading the whole file would report it.
+    lines.push_str("not json at the end\n");
+    t.file("tonight.ndjson", &lines);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_journey"))
+        .args([
+            "run",
+            "j.yaml",
+            "--fixtures",
+            "tonight.ndjson",
+            "--no-state",
+            "--yes",
+        ])
+        .args(["--concurrency", "2", "--report", "r.json"])
+        .current_dir(t.dir.path())
+        .env("HOOK_URL", &server.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while server.requests().len() < 2 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(
+        !stderr.contains("tonight.ndjson:5001"),
+        "the rest of the file was not read: {stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&t.read("r.json")).unwrap();
+    assert_eq!(report["totals"]["invalid"], 0, "{report}");
+    assert!(server.requests().len() < 100, "stopped early");
 }
 
 #[test]

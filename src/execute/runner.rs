@@ -131,6 +131,10 @@ pub async fn run<E: Executor>(
         settings: settings.clone(),
         taken: Mutex::default(),
     });
+    // Once the run is told to stop, nothing more is read: the rest of a large file would only be
+    // parsed to be skipped, delaying the exit.
+    let stop = Arc::clone(&settings.stop);
+    let candidates = candidates.into_iter().take_while(move |_| !stop.is_set());
     let concurrency = settings.concurrency.max(1);
     let lanes = lane_count(settings).min(concurrency);
     let width = concurrency.div_ceil(lanes);
