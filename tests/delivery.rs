@@ -1081,6 +1081,48 @@ fn a_run_of_failures_pauses_the_host_and_the_summary_says_so() {
 }
 
 #[test]
+fn a_closed_output_starts_nothing_more() {
+    let server = TestServer::start();
+    server.script(
+        "/x",
+        vec![Reply::status(200).delay(Duration::from_millis(5))],
+    );
+    let step = "  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/x\", body: {} }\n";
+    let customers: String = (0..3000).map(|i| format!("  - {{ id: c{i} }}\n")).collect();
+    let t = setup(&server, &one(step), &format!("customers:\n{customers}"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_journey"))
+        .args([
+            "run",
+            "j.yaml",
+            "--fixtures",
+            "f.yaml",
+            "--no-state",
+            "--yes",
+        ])
+        .args(["--concurrency", "1", "--show", "requests"])
+        .current_dir(t.dir.path())
+        .env("HOOK_URL", &server.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Like `| head -c 64`: read a little, then close the pipe.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let sent = server.requests_to("/x").len();
+    assert!(
+        sent < 100,
+        "{sent} of 3000 sent after the output was closed"
+    );
+}
+
+#[test]
 fn rate_limits_space_the_attempts() {
     let server = TestServer::start();
     let steps = "  - id: paced\n    webhook: { url: \"{{ env.HOOK_URL }}/paced\", rate_limit: 20/s, body: {} }\n";

@@ -227,6 +227,12 @@ impl Batch<'_> {
             beat.add(&r);
             if shown.is_ok() && c.show.is_some() {
                 shown = self.show(&r);
+                if shown.is_err() {
+                    // Like a pipe's reader that has gone (`| head`): start nothing more.
+                    settings
+                        .stop
+                        .request(crate::execute::stop::StopReason::ClosedOutput);
+                }
             }
             if c.mode == Mode::Test {
                 kept.push(r);

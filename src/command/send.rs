@@ -385,7 +385,7 @@ fn exit_code(code: Exit, stop: &Stop, store_failed: bool) -> Exit {
             output::stderr("stopped: --max-duration ran out; a later run takes up what is left");
             code
         }
-        None => code,
+        Some(StopReason::ClosedOutput) | None => code,
     };
     if store_failed {
         code.max(Exit::State)

@@ -12,6 +12,8 @@ pub enum StopReason {
     Terminate = 2,
     /// `--max-duration` ran out.
     Deadline = 3,
+    /// stdout was closed (`| head`): nothing more can be shown.
+    ClosedOutput = 4,
 }
 
 /// Set once; read before every entry and every attempt.
@@ -32,6 +34,7 @@ impl Stop {
             1 => Some(StopReason::Interrupt),
             2 => Some(StopReason::Terminate),
             3 => Some(StopReason::Deadline),
+            4 => Some(StopReason::ClosedOutput),
             _ => None,
         }
     }
