@@ -1081,25 +1081,34 @@ fn a_run_of_failures_pauses_the_host_and_the_summary_says_so() {
 }
 
 #[test]
-fn a_closed_output_starts_nothing_more() {
+fn a_closed_output_starts_nothing_more_and_loses_nothing() {
     let server = TestServer::start();
     server.script(
         "/x",
         vec![Reply::status(200).delay(Duration::from_millis(5))],
     );
     let step = "  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/x\", body: {} }\n";
-    let customers: String = (0..3000).map(|i| format!("  - {{ id: c{i} }}\n")).collect();
+    let customers: String = (0..300).map(|i| format!("  - {{ id: c{i} }}\n")).collect();
     let t = setup(&server, &one(step), &format!("customers:\n{customers}"));
+    let run = [
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--state",
+        "s.sqlite",
+        "--yes",
+    ];
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_journey"))
+        .args(run)
         .args([
-            "run",
-            "j.yaml",
-            "--fixtures",
-            "f.yaml",
-            "--no-state",
-            "--yes",
+            "--concurrency",
+            "1",
+            "--show",
+            "requests",
+            "--report",
+            "r.json",
         ])
-        .args(["--concurrency", "1", "--show", "requests"])
         .current_dir(t.dir.path())
         .env("HOOK_URL", &server.url)
         .stdout(std::process::Stdio::piped())
@@ -1116,10 +1125,23 @@ fn a_closed_output_starts_nothing_more() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let sent = server.requests_to("/x").len();
-    assert!(
-        sent < 100,
-        "{sent} of 3000 sent after the output was closed"
+    assert!(sent < 100, "{sent} of 300 sent after the output was closed");
+    let report: serde_json::Value = serde_json::from_str(&t.read("r.json")).unwrap();
+    assert_eq!(
+        report["totals"]["deliveries_ok"], sent,
+        "the report is written: {report}"
     );
+    // Every outcome reached the store: the next run sends the rest, none again.
+    let rest = t.run(&run);
+    assert_eq!(rest.code, 0, "{}", rest.all());
+    assert!(rest.stdout.contains("0 in doubt"), "{}", rest.stdout);
+    let keys: Vec<String> = server
+        .requests_to("/x")
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap().to_string())
+        .collect();
+    let unique: std::collections::HashSet<_> = keys.iter().collect();
+    assert_eq!((keys.len(), unique.len()), (300, 300));
 }
 
 #[test]

@@ -241,7 +241,8 @@ impl Batch<'_> {
         .await;
         bar.finish_and_clear();
         beat.stop();
-        shown?;
+        // A closed stdout stopped the run; it is not an error here, so that the store, the log and
+        // the report files are still written (the table's own write then ends the run quietly).
         let mut report = tally.finish();
         for g in report.errors.iter_mut().chain(&mut report.warnings) {
             g.message = self.redactor.redact(&g.message);
