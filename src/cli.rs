@@ -127,9 +127,9 @@ pub struct CommonRunArgs {
     /// Only the customers of shard K of N (sha256 of the id): N hosts split one export.
     #[arg(long, value_name = "K/N", value_parser = crate::execute::entries::parse_shard)]
     pub shard: Option<(u64, u64)>,
-    /// The delimiter of CSV fixtures.
-    #[arg(long, default_value_t = ',')]
-    pub csv_delimiter: char,
+    /// The delimiter of CSV fixtures: one character, or `\t` (or `tab`) for tab-separated files.
+    #[arg(long, default_value = ",", value_parser = parse_delimiter)]
+    pub csv_delimiter: u8,
     /// What stdout carries at the end.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -257,4 +257,15 @@ pub enum StateAction {
         #[arg(long, default_value = "90d", value_parser = crate::journey::duration::parse)]
         older_than: std::time::Duration,
     },
+}
+
+/// `--csv-delimiter`: one ASCII character, or `\t` / `tab`.
+fn parse_delimiter(text: &str) -> Result<u8, String> {
+    match text {
+        "\\t" | "tab" => Ok(b'\t'),
+        _ if text.len() == 1 && text.is_ascii() => Ok(text.as_bytes()[0]),
+        _ => Err(format!(
+            "give one ASCII character, like `;` or `|`, or `\\t` for tab-separated files, not `{text}`"
+        )),
+    }
 }

@@ -281,12 +281,6 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Run
         Some(t) => crate::clock::parse(t).map_err(|e| format!("--now: {e}"))?,
         None => Utc::now(),
     };
-    if !a.csv_delimiter.is_ascii() {
-        return Err(format!(
-            "--csv-delimiter `{}` must be one ASCII character",
-            a.csv_delimiter
-        ));
-    }
     if a.concurrency == 0 {
         return Err("--concurrency must be at least 1".into());
     }
@@ -297,7 +291,7 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Run
         fail_if_empty: false,
         heartbeat: !ctx.stderr_tty && !a.quiet,
         suppress: None,
-        csv_delimiter: a.csv_delimiter as u8,
+        csv_delimiter: a.csv_delimiter,
         journeys: a.journeys,
         fixtures: a.fixtures,
         selection: Selection {

@@ -295,6 +295,63 @@ fn a_truncated_gz_ends_its_file_with_one_error_after_the_records_before_the_cut(
 }
 
 #[test]
+fn tab_separated_and_jsonl_exports_are_streams_too() {
+    let t = Test::new();
+    t.file("j.yaml", JOURNEYS);
+    let tsv = "id\tevent.name\tevent.at\tevent.properties.cart_value\nc1\tcart_abandoned\t2026-11-20T10:00:00Z\t3\n";
+    t.file("a.tsv", tsv);
+    std::fs::write(t.path("b.tsv.gz"), gz(&tsv.replace("c1", "c2"))).unwrap();
+    t.file("c.csv", &tsv.replace("c1", "c3"));
+    t.file(
+        "d.jsonl",
+        "{\"customer\": {\"id\": \"c4\"}, \"event\": {\"name\": \"cart_abandoned\", \"at\": \"2026-11-20T10:00:00Z\", \"properties\": {\"cart_value\": 6}}}\n",
+    );
+    let mut args = vec!["run", "--dry-run", "j.yaml", "--show", "requests"];
+    for f in ["a.tsv", "b.tsv.gz", "d.jsonl"] {
+        args.extend(["--fixtures", f]);
+    }
+    let out = t.run(&args);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let c = |id: &str, v: u32| serde_json::json!({ "c": id, "v": v, "zip": "none" });
+    assert_eq!(
+        bodies(&out.stdout),
+        vec![c("c1", 3), c("c2", 3), c("c4", 6)]
+    );
+    // A tab-separated file named .csv takes `--csv-delimiter '\t'` (or `tab`).
+    for tab in ["\\t", "tab"] {
+        let out = t.run(&[
+            "run",
+            "--dry-run",
+            "j.yaml",
+            "--fixtures",
+            "c.csv",
+            "--csv-delimiter",
+            tab,
+            "--show",
+            "requests",
+        ]);
+        assert_eq!(bodies(&out.stdout), vec![c("c3", 3)], "{}", out.all());
+    }
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "c.csv",
+        "--csv-delimiter",
+        ";;",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains(
+            "give one ASCII character, like `;` or `|`, or `\\t` for tab-separated files, not `;;`"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_stop_signal_reads_no_further_into_the_file() {
     let server = TestServer::start();
     server.script(
