@@ -120,8 +120,17 @@ fn show_prints_paths_saved_values_and_the_simulated_clock() {
         "c1",
         "--customer",
         "c2",
+        "--customer",
+        "c9",
     ]);
     assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("warning: --customer c9: no entry is about this customer"),
+        "an id that matches nothing is said: {}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("--customer c1"), "{}", out.stderr);
     assert!(
         out.stdout.contains("### promo / vip_send / customer c1"),
         "{}",

@@ -221,8 +221,10 @@ impl Batch<'_> {
         let beat = crate::progress::Heartbeat::start(c.heartbeat, total);
         let mut kept = Vec::new();
         let mut shown = Ok(());
+        let mut asked = Asked::new(&c.selection.customers);
         runner::run(self.journeys, list, exec, settings, |r| {
             tally.add(&r);
+            asked.see(&r.customer);
             bar.inc(1);
             beat.add(&r);
             if shown.is_ok() && c.show.is_some() {
@@ -244,6 +246,18 @@ impl Batch<'_> {
         // A closed stdout stopped the run; it is not an error here, so that the store, the log and
         // the report files are still written (the table's own write then ends the run quietly).
         let mut report = tally.finish();
+        // A run stopped early may not have reached them.
+        let unseen = if settings.stop.is_set() {
+            Vec::new()
+        } else {
+            asked.unseen()
+        };
+        for unseen in unseen {
+            if !c.quiet {
+                output::stderr(&format!("warning: {unseen}"));
+            }
+            report.notices.push(unseen);
+        }
         for g in report.errors.iter_mut().chain(&mut report.warnings) {
             g.message = self.redactor.redact(&g.message);
         }
@@ -257,6 +271,29 @@ impl Batch<'_> {
         }
         thresholds(&mut report, c);
         Ok(report)
+    }
+}
+
+/// The customers `--customer` asked for that no entry has been about yet.
+struct Asked<'a>(std::collections::BTreeSet<&'a str>);
+
+impl<'a> Asked<'a> {
+    fn new(customers: &'a [String]) -> Self {
+        Asked(customers.iter().map(String::as_str).collect())
+    }
+
+    fn see(&mut self, customer: &str) {
+        if !self.0.is_empty() {
+            self.0.remove(customer);
+        }
+    }
+
+    /// What to say about each customer asked for and never seen.
+    fn unseen(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|id| format!("--customer {id}: no entry is about this customer (is the id in the fixtures, and does a trigger take them?)"))
+            .collect()
     }
 }
 
