@@ -37,9 +37,15 @@ pub fn heartbeat_line(
     failed: u64,
     elapsed: std::time::Duration,
 ) -> String {
+    let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
+    // How long the rest takes at the rate so far, when the total is known.
+    let left = match total {
+        Some(t) if done > 0 && t > done => format!(", about {:.0}s left", (t - done) as f64 / rate),
+        _ => String::new(),
+    };
     let total = total.map(|t| format!("/{t}")).unwrap_or_default();
     format!(
-        "journey: {done}{total} entries, {failed} failed or invalid, {}s elapsed",
+        "journey: {done}{total} entries, {failed} failed or invalid, {}s elapsed, {rate:.0} entries/s{left}",
         elapsed.as_secs()
     )
 }
@@ -96,7 +102,12 @@ mod tests {
         let line = super::heartbeat_line(120, Some(1000), 3, std::time::Duration::from_secs(61));
         assert_eq!(
             line,
-            "journey: 120/1000 entries, 3 failed or invalid, 61s elapsed"
+            "journey: 120/1000 entries, 3 failed or invalid, 61s elapsed, 2 entries/s, about 447s left"
+        );
+        let streamed = super::heartbeat_line(90_000, None, 0, std::time::Duration::from_secs(30));
+        assert_eq!(
+            streamed,
+            "journey: 90000 entries, 0 failed or invalid, 30s elapsed, 3000 entries/s"
         );
     }
 }
