@@ -54,6 +54,14 @@ pub fn print_problems(report: &RunReport, quiet: bool) {
     }
 }
 
+/// Says `text` as a warning on stderr (unless `quiet`) and keeps it among the report's notices.
+pub fn warn(notices: &mut Vec<String>, quiet: bool, text: String) {
+    if !quiet {
+        output::stderr(&format!("warning: {text}"));
+    }
+    notices.push(text);
+}
+
 /// What every kind of run shares once files are loaded.
 pub struct Batch<'a> {
     /// The settings.
@@ -128,10 +136,7 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
                 "{} holds no records: nothing was run from it",
                 path.display()
             );
-            if !c.quiet {
-                output::stderr(&format!("warning: {empty}"));
-            }
-            notices.push(empty);
+            warn(&mut notices, c.quiet, empty);
         }
     }
     let batch = Batch {
@@ -247,16 +252,10 @@ impl Batch<'_> {
         // the report files are still written (the table's own write then ends the run quietly).
         let mut report = tally.finish();
         // A run stopped early may not have reached them.
-        let unseen = if settings.stop.is_set() {
-            Vec::new()
-        } else {
-            asked.unseen()
-        };
-        for unseen in unseen {
-            if !c.quiet {
-                output::stderr(&format!("warning: {unseen}"));
+        if !settings.stop.is_set() {
+            for unseen in asked.unseen() {
+                warn(&mut report.notices, c.quiet, unseen);
             }
-            report.notices.push(unseen);
         }
         for g in report.errors.iter_mut().chain(&mut report.warnings) {
             g.message = self.redactor.redact(&g.message);

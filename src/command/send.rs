@@ -139,10 +139,10 @@ fn open_store(real: &RealConfig) -> Result<Option<Arc<Store>>, Exit> {
     }
 }
 
-/// Parked entries that are due, as candidates to walk on (a journey no longer loaded is skipped).
 /// A parked entry that is due: its journey, key and snapshot.
 type Due = (usize, String, crate::execute::recorder::Snapshot);
 
+/// Parked entries that are due (a journey no longer loaded is skipped).
 async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Due>, String> {
     let mut out = Vec::new();
     for due in store.due(batch.c.now).await? {
@@ -300,10 +300,7 @@ pub async fn send(
         report.notices.push(why);
     }
     for why in protect.breakers.paused() {
-        if !c.quiet {
-            output::stderr(&format!("warning: {why}"));
-        }
-        report.notices.push(why);
+        super::run::warn(&mut report.notices, c.quiet, why);
     }
     if let Some(m) = &mocks {
         m.write(&batch.run_id)?;

@@ -63,8 +63,8 @@ pub enum Candidate {
 }
 
 /// What tonight's streams say about the customers of parked entries, gathered as the streams are
-/// read: each one's latest record and their events. Only the customers asked for are kept, so
-/// memory follows the parked entries, not the file.
+/// read: each one's latest record and their `exit_when` events. Only the customers asked for are
+/// kept, so memory follows the parked entries, not the file.
 #[derive(Debug, Default)]
 pub struct Tonight {
     /// The customers asked for, and the event names kept (the journeys' `exit_when` events).
@@ -106,11 +106,13 @@ impl Tonight {
         }
     }
 
+    /// The customer's latest record in tonight's streams.
     fn customer(&self, id: &str) -> Option<Customer> {
         let seen = self.seen.lock().ok()?;
         seen.get(id)?.customer.clone()
     }
 
+    /// The customer's events called `name` in tonight's streams.
     fn events(&self, id: &str, name: &str) -> Vec<Event> {
         let Ok(seen) = self.seen.lock() else {
             return Vec::new();
