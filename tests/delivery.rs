@@ -6,7 +6,7 @@ use base64::Engine as _;
 use hmac::{KeyInit, Mac};
 
 use crate::support::server::{Reply, TestServer};
-use crate::support::{Output, Test};
+use crate::support::{Output, Test, close_early};
 
 const TOKEN: &str = "tok_live_0a9b8c7d6e5f";
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -1099,31 +1099,17 @@ fn a_closed_output_starts_nothing_more_and_loses_nothing() {
         "s.sqlite",
         "--yes",
     ];
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_journey"))
-        .args(run)
-        .args([
-            "--concurrency",
-            "1",
-            "--show",
-            "requests",
-            "--report",
-            "r.json",
-        ])
-        .current_dir(t.dir.path())
-        .env("HOOK_URL", &server.url)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Like `| head -c 64`: read a little, then close the pipe.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 64];
-    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
-    drop(stdout);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let extra = [
+        "--concurrency",
+        "1",
+        "--show",
+        "requests",
+        "--report",
+        "r.json",
+    ];
+    let out = close_early(t.spawn(&[&run[..], &extra[..]].concat()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     let sent = server.requests_to("/x").len();
     assert!(sent < 100, "{sent} of 300 sent after the output was closed");
     let report: serde_json::Value = serde_json::from_str(&t.read("r.json")).unwrap();

@@ -1,6 +1,6 @@
 //! Output contracts: one JSON document on stdout, report files (0600), the table, a closed pipe.
 
-use crate::support::{Test, one_step};
+use crate::support::{Test, close_early, one_step};
 
 fn setup() -> Test {
     let t = Test::new();
@@ -108,30 +108,19 @@ fn a_closed_pipe_ends_quietly() {
     let t = setup();
     let customers: String = (0..3000).map(|i| format!("  - {{ id: c{i} }}\n")).collect();
     t.file("f.yaml", &format!("customers:\n{customers}"));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_journey"))
-        .args([
-            "run",
-            "--dry-run",
-            "j.yaml",
-            "--fixtures",
-            "f.yaml",
-            "--show",
-            "requests",
-        ])
-        .current_dir(t.dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 64];
-    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
-    drop(stdout);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(!stderr.contains("Broken pipe"), "{stderr}");
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let child = t.spawn(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--show",
+        "requests",
+    ]);
+    let out = close_early(child);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(!out.stderr.contains("Broken pipe"), "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
 }
 
 #[test]

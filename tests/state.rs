@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::support::server::{Reply, TestServer};
-use crate::support::{Output, Test};
+use crate::support::{Output, Test, terminate};
 
 fn setup(server: &TestServer, journey: &str, fixtures: &str) -> Test {
     let t = Test::new().env("HOOK_URL", &server.url);
@@ -91,21 +91,7 @@ fn a_killed_run_resumes_and_repeats_only_what_was_in_flight() {
         vec![Reply::status(200).delay(Duration::from_secs(30))],
     );
     let t = setup(&server, TWO_STEPS, &customers(6));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_journey"))
-        .args([
-            "run",
-            "j.yaml",
-            "--fixtures",
-            "f.yaml",
-            "--concurrency",
-            "2",
-        ])
-        .current_dir(t.dir.path())
-        .env("HOOK_URL", &server.url)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&t, &[]);
     let started = std::time::Instant::now();
     while server.requests_to("/second").len() < 2 && started.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(20));
@@ -159,13 +145,7 @@ fn a_second_concurrent_run_is_refused_with_75() {
         vec![Reply::status(200).delay(Duration::from_secs(3))],
     );
     let t = setup(&server, TWO_STEPS, &customers(1));
-    let mut holder = std::process::Command::new(env!("CARGO_BIN_EXE_journey"))
-        .args(["run", "j.yaml", "--fixtures", "f.yaml"])
-        .current_dir(t.dir.path())
-        .env("HOOK_URL", &server.url)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut holder = t.spawn(&["run", "j.yaml", "--fixtures", "f.yaml"]);
     let started = std::time::Instant::now();
     while server.requests().is_empty() && started.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(20));
@@ -495,30 +475,16 @@ fn tonights_order_ends_a_parked_entry_as_exited() {
     only_k2_is_reminded(&server, &tonight);
 }
 
-fn spawn(t: &Test, server: &TestServer, extra: &[&str]) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_journey"))
-        .args([
-            "run",
-            "j.yaml",
-            "--fixtures",
-            "f.yaml",
-            "--concurrency",
-            "2",
-        ])
-        .args(extra)
-        .current_dir(t.dir.path())
-        .env("HOOK_URL", &server.url)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_for(server: &TestServer, n: usize) {
-    let started = std::time::Instant::now();
-    while server.requests().len() < n && started.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn spawn(t: &Test, extra: &[&str]) -> std::process::Child {
+    let run = [
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--concurrency",
+        "2",
+    ];
+    t.spawn(&[&run[..], extra].concat())
 }
 
 #[test]
@@ -531,21 +497,19 @@ fn sigterm_stops_cleanly_and_the_rerun_repeats_nothing() {
         ],
     );
     let t = setup(&server, TWO_STEPS, &customers(10));
-    let child = spawn(&t, &server, &[]);
-    wait_for(&server, 2);
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(143), "{stdout}\n{stderr}");
-    assert!(stderr.contains("stopping: no new attempts"), "{stderr}");
+    let child = spawn(&t, &[]);
+    server.wait_for(2);
+    let out = terminate(child);
+    assert_eq!(out.code, 143, "{}", out.all());
     assert!(
-        stdout.contains("entries:") && stdout.contains("interrupted"),
-        "the table so far: {stdout}"
+        out.stderr.contains("stopping: no new attempts"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("entries:") && out.stdout.contains("interrupted"),
+        "the table so far: {}",
+        out.stdout
     );
     let before = server.requests().len();
     assert!(before < 20, "stopped early: {before} requests");

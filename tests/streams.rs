@@ -4,8 +4,8 @@ use std::io::Write;
 
 use std::time::Duration;
 
-use crate::support::Test;
 use crate::support::server::{Reply, TestServer};
+use crate::support::{Test, terminate};
 
 const JOURNEYS: &str = r#"journey: cart
 trigger: { event: cart_abandoned }
@@ -366,37 +366,25 @@ fn a_stop_signal_reads_no_further_into_the_file() {
     // The last line is bad: reading the whole file would report it.
     lines.push_str("not json at the end\n");
     t.file("tonight.ndjson", &lines);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_journey"))
-        .args([
-            "run",
-            "j.yaml",
-            "--fixtures",
-            "tonight.ndjson",
-            "--no-state",
-            "--yes",
-        ])
-        .args(["--concurrency", "2", "--report", "r.json"])
-        .current_dir(t.dir.path())
-        .env("HOOK_URL", &server.url)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while server.requests().len() < 2 && started.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    let child = t.spawn(&[
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "tonight.ndjson",
+        "--no-state",
+        "--yes",
+        "--concurrency",
+        "2",
+        "--report",
+        "r.json",
+    ]);
+    server.wait_for(2);
+    let out = terminate(child);
+    assert_eq!(out.code, 143, "{}", out.stderr);
     assert!(
-        !stderr.contains("tonight.ndjson:5001"),
-        "the rest of the file was not read: {stderr}"
+        !out.stderr.contains("tonight.ndjson:5001"),
+        "the rest of the file was not read: {}",
+        out.stderr
     );
     let report: serde_json::Value = serde_json::from_str(&t.read("r.json")).unwrap();
     assert_eq!(report["totals"]["invalid"], 0, "{report}");

@@ -68,22 +68,59 @@ impl Test {
         self.run(&args)
     }
 
-    /// Runs `journey ARGS` in the folder, with a clean environment but for PATH and what `env` set.
-    pub fn run(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_journey"))
-            .args(args)
+    /// `journey ARGS` in the folder, with a clean environment but for PATH and what `env` set.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_journey"));
+        cmd.args(args)
             .current_dir(self.dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().cloned())
-            .output()
-            .expect("run journey");
+            .envs(self.env.iter().cloned());
+        cmd
+    }
+
+    /// Runs `journey ARGS` to the end.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run journey").into()
+    }
+
+    /// Starts `journey ARGS`, its output piped.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start journey")
+    }
+}
+
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Output {
         Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+}
+
+/// Reads the first 64 bytes of a spawned run's stdout, closes it (like `| head -c 64`) and waits.
+pub fn close_early(mut child: std::process::Child) -> Output {
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut first = [0u8; 64];
+    std::io::Read::read_exact(&mut stdout, &mut first).expect("64 bytes of output");
+    drop(stdout);
+    child.wait_with_output().expect("journey ends").into()
+}
+
+/// Sends SIGTERM to a spawned run and waits.
+pub fn terminate(child: std::process::Child) -> Output {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    child.wait_with_output().expect("journey ends").into()
 }
 
 /// The repository's own folder (for the examples).

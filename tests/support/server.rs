@@ -155,6 +155,14 @@ impl TestServer {
             .filter(|r| r.path() == path)
             .collect()
     }
+
+    /// Waits (20 s at most) until `n` requests have arrived.
+    pub fn wait_for(&self, n: usize) {
+        let started = std::time::Instant::now();
+        while self.requests().len() < n && started.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 async fn handle(
