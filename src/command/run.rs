@@ -62,6 +62,24 @@ pub fn warn(notices: &mut Vec<String>, quiet: bool, text: String) {
     notices.push(text);
 }
 
+/// Names each stream that holds no records (an export that came out empty).
+fn warn_empty_streams(
+    fixtures: &Fixtures,
+    options: crate::fixture::stream::Options,
+    notices: &mut Vec<String>,
+    quiet: bool,
+) {
+    for path in &fixtures.streams {
+        if crate::fixture::stream::is_empty(path, options) {
+            let empty = format!(
+                "{} holds no records: nothing was run from it",
+                path.display()
+            );
+            warn(notices, quiet, empty);
+        }
+    }
+}
+
 /// What every kind of run shares once files are loaded.
 pub struct Batch<'a> {
     /// The settings.
@@ -130,15 +148,7 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
         delimiter: c.csv_delimiter,
     };
     let mut notices: Vec<String> = notice.into_iter().collect();
-    for path in &fixtures.streams {
-        if crate::fixture::stream::is_empty(path, options) {
-            let empty = format!(
-                "{} holds no records: nothing was run from it",
-                path.display()
-            );
-            warn(&mut notices, c.quiet, empty);
-        }
-    }
+    warn_empty_streams(&fixtures, options, &mut notices, c.quiet);
     let batch = Batch {
         refs,
         suppress,

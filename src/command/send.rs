@@ -139,6 +139,17 @@ fn open_store(real: &RealConfig) -> Result<Option<Arc<Store>>, Exit> {
     }
 }
 
+/// Says which hosts the circuit breaker stopped (errors) or paused (warnings).
+fn tell_breakers(protect: &Protection, notices: &mut Vec<String>, quiet: bool) {
+    for why in protect.breakers.stopped() {
+        output::stderr(&format!("error: {why}"));
+        notices.push(why);
+    }
+    for why in protect.breakers.paused() {
+        super::run::warn(notices, quiet, why);
+    }
+}
+
 /// A parked entry that is due: its journey, key and snapshot.
 type Due = (usize, String, crate::execute::recorder::Snapshot);
 
@@ -295,13 +306,7 @@ pub async fn send(
     let exec = Http::new(c.concurrency);
     let mut report = batch.execute(list, total, &exec, &settings).await?;
     recorder.flush();
-    for why in protect.breakers.stopped() {
-        output::stderr(&format!("error: {why}"));
-        report.notices.push(why);
-    }
-    for why in protect.breakers.paused() {
-        super::run::warn(&mut report.notices, c.quiet, why);
-    }
+    tell_breakers(&protect, &mut report.notices, c.quiet);
     if let Some(m) = &mocks {
         m.write(&batch.run_id)?;
     }
