@@ -105,6 +105,19 @@ fn a_killed_run_resumes_and_repeats_only_what_was_in_flight() {
         "two entries were mid-delivery when killed"
     );
     let sent_first = keys(&server, "/first");
+    let shown = t.run(&["state", "show", "--state", ".journey/state.sqlite"]);
+    assert!(
+        shown.stdout.contains("(schema version 2)"),
+        "{}",
+        shown.stdout
+    );
+    // The two entries mid-delivery had not ended: they have deliveries and no row yet.
+    let active = shown.stdout.lines().find(|l| l.starts_with("entries: "));
+    assert!(
+        active.is_some_and(|l| l.contains("2 active")),
+        "{}",
+        shown.stdout
+    );
     server.script("/second", vec![Reply::status(200)]);
     let rerun = send(&t, &["--concurrency", "2"]);
     assert_eq!(rerun.code, 0, "{}", rerun.all());

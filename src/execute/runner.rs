@@ -389,31 +389,19 @@ impl<E: Executor> Lane<E> {
         }
         Some(match &settings.state {
             None => Box::pin(walk.run()).await,
-            Some(store) => self.stored(walk, store, &e, resumed.is_some()).await,
+            Some(store) => self.stored(walk, store, resumed.is_some()).await,
         })
     }
 
     /// Runs an entry of a run with a state store: entered there, or walked on from where it
     /// stands, or left as it is (ended, or waiting and not due).
-    async fn stored(
-        &self,
-        walk: Walk<'_, E>,
-        store: &Store,
-        e: &super::entries::Entry,
-        resumed: bool,
-    ) -> EntryResult {
-        let Common {
-            journeys, settings, ..
-        } = &*self.common;
+    async fn stored(&self, walk: Walk<'_, E>, store: &Store, resumed: bool) -> EntryResult {
+        let settings = &self.common.settings;
         if !resumed && !store.knows(walk.key()) && walk.kept_out() {
             // Not entered, so nothing is stored: the customer enters once they consent.
             return walk.suppressed();
         }
-        let journey = &journeys[e.journey].name;
-        let stored = match store
-            .enter(walk.key(), journey, &e.customer.id, e.started)
-            .await
-        {
+        let stored = match store.enter(walk.key()).await {
             Ok(stored) => stored,
             Err(why) => return walk.interrupted(&why),
         };

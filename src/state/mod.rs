@@ -4,6 +4,8 @@
 //! One thread owns the connection. It takes messages in batches and writes each batch in one
 //! transaction; a "before" record is acknowledged only after its batch is committed, so a
 //! delivery is always recorded before its first attempt, and many are committed together.
+//! An entry's row is written once, when it ends or parks: until then its deliveries stand for
+//! it, so an entry costs three writes (before, after, end), not four.
 
 pub mod lock;
 pub mod schema;
@@ -96,6 +98,30 @@ pub struct Pending<'a> {
     pub channel: Option<&'a str>,
     /// The entry's clock.
     pub at: DateTime<Utc>,
+}
+
+/// An entry, as its row is written when it ends or parks.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryRow<'a> {
+    /// The entry key.
+    pub key: &'a str,
+    /// The journey.
+    pub journey: &'a str,
+    /// The customer id.
+    pub customer: &'a str,
+    /// When the entry started.
+    pub started: DateTime<Utc>,
+}
+
+impl EntryRow<'_> {
+    fn row(&self) -> writer::Row {
+        writer::Row {
+            key: self.key.into(),
+            journey: self.journey.into(),
+            customer: self.customer.into(),
+            started: crate::clock::rfc3339(self.started),
+        }
+    }
 }
 
 /// A parked entry that is due.
@@ -249,32 +275,16 @@ impl Store {
         self.known.contains(&crate::execute::hash_key(key))
     }
 
-    /// The stored entry, or `None` after recording it as a new, active one (a round trip only
-    /// for keys stored before the run).
-    pub async fn enter(
-        &self,
-        key: &str,
-        journey: &str,
-        customer: &str,
-        started: DateTime<Utc>,
-    ) -> Result<Option<StoredEntry>, String> {
-        let started = crate::clock::rfc3339(started);
-        let enter = |reply| Msg::Enter {
-            key: key.into(),
-            journey: journey.into(),
-            customer: customer.into(),
-            started: started.clone(),
-            reply,
-        };
-        // A key that was not stored when the run began cannot be pending in the writer either
-        // (a run takes each key once, and holds the store's lock): the insert needs no answer.
-        // The writer takes messages in order, so the entry's first delivery is acknowledged
-        // only once the insert is committed, with it or before it.
+    /// The stored entry, or `None` for a new one (a round trip only for keys stored before the
+    /// run). Nothing is written yet: an entry's row is written when it ends or parks, and its
+    /// deliveries stand for it until then.
+    pub async fn enter(&self, key: &str) -> Result<Option<StoredEntry>, String> {
+        // A key that was not stored when the run began cannot be pending in the writer either:
+        // a run takes each key once, and holds the store's lock.
         if !self.knows(key) {
-            self.send(enter(None));
             return Ok(None);
         }
-        self.ask(|reply| enter(Some(reply))).await
+        self.load(key).await
     }
 
     /// Records a delivery as pending and returns once that is committed: only then may it be sent.
@@ -342,29 +352,26 @@ impl Store {
     }
 
     /// Ends an entry: `done` with its outcome, or `failed`.
-    pub fn end(&self, key: &str, failed: bool, outcome: &str) {
+    pub fn end(&self, entry: &EntryRow<'_>, failed: bool, outcome: &str) {
         let status = if failed { "failed" } else { "done" };
         self.send(Msg::End {
-            key: key.into(),
+            row: entry.row(),
             status: status.into(),
             outcome: Some(outcome.into()),
         });
     }
 
-    /// Marks an entry active again (resumed, or to be retried).
-    pub fn reactivate(&self, key: &str) {
-        self.send(Msg::End {
-            key: key.into(),
-            status: "active".into(),
-            outcome: None,
-        });
-    }
-
     /// Parks an entry until `due`, to walk on from `start_step` with `snapshot`.
-    pub fn park(&self, key: &str, start_step: usize, due: DateTime<Utc>, snapshot: &Snapshot) {
+    pub fn park(
+        &self,
+        entry: &EntryRow<'_>,
+        start_step: usize,
+        due: DateTime<Utc>,
+        snapshot: &Snapshot,
+    ) {
         let snapshot = serde_json::to_string(snapshot).unwrap_or_default();
         self.send(Msg::Park {
-            key: key.into(),
+            row: entry.row(),
             start_step,
             due: crate::clock::rfc3339(due),
             snapshot,
@@ -386,9 +393,11 @@ impl Store {
     }
 }
 
-/// Hashes of every stored entry key: 8 bytes an entry.
+/// Hashes of every stored entry key: 8 bytes an entry. An entry interrupted before it ended
+/// has no row yet, only deliveries.
 fn known_keys(conn: &Connection) -> rusqlite::Result<foldhash::HashSet<u64>> {
-    let mut stmt = conn.prepare("SELECT key FROM entries")?;
+    let mut stmt =
+        conn.prepare("SELECT key FROM entries UNION ALL SELECT entry_key FROM deliveries")?;
     let keys = stmt.query_map([], |r| {
         r.get_ref(0)
             .map(|v| crate::execute::hash_key(v.as_str().unwrap_or("")))
@@ -437,7 +446,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
         let now = Utc::now();
-        assert!(store.enter("j:c1", "j", "c1", now).await.unwrap().is_none());
+        assert!(store.enter("j:c1").await.unwrap().is_none());
         let pending = |step| Pending {
             id: step,
             entry: "j:c1",

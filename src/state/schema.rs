@@ -4,7 +4,8 @@
 use rusqlite::Connection;
 
 /// Each migration takes the store from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE entries (
     key TEXT PRIMARY KEY,
@@ -34,7 +35,13 @@ CREATE TABLE deliveries (
     PRIMARY KEY (entry_key, step)
 ) WITHOUT ROWID;
 CREATE INDEX deliveries_by_channel ON deliveries(customer, channel, sent_at) WHERE channel IS NOT NULL;
-"#];
+"#,
+    r#"
+-- No table changes. From version 2 an entry's row is written when the entry ends or parks, not
+-- when it starts: an entry with deliveries and no row was interrupted and is active. A journey
+-- that knows only version 1 would take it for a new entry, so it must refuse this store.
+"#,
+];
 
 /// The version this build writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

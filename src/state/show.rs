@@ -53,7 +53,10 @@ fn summary(conn: &Connection, path: &Path) -> rusqlite::Result<String> {
     );
     let status = counts(
         conn,
-        "SELECT status, COUNT(*) FROM entries GROUP BY status ORDER BY status",
+        // An entry interrupted before it ended or parked has deliveries and no row yet.
+        "SELECT status, COUNT(*) FROM (SELECT status FROM entries UNION ALL SELECT 'active' FROM
+         (SELECT DISTINCT entry_key FROM deliveries WHERE entry_key NOT IN (SELECT key FROM entries)))
+         GROUP BY status ORDER BY status",
     )?;
     let outcomes = counts(
         conn,

@@ -13,14 +13,6 @@ use super::{DueEntry, EntryStatus, StoredDelivery, StoredEntry};
 /// What the store asks of the writer.
 pub(super) enum Msg {
     Load(String, oneshot::Sender<Result<Option<StoredEntry>, String>>),
-    Enter {
-        key: String,
-        journey: String,
-        customer: String,
-        started: String,
-        /// `None` when the entry is known to be new (the insert needs no answer).
-        reply: Option<oneshot::Sender<Result<Option<StoredEntry>, String>>>,
-    },
     Before {
         id: String,
         entry: String,
@@ -39,12 +31,12 @@ pub(super) enum Msg {
         attempts: u32,
     },
     End {
-        key: String,
+        row: Row,
         status: String,
         outcome: Option<String>,
     },
     Park {
-        key: String,
+        row: Row,
         start_step: usize,
         due: String,
         snapshot: String,
@@ -63,6 +55,14 @@ pub(super) enum Msg {
     Flush(oneshot::Sender<Result<(), String>>),
     /// Messages made together, in order.
     Batch(Vec<Msg>),
+}
+
+/// What an entry's row is made with: it is written first when the entry ends or parks.
+pub(super) struct Row {
+    pub key: String,
+    pub journey: String,
+    pub customer: String,
+    pub started: String,
 }
 
 /// Most writes one transaction holds before it commits.
@@ -111,7 +111,6 @@ type Ack = oneshot::Sender<Result<(), String>>;
 /// rusqlite's statement cache (hashing the SQL, handing the statement back) cost 12% of the
 /// writer's instructions.
 struct Hot<'c> {
-    enter: Statement<'c>,
     before: Statement<'c>,
     after: Statement<'c>,
     end: Statement<'c>,
@@ -120,10 +119,6 @@ struct Hot<'c> {
 impl<'c> Hot<'c> {
     fn prepare(conn: &'c Connection) -> rusqlite::Result<Hot<'c>> {
         Ok(Hot {
-            enter: conn.prepare(
-                "INSERT INTO entries (key, journey, customer, status, started, updated) VALUES (?1, ?2, ?3, 'active', ?4, ?5)
-                 ON CONFLICT(key) DO NOTHING",
-            )?,
             before: conn.prepare(
                 "INSERT INTO deliveries (id, entry_key, step, status, updated, customer, channel, sent_at)
                  VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7)
@@ -133,7 +128,8 @@ impl<'c> Hot<'c> {
                 "UPDATE deliveries SET status = ?3, http_status = ?4, saved = ?5, attempts = attempts + ?6, updated = ?7 WHERE entry_key = ?1 AND step = ?2",
             )?,
             end: conn.prepare(
-                "UPDATE entries SET status = ?2, outcome = ?3, updated = ?4 WHERE key = ?1",
+                "INSERT INTO entries (key, journey, customer, status, outcome, started, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(key) DO UPDATE SET status = ?4, outcome = ?5, updated = ?7",
             )?,
         })
     }
@@ -184,22 +180,6 @@ fn handle(
         Msg::Load(key, reply) => {
             let _ = reply.send(load(tx, &key).map_err(|e| e.to_string()));
         }
-        Msg::Enter {
-            key,
-            journey,
-            customer,
-            started,
-            reply,
-        } => {
-            // A new entry (the common case) costs one statement; a known one is then read.
-            let inserted = hot
-                .enter
-                .execute(params![key, journey, customer, started, now])?;
-            if let Some(reply) = reply {
-                let found = if inserted == 1 { None } else { load(tx, &key)? };
-                let _ = reply.send(Ok(found));
-            }
-        }
         Msg::Before {
             id,
             entry,
@@ -246,22 +226,41 @@ fn handle(
             ])?;
         }
         Msg::End {
-            key,
+            row,
             status,
             outcome,
         } => {
-            hot.end.execute(params![key, status, outcome, now])?;
+            let Row {
+                key,
+                journey,
+                customer,
+                started,
+            } = row;
+            hot.end.execute(params![
+                key, journey, customer, status, outcome, started, now
+            ])?;
         }
         Msg::Park {
-            key,
+            row,
             start_step,
             due,
             snapshot,
         } => {
             exec(
                 tx,
-                "UPDATE entries SET status = 'waiting', start_step = ?2, due = ?3, snapshot = ?4, updated = ?5 WHERE key = ?1",
-                params![key, start_step as i64, due, snapshot, now],
+                "INSERT INTO entries (key, journey, customer, status, start_step, due, snapshot, started, updated)
+                 VALUES (?1, ?2, ?3, 'waiting', ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(key) DO UPDATE SET status = 'waiting', start_step = ?4, due = ?5, snapshot = ?6, updated = ?8",
+                params![
+                    row.key,
+                    row.journey,
+                    row.customer,
+                    start_step as i64,
+                    due,
+                    snapshot,
+                    row.started,
+                    now
+                ],
             )?;
         }
         Msg::Due(at, reply) => {
@@ -303,7 +302,8 @@ fn exec(
     tx.prepare_cached(sql)?.execute(params)
 }
 
-/// The entry under `key` with its deliveries.
+/// The entry under `key` with its deliveries. An entry's row is written when it ends or parks:
+/// one with deliveries and no row was interrupted, and stands active at its first step.
 fn load(tx: &Connection, key: &str) -> rusqlite::Result<Option<StoredEntry>> {
     let row = tx
         .prepare_cached(
@@ -319,8 +319,15 @@ fn load(tx: &Connection, key: &str) -> rusqlite::Result<Option<StoredEntry>> {
             ))
         })
         .optional()?;
+    let deliveries = deliveries(tx, key)?;
     let Some((status, outcome, start_step, due, snapshot)) = row else {
-        return Ok(None);
+        return Ok((!deliveries.is_empty()).then(|| StoredEntry {
+            status: EntryStatus::Active,
+            start_step: 0,
+            due: None,
+            snapshot: None,
+            deliveries,
+        }));
     };
     let status = match status.as_str() {
         "waiting" => EntryStatus::Waiting,
@@ -328,25 +335,6 @@ fn load(tx: &Connection, key: &str) -> rusqlite::Result<Option<StoredEntry>> {
         "failed" => EntryStatus::Failed,
         _ => EntryStatus::Active,
     };
-    let mut stmt = tx.prepare_cached(
-        "SELECT step, status, http_status, saved FROM deliveries WHERE entry_key = ?1",
-    )?;
-    let deliveries = stmt
-        .query_map([key], |r| {
-            let saved: Option<String> = r.get(3)?;
-            let saved = saved
-                .and_then(|s| serde_json::from_str(&s).ok())
-                .unwrap_or_default();
-            Ok((
-                r.get::<_, String>(0)?,
-                StoredDelivery {
-                    status: r.get(1)?,
-                    http_status: r.get(2)?,
-                    saved,
-                },
-            ))
-        })?
-        .collect::<rusqlite::Result<HashMap<_, _>>>()?;
     Ok(Some(StoredEntry {
         status,
         start_step: start_step as usize,
@@ -354,6 +342,28 @@ fn load(tx: &Connection, key: &str) -> rusqlite::Result<Option<StoredEntry>> {
         snapshot: snapshot.and_then(|s| serde_json::from_str(&s).ok()),
         deliveries,
     }))
+}
+
+/// An entry's deliveries by step id.
+fn deliveries(tx: &Connection, key: &str) -> rusqlite::Result<HashMap<String, StoredDelivery>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT step, status, http_status, saved FROM deliveries WHERE entry_key = ?1",
+    )?;
+    stmt.query_map([key], |r| {
+        let saved: Option<String> = r.get(3)?;
+        let saved = saved
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        Ok((
+            r.get::<_, String>(0)?,
+            StoredDelivery {
+                status: r.get(1)?,
+                http_status: r.get(2)?,
+                saved,
+            },
+        ))
+    })?
+    .collect()
 }
 
 fn due(tx: &rusqlite::Transaction<'_>, at: &str) -> rusqlite::Result<Vec<DueEntry>> {

@@ -156,8 +156,18 @@ impl<'a, E: Executor> Walk<'a, E> {
         };
         match outcome {
             "waiting" | "interrupted" | "invalid" => {}
-            "failed" => store.end(&self.result.key, true, outcome),
-            _ => store.end(&self.result.key, false, outcome),
+            "failed" => store.end(&self.row(), true, outcome),
+            _ => store.end(&self.row(), false, outcome),
+        }
+    }
+
+    /// The entry, as the store writes its row.
+    fn row(&self) -> crate::state::EntryRow<'_> {
+        crate::state::EntryRow {
+            key: &self.result.key,
+            journey: &self.j.name,
+            customer: &self.result.customer,
+            started: self.started,
         }
     }
 
@@ -167,12 +177,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         let parks = !self.settings.fast_forward && self.ctx.now > self.settings.now;
         if let Some(store) = self.settings.state.as_ref().filter(|_| parks) {
             let next = step.next.unwrap_or(self.j.steps.len());
-            store.park(
-                &self.result.key,
-                next,
-                self.ctx.now,
-                &self.snapshot(&self.ctx),
-            );
+            store.park(&self.row(), next, self.ctx.now, &self.snapshot(&self.ctx));
             return Next::End("waiting".into());
         }
         Next::Step(step.next)
@@ -247,7 +252,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         }
         let parks = !self.settings.fast_forward && opens > self.settings.now;
         if let Some(store) = self.settings.state.as_ref().filter(|_| parks) {
-            store.park(&self.result.key, i, opens, &self.snapshot(&self.ctx));
+            store.park(&self.row(), i, opens, &self.snapshot(&self.ctx));
             return Ok(Some(Next::End("waiting".into())));
         }
         self.ctx.now = opens;
