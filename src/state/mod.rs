@@ -7,6 +7,7 @@
 //! An entry's row is written once, when it ends or parks: until then its deliveries stand for
 //! it, so an entry costs three writes (before, after, end), not four.
 
+mod checkpoint;
 pub mod lock;
 pub mod schema;
 pub mod show;
@@ -189,12 +190,16 @@ impl Store {
         })?;
         let conn = connect(path).map_err(|e| unusable(path, e))?;
         let known = known_keys(&conn).map_err(|e| unusable(path, e))?;
+        // The checkpoint thread copies pages into the database; the writer only finishes.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| unusable(path, e))?;
+        let checkpoints = checkpoint::Checkpoints::start(path);
         let failure = Arc::new(Mutex::new(None));
         let (tx, rx) = mpsc::channel();
         let fail = Arc::clone(&failure);
         std::thread::Builder::new()
             .name("state-store".into())
-            .spawn(move || writer::worker(conn, rx, fail))
+            .spawn(move || writer::worker(conn, rx, fail, checkpoints))
             .map_err(|e| unusable(path, e))?;
         Ok(Store {
             tx: Mutex::new(Outbox {

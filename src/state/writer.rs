@@ -78,6 +78,7 @@ pub(super) fn worker(
     conn: Connection,
     rx: mpsc::Receiver<Msg>,
     failure: Arc<Mutex<Option<String>>>,
+    mut checkpoints: super::checkpoint::Checkpoints,
 ) {
     let mut hot = match Hot::prepare(&conn) {
         Ok(hot) => hot,
@@ -94,6 +95,8 @@ pub(super) fn worker(
         for ack in acks {
             let _ = ack.send(result.clone());
         }
+        // After the acknowledgements: what waited on this commit goes on meanwhile.
+        checkpoints.committed(&conn);
     }
 }
 
