@@ -58,6 +58,13 @@ fn the_same_run_twice_sends_each_delivery_once() {
         first.stdout
     );
     assert!(first.stdout.contains("3 completed"), "{}", first.stdout);
+    // Closed cleanly: everything is in the database file, which can be copied alone.
+    for left in ["state.sqlite-wal", "state.sqlite-shm"] {
+        assert!(
+            !t.path(&format!(".journey/{left}")).exists(),
+            "{left} was left"
+        );
+    }
     let second = send(&t, &[]);
     assert_eq!(second.code, 0, "{}", second.all());
     assert!(

@@ -364,10 +364,15 @@ fn tell_recorded(recorder: &NdjsonRecorder, quiet: bool) {
     }
 }
 
-/// Commits what the store still holds; `false` (said on stderr) when it cannot.
-async fn flushed(store: &Store) -> bool {
+/// Commits what the store still holds and closes it; `false` (said on stderr) when it cannot.
+async fn flushed(store: &Arc<Store>) -> bool {
     match store.flush().await {
-        Ok(()) => true,
+        Ok(()) => {
+            // Off the runtime: a second signal still aborts at once meanwhile.
+            let closing = Arc::clone(store);
+            let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+            true
+        }
         Err(why) => {
             output::stderr(&format!(
                 "error: the state store {} cannot be written: {why}",

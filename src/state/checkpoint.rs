@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -28,6 +28,17 @@ pub(super) struct Checkpoints {
     kick: Option<SyncSender<()>>,
     long: Arc<AtomicBool>,
     commits: u32,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Ends the thread and waits for it, so that its connection is closed before the writer's.
+impl Drop for Checkpoints {
+    fn drop(&mut self) {
+        self.kick = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Checkpoints {
@@ -36,16 +47,17 @@ impl Checkpoints {
         let long = Arc::new(AtomicBool::new(false));
         let (kick, rx) = sync_channel(1);
         let flag = Arc::clone(&long);
-        let started = Connection::open(path).ok().and_then(|conn| {
+        let thread = Connection::open(path).ok().and_then(|conn| {
             std::thread::Builder::new()
                 .name("state-checkpoint".into())
                 .spawn(move || run(conn, rx, flag))
                 .ok()
         });
         Checkpoints {
-            kick: started.map(|_| kick),
+            kick: thread.is_some().then_some(kick),
             long,
             commits: 0,
+            thread,
         }
     }
 
@@ -66,7 +78,8 @@ impl Checkpoints {
     }
 }
 
-/// The thread: a passive checkpoint after commits, at most one per [`PACE`].
+/// The thread: a passive checkpoint after commits, at most one per [`PACE`]; it ends as soon as
+/// the writer does.
 fn run(conn: Connection, rx: Receiver<()>, long: Arc<AtomicBool>) {
     while rx.recv().is_ok() {
         if let Ok((busy, frames)) = passive(&conn)
@@ -75,7 +88,14 @@ fn run(conn: Connection, rx: Receiver<()>, long: Arc<AtomicBool>) {
         {
             long.store(true, Ordering::Relaxed);
         }
-        std::thread::sleep(PACE);
+        let next = std::time::Instant::now() + PACE;
+        loop {
+            match rx.recv_timeout(next.saturating_duration_since(std::time::Instant::now())) {
+                Ok(()) => {}
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
     }
 }
 

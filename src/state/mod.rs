@@ -144,6 +144,7 @@ pub struct Store {
     known: foldhash::HashSet<u64>,
     path: PathBuf,
     failure: Arc<Mutex<Option<String>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     _lock: lock::Lock,
 }
 
@@ -197,7 +198,7 @@ impl Store {
         let failure = Arc::new(Mutex::new(None));
         let (tx, rx) = mpsc::channel();
         let fail = Arc::clone(&failure);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("state-store".into())
             .spawn(move || writer::worker(conn, rx, fail, checkpoints))
             .map_err(|e| unusable(path, e))?;
@@ -209,8 +210,27 @@ impl Store {
             known,
             path: path.to_path_buf(),
             failure,
+            writer: Mutex::new(Some(writer)),
             _lock: lock,
         })
+    }
+
+    /// Ends the writer once it has written everything sent so far, and waits for it: the WAL is
+    /// then copied into the database and removed, so the file can be copied alone. Later
+    /// records are dropped.
+    pub fn close(&self) {
+        if let Ok(mut out) = self.tx.lock() {
+            let held = std::mem::take(&mut out.held);
+            if !held.is_empty() {
+                let _ = out.tx.send(Msg::Batch(held));
+            }
+            // The writer's only sender: replacing it ends the writer's loop.
+            out.tx = mpsc::channel().0;
+        }
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
     }
 
     /// Remembers the shard on first use; refuses a run of another shard (or of none).

@@ -98,6 +98,11 @@ pub(super) fn worker(
         // After the acknowledgements: what waited on this commit goes on meanwhile.
         checkpoints.committed(&conn);
     }
+    // The checkpoint thread's connection closes first: the writer's, closing last, copies
+    // what is left into the database and removes the WAL, so the file stands alone.
+    drop(checkpoints);
+    drop(hot);
+    drop(conn);
 }
 
 /// Records the failure and drops every message, so whoever waits on one hears the store stopped.
