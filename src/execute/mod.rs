@@ -7,6 +7,7 @@ pub mod entries;
 pub mod executor;
 pub mod http;
 pub mod identity;
+pub mod in_order;
 pub mod plain;
 pub mod protect;
 pub mod recorder;

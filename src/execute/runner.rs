@@ -317,11 +317,14 @@ impl<E: Executor> Lane<E> {
         width: usize,
         mut each: impl FnMut(Vec<Option<EntryResult>>) -> bool,
     ) {
-        // Boxed: an entry future is kilobytes, and the stream would otherwise copy it three times.
-        let stream = candidates
-            .map(|c| Box::pin(self.entry(c)))
-            .buffered(width.max(1));
-        futures_util::pin_mut!(stream);
+        // Boxed: an entry future is kilobytes, and the stream would otherwise copy it. In input
+        // order, but an entry that finishes makes room at once: with `buffered`, entries that
+        // finished behind a slower one kept their places, and the run went in lockstep.
+        let mut stream = super::in_order::in_order(
+            candidates.map(|c| Box::pin(self.entry(c))),
+            width,
+            width.saturating_mul(16).max(CHUNK),
+        );
         // Real runs only: they time their requests (a dry-run may run without a timer).
         let mut tick = self.common.settings.safety.is_some().then(Tick::new);
         let mut done = false;
