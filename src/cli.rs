@@ -103,7 +103,7 @@ pub struct CommonRunArgs {
     /// Only this customer (repeatable).
     #[arg(long = "customer")]
     pub customers: Vec<String>,
-    /// Only the first N entries.
+    /// Only the first N new entries (parked ones that are due still resume).
     #[arg(long)]
     pub limit: Option<usize>,
     /// Freeze the clock at this RFC 3339 instant.

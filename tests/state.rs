@@ -430,6 +430,54 @@ fn tonights_streamed_export_ends_a_parked_entry_and_updates_its_customer() {
 }
 
 #[test]
+fn limit_still_reads_tonights_stream_to_its_end_for_the_exits_of_parked_entries() {
+    let server = TestServer::start();
+    let t = Test::new().env("HOOK_URL", &server.url);
+    t.file("j.yaml", CART);
+    let line = |customer: &str, event: &str| {
+        format!("{{\"customer\": {{\"id\": \"{customer}\"}}, \"event\": {event}}}\n")
+    };
+    let cart = |id: &str, at: &str| {
+        format!("{{\"id\": \"{id}\", \"name\": \"cart_abandoned\", \"at\": \"{at}\"}}")
+    };
+    let order =
+        r#"{"name": "order_completed", "at": "2026-11-20T18:00:00Z", "properties": {"total": 5}}"#;
+    t.file(
+        "monday.ndjson",
+        &line("c1", &cart("k1", "2026-11-20T10:00:00Z")),
+    );
+    let run = |file: &str, now: &str, extra: &[&str]| {
+        let mut args = vec!["run", "j.yaml", "--fixtures", file, "--now", now];
+        args.extend_from_slice(extra);
+        t.run(&args)
+    };
+    let first = run("monday.ndjson", "2026-11-20T11:00:00Z", &[]);
+    assert!(first.stdout.contains("1 waiting"), "{}", first.all());
+    // Tonight's run takes one new entry; c1's order is the last line, past the limit.
+    t.file(
+        "tuesday.ndjson",
+        &[
+            line("c3", &cart("k3", "2026-11-21T10:00:00Z")),
+            line("c4", &cart("k4", "2026-11-21T10:00:00Z")),
+            line("c1", order),
+        ]
+        .concat(),
+    );
+    let tonight = run("tuesday.ndjson", "2026-11-21T11:00:00Z", &["--limit", "1"]);
+    assert_eq!(tonight.code, 0, "{}", tonight.all());
+    assert!(tonight.stdout.contains("1 exited"), "{}", tonight.stdout);
+    assert!(
+        tonight.stdout.contains("1 waiting"),
+        "c3 entered, c4 did not: {}",
+        tonight.stdout
+    );
+    assert!(
+        server.requests_to("/reminder").is_empty(),
+        "c1 bought: no reminder"
+    );
+}
+
+#[test]
 fn resume_only_still_reads_tonights_stream_for_exits_but_enters_no_one() {
     let server = TestServer::start();
     let t = Test::new().env("HOOK_URL", &server.url);

@@ -169,7 +169,10 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
         options,
         &batch.tonight,
     );
-    let (list, total) = counted(c.selection.apply(all), batch.fixtures.streams.is_empty());
+    let (list, total) = counted(
+        c.selection.apply(all, &batch.tonight),
+        batch.fixtures.streams.is_empty(),
+    );
     match &c.real {
         Some(real) => super::send::send(&batch, real, list, total).await,
         None => dry_run(&batch, list, total).await,

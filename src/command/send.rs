@@ -173,11 +173,11 @@ async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Due>, String>
 
 /// The due entries, made once tonight's fixtures have all been read (they run after the new
 /// entries): their customers' records and `exit_when` events come from tonight's streams too.
-fn resumes<'a>(batch: &'a Batch<'_>, due: Vec<Due>) -> Candidates<'a> {
+fn resumes<'a>(batch: &'a Batch<'_>, due: Vec<Due>, stop: &Arc<Stop>) -> Candidates<'a> {
     let customers = due
         .iter()
         .filter_map(|(_, _, s)| Some(s.customer.get("id")?.as_str()?.to_string()));
-    batch.tonight.want(customers, batch.journeys);
+    batch.tonight.want(customers, batch.journeys, stop);
     Box::new(std::iter::once(due).flat_map(move |due| {
         due.into_iter().filter_map(move |(ji, key, s)| {
             resumed(
@@ -258,7 +258,8 @@ pub async fn send(
         (list, total)
     };
     let total = total.map(|t| t + due_list.len());
-    let due_list = resumes(batch, due_list);
+    let stop = Arc::new(Stop::default());
+    let due_list = resumes(batch, due_list, &stop);
     if real.ask
         && total.is_none_or(|t| t > 0)
         && !confirm(&target_hosts(batch.journeys, &batch.env), total)
@@ -266,7 +267,6 @@ pub async fn send(
         output::stderr("nothing was sent");
         return Ok(Exit::Ok);
     }
-    let stop = Arc::new(Stop::default());
     let watcher = watch(Arc::clone(&stop), real.max_duration);
     let protect = Arc::new(Protection::new(batch.journeys, real.rate));
     let mocks = real

@@ -70,6 +70,8 @@ pub struct Tonight {
     /// The customers asked for, and the event names kept (the journeys' `exit_when` events).
     wanted: std::sync::OnceLock<(std::collections::HashSet<String>, Vec<String>)>,
     seen: std::sync::Mutex<std::collections::HashMap<String, Seen>>,
+    /// The run's stop: reading on past `--limit` ends with it.
+    stop: std::sync::OnceLock<std::sync::Arc<super::stop::Stop>>,
 }
 
 /// One customer's records and events in tonight's streams.
@@ -82,12 +84,25 @@ struct Seen {
 impl Tonight {
     /// Asks for these customers and their `exit_when` events of `journeys` (before the streams
     /// are read).
-    pub fn want(&self, customers: impl IntoIterator<Item = String>, journeys: &[Journey]) {
+    pub fn want(
+        &self,
+        customers: impl IntoIterator<Item = String>,
+        journeys: &[Journey],
+        stop: &std::sync::Arc<super::stop::Stop>,
+    ) {
         let exits = journeys
             .iter()
             .filter_map(|j| j.exit_when.as_ref().map(|x| x.event.clone()))
             .collect();
         let _ = self.wanted.set((customers.into_iter().collect(), exits));
+        let _ = self.stop.set(std::sync::Arc::clone(stop));
+    }
+
+    /// Whether the streams must be read to their end for parked customers, past `--limit`:
+    /// someone is asked for, and the run is not stopping.
+    fn reads_on(&self) -> bool {
+        let watching = self.wanted.get().is_some_and(|(c, _)| !c.is_empty());
+        watching && !self.stop.get().is_some_and(|s| s.is_set())
     }
 
     /// Keeps what a streamed record says about a customer asked for.
@@ -215,9 +230,30 @@ impl Candidate {
     }
 }
 
+/// At most `left` candidates; then, while tonight's parked customers are asked for, the rest of
+/// the streams is read (entering no one) so that their records and `exit_when` events are seen.
+struct Limited<'a> {
+    inner: Candidates<'a>,
+    left: usize,
+    tonight: &'a Tonight,
+}
+
+impl Iterator for Limited<'_> {
+    type Item = Candidate;
+
+    fn next(&mut self) -> Option<Candidate> {
+        if self.left > 0 {
+            self.left -= 1;
+            return self.inner.next();
+        }
+        while self.tonight.reads_on() && self.inner.next().is_some() {}
+        None
+    }
+}
+
 impl Selection {
-    /// Keeps the chosen customers, then at most `limit` candidates.
-    pub fn apply<'a>(&self, all: Candidates<'a>) -> Candidates<'a> {
+    /// Keeps the chosen customers, then at most `limit` candidates (reading on for `tonight`).
+    pub fn apply<'a>(&self, all: Candidates<'a>, tonight: &'a Tonight) -> Candidates<'a> {
         let all: Candidates<'a> = match self.shard {
             Some(shard) => Box::new(all.filter(move |c| in_shard(c.customer(), shard))),
             None => all,
@@ -229,7 +265,11 @@ impl Selection {
             Box::new(all.filter(move |c| customers.iter().any(|id| id == c.customer())))
         };
         match self.limit {
-            Some(n) => Box::new(chosen.take(n)),
+            Some(left) => Box::new(Limited {
+                inner: chosen,
+                left,
+                tonight,
+            }),
             None => chosen,
         }
     }
