@@ -1,4 +1,5 @@
-//! Secrets never leak: not in `--show`, not in the JSON report, not in JUnit, not in expectations.
+//! Secrets never leak: not in `--show`, not in the JSON report, not in JUnit, not in expectations,
+//! not in the errors of a failed real run, its log, dead letters or state store.
 
 use crate::support::Test;
 
@@ -107,4 +108,72 @@ fn no_secrets_needed_for_dry_runs() {
 fn base64_of(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// A port on 127.0.0.1 that nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn a_failed_real_run_says_why_without_the_secret_in_any_output() {
+    for scheme in ["http", "https"] {
+        let t = Test::new().env("TOKEN", TOKEN).env("SIGNING", SIGNING).env(
+            "HOOK_URL",
+            &format!("{scheme}://127.0.0.1:{}", closed_port()),
+        );
+        t.file(
+            "j.yaml",
+            &journey().replace("steps:", "defaults: { retry: { attempts: 1 } }\nsteps:"),
+        );
+        t.file("f.yaml", "customers: [{ id: c1 }, { id: c2 }]\n");
+        let run = t.run(&[
+            "run",
+            "j.yaml",
+            "--fixtures",
+            "f.yaml",
+            "--yes",
+            "--report",
+            "r.json",
+            "--junit",
+            "r.xml",
+            "--log",
+            "log.ndjson",
+        ]);
+        assert_eq!(run.code, 1, "{}", run.all());
+        assert!(
+            run.stderr.contains("step `send`") && run.stderr.contains("Connection refused"),
+            "{scheme}: says why: {}",
+            run.stderr
+        );
+        let store =
+            String::from_utf8_lossy(&std::fs::read(t.path(".journey/state.sqlite")).unwrap())
+                .into_owned();
+        for (what, text) in [
+            ("output", run.all()),
+            ("r.json", t.read("r.json")),
+            ("r.xml", t.read("r.xml")),
+            ("log.ndjson", t.read("log.ndjson")),
+            ("dead letters", t.read(".journey/dead-letter.ndjson")),
+            ("state store", store),
+        ] {
+            assert!(
+                !text.contains(TOKEN),
+                "{scheme}: {what} leaks the token:\n{text}"
+            );
+            assert!(
+                !text.contains(&base64_of(TOKEN)),
+                "{scheme}: {what} leaks the token base64-encoded"
+            );
+            assert!(
+                !text.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+                "{scheme}: {what} leaks the signing key"
+            );
+        }
+        assert!(
+            t.read("log.ndjson").contains("c2"),
+            "the log has the attempts"
+        );
+    }
 }
