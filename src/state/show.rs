@@ -25,7 +25,11 @@ pub fn show(path: &Path) -> Result<String, StoreError> {
     }
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| unusable(path, e))?;
-    summary(&conn, path).map_err(|e| unusable(path, e))
+    // One read transaction: while a run writes, every count comes from the same moment.
+    let snapshot = conn
+        .unchecked_transaction()
+        .map_err(|e| unusable(path, e))?;
+    summary(&snapshot, path).map_err(|e| unusable(path, e))
 }
 
 fn counts(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<(String, i64)>> {
