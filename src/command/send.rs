@@ -269,6 +269,47 @@ pub async fn send(
     }
     let watcher = watch(Arc::clone(&stop), real.max_duration);
     let protect = Arc::new(Protection::new(batch.journeys, real.rate));
+    let recorded = recorders(batch, real)?;
+    let parts = Parts {
+        recorder: Arc::clone(&recorded.all),
+        state: store.clone(),
+        stop: Arc::clone(&stop),
+        protect: Arc::clone(&protect),
+    };
+    let settings = real_settings(batch, real, parts);
+    let list = Box::new(list.chain(due_list));
+    let exec = Http::new(c.concurrency);
+    let mut report = batch.execute(list, total, &exec, &settings).await?;
+    recorded.log.flush();
+    tell_breakers(&protect, &mut report.notices, c.quiet);
+    if let Some(m) = &recorded.mocks {
+        m.write(&batch.run_id)?;
+    }
+    tell_recorded(&recorded.log, c.quiet);
+    let store_failed = match &store {
+        Some(store) => {
+            report.state = Some(store.path().display().to_string());
+            !closed(store).await
+        }
+        None => false,
+    };
+    watcher.abort();
+    let code = finish(c, batch.journeys, &report)?;
+    Ok(exit_code(code, &stop, store_failed))
+}
+
+/// What a real run records to.
+struct Recorders {
+    /// The log and dead letters.
+    log: Arc<NdjsonRecorder>,
+    /// The mocks it records (`--record-mocks`).
+    mocks: Option<Arc<MockRecorder>>,
+    /// Both, as one.
+    all: Arc<dyn Recorder>,
+}
+
+/// The run's recorders, from its flags.
+fn recorders(batch: &Batch<'_>, real: &RealConfig) -> anyhow::Result<Recorders> {
     let mocks = real
         .record_mocks
         .as_deref()
@@ -280,47 +321,46 @@ pub async fn send(
         real.log_bodies,
         &real.dead_letter,
     )?);
-    let recorders = std::iter::once(Arc::clone(&recorder) as Arc<dyn Recorder>)
+    let both = std::iter::once(Arc::clone(&recorder) as Arc<dyn Recorder>)
         .chain(mocks.iter().map(|m| Arc::clone(m) as Arc<dyn Recorder>))
         .collect();
-    let settings = RunSettings {
+    Ok(Recorders {
+        log: recorder,
+        mocks,
+        all: Arc::new(Fanout(both)),
+    })
+}
+
+/// What a real run makes for itself before its settings.
+struct Parts {
+    recorder: Arc<dyn Recorder>,
+    state: Option<Arc<Store>>,
+    stop: Arc<Stop>,
+    protect: Arc<Protection>,
+}
+
+/// The settings of a real run: its flags, and the parts it made.
+fn real_settings(batch: &Batch<'_>, real: &RealConfig, parts: Parts) -> RunSettings {
+    let c = batch.c;
+    RunSettings {
         now: c.now,
         env: batch.env.clone(),
         concurrency: c.concurrency,
         seed: c.seed,
         keep_requests: c.show.is_some(),
-        recorder: Arc::new(Fanout(recorders)),
+        recorder: parts.recorder,
         safety: Some(Safety {
             allow_insecure_http: real.allow_insecure_http,
             redactor: batch.redactor.clone(),
         }),
-        state: store.clone(),
+        state: parts.state,
         fast_forward: real.fast_forward,
         retry_failed: real.retry_failed,
-        stop: Arc::clone(&stop),
+        stop: parts.stop,
         suppress: Arc::clone(&batch.suppress),
         sent_log: Arc::default(),
-        protect: Some(Arc::clone(&protect)),
-    };
-    let list = Box::new(list.chain(due_list));
-    let exec = Http::new(c.concurrency);
-    let mut report = batch.execute(list, total, &exec, &settings).await?;
-    recorder.flush();
-    tell_breakers(&protect, &mut report.notices, c.quiet);
-    if let Some(m) = &mocks {
-        m.write(&batch.run_id)?;
+        protect: Some(parts.protect),
     }
-    tell_recorded(&recorder, c.quiet);
-    let store_failed = match &store {
-        Some(store) => {
-            report.state = Some(store.path().display().to_string());
-            !flushed(store).await
-        }
-        None => false,
-    };
-    watcher.abort();
-    let code = finish(c, batch.journeys, &report)?;
-    Ok(exit_code(code, &stop, store_failed))
 }
 
 /// Opens the store (if any), checks its shard and finds the parked entries now due.
@@ -365,7 +405,7 @@ fn tell_recorded(recorder: &NdjsonRecorder, quiet: bool) {
 }
 
 /// Commits what the store still holds and closes it; `false` (said on stderr) when it cannot.
-async fn flushed(store: &Arc<Store>) -> bool {
+async fn closed(store: &Arc<Store>) -> bool {
     match store.flush().await {
         Ok(()) => {
             // Off the runtime: a second signal still aborts at once meanwhile.

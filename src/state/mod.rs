@@ -381,8 +381,8 @@ impl Store {
         let status = if failed { "failed" } else { "done" };
         self.send(Msg::End {
             row: entry.row(),
-            status: status.into(),
-            outcome: Some(outcome.into()),
+            status,
+            outcome: outcome.into(),
         });
     }
 

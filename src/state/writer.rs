@@ -32,8 +32,8 @@ pub(super) enum Msg {
     },
     End {
         row: Row,
-        status: String,
-        outcome: Option<String>,
+        status: &'static str,
+        outcome: String,
     },
     Park {
         row: Row,
@@ -207,13 +207,7 @@ fn handle(
             since,
             reply,
         } => {
-            let n = tx
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM deliveries WHERE customer = ?1 AND channel = ?2 AND sent_at > ?3
-                     AND status IN ('ok', 'pending')",
-                )?
-                .query_row(params![customer, channel, since], |r| r.get::<_, u32>(0))?;
-            let _ = reply.send(Ok(n));
+            let _ = reply.send(Ok(count(tx, &customer, &channel, &since)?));
         }
         Msg::After {
             entry,
@@ -238,14 +232,14 @@ fn handle(
             status,
             outcome,
         } => {
-            let Row {
-                key,
-                journey,
-                customer,
-                started,
-            } = row;
             hot.end.execute(params![
-                key, journey, customer, status, outcome, started, now
+                row.key,
+                row.journey,
+                row.customer,
+                status,
+                outcome,
+                row.started,
+                now
             ])?;
         }
         Msg::Park {
@@ -253,43 +247,12 @@ fn handle(
             start_step,
             due,
             snapshot,
-        } => {
-            exec(
-                tx,
-                "INSERT INTO entries (key, journey, customer, status, start_step, due, snapshot, started, updated)
-                 VALUES (?1, ?2, ?3, 'waiting', ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT(key) DO UPDATE SET status = 'waiting', start_step = ?4, due = ?5, snapshot = ?6, updated = ?8",
-                params![
-                    row.key,
-                    row.journey,
-                    row.customer,
-                    start_step as i64,
-                    due,
-                    snapshot,
-                    row.started,
-                    now
-                ],
-            )?;
-        }
+        } => park(tx, &row, start_step, &due, &snapshot, now)?,
         Msg::Due(at, reply) => {
             let _ = reply.send(due(tx, &at).map_err(|e| e.to_string()));
         }
         Msg::Shard(given, reply) => {
-            let stored: Option<String> = tx
-                .query_row("SELECT value FROM meta WHERE key = 'shard'", [], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if stored.is_none()
-                && let Some(g) = &given
-            {
-                exec(
-                    tx,
-                    "INSERT INTO meta (key, value) VALUES ('shard', ?1)",
-                    params![g],
-                )?;
-            }
-            let _ = reply.send(Ok(stored));
+            let _ = reply.send(Ok(shard(tx, given.as_deref())?));
         }
         Msg::Flush(reply) => acks.push(reply),
         Msg::Batch(msgs) => {
@@ -299,6 +262,63 @@ fn handle(
         }
     }
     Ok(())
+}
+
+/// Deliveries of `channel` to `customer` sent after `since` (pending ones count: they may have
+/// arrived).
+fn count(tx: &Connection, customer: &str, channel: &str, since: &str) -> rusqlite::Result<u32> {
+    tx.prepare_cached(
+        "SELECT COUNT(*) FROM deliveries WHERE customer = ?1 AND channel = ?2 AND sent_at > ?3
+         AND status IN ('ok', 'pending')",
+    )?
+    .query_row(params![customer, channel, since], |r| r.get(0))
+}
+
+/// Writes a parked entry's row: the step to walk on from, when, and with what.
+fn park(
+    tx: &rusqlite::Transaction<'_>,
+    row: &Row,
+    start_step: usize,
+    due: &str,
+    snapshot: &str,
+    now: &str,
+) -> rusqlite::Result<()> {
+    exec(
+        tx,
+        "INSERT INTO entries (key, journey, customer, status, start_step, due, snapshot, started, updated)
+         VALUES (?1, ?2, ?3, 'waiting', ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(key) DO UPDATE SET status = 'waiting', start_step = ?4, due = ?5, snapshot = ?6, updated = ?8",
+        params![
+            row.key,
+            row.journey,
+            row.customer,
+            start_step as i64,
+            due,
+            snapshot,
+            row.started,
+            now
+        ],
+    )
+    .map(drop)
+}
+
+/// The shard the store belongs to; the first run with one (`given`) records it.
+fn shard(tx: &rusqlite::Transaction<'_>, given: Option<&str>) -> rusqlite::Result<Option<String>> {
+    let stored: Option<String> = tx
+        .query_row("SELECT value FROM meta WHERE key = 'shard'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if stored.is_none()
+        && let Some(g) = given
+    {
+        exec(
+            tx,
+            "INSERT INTO meta (key, value) VALUES ('shard', ?1)",
+            params![g],
+        )?;
+    }
+    Ok(stored)
 }
 
 /// Runs one statement, compiled once per connection.
