@@ -9,6 +9,7 @@
 
 mod checkpoint;
 pub mod lock;
+mod redo;
 pub mod schema;
 pub mod show;
 mod writer;
@@ -22,6 +23,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::execute::recorder::Snapshot;
+use redo::Write;
 use writer::Msg;
 
 /// Why the store cannot be used.
@@ -115,8 +117,8 @@ pub struct EntryRow<'a> {
 }
 
 impl EntryRow<'_> {
-    fn row(&self) -> writer::Row {
-        writer::Row {
+    fn row(&self) -> redo::Row {
+        redo::Row {
             key: self.key.into(),
             journey: self.journey.into(),
             customer: self.customer.into(),
@@ -194,13 +196,14 @@ impl Store {
         // The checkpoint thread copies pages into the database; the writer only finishes.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(|e| unusable(path, e))?;
+        let redo = redo::Redo::open(path).map_err(|e| unusable(path, e))?;
         let checkpoints = checkpoint::Checkpoints::start(path);
         let failure = Arc::new(Mutex::new(None));
         let (tx, rx) = mpsc::channel();
         let fail = Arc::clone(&failure);
         let writer = std::thread::Builder::new()
             .name("state-store".into())
-            .spawn(move || writer::worker(conn, rx, fail, checkpoints))
+            .spawn(move || writer::worker(conn, rx, fail, checkpoints, redo))
             .map_err(|e| unusable(path, e))?;
         Ok(Store {
             tx: Mutex::new(Outbox {
@@ -319,15 +322,15 @@ impl Store {
     /// was ready, and the others join it.
     pub async fn before(&self, d: &Pending<'_>) -> Result<(), String> {
         let (reply, answer) = oneshot::channel();
-        let first = self.hold(Msg::Before {
+        let before = Write::Before {
             id: d.id.into(),
             entry: d.entry.into(),
             step: d.step.into(),
             customer: d.customer.into(),
             channel: d.channel.map(str::to_string),
             at: crate::clock::rfc3339(d.at),
-            reply,
-        });
+        };
+        let first = self.hold(Msg::Before(before, reply));
         if first {
             let _release = Release(self);
             tokio::task::yield_now().await;
@@ -366,24 +369,24 @@ impl Store {
         attempts: u32,
     ) {
         let saved = saved.to_string();
-        self.send(Msg::After {
+        self.send(Msg::Write(Write::After {
             entry: entry.into(),
             step: step.into(),
             status: status.into(),
             http_status,
             saved,
             attempts,
-        });
+        }));
     }
 
     /// Ends an entry: `done` with its outcome, or `failed`.
     pub fn end(&self, entry: &EntryRow<'_>, failed: bool, outcome: &str) {
         let status = if failed { "failed" } else { "done" };
-        self.send(Msg::End {
+        self.send(Msg::Write(Write::End {
             row: entry.row(),
-            status,
+            status: status.into(),
             outcome: outcome.into(),
-        });
+        }));
     }
 
     /// Parks an entry until `due`, to walk on from `start_step` with `snapshot`.
@@ -395,12 +398,12 @@ impl Store {
         snapshot: &Snapshot,
     ) {
         let snapshot = serde_json::to_string(snapshot).unwrap_or_default();
-        self.send(Msg::Park {
+        self.send(Msg::Write(Write::Park {
             row: entry.row(),
             start_step,
             due: crate::clock::rfc3339(due),
             snapshot,
-        });
+        }));
     }
 
     /// Parked entries due at `now`.
@@ -430,7 +433,8 @@ fn known_keys(conn: &Connection) -> rusqlite::Result<foldhash::HashSet<u64>> {
     keys.collect()
 }
 
-/// Opens (creating 0600), switches to WAL and migrates.
+/// Opens (creating 0600), switches to WAL, migrates and applies what a run that died left in
+/// the redo file. The caller holds the lock.
 pub(crate) fn connect(path: &Path) -> Result<Connection, String> {
     let existed = path.exists();
     if !existed {
@@ -452,6 +456,8 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, String> {
             .map_err(|e| e.to_string())?;
     }
     schema::migrate(&mut conn).map_err(|e| e.to_string())??;
+    // What a run that died had recorded and not committed: pending deliveries, in doubt.
+    redo::replay(&conn, path)?;
     Ok(conn)
 }
 

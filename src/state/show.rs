@@ -23,6 +23,7 @@ pub fn show(path: &Path) -> Result<String, StoreError> {
             "there is no state store here (pass --state FILE or set JOURNEY_STATE)",
         ));
     }
+    settle(path).map_err(|e| unusable(path, e))?;
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| unusable(path, e))?;
     // One read transaction: while a run writes, every count comes from the same moment.
@@ -30,6 +31,18 @@ pub fn show(path: &Path) -> Result<String, StoreError> {
         .unchecked_transaction()
         .map_err(|e| unusable(path, e))?;
     summary(&snapshot, path).map_err(|e| unusable(path, e))
+}
+
+/// Applies the writes a run left uncommitted when it died, unless a run holds the store (its
+/// writes are then still being made).
+fn settle(path: &Path) -> Result<(), String> {
+    if !super::redo::path_of(path).exists() {
+        return Ok(());
+    }
+    match super::lock::acquire(path) {
+        Ok(_lock) => super::connect(path).map(drop),
+        Err(_) => Ok(()),
+    }
 }
 
 fn counts(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<(String, i64)>> {

@@ -1,46 +1,23 @@
-//! The writer thread: owns the connection, takes messages in batches, answers reads at once and
-//! acknowledges "before" records only after their transaction is committed.
+//! The writer thread: owns the connection, takes messages in batches, answers reads at once,
+//! acknowledges "before" records once they are written to the redo file, and commits every
+//! [`MAX_OPEN`] at most.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, mpsc};
 
 use chrono::Utc;
-use rusqlite::{Connection, OptionalExtension, Statement, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use super::redo::{Redo, Statements, Write};
 use super::{DueEntry, EntryStatus, StoredDelivery, StoredEntry};
 
 /// What the store asks of the writer.
 pub(super) enum Msg {
     Load(String, oneshot::Sender<Result<Option<StoredEntry>, String>>),
-    Before {
-        id: String,
-        entry: String,
-        step: String,
-        customer: String,
-        channel: Option<String>,
-        at: String,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    After {
-        entry: String,
-        step: String,
-        status: String,
-        http_status: Option<u16>,
-        saved: String,
-        attempts: u32,
-    },
-    End {
-        row: Row,
-        status: &'static str,
-        outcome: String,
-    },
-    Park {
-        row: Row,
-        start_step: usize,
-        due: String,
-        snapshot: String,
-    },
+    /// A "before" record, acknowledged once written to the redo file.
+    Before(Write, Ack),
+    Write(Write),
     Due(String, oneshot::Sender<Result<Vec<DueEntry>, String>>),
     Shard(
         Option<String>,
@@ -52,48 +29,42 @@ pub(super) enum Msg {
         since: String,
         reply: oneshot::Sender<Result<u32, String>>,
     },
-    Flush(oneshot::Sender<Result<(), String>>),
+    Flush(Ack),
     /// Messages made together, in order.
     Batch(Vec<Msg>),
 }
 
-/// What an entry's row is made with: it is written first when the entry ends or parks.
-pub(super) struct Row {
-    pub key: String,
-    pub journey: String,
-    pub customer: String,
-    pub started: String,
-}
-
 /// Most writes one transaction holds before it commits.
 const MAX_BATCH: usize = 4096;
-/// Longest a transaction stays open when nothing waits on it.
+/// Longest a transaction stays open when no flush waits on it: what a process that dies loses
+/// (outcomes, which the next run counts in doubt; "before" records are in the redo file).
 const MAX_OPEN: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// The writer. It keeps one transaction open while messages come; it commits as soon as a
-/// "before" (or a flush) waits for its acknowledgement and the queue is momentarily empty, or
-/// after [`MAX_BATCH`] writes, or [`MAX_OPEN`]: many deliveries share one commit, and nothing is
-/// acknowledged before it is committed.
+/// The writer. It keeps one transaction open while messages come. "Before" records are
+/// acknowledged as soon as the queue is momentarily empty, once written to the redo file;
+/// the transaction commits after [`MAX_BATCH`] writes or [`MAX_OPEN`], or when a flush waits,
+/// and each commit empties the redo file. After a failed commit nothing more is written: the
+/// redo file keeps what it lost for the next open.
 pub(super) fn worker(
     conn: Connection,
     rx: mpsc::Receiver<Msg>,
     failure: Arc<Mutex<Option<String>>>,
     mut checkpoints: super::checkpoint::Checkpoints,
+    mut redo: Redo,
 ) {
-    let mut hot = match Hot::prepare(&conn) {
+    let mut hot = match Statements::prepare(&conn) {
         Ok(hot) => hot,
         Err(e) => return fail_all(&rx, &failure, e.to_string()),
     };
     while let Ok(first) = rx.recv() {
-        let mut acks = Vec::new();
-        let result = transaction(&conn, &mut hot, first, &rx, &mut acks);
-        if let Err(e) = &result
-            && let Ok(mut f) = failure.lock()
-        {
-            f.get_or_insert_with(|| e.clone());
-        }
-        for ack in acks {
+        let mut acks = Acks::default();
+        let result = transaction(&conn, &mut hot, &mut redo, first, &rx, &mut acks)
+            .and_then(|()| redo.committed().map_err(|e| e.to_string()));
+        for ack in acks.befores.into_iter().chain(acks.flushes) {
             let _ = ack.send(result.clone());
+        }
+        if let Err(why) = result {
+            return fail_all(&rx, &failure, why);
         }
         // After the acknowledgements: what waited on this commit goes on meanwhile.
         checkpoints.committed(&conn);
@@ -102,6 +73,7 @@ pub(super) fn worker(
     // what is left into the database and removes the WAL, so the file stands alone.
     drop(checkpoints);
     drop(hot);
+    redo.remove();
     drop(conn);
 }
 
@@ -115,40 +87,21 @@ fn fail_all(rx: &mpsc::Receiver<Msg>, failure: &Mutex<Option<String>>, why: Stri
 
 type Ack = oneshot::Sender<Result<(), String>>;
 
-/// The statements every entry runs, compiled once for the writer's life: looking them up in
-/// rusqlite's statement cache (hashing the SQL, handing the statement back) cost 12% of the
-/// writer's instructions.
-struct Hot<'c> {
-    before: Statement<'c>,
-    after: Statement<'c>,
-    end: Statement<'c>,
-}
-
-impl<'c> Hot<'c> {
-    fn prepare(conn: &'c Connection) -> rusqlite::Result<Hot<'c>> {
-        Ok(Hot {
-            before: conn.prepare(
-                "INSERT INTO deliveries (id, entry_key, step, status, updated, customer, channel, sent_at)
-                 VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7)
-                 ON CONFLICT(entry_key, step) DO UPDATE SET status = 'pending', updated = ?4, sent_at = ?7",
-            )?,
-            after: conn.prepare(
-                "UPDATE deliveries SET status = ?3, http_status = ?4, saved = ?5, attempts = attempts + ?6, updated = ?7 WHERE entry_key = ?1 AND step = ?2",
-            )?,
-            end: conn.prepare(
-                "INSERT INTO entries (key, journey, customer, status, outcome, started, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(key) DO UPDATE SET status = ?4, outcome = ?5, updated = ?7",
-            )?,
-        })
-    }
+/// Who waits on the open transaction: "before" records not yet written to the redo file,
+/// and flushes (which wait for the commit).
+#[derive(Default)]
+struct Acks {
+    befores: Vec<Ack>,
+    flushes: Vec<Ack>,
 }
 
 fn transaction(
     conn: &Connection,
-    hot: &mut Hot<'_>,
+    hot: &mut Statements<'_>,
+    redo: &mut Redo,
     first: Msg,
     rx: &mpsc::Receiver<Msg>,
-    acks: &mut Vec<Ack>,
+    acks: &mut Acks,
 ) -> Result<(), String> {
     let opened = std::time::Instant::now();
     let tx = conn.unchecked_transaction().map_err(|e| e.to_string())?;
@@ -156,50 +109,67 @@ fn transaction(
     let mut next = Some(first);
     let mut handled = 0;
     while let Some(msg) = next.take() {
-        handle(&tx, hot, msg, &now, acks).map_err(|e| e.to_string())?;
+        handle(&tx, hot, redo, msg, &now, acks).map_err(|e| e.to_string())?;
         handled += 1;
-        if handled == MAX_BATCH {
+        if handled == MAX_BATCH || opened.elapsed() >= MAX_OPEN {
             break;
         }
         // Take another message only when it will be handled in this transaction.
         next = match rx.try_recv() {
             Ok(m) => Some(m),
-            // Before committing, let the threads that are about to ask join this commit.
-            Err(_) if !acks.is_empty() => {
-                std::thread::yield_now();
-                rx.try_recv().ok()
-            }
-            Err(_) => rx
-                .recv_timeout(MAX_OPEN.saturating_sub(opened.elapsed()))
-                .ok(),
+            Err(_) => idle(rx, redo, acks, opened)?,
         };
     }
     tx.commit().map_err(|e| e.to_string())
 }
 
+/// The queue is momentarily empty: acknowledges the "before" records written meanwhile, then
+/// waits for the next message, unless a flush waits on the commit.
+fn idle(
+    rx: &mpsc::Receiver<Msg>,
+    redo: &mut Redo,
+    acks: &mut Acks,
+    opened: std::time::Instant,
+) -> Result<Option<Msg>, String> {
+    if redo.waiting() {
+        // Let the threads that are about to send a "before" join this write.
+        std::thread::yield_now();
+        if let Ok(m) = rx.try_recv() {
+            return Ok(Some(m));
+        }
+        redo.write().map_err(|e| format!("the redo file: {e}"))?;
+        for ack in acks.befores.drain(..) {
+            let _ = ack.send(Ok(()));
+        }
+    }
+    if !acks.flushes.is_empty() {
+        return Ok(None);
+    }
+    Ok(rx
+        .recv_timeout(MAX_OPEN.saturating_sub(opened.elapsed()))
+        .ok())
+}
+
 fn handle(
     tx: &rusqlite::Transaction<'_>,
-    hot: &mut Hot<'_>,
+    hot: &mut Statements<'_>,
+    redo: &mut Redo,
     msg: Msg,
     now: &str,
-    acks: &mut Vec<Ack>,
+    acks: &mut Acks,
 ) -> rusqlite::Result<()> {
     match msg {
         Msg::Load(key, reply) => {
             let _ = reply.send(load(tx, &key).map_err(|e| e.to_string()));
         }
-        Msg::Before {
-            id,
-            entry,
-            step,
-            customer,
-            channel,
-            at,
-            reply,
-        } => {
-            hot.before
-                .execute(params![id, entry, step, now, customer, channel, at])?;
-            acks.push(reply);
+        Msg::Before(w, reply) => {
+            hot.apply(&w, now)?;
+            redo.push(now, &w);
+            acks.befores.push(reply);
+        }
+        Msg::Write(w) => {
+            hot.apply(&w, now)?;
+            redo.push(now, &w);
         }
         Msg::Count {
             customer,
@@ -209,55 +179,16 @@ fn handle(
         } => {
             let _ = reply.send(Ok(count(tx, &customer, &channel, &since)?));
         }
-        Msg::After {
-            entry,
-            step,
-            status,
-            http_status,
-            saved,
-            attempts,
-        } => {
-            hot.after.execute(params![
-                entry,
-                step,
-                status,
-                http_status,
-                saved,
-                attempts,
-                now
-            ])?;
-        }
-        Msg::End {
-            row,
-            status,
-            outcome,
-        } => {
-            hot.end.execute(params![
-                row.key,
-                row.journey,
-                row.customer,
-                status,
-                outcome,
-                row.started,
-                now
-            ])?;
-        }
-        Msg::Park {
-            row,
-            start_step,
-            due,
-            snapshot,
-        } => park(tx, &row, start_step, &due, &snapshot, now)?,
         Msg::Due(at, reply) => {
             let _ = reply.send(due(tx, &at).map_err(|e| e.to_string()));
         }
         Msg::Shard(given, reply) => {
             let _ = reply.send(Ok(shard(tx, given.as_deref())?));
         }
-        Msg::Flush(reply) => acks.push(reply),
+        Msg::Flush(reply) => acks.flushes.push(reply),
         Msg::Batch(msgs) => {
             for msg in msgs {
-                handle(tx, hot, msg, now, acks)?;
+                handle(tx, hot, redo, msg, now, acks)?;
             }
         }
     }
@@ -272,34 +203,6 @@ fn count(tx: &Connection, customer: &str, channel: &str, since: &str) -> rusqlit
          AND status IN ('ok', 'pending')",
     )?
     .query_row(params![customer, channel, since], |r| r.get(0))
-}
-
-/// Writes a parked entry's row: the step to walk on from, when, and with what.
-fn park(
-    tx: &rusqlite::Transaction<'_>,
-    row: &Row,
-    start_step: usize,
-    due: &str,
-    snapshot: &str,
-    now: &str,
-) -> rusqlite::Result<()> {
-    exec(
-        tx,
-        "INSERT INTO entries (key, journey, customer, status, start_step, due, snapshot, started, updated)
-         VALUES (?1, ?2, ?3, 'waiting', ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT(key) DO UPDATE SET status = 'waiting', start_step = ?4, due = ?5, snapshot = ?6, updated = ?8",
-        params![
-            row.key,
-            row.journey,
-            row.customer,
-            start_step as i64,
-            due,
-            snapshot,
-            row.started,
-            now
-        ],
-    )
-    .map(drop)
 }
 
 /// The shard the store belongs to; the first run with one (`given`) records it.
