@@ -59,7 +59,7 @@ fn the_same_run_twice_sends_each_delivery_once() {
     );
     assert!(first.stdout.contains("3 completed"), "{}", first.stdout);
     // Closed cleanly: everything is in the database file, which can be copied alone.
-    for left in ["state.sqlite-wal", "state.sqlite-shm"] {
+    for left in ["state.sqlite-wal", "state.sqlite-shm", "state.sqlite-redo"] {
         assert!(
             !t.path(&format!(".journey/{left}")).exists(),
             "{left} was left"

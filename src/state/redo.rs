@@ -288,6 +288,29 @@ mod tests {
             },
         );
         redo.push(now, &before("b", now));
+        let row = |key: &str| Row {
+            key: key.into(),
+            journey: "j".into(),
+            customer: "c2".into(),
+            started: now.into(),
+        };
+        redo.push(
+            now,
+            &Write::Park {
+                row: row("j:c2"),
+                start_step: 2,
+                due: "2026-11-29T10:00:00Z".into(),
+                snapshot: "{}".into(),
+            },
+        );
+        redo.push(
+            now,
+            &Write::End {
+                row: row("j:c3"),
+                status: "done".into(),
+                outcome: "completed".into(),
+            },
+        );
         redo.write().unwrap();
         drop(redo);
         let mut file = std::fs::OpenOptions::new()
@@ -305,6 +328,11 @@ mod tests {
         assert_eq!(stored.deliveries["a"].saved["code"], "A1");
         assert_eq!(stored.deliveries["b"].status, "pending", "in doubt");
         assert_eq!(stored.deliveries.len(), 2, "the torn line is skipped");
+        let parked = store.load("j:c2").await.unwrap().expect("the parked entry");
+        assert!(matches!(parked.status, EntryStatus::Waiting));
+        assert_eq!(parked.start_step, 2);
+        let ended = store.load("j:c3").await.unwrap().expect("the ended entry");
+        assert!(matches!(ended.status, EntryStatus::Done(ref o) if o == "completed"));
         let left = std::fs::metadata(path_of(&path)).unwrap().len();
         assert_eq!(left, 0, "applied once, then emptied");
         store.close();
