@@ -1,9 +1,11 @@
 //! The state store (SQLite, WAL): what every entry and delivery has come to, so a re-run never
 //! sends again what was delivered, resumes what was interrupted and never re-enters what ended.
 //!
-//! One thread owns the connection. It takes messages in batches and writes each batch in one
-//! transaction; a "before" record is acknowledged only after its batch is committed, so a
-//! delivery is always recorded before its first attempt, and many are committed together.
+//! One thread owns the connection. It takes messages in batches, makes their writes in a
+//! transaction it commits every 50 ms, and appends them to a redo file with one write whenever
+//! its queue is momentarily empty. A "before" record is acknowledged once it is in that file, so
+//! a delivery is always recorded durably before its first attempt; the next open applies what a
+//! process that died left there.
 //! An entry's row is written once, when it ends or parks: until then its deliveries stand for
 //! it, so an entry costs three writes (before, after, end), not four.
 
@@ -315,7 +317,8 @@ impl Store {
         self.load(key).await
     }
 
-    /// Records a delivery as pending and returns once that is committed: only then may it be sent.
+    /// Records a delivery as pending and returns once that is durable (in the redo file or
+    /// committed): only then may it be sent.
     ///
     /// The "before" records of the deliveries that come to their turn together travel to the
     /// writer as one batch: the first is held until the runtime has run everything else that
@@ -456,7 +459,7 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, String> {
             .map_err(|e| e.to_string())?;
     }
     schema::migrate(&mut conn).map_err(|e| e.to_string())??;
-    // What a run that died had recorded and not committed: pending deliveries, in doubt.
+    // What a run that died had recorded and not committed (pending deliveries are in doubt).
     redo::replay(&conn, path)?;
     Ok(conn)
 }

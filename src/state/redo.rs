@@ -365,6 +365,15 @@ mod tests {
             written.contains("dlv_a") || committed() == 1,
             "acknowledged, so durable: {written:?}"
         );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path_of(&path))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "private, as the store is");
+        }
         store.flush().await.unwrap();
         assert_eq!(committed(), 1);
         assert_eq!(std::fs::metadata(path_of(&path)).unwrap().len(), 0);

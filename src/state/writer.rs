@@ -36,8 +36,8 @@ pub(super) enum Msg {
 
 /// Most writes one transaction holds before it commits.
 const MAX_BATCH: usize = 4096;
-/// Longest a transaction stays open when no flush waits on it: what a process that dies loses
-/// (outcomes, which the next run counts in doubt; "before" records are in the redo file).
+/// Longest a transaction stays open when no flush waits on it. Meanwhile its writes are in the
+/// redo file: a process that dies loses only those made since the queue was last empty.
 const MAX_OPEN: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The writer. It keeps one transaction open while messages come. "Before" records are
@@ -52,13 +52,13 @@ pub(super) fn worker(
     mut checkpoints: super::checkpoint::Checkpoints,
     mut redo: Redo,
 ) {
-    let mut hot = match Statements::prepare(&conn) {
-        Ok(hot) => hot,
+    let mut statements = match Statements::prepare(&conn) {
+        Ok(s) => s,
         Err(e) => return fail_all(&rx, &failure, e.to_string()),
     };
     while let Ok(first) = rx.recv() {
         let mut acks = Acks::default();
-        let result = transaction(&conn, &mut hot, &mut redo, first, &rx, &mut acks)
+        let result = transaction(&conn, &mut statements, &mut redo, first, &rx, &mut acks)
             .and_then(|()| redo.committed().map_err(|e| e.to_string()));
         for ack in acks.befores.into_iter().chain(acks.flushes) {
             let _ = ack.send(result.clone());
@@ -72,7 +72,7 @@ pub(super) fn worker(
     // The checkpoint thread's connection closes first: the writer's, closing last, copies
     // what is left into the database and removes the WAL, so the file stands alone.
     drop(checkpoints);
-    drop(hot);
+    drop(statements);
     redo.remove();
     drop(conn);
 }
@@ -97,7 +97,7 @@ struct Acks {
 
 fn transaction(
     conn: &Connection,
-    hot: &mut Statements<'_>,
+    statements: &mut Statements<'_>,
     redo: &mut Redo,
     first: Msg,
     rx: &mpsc::Receiver<Msg>,
@@ -109,7 +109,7 @@ fn transaction(
     let mut next = Some(first);
     let mut handled = 0;
     while let Some(msg) = next.take() {
-        handle(&tx, hot, redo, msg, &now, acks).map_err(|e| e.to_string())?;
+        handle(&tx, statements, redo, msg, &now, acks).map_err(|e| e.to_string())?;
         handled += 1;
         if handled == MAX_BATCH || opened.elapsed() >= MAX_OPEN {
             break;
@@ -152,7 +152,7 @@ fn idle(
 
 fn handle(
     tx: &rusqlite::Transaction<'_>,
-    hot: &mut Statements<'_>,
+    statements: &mut Statements<'_>,
     redo: &mut Redo,
     msg: Msg,
     now: &str,
@@ -163,12 +163,12 @@ fn handle(
             let _ = reply.send(load(tx, &key).map_err(|e| e.to_string()));
         }
         Msg::Before(w, reply) => {
-            hot.apply(&w, now)?;
+            statements.apply(&w, now)?;
             redo.push(now, &w);
             acks.befores.push(reply);
         }
         Msg::Write(w) => {
-            hot.apply(&w, now)?;
+            statements.apply(&w, now)?;
             redo.push(now, &w);
         }
         Msg::Count {
@@ -188,7 +188,7 @@ fn handle(
         Msg::Flush(reply) => acks.flushes.push(reply),
         Msg::Batch(msgs) => {
             for msg in msgs {
-                handle(tx, hot, redo, msg, now, acks)?;
+                handle(tx, statements, redo, msg, now, acks)?;
             }
         }
     }
