@@ -47,18 +47,17 @@ pub struct Ids {
 }
 
 /// The `User-Agent` of every request.
-pub fn user_agent() -> String {
-    format!("journey/{}", env!("CARGO_PKG_VERSION"))
-}
+pub const USER_AGENT: &str = concat!("journey/", env!("CARGO_PKG_VERSION"));
 
 /// Renders a webhook step for one entry. `dummy_keys` lets signing fall back to a dummy key.
 pub fn build(
     plan: &WebhookPlan,
     ctx: &Value,
-    ids: &Ids,
+    ids: Ids,
     dummy_keys: bool,
 ) -> Result<Request, RenderError> {
-    let mut headers = vec![("User-Agent".to_string(), user_agent())];
+    let mut headers = Vec::with_capacity(4 + plan.headers.len());
+    headers.push(("User-Agent".to_string(), USER_AGENT.to_string()));
     let (body, is_json, content_type) = body(&plan.body, ctx)?;
     if let Some(schema) = &plan.schema
         && is_json
@@ -101,8 +100,8 @@ pub fn build(
         body,
         is_json,
         timeout: plan.timeout,
-        delivery_id: ids.delivery_id.clone(),
-        trace_id: ids.trace_id.clone(),
+        delivery_id: ids.delivery_id,
+        trace_id: ids.trace_id,
         signer,
         sensitive,
     })

@@ -275,7 +275,7 @@ impl<'a, E: Executor> Walk<'a, E> {
             delivery: Some((&ids.delivery_id, 1)),
             response: None,
         });
-        let req = request::build(w, &ctx, &ids, self.settings.env.placeholders)?;
+        let req = request::build(w, &ctx, ids, self.settings.env.placeholders)?;
         if let Some(safety) = &self.settings.safety {
             safety.check(&req, w)?;
         }
