@@ -198,7 +198,8 @@ impl Store {
         // The checkpoint thread copies pages into the database; the writer only finishes.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(|e| unusable(path, e))?;
-        let redo = redo::Redo::open(path).map_err(|e| unusable(path, e))?;
+        let committed = redo::committed(&conn).map_err(|e| unusable(path, e))?;
+        let redo = redo::Redo::open(path, committed).map_err(|e| unusable(path, e))?;
         let checkpoints = checkpoint::Checkpoints::start(path);
         let failure = Arc::new(Mutex::new(None));
         let (tx, rx) = mpsc::channel();

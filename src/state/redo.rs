@@ -1,13 +1,15 @@
 //! The writes made since the last commit, also appended to `STORE-redo`: the writer appends what
 //! it took with one `write` whenever its queue is momentarily empty, and acknowledges "before"
 //! records then, so a delivery waits on a write, not on a commit. Each commit empties the file;
-//! the next open applies what a process that died left in it.
+//! the next open applies what a process that died left in it. Each line carries its
+//! transaction's number, and each commit records its own in `meta`: a line whose transaction was
+//! committed (the process died between the commit and the emptying) is not applied twice.
 
 use std::fs::File;
 use std::io::{BufRead, Write as _};
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, Statement, params};
+use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde::{Deserialize, Serialize};
 
 /// What an entry's row is made with: it is written first when the entry ends or parks.
@@ -65,6 +67,7 @@ pub(super) struct Statements<'c> {
     after: Statement<'c>,
     end: Statement<'c>,
     park: Statement<'c>,
+    mark: Statement<'c>,
 }
 
 impl<'c> Statements<'c> {
@@ -87,7 +90,15 @@ impl<'c> Statements<'c> {
                  VALUES (?1, ?2, ?3, 'waiting', ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT(key) DO UPDATE SET status = 'waiting', start_step = ?4, due = ?5, snapshot = ?6, updated = ?8",
             )?,
+            mark: conn.prepare(
+                "INSERT INTO meta (key, value) VALUES ('redo', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1",
+            )?,
         })
+    }
+
+    /// Records, in the transaction about to commit, that it is transaction `seq`.
+    pub fn mark(&mut self, seq: u64) -> rusqlite::Result<()> {
+        self.mark.execute([seq.to_string()]).map(drop)
     }
 
     /// Makes `w`, stamped `updated`.
@@ -159,6 +170,16 @@ pub(super) fn path_of(store: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The number of the last transaction committed with its writes in a redo file.
+pub(super) fn committed(conn: &Connection) -> rusqlite::Result<u64> {
+    let value: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'redo'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
 /// The open file, and what waits to be written to it.
 pub(super) struct Redo {
     file: File,
@@ -166,11 +187,14 @@ pub(super) struct Redo {
     buf: Vec<u8>,
     /// Something was written since the file was last emptied.
     dirty: bool,
+    /// The open transaction's number.
+    seq: u64,
 }
 
 impl Redo {
-    /// Opens (creating, 0600) the file of the store at `store`, which [`replay`] has emptied.
-    pub fn open(store: &Path) -> std::io::Result<Redo> {
+    /// Opens (creating, 0600) the file of the store at `store`, which [`replay`] has emptied;
+    /// `committed` is the number of the last transaction committed.
+    pub fn open(store: &Path, committed: u64) -> std::io::Result<Redo> {
         let path = path_of(store);
         let mut opts = std::fs::OpenOptions::new();
         opts.append(true).create(true);
@@ -184,13 +208,20 @@ impl Redo {
             path,
             buf: Vec::with_capacity(16 * 1024),
             dirty: false,
+            seq: committed,
         })
     }
 
-    /// Adds a write, stamped `updated`, to the next [`Redo::write`].
+    /// A transaction begins: its number, which it records in `meta` before it commits.
+    pub fn begin(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Adds a write of the open transaction, stamped `updated`, to the next [`Redo::write`].
     pub fn push(&mut self, updated: &str, w: &Write) {
         // Serializing strings and numbers into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.buf, &(updated, w));
+        let _ = serde_json::to_writer(&mut self.buf, &(self.seq, updated, w));
         self.buf.push(b'\n');
     }
 
@@ -226,7 +257,7 @@ impl Redo {
 
 /// Applies, in one transaction, the writes a process left uncommitted when it died, then removes
 /// the file; the number applied. A torn last line (the process died inside its `write`) was
-/// never acknowledged: it is skipped.
+/// never acknowledged: it is skipped, as are the lines of transactions that were committed.
 pub(super) fn replay(conn: &Connection, store: &Path) -> Result<usize, String> {
     let path = path_of(store);
     let file = match File::open(&path) {
@@ -235,16 +266,21 @@ pub(super) fn replay(conn: &Connection, store: &Path) -> Result<usize, String> {
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
     let tx = conn.unchecked_transaction().map_err(|e| e.to_string())?;
+    let done = committed(&tx).map_err(|e| e.to_string())?;
     let mut statements = Statements::prepare(&tx).map_err(|e| e.to_string())?;
-    let mut applied = 0;
+    let (mut applied, mut last) = (0, done);
     for line in std::io::BufReader::new(file).lines() {
         let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
-        let Ok((updated, w)) = serde_json::from_str::<(String, Write)>(&line) else {
+        let Ok((seq, updated, w)) = serde_json::from_str::<(u64, String, Write)>(&line) else {
             continue;
         };
+        if seq <= done {
+            continue;
+        }
         statements.apply(&w, &updated).map_err(|e| e.to_string())?;
-        applied += 1;
+        (applied, last) = (applied + 1, last.max(seq));
     }
+    statements.mark(last).map_err(|e| e.to_string())?;
     drop(statements);
     tx.commit().map_err(|e| e.to_string())?;
     std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -274,7 +310,8 @@ mod tests {
         Store::open(&path).unwrap().close();
         // A run wrote these, committed none of them, and died inside its next write.
         let now = "2026-11-27T10:00:00Z";
-        let mut redo = Redo::open(&path).unwrap();
+        let mut redo = Redo::open(&path, 0).unwrap();
+        redo.begin();
         redo.push(now, &before("a", now));
         redo.push(
             now,
@@ -337,6 +374,58 @@ mod tests {
         assert_eq!(left, 0, "applied once, then emptied");
         store.close();
         assert!(!path_of(&path).exists(), "a clean close removes it");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn lines_of_a_committed_transaction_are_not_applied_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let store = Store::open(&path).unwrap();
+        let pending = Pending {
+            id: "dlv_a",
+            entry: "j:c1",
+            step: "a",
+            customer: "c1",
+            channel: Some("email"),
+            at: chrono::Utc::now(),
+        };
+        store.before(&pending).await.unwrap();
+        store.after("j:c1", "a", "ok", Some(200), &serde_json::json!({}), 1);
+        store.flush().await.unwrap();
+        store.close();
+        drop(store);
+        // The process died after that commit and before it emptied the file: the file still
+        // holds the transaction's lines.
+        let conn = Connection::open(&path).unwrap();
+        let last = committed(&conn).unwrap();
+        assert!(last > 0, "the commit recorded its number");
+        let now = "2026-11-27T10:00:00Z";
+        let mut redo = Redo::open(&path, last - 1).unwrap();
+        assert_eq!(redo.begin(), last);
+        redo.push(now, &before("a", now));
+        redo.push(
+            now,
+            &Write::After {
+                entry: "j:c1".into(),
+                step: "a".into(),
+                status: "ok".into(),
+                http_status: Some(200),
+                saved: "{}".into(),
+                attempts: 1,
+            },
+        );
+        redo.write().unwrap();
+        drop(redo);
+        Store::open(&path).unwrap().close();
+        let (status, attempts): (String, i64) = conn
+            .query_row(
+                "SELECT status, attempts FROM deliveries WHERE entry_key = 'j:c1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((status.as_str(), attempts), ("ok", 1), "applied once");
+        assert!(!path_of(&path).exists());
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -105,6 +105,7 @@ fn transaction(
 ) -> Result<(), String> {
     let opened = std::time::Instant::now();
     let tx = conn.unchecked_transaction().map_err(|e| e.to_string())?;
+    let seq = redo.begin();
     let now = crate::clock::rfc3339(Utc::now());
     let mut next = Some(first);
     let mut handled = 0;
@@ -120,6 +121,7 @@ fn transaction(
             Err(_) => idle(rx, redo, acks, opened)?,
         };
     }
+    statements.mark(seq).map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())
 }
 
