@@ -292,6 +292,30 @@ mod tests {
     use super::*;
     use crate::state::{EntryStatus, Pending, Store};
 
+    /// Delivery `a` of customer c1, about to be sent now.
+    fn pending_a() -> Pending<'static> {
+        Pending {
+            id: "dlv_a",
+            entry: "j:c1",
+            step: "a",
+            customer: "c1",
+            channel: Some("email"),
+            at: chrono::Utc::now(),
+        }
+    }
+
+    /// Delivery `step` of customer c1 succeeded at the first attempt.
+    fn ok(step: &str, saved: &str) -> Write {
+        Write::After {
+            entry: "j:c1".into(),
+            step: step.into(),
+            status: "ok".into(),
+            http_status: Some(200),
+            saved: saved.into(),
+            attempts: 1,
+        }
+    }
+
     fn before(step: &str, at: &str) -> Write {
         Write::Before {
             id: format!("dlv_{step}"),
@@ -313,17 +337,7 @@ mod tests {
         let mut redo = Redo::open(&path, 0).unwrap();
         redo.begin();
         redo.push(now, &before("a", now));
-        redo.push(
-            now,
-            &Write::After {
-                entry: "j:c1".into(),
-                step: "a".into(),
-                status: "ok".into(),
-                http_status: Some(200),
-                saved: r#"{"code":"A1"}"#.into(),
-                attempts: 1,
-            },
-        );
+        redo.push(now, &ok("a", r#"{"code":"A1"}"#));
         redo.push(now, &before("b", now));
         let row = |key: &str| Row {
             key: key.into(),
@@ -381,15 +395,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
         let store = Store::open(&path).unwrap();
-        let pending = Pending {
-            id: "dlv_a",
-            entry: "j:c1",
-            step: "a",
-            customer: "c1",
-            channel: Some("email"),
-            at: chrono::Utc::now(),
-        };
-        store.before(&pending).await.unwrap();
+        store.before(&pending_a()).await.unwrap();
         store.after("j:c1", "a", "ok", Some(200), &serde_json::json!({}), 1);
         store.flush().await.unwrap();
         store.close();
@@ -403,17 +409,7 @@ mod tests {
         let mut redo = Redo::open(&path, last - 1).unwrap();
         assert_eq!(redo.begin(), last);
         redo.push(now, &before("a", now));
-        redo.push(
-            now,
-            &Write::After {
-                entry: "j:c1".into(),
-                step: "a".into(),
-                status: "ok".into(),
-                http_status: Some(200),
-                saved: "{}".into(),
-                attempts: 1,
-            },
-        );
+        redo.push(now, &ok("a", "{}"));
         redo.write().unwrap();
         drop(redo);
         Store::open(&path).unwrap().close();
@@ -433,15 +429,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
         let store = Store::open(&path).unwrap();
-        let pending = Pending {
-            id: "dlv_a",
-            entry: "j:c1",
-            step: "a",
-            customer: "c1",
-            channel: None,
-            at: chrono::Utc::now(),
-        };
-        store.before(&pending).await.unwrap();
+        store.before(&pending_a()).await.unwrap();
         let committed = || {
             let conn = Connection::open(&path).unwrap();
             conn.query_row("SELECT COUNT(*) FROM deliveries", [], |r| {
