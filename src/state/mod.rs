@@ -243,6 +243,11 @@ impl Store {
     pub async fn check_shard(&self, shard: Option<(u64, u64)>) -> Result<(), String> {
         let given = shard.map(|(k, n)| format!("{k}/{n}"));
         let stored = self.ask(|reply| Msg::Shard(given.clone(), reply)).await?;
+        if stored.is_none() && given.is_some() {
+            // Committed before anything is sent: a run that dies leaves its deliveries in the
+            // redo file, and they must not outlive the shard they belong to.
+            self.flush().await?;
+        }
         match (stored, given) {
             (Some(s), Some(g)) if s != g => {
                 Err(format!("this store belongs to shard {s}, not {g}"))
@@ -504,5 +509,22 @@ mod tests {
         let stored = store.load("j:c1").await.unwrap().unwrap();
         assert_eq!(stored.deliveries["a"].status, "pending");
         assert_eq!(stored.deliveries["b"].status, "pending");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_new_shard_is_committed_before_check_shard_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let store = Store::open(&path).unwrap();
+        store.check_shard(Some((1, 2))).await.unwrap();
+        // Another connection sees only what is committed.
+        let conn = Connection::open(&path).unwrap();
+        let shard: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'shard'", [], |r| {
+                r.get(0)
+            })
+            .ok();
+        assert_eq!(shard.as_deref(), Some("1/2"));
+        store.close();
     }
 }
