@@ -217,22 +217,9 @@ fn shard(tx: &rusqlite::Transaction<'_>, given: Option<&str>) -> rusqlite::Resul
     if stored.is_none()
         && let Some(g) = given
     {
-        exec(
-            tx,
-            "INSERT INTO meta (key, value) VALUES ('shard', ?1)",
-            params![g],
-        )?;
+        tx.execute("INSERT INTO meta (key, value) VALUES ('shard', ?1)", [g])?;
     }
     Ok(stored)
-}
-
-/// Runs one statement, compiled once per connection.
-fn exec(
-    tx: &rusqlite::Transaction<'_>,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> rusqlite::Result<usize> {
-    tx.prepare_cached(sql)?.execute(params)
 }
 
 /// The entry under `key` with its deliveries. An entry's row is written when it ends or parks:
