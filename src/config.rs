@@ -9,6 +9,7 @@ use crate::cli::{self, Cli, Command, GraphFormat, Output, Show};
 use crate::context::RunContext;
 use crate::execute::entries::Selection;
 use crate::report::Mode;
+use crate::state::StorePath;
 
 /// What to do, fully decided.
 #[derive(Debug)]
@@ -125,7 +126,7 @@ pub struct RealConfig {
     /// `--record-mocks`.
     pub record_mocks: Option<PathBuf>,
     /// The state store (`None` with `--no-state`).
-    pub state: Option<PathBuf>,
+    pub state: Option<StorePath>,
     /// `--retry-failed`.
     pub retry_failed: bool,
     /// `--resume-only`.
@@ -261,10 +262,14 @@ fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String>
         allow_insecure_http: a.allow_insecure_http,
         record_mocks: a.record_mocks.clone(),
         state: (!a.no_state).then(|| {
-            a.state
+            match a
+                .state
                 .clone()
                 .or_else(|| ctx.vars.get("JOURNEY_STATE").map(PathBuf::from))
-                .unwrap_or_else(|| home.join(".journey").join("state.sqlite"))
+            {
+                Some(given) => StorePath::Given(given),
+                None => StorePath::Default(home.join(".journey").join("state.sqlite")),
+            }
         }),
         retry_failed: a.retry_failed,
         resume_only: a.resume_only,

@@ -11,6 +11,7 @@ mod rendering;
 mod reports;
 mod secrets;
 mod state;
+mod store_files;
 mod streams;
 mod test_command;
 mod tools;

@@ -206,6 +206,8 @@ fn a_corrupt_or_read_only_store_is_exit_3() {
         server.requests().is_empty(),
         "nothing is sent without a usable store"
     );
+    // Only the default .journey/ folder is ever created: a given store's folder must exist.
+    t.file("good/keep", "");
     assert_eq!(send(&t, &["--state", "good/state.sqlite"]).code, 0);
     #[cfg(unix)]
     {
@@ -762,6 +764,7 @@ fn journey_state_and_state_move_the_store() {
         .env("JOURNEY_STATE", "elsewhere/s.sqlite");
     moved.file("j.yaml", TWO_STEPS);
     moved.file("f.yaml", &customers(1));
+    moved.file("elsewhere/keep", "");
     let out = moved.run(&["run", "j.yaml", "--fixtures", "f.yaml"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(

@@ -158,7 +158,7 @@ fn print(text: &str) -> anyhow::Result<Exit> {
 
 /// `journey state show|prune`; a store that cannot be read is exit 3, a held lock 75.
 fn state(path: &std::path::Path, prune: Option<std::time::Duration>) -> anyhow::Result<Exit> {
-    use crate::state::{StoreError, show};
+    use crate::state::show;
     let result = match prune {
         None => show::show(path),
         Some(age) => show::prune(path, age).map(|(e, d)| {
@@ -174,10 +174,17 @@ fn state(path: &std::path::Path, prune: Option<std::time::Duration>) -> anyhow::
         Ok(text) => print(&text),
         Err(e) => {
             output::stderr(&format!("error: {e}"));
-            Ok(match e {
-                StoreError::Locked { .. } => Exit::Locked,
-                StoreError::Unusable { .. } => Exit::State,
-            })
+            Ok(store_exit(&e))
         }
+    }
+}
+
+/// The exit code of a store that cannot be used: held (75), misnamed (2), unusable (3).
+fn store_exit(e: &crate::state::StoreError) -> Exit {
+    use crate::state::StoreError;
+    match e {
+        StoreError::Locked { .. } => Exit::Locked,
+        StoreError::BadPath { .. } => Exit::Usage,
+        StoreError::Unusable { .. } => Exit::State,
     }
 }

@@ -172,8 +172,14 @@ fn values(v: &serde_json::Value) -> crate::execute::context::Fields {
         .unwrap_or_default()
 }
 
-/// Replaces the file with the lines still failing, atomically, keeping it private.
+/// Replaces the file with the lines still failing, atomically, keeping it private. The rename
+/// goes over the real file a link points to, never over the link, and a path that is not a
+/// regular file (`/dev/null`, a FIFO) is left as it is.
 fn rewrite(file: &std::path::Path, lines: &[String]) -> anyhow::Result<()> {
+    if output::is_special(file) {
+        return Ok(());
+    }
+    let file = std::fs::canonicalize(file)?;
     let tmp = file.with_extension("ndjson.tmp");
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     output::private_file(&tmp, text.as_bytes())?;

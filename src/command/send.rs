@@ -25,7 +25,7 @@ use crate::render::EnvVars;
 use crate::render::env_vars::Namespace;
 use crate::report::mocks::MockRecorder;
 use crate::report::ndjson::NdjsonRecorder;
-use crate::state::{Store, StoreError};
+use crate::state::Store;
 
 /// A wait parks the entry in the state store; without one, only `--fast-forward` can run it.
 pub fn check_waits(journeys: &[Journey], real: &RealConfig) -> Result<(), Exit> {
@@ -127,14 +127,11 @@ fn confirm(hosts: &BTreeSet<String>, entries: Option<usize>) -> bool {
 
 /// Opens the store of a real run; a held lock is exit 75, an unusable store exit 3.
 fn open_store(real: &RealConfig) -> Result<Option<Arc<Store>>, Exit> {
-    match real.state.as_deref().map(Store::open).transpose() {
+    match real.state.as_ref().map(Store::open).transpose() {
         Ok(store) => Ok(store.map(Arc::new)),
         Err(e) => {
             output::stderr(&format!("error: {e}"));
-            Err(match e {
-                StoreError::Locked { .. } => Exit::Locked,
-                StoreError::Unusable { .. } => Exit::State,
-            })
+            Err(super::store_exit(&e))
         }
     }
 }

@@ -11,6 +11,7 @@
 
 mod checkpoint;
 pub mod lock;
+pub mod path;
 mod redo;
 pub mod schema;
 pub mod show;
@@ -25,6 +26,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::execute::recorder::Snapshot;
+pub use path::StorePath;
 use redo::Write;
 use writer::Msg;
 
@@ -38,6 +40,15 @@ pub enum StoreError {
         path: String,
         /// Who holds it.
         holder: String,
+    },
+    /// The path names no place a store can be (a folder that does not exist, a device, a FIFO,
+    /// a folder): the input is unusable (exit 2).
+    #[error("--state {path} {why}")]
+    BadPath {
+        /// The store as named.
+        path: String,
+        /// Why.
+        why: String,
     },
     /// It cannot be read or written (exit 3).
     #[error("the state store {path} cannot be used: {why}")]
@@ -181,25 +192,30 @@ fn unusable(path: &Path, why: impl std::fmt::Display) -> StoreError {
 }
 
 impl Store {
-    /// Opens (creating, 0600) and migrates the store, and takes its lock.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| unusable(path, e))?;
-        }
+    /// Opens (creating, 0600) and migrates the store, and takes its lock. The path is resolved
+    /// first ([`path::resolve`]): the lock, the redo file and the database are named by the
+    /// canonical path; messages and the summary by the path as given.
+    pub fn open(store: &StorePath) -> Result<Store, StoreError> {
+        let real = path::resolve(store)?;
+        Self::open_at(&real, store.shown())
+    }
+
+    fn open_at(path: &Path, shown: &Path) -> Result<Store, StoreError> {
+        let unusable = |why: String| unusable(shown, why);
         let lock = lock::acquire(path).map_err(|e| match e {
             lock::LockError::Held(holder) => StoreError::Locked {
-                path: path.display().to_string(),
+                path: shown.display().to_string(),
                 holder,
             },
-            lock::LockError::Io(why) => unusable(path, why),
+            lock::LockError::Io(why) => unusable(why),
         })?;
-        let conn = connect(path).map_err(|e| unusable(path, e))?;
-        let known = known_keys(&conn).map_err(|e| unusable(path, e))?;
+        let conn = connect(path).map_err(|e| unusable(e.to_string()))?;
+        let known = known_keys(&conn).map_err(|e| unusable(e.to_string()))?;
         // The checkpoint thread copies pages into the database; the writer only finishes.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(|e| unusable(path, e))?;
-        let committed = redo::committed(&conn).map_err(|e| unusable(path, e))?;
-        let redo = redo::Redo::open(path, committed).map_err(|e| unusable(path, e))?;
+            .map_err(|e| unusable(e.to_string()))?;
+        let committed = redo::committed(&conn).map_err(|e| unusable(e.to_string()))?;
+        let redo = redo::Redo::open(path, committed).map_err(|e| unusable(e.to_string()))?;
         let checkpoints = checkpoint::Checkpoints::start(path);
         let failure = Arc::new(Mutex::new(None));
         let (tx, rx) = mpsc::channel();
@@ -207,14 +223,14 @@ impl Store {
         let writer = std::thread::Builder::new()
             .name("state-store".into())
             .spawn(move || writer::worker(conn, rx, fail, checkpoints, redo))
-            .map_err(|e| unusable(path, e))?;
+            .map_err(|e| unusable(e.to_string()))?;
         Ok(Store {
             tx: Mutex::new(Outbox {
                 tx,
                 held: Vec::new(),
             }),
             known,
-            path: path.to_path_buf(),
+            path: shown.to_path_buf(),
             failure,
             writer: Mutex::new(Some(writer)),
             _lock: lock,
@@ -450,6 +466,9 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, String> {
         crate::output::private_file(path, b"").map_err(|e| e.to_string())?;
     }
     let mut conn = Connection::open(path).map_err(|e| e.to_string())?;
+    if existed {
+        holds_a_store(&conn)?;
+    }
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| e.to_string())?;
     let mode: String = conn
@@ -470,6 +489,18 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, String> {
     Ok(conn)
 }
 
+/// Refuses a file that exists but holds no journey schema (emptied, replaced, another
+/// program's): starting afresh there would contact every customer again.
+fn holds_a_store(conn: &Connection) -> Result<(), String> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| format!("it is not a journey state store ({e})"))?;
+    if version == 0 {
+        return Err("the file exists but holds no journey state (it is empty, or another program's database), so the store was emptied or replaced and a fresh one would contact everyone again: restore the store, or remove the file to start afresh".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,7 +515,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn befores_made_together_are_committed_together_even_if_the_first_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let store = Store::open(&StorePath::Given(dir.path().join("s.sqlite"))).unwrap();
         let now = Utc::now();
         assert!(store.enter("j:c1").await.unwrap().is_none());
         let pending = |step| Pending {
@@ -515,7 +546,7 @@ mod tests {
     async fn a_new_shard_is_committed_before_check_shard_returns() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
-        let store = Store::open(&path).unwrap();
+        let store = Store::open(&StorePath::Given(path.clone())).unwrap();
         store.check_shard(Some((1, 2))).await.unwrap();
         // Another connection sees only what is committed.
         let conn = Connection::open(&path).unwrap();

@@ -331,7 +331,9 @@ mod tests {
     async fn writes_a_dead_run_left_in_the_redo_file_are_applied_at_the_next_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
-        Store::open(&path).unwrap().close();
+        Store::open(&crate::state::StorePath::Given(path.clone()))
+            .unwrap()
+            .close();
         // A run wrote these, committed none of them, and died inside its next write.
         let now = "2026-11-27T10:00:00Z";
         let mut redo = Redo::open(&path, 0).unwrap();
@@ -371,7 +373,7 @@ mod tests {
         file.write_all(br#"["2026-11-27T10:00:00Z",{"w":"before","id":"dl"#)
             .unwrap();
 
-        let store = Store::open(&path).unwrap();
+        let store = Store::open(&crate::state::StorePath::Given(path.clone())).unwrap();
         assert!(store.knows("j:c1"), "a re-run finds the entry");
         let stored = store.load("j:c1").await.unwrap().expect("the entry");
         assert!(matches!(stored.status, EntryStatus::Active));
@@ -394,7 +396,7 @@ mod tests {
     async fn lines_of_a_committed_transaction_are_not_applied_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
-        let store = Store::open(&path).unwrap();
+        let store = Store::open(&crate::state::StorePath::Given(path.clone())).unwrap();
         store.before(&pending_a()).await.unwrap();
         store.after("j:c1", "a", "ok", Some(200), &serde_json::json!({}), 1);
         store.flush().await.unwrap();
@@ -412,7 +414,9 @@ mod tests {
         redo.push(now, &ok("a", "{}"));
         redo.write().unwrap();
         drop(redo);
-        Store::open(&path).unwrap().close();
+        Store::open(&crate::state::StorePath::Given(path.clone()))
+            .unwrap()
+            .close();
         let (status, attempts): (String, i64) = conn
             .query_row(
                 "SELECT status, attempts FROM deliveries WHERE entry_key = 'j:c1'",
@@ -428,7 +432,7 @@ mod tests {
     async fn a_before_is_in_the_redo_file_or_committed_and_a_flush_commits_and_empties_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
-        let store = Store::open(&path).unwrap();
+        let store = Store::open(&crate::state::StorePath::Given(path.clone())).unwrap();
         store.before(&pending_a()).await.unwrap();
         let committed = || {
             let conn = Connection::open(&path).unwrap();

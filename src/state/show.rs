@@ -6,31 +6,31 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::StoreError;
-
-fn unusable(path: &Path, why: impl std::fmt::Display) -> StoreError {
-    StoreError::Unusable {
-        path: path.display().to_string(),
-        why: why.to_string(),
-    }
-}
+use super::{StoreError, unusable};
 
 /// A summary of the store: entries by status and outcome, parked waits, deliveries in doubt.
-pub fn show(path: &Path) -> Result<String, StoreError> {
-    if !path.exists() {
-        return Err(unusable(
-            path,
-            "there is no state store here (pass --state FILE or set JOURNEY_STATE)",
-        ));
-    }
-    settle(path).map_err(|e| unusable(path, e))?;
+pub fn show(shown: &Path) -> Result<String, StoreError> {
+    let path = &existing(
+        shown,
+        "there is no state store here (pass --state FILE or set JOURNEY_STATE)",
+    )?;
+    settle(path).map_err(|e| unusable(shown, e))?;
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| unusable(path, e))?;
+        .map_err(|e| unusable(shown, e))?;
+    super::holds_a_store(&conn).map_err(|e| unusable(shown, e))?;
     // One read transaction: while a run writes, every count comes from the same moment.
     let snapshot = conn
         .unchecked_transaction()
-        .map_err(|e| unusable(path, e))?;
-    summary(&snapshot, path).map_err(|e| unusable(path, e))
+        .map_err(|e| unusable(shown, e))?;
+    summary(&snapshot, shown).map_err(|e| unusable(shown, e))
+}
+
+/// The canonical path of a store that must already exist (`state show`, `state prune`).
+fn existing(shown: &Path, absent: &str) -> Result<std::path::PathBuf, StoreError> {
+    if std::fs::symlink_metadata(shown).is_err() {
+        return Err(unusable(shown, absent));
+    }
+    super::path::resolve(&super::StorePath::Given(shown.to_path_buf()))
 }
 
 /// Applies the writes a run left uncommitted when it died, unless a run holds the store (its
@@ -114,18 +114,16 @@ fn summary(conn: &Connection, path: &Path) -> rusqlite::Result<String> {
 }
 
 /// Deletes ended entries (and their deliveries) last updated more than `older_than` ago.
-pub fn prune(path: &Path, older_than: Duration) -> Result<(usize, usize), StoreError> {
-    if !path.exists() {
-        return Err(unusable(path, "there is no state store here"));
-    }
+pub fn prune(shown: &Path, older_than: Duration) -> Result<(usize, usize), StoreError> {
+    let path = &existing(shown, "there is no state store here")?;
     let _lock = super::lock::acquire(path).map_err(|e| match e {
         super::lock::LockError::Held(holder) => StoreError::Locked {
-            path: path.display().to_string(),
+            path: shown.display().to_string(),
             holder,
         },
-        super::lock::LockError::Io(why) => unusable(path, why),
+        super::lock::LockError::Io(why) => unusable(shown, why),
     })?;
-    let mut conn = super::connect(path).map_err(|e| unusable(path, e))?;
+    let mut conn = super::connect(path).map_err(|e| unusable(shown, e))?;
     let cutoff = chrono::Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
     let cutoff = crate::clock::rfc3339(cutoff);
     let run = |conn: &mut Connection| -> rusqlite::Result<(usize, usize)> {
@@ -142,5 +140,5 @@ pub fn prune(path: &Path, older_than: Duration) -> Result<(usize, usize), StoreE
         tx.commit()?;
         Ok((entries, deliveries))
     };
-    run(&mut conn).map_err(|e| unusable(path, e))
+    run(&mut conn).map_err(|e| unusable(shown, e))
 }
