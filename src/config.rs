@@ -150,6 +150,10 @@ pub struct ReplayConfig {
     pub env: HashMap<String, String>,
 }
 
+/// The most entries in flight: each holds a slot and its buffers, and a partner would see this
+/// many connections.
+pub const MAX_CONCURRENCY: usize = 10_000;
+
 /// Builds the config; an `Err` is a usage error (exit 2).
 pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
     match cli.command {
@@ -286,8 +290,11 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Run
         Some(t) => crate::clock::parse(t).map_err(|e| format!("--now: {e}"))?,
         None => Utc::now(),
     };
-    if a.concurrency == 0 {
-        return Err("--concurrency must be at least 1".into());
+    if !(1..=MAX_CONCURRENCY).contains(&a.concurrency) {
+        return Err(format!(
+            "--concurrency {}: give a number from 1 to {MAX_CONCURRENCY}",
+            a.concurrency
+        ));
     }
     Ok(RunConfig {
         mode,

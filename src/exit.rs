@@ -17,6 +17,8 @@ pub enum Exit {
     Internal = 70,
     /// The state store is locked by another run.
     Locked = 75,
+    /// `--max-duration` stopped the run with entries left (as `timeout(1)`).
+    Deadline = 124,
     /// SIGINT.
     Interrupted = 130,
     /// SIGTERM.

@@ -18,6 +18,8 @@ impl Suppressions {
     pub fn load(path: &Path) -> Result<Suppressions, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("--suppress {}: cannot read: {e}", path.display()))?;
+        // A UTF-8 BOM (spreadsheet exports) is not part of the first line's value.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let items = text
             .lines()
             .map(str::trim)

@@ -5,6 +5,7 @@ mod support;
 mod delivery;
 mod dry_run;
 mod examples;
+mod hardening;
 mod listen;
 mod logic;
 mod rendering;

@@ -25,6 +25,7 @@ use crate::render::EnvVars;
 use crate::render::env_vars::Namespace;
 use crate::report::mocks::MockRecorder;
 use crate::report::ndjson::NdjsonRecorder;
+use crate::report::{Left, RunReport};
 use crate::state::Store;
 
 /// A wait parks the entry in the state store; without one, only `--fast-forward` can run it.
@@ -277,6 +278,7 @@ pub async fn send(
     let list = Box::new(list.chain(due_list));
     let exec = Http::new(c.concurrency);
     let mut report = batch.execute(list, total, &exec, &settings).await?;
+    report.left = left_undone(&stop, total, &report);
     recorded.log.flush();
     tell_breakers(&protect, &mut report.notices, c.quiet);
     if let Some(m) = &recorded.mocks {
@@ -292,7 +294,7 @@ pub async fn send(
     };
     watcher.abort();
     let code = finish(c, batch.journeys, &report)?;
-    Ok(exit_code(code, &stop, store_failed))
+    Ok(exit_code(code, &stop, report.left.is_some(), store_failed))
 }
 
 /// What a real run records to.
@@ -421,15 +423,37 @@ async fn closed(store: &Arc<Store>) -> bool {
 }
 
 /// The report's exit code, raised by a stop signal or a store that could not be written.
-fn exit_code(code: Exit, stop: &Stop, store_failed: bool) -> Exit {
+/// What a stopped run left undone: entries not finished (counted when the input's size is
+/// known), or `None` when it stopped with nothing left.
+fn left_undone(stop: &Stop, total: Option<usize>, report: &RunReport) -> Option<Left> {
+    let reason = match stop.reason()? {
+        StopReason::Deadline => "max_duration",
+        StopReason::Interrupt => "sigint",
+        StopReason::Terminate => "sigterm",
+        StopReason::ClosedOutput => return None,
+    };
+    let t = &report.totals;
+    let finished = t.entries.saturating_sub(t.interrupted);
+    let entries = match total {
+        Some(total) => Some((total as u64).saturating_sub(finished)),
+        None if stop.skipped() + t.interrupted == 0 => Some(0),
+        None => None,
+    };
+    (entries != Some(0)).then(|| Left {
+        reason: reason.into(),
+        entries,
+    })
+}
+
+fn exit_code(code: Exit, stop: &Stop, left: bool, store_failed: bool) -> Exit {
     let code = match stop.reason() {
         Some(StopReason::Interrupt) => code.max(Exit::Interrupted),
         Some(StopReason::Terminate) => code.max(Exit::Terminated),
-        Some(StopReason::Deadline) => {
+        Some(StopReason::Deadline) if left => {
             output::stderr("stopped: --max-duration ran out; a later run takes up what is left");
-            code
+            code.max(Exit::Deadline)
         }
-        Some(StopReason::ClosedOutput) | None => code,
+        Some(StopReason::Deadline | StopReason::ClosedOutput) | None => code,
     };
     if store_failed {
         code.max(Exit::State)

@@ -24,7 +24,7 @@ pub async fn validate(c: ValidateConfig) -> anyhow::Result<Exit> {
         Ok(f) => Arc::new(f),
         Err(errors) => return Ok(super::run::fixture_errors(&errors)),
     };
-    let (env, _, notice) = super::placeholder_env(&journeys, &c.env);
+    let (env, redactor, notice) = super::placeholder_env(&journeys, &c.env);
     if let Some(n) = notice {
         output::stderr(&n);
     }
@@ -47,7 +47,10 @@ pub async fn validate(c: ValidateConfig) -> anyhow::Result<Exit> {
         |r| tally.add(&r),
     )
     .await;
-    let report = tally.finish();
+    let mut report = tally.finish();
+    for g in report.errors.iter_mut().chain(&mut report.warnings) {
+        g.message = redactor.redact(&g.message);
+    }
     super::run::print_problems(&report, false);
     if report.totals.invalid > 0 {
         output::stderr(&format!(

@@ -114,11 +114,13 @@ fn set(headers: &mut Vec<(String, String)>, name: &str, value: String) {
 
 fn header_value(t: &Tmpl, ctx: &Value) -> Result<String, RenderError> {
     let v = t.render(ctx)?;
-    if v.contains(['\r', '\n']) {
+    // HTTP allows visible characters, spaces and tabs: anything else is refused here, for this
+    // entry, rather than by the client as a connect error that is retried against the host.
+    if v.chars().any(|c| c.is_control() && c != '\t') {
         return Err(RenderError {
             pos: t.pos.clone(),
             field: t.field.clone(),
-            message: "a header value may not contain a line break (it could inject headers)".into(),
+            message: "a header value may not contain a line break or control character (it could inject headers): clean the value, e.g. with `| replace`".into(),
         });
     }
     Ok(v)

@@ -38,6 +38,10 @@ pub fn retry_after(response: &Response, now: DateTime<Utc>) -> Option<Duration> 
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
+    // More digits than a u64 holds is still a number of seconds: longer than any max_backoff.
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::MAX);
+    }
     let at = DateTime::parse_from_rfc2822(value)
         .ok()?
         .with_timezone(&Utc);
@@ -85,5 +89,9 @@ mod tests {
             Some(Duration::from_secs(30))
         );
         assert_eq!(retry_after(&response("soon"), now), None);
+        assert_eq!(
+            retry_after(&response("99999999999999999999"), now),
+            Some(Duration::MAX)
+        );
     }
 }

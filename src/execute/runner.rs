@@ -134,7 +134,13 @@ pub async fn run<E: Executor>(
     // Once the run is told to stop, nothing more is read: the rest of a large file would only be
     // parsed to be skipped, delaying the exit.
     let stop = Arc::clone(&settings.stop);
-    let candidates = candidates.into_iter().take_while(move |_| !stop.is_set());
+    let candidates = candidates.into_iter().take_while(move |_| {
+        let going = !stop.is_set();
+        if !going {
+            stop.skip();
+        }
+        going
+    });
     let concurrency = settings.concurrency.max(1);
     let lanes = lane_count(settings).min(concurrency);
     let width = concurrency.div_ceil(lanes);
@@ -373,6 +379,7 @@ impl<E: Executor> Lane<E> {
             taken,
         } = &*self.common;
         if settings.stop.is_set() {
+            settings.stop.skip();
             return None;
         }
         let walk = Walk::new(&journeys[e.journey], &e, &self.exec, settings);

@@ -376,12 +376,39 @@ fn merged_headers(
     at: &str,
     c: &mut Compiler,
 ) -> Vec<(String, Tmpl)> {
+    refuse_reserved_headers(defaults, "defaults.headers", c);
+    refuse_reserved_headers(step, &format!("{at}.headers"), c);
     let mut out = texts(defaults, "defaults.headers", c);
     for (name, tmpl) in texts(step, &format!("{at}.headers"), c) {
         out.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
         out.push((name, tmpl));
     }
     out
+}
+
+/// Headers the client owns: `Host` (data must never pick the host), the body's length, and the
+/// hop-by-hop headers of RFC 9110 §7.6.1.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+fn refuse_reserved_headers(headers: &IndexMap<String, Text>, at: &str, c: &mut Compiler) {
+    for name in headers.keys() {
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            c.error(
+                &format!("{at}.{name}"),
+                format!("header `{name}` cannot be set: the HTTP client sets it from the URL and the body; remove it"),
+            );
+        }
+    }
 }
 
 fn auth(a: &model::Auth, at: &str, c: &mut Compiler) -> AuthPlan {

@@ -78,11 +78,34 @@ impl<'a> Compiler<'a> {
         self.errors.push(format!("{pos}: {message}"));
     }
 
+    /// Checks what minijinja would take but should not: nesting or chains past the guard's
+    /// limits (its parser and evaluator recurse, and a stack overflow aborts the process) and literal
+    /// `datetimeformat` formats that chrono cannot format.
+    fn sound(&mut self, field: &str, source: &str) -> bool {
+        if let Err(msg) = super::guard::check(source) {
+            self.error(field, format!("`{field}` {msg}"));
+            return false;
+        }
+        let mut ok = true;
+        for format in super::guard::literal_date_formats(source) {
+            if let Err(msg) = filters::check_format(&format) {
+                self.error(field, format!("`{field}`: {msg}"));
+                ok = false;
+            }
+        }
+        ok
+    }
+
     /// Compiles a template; on error records it and returns a literal stand-in.
     pub fn template(&mut self, field: &str, source: &str) -> Tmpl {
         let source: &'static str = Box::leak(source.to_string().into_boxed_str());
         let pos = self.positions.at(field);
-        let kind = match classify(source) {
+        let shape = if self.sound(field, source) {
+            classify(source)
+        } else {
+            Shape::Literal
+        };
+        let kind = match shape {
             Shape::Literal => TmplKind::Literal,
             Shape::Lone(inner) => match environment().compile_expression(inner) {
                 Ok(expr) => TmplKind::Native(Arc::new(expr), FastExpr::parse(inner)),
@@ -110,6 +133,9 @@ impl<'a> Compiler<'a> {
                     "`{field}` is an expression: write it without `{{{{ }}}}`, e.g. `customer.attributes.plan == 'trial'`"
                 ),
             );
+            return None;
+        }
+        if !self.sound(field, source) {
             return None;
         }
         let source: &'static str = Box::leak(source.to_string().into_boxed_str());

@@ -71,6 +71,7 @@ pub fn datetimeformat(
     kwargs.assert_all_used()?;
     let at = parse_instant(value)?;
     let format = format.unwrap_or("%Y-%m-%d %H:%M");
+    check_format(format).map_err(invalid)?;
     match tz.as_deref() {
         None | Some("UTC") => Ok(at.format(format).to_string()),
         Some(name) => {
@@ -85,6 +86,23 @@ pub fn datetimeformat(
                 .to_string())
         }
     }
+}
+
+/// Checks a strftime format: chrono panics when it formats an unknown specifier (`%Q`, a lone
+/// `%`), so every format is checked first.
+pub fn check_format(format: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    use std::fmt::Write as _;
+    // Some specifiers parse but cannot be formatted (`%#z` is for parsing only): a trial
+    // format finds them without the panic `to_string` would give.
+    let mut trial = String::new();
+    let formats = write!(trial, "{}", Utc.timestamp_opt(0, 0).unwrap().format(format)).is_ok();
+    if !formats || StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
+        return Err(format!(
+            "`{format}` is not a date format: use strftime specifiers such as `%Y-%m-%d %H:%M` (write `%%` for a literal `%`)"
+        ));
+    }
+    Ok(())
 }
 
 fn parse_instant(value: &Value) -> Result<DateTime<Utc>, Error> {
@@ -123,6 +141,14 @@ mod tests {
         );
         assert!(normalize_phone("415 555 0100").is_err());
         assert!(normalize_phone("+1 23").is_err());
+    }
+
+    #[test]
+    fn unknown_date_specifiers_are_errors() {
+        for bad in ["%Q", "%", "50%", "%E", "%#z"] {
+            assert!(check_format(bad).is_err(), "{bad}");
+        }
+        assert!(check_format("%Y-%m-%d %H:%M %% %z").is_ok());
     }
 
     #[test]

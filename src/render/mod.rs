@@ -5,6 +5,7 @@ pub mod engine;
 pub mod env_vars;
 pub mod fast;
 pub mod filters;
+pub mod guard;
 
 pub use body::BodyTemplate;
 pub use engine::{Compiler, Expr, Tmpl};

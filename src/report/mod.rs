@@ -54,9 +54,21 @@ pub struct RunReport {
     pub thresholds: Vec<String>,
     /// The state store used, if any.
     pub state: Option<String>,
+    /// What a stopped run left undone (`--max-duration`, a signal), if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub left: Option<Left>,
     /// Expectation results, for `test`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub expectations: Vec<ExpectationResult>,
+}
+
+/// What a stopped run left undone: a later run takes it up.
+#[derive(Debug, Clone, Serialize)]
+pub struct Left {
+    /// Why the run stopped: `max_duration`, `sigint` or `sigterm`.
+    pub reason: String,
+    /// Entries not finished, when the input's size is known.
+    pub entries: Option<u64>,
 }
 
 /// Counters of one step.

@@ -108,6 +108,22 @@ fn totals(report: &RunReport) -> String {
         .as_ref()
         .map(|s| format!("state: {s}\n"))
         .unwrap_or_default()
+        + &report.left.as_ref().map(left_line).unwrap_or_default()
+}
+
+/// `left: 38 entries (--max-duration ran out); a later run takes them up`.
+fn left_line(left: &super::Left) -> String {
+    let why = match left.reason.as_str() {
+        "max_duration" => "--max-duration ran out",
+        "sigint" => "stopped by SIGINT",
+        _ => "stopped by SIGTERM",
+    };
+    match left.entries {
+        Some(n) => format!("left: {n} entries ({why}); a later run takes them up\n"),
+        None => format!(
+            "left: entries not finished and the rest of the input not read ({why}); a later run takes them up\n"
+        ),
+    }
 }
 
 fn is_standard(label: &str) -> bool {

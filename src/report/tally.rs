@@ -48,6 +48,7 @@ impl Tally {
                 notices: vec![],
                 thresholds: vec![],
                 state: None,
+                left: None,
                 expectations: vec![],
             },
             rows,

@@ -1,0 +1,222 @@
+//! Inputs an attacker or a careless export would give: each is a clear error or a safe result,
+//! never a panic, a hang, a wrong customer or a leak.
+
+use std::time::Duration;
+
+use crate::support::server::{Reply, TestServer};
+use crate::support::{Output, Test};
+
+fn step(webhook: &str) -> String {
+    format!(
+        "journey: j\ntrigger: {{ segment: \"true\" }}\ndefaults: {{ retry: {{ attempts: 3, backoff: 1ms, max_backoff: 1s }} }}\nsteps:\n  - id: send\n    webhook: {webhook}\n"
+    )
+}
+
+fn with(server: &TestServer, journey: &str, fixtures: &str) -> Test {
+    let t = Test::new().env("HOOK_URL", &server.url);
+    t.file("j.yaml", journey);
+    t.file("f.yaml", fixtures);
+    t
+}
+
+fn send(t: &Test, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--yes",
+        "--no-state",
+    ];
+    args.extend_from_slice(extra);
+    t.run(&args)
+}
+
+#[test]
+fn a_bom_does_not_void_the_first_line_of_a_suppress_file() {
+    let t = Test::new();
+    t.file("j.yaml", &step("{ url: \"{{ env.HOOK_URL }}/hook\" }"));
+    t.file(
+        "f.yaml",
+        "customers: [{ id: c1 }, { id: c2 }, { id: c3 }]\n",
+    );
+    std::fs::write(t.path("sup.txt"), "\u{feff}c1\nc2\n").unwrap();
+    let out = t.dry_run(&["--suppress", "sup.txt"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("2 suppressed"), "{}", out.stdout);
+}
+
+#[test]
+fn host_and_hop_by_hop_headers_are_refused_by_validate() {
+    for name in ["Host", "connection", "Transfer-Encoding", "Content-Length"] {
+        let t = Test::new();
+        t.file(
+            "j.yaml",
+            &step(&format!(
+                "{{ url: \"{{{{ env.HOOK_URL }}}}/hook\", headers: {{ {name}: \"{{{{ customer.vhost }}}}\" }} }}"
+            )),
+        );
+        let out = t.run(&["validate", "j.yaml"]);
+        assert_eq!(out.code, 2, "{name}: {}", out.all());
+        assert!(out.stderr.contains("j.yaml:6:"), "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("header `{name}` cannot be set")),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn a_control_character_in_a_header_from_data_is_an_invalid_entry_and_nothing_is_sent() {
+    let server = TestServer::start();
+    let t = with(
+        &server,
+        &step("{ url: \"{{ env.HOOK_URL }}/hook\", headers: { X-Tag: \"{{ customer.tag }}\" } }"),
+        r#"{"customers": [{"id": "c1", "tag": "a\u0001b"}, {"id": "c2", "tag": "x\r\nEvil: 1"}, {"id": "c3", "tag": "fine"}]}"#,
+    );
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stdout.contains("2 invalid"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("control character") && out.stderr.contains("X-Tag"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.requests().len(), 1, "only c3 was sent");
+    assert!(
+        !out.all().contains("paused"),
+        "the host's breaker was not touched"
+    );
+}
+
+#[test]
+fn validate_with_fixtures_redacts_secrets_in_render_errors() {
+    let secret = "tok_LIVE_s3cr3t_77";
+    let t = Test::new().env("TOKEN", secret);
+    t.file(
+        "j.yaml",
+        &step("{ url: \"{{ env.HOOK_URL }}/hook\", body: { phone: \"{{ secret.TOKEN | normalize_phone }}\" } }"),
+    );
+    t.file("f.yaml", "customers: [{ id: c1 }]\n");
+    let out = t.run(&["validate", "j.yaml", "--fixtures", "f.yaml"]);
+    assert_ne!(out.code, 0, "{}", out.all());
+    assert!(out.stderr.contains("has no country code"), "{}", out.stderr);
+    assert!(!out.all().contains(secret), "{}", out.all());
+    assert!(out.stderr.contains("[redacted]"), "{}", out.stderr);
+}
+
+#[test]
+fn a_bad_datetime_format_is_an_error_not_a_panic() {
+    for fmt in ["%Q", "%", "50%", "%E", "%#z"] {
+        let t = Test::new();
+        t.file(
+            "j.yaml",
+            &step(&format!(
+                "{{ url: \"{{{{ env.HOOK_URL }}}}/hook\", body: {{ m: \"{{{{ now | datetimeformat('{fmt}') }}}}\" }} }}"
+            )),
+        );
+        t.file("f.yaml", "customers: [{ id: c1 }]\n");
+        let out = t.run(&["validate", "j.yaml"]);
+        assert_eq!(out.code, 2, "{fmt}: {}", out.all());
+        assert!(
+            out.stderr.contains("j.yaml:6:") && out.stderr.contains("date format"),
+            "{fmt}: {}",
+            out.stderr
+        );
+        let out = t.dry_run(&[]);
+        assert_eq!(out.code, 2, "{fmt}: {}", out.all());
+    }
+    // A computed format is a render error for the entry that gave it.
+    let t = Test::new();
+    t.file(
+        "j.yaml",
+        &step("{ url: \"{{ env.HOOK_URL }}/hook\", body: { m: \"{{ now | datetimeformat(customer.fmt) }}\" } }"),
+    );
+    t.file(
+        "f.yaml",
+        "customers: [{ id: c1, fmt: \"%Q\" }, { id: c2, fmt: \"%Y\" }]\n",
+    );
+    let out = t.dry_run(&["--now", "2026-11-20T11:00:00Z"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stdout.contains("1 invalid"), "{}", out.stdout);
+    assert!(out.stderr.contains("date format"), "{}", out.stderr);
+}
+
+#[test]
+fn an_absurd_concurrency_is_exit_2_with_the_range() {
+    let t = Test::new();
+    t.file("j.yaml", &step("{ url: \"{{ env.HOOK_URL }}/hook\" }"));
+    t.file("f.yaml", "customers: [{ id: c1 }]\n");
+    let out = t.dry_run(&["--concurrency", "18446744073709551615"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("--concurrency"), "{}", out.stderr);
+    assert!(out.stderr.contains("1 to "), "{}", out.stderr);
+}
+
+#[test]
+fn deeply_nested_expressions_are_refused_not_a_stack_overflow() {
+    for expr in [
+        "not ".repeat(40_000) + "true",
+        "(".repeat(40_000) + "true" + &")".repeat(40_000),
+        "-".repeat(40_000) + "1 > 0",
+    ] {
+        let t = Test::new();
+        t.file(
+            "j.yaml",
+            &format!("journey: j\ntrigger: {{ segment: \"{expr}\" }}\nsteps:\n  - id: e\n    end: completed\n"),
+        );
+        let out = t.run(&["validate", "j.yaml"]);
+        assert_eq!(out.code, 2, "{}", &out.all()[..out.all().len().min(2000)]);
+        assert!(
+            out.stderr.contains("nested too deeply"),
+            "{}",
+            &out.stderr[..out.stderr.len().min(2000)]
+        );
+    }
+}
+
+#[test]
+fn a_retry_after_beyond_any_number_is_longer_than_max_backoff() {
+    let server = TestServer::start();
+    server.script(
+        "/hook",
+        vec![Reply::status(503).header("Retry-After", "99999999999999999999")],
+    );
+    let t = with(
+        &server,
+        &step("{ url: \"{{ env.HOOK_URL }}/hook\" }"),
+        "customers: [{ id: c1 }]\n",
+    );
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(server.requests().len(), 1, "not retried within this run");
+    assert!(out.stderr.contains("Retry-After"), "{}", out.stderr);
+}
+
+#[test]
+fn max_duration_that_stops_a_run_with_entries_left_exits_124() {
+    let server = TestServer::start();
+    server.script(
+        "/hook",
+        vec![Reply::status(200).delay(Duration::from_millis(400))],
+    );
+    let list: String = (0..40).map(|i| format!("  - {{ id: c{i} }}\n")).collect();
+    let t = with(
+        &server,
+        &step("{ url: \"{{ env.HOOK_URL }}/hook\" }"),
+        &format!("customers:\n{list}"),
+    );
+    let out = send(&t, &["--max-duration", "1s", "--concurrency", "1"]);
+    assert_eq!(out.code, 124, "{}", out.all());
+    assert!(out.stdout.contains("left"), "{}", out.stdout);
+    // A run that finishes in time exits 0.
+    let t = with(
+        &server,
+        &step("{ url: \"{{ env.HOOK_URL }}/hook\" }"),
+        "customers: [{ id: c1 }]\n",
+    );
+    let out = send(&t, &["--max-duration", "30s"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+}
