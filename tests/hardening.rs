@@ -220,3 +220,35 @@ fn max_duration_that_stops_a_run_with_entries_left_exits_124() {
     let out = send(&t, &["--max-duration", "30s"]);
     assert_eq!(out.code, 0, "{}", out.all());
 }
+
+#[test]
+fn text_never_orders_against_a_number() {
+    let t = Test::new();
+    t.file(
+        "j.yaml",
+        "journey: j\ntrigger: { segment: \"customer.attributes.days_inactive > 30\" }\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/hook\", body: { late: \"{{ customer.attributes.code == 5 }}\" } }\n",
+    );
+    t.file(
+        "f.yaml",
+        "customers:\n  - { id: c1, attributes: { days_inactive: \"5\", code: \"5\" } }\n  - { id: c2, attributes: { days_inactive: 45, code: \"5\" } }\n  - { id: c3, attributes: { days_inactive: 10, code: 5 } }\n",
+    );
+    let out = t.dry_run(&["--report", "r.json"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    let report: serde_json::Value = serde_json::from_str(&t.read("r.json")).unwrap();
+    assert_eq!(report["totals"]["invalid"], 1, "c1 is invalid, not entered");
+    assert_eq!(report["steps"][0]["entered"], 1, "only c2 entered");
+    assert!(
+        out.stderr.contains("customer.attributes.days_inactive")
+            && out.stderr.contains("text \"5\"")
+            && out.stderr.contains("number 30")
+            && out.stderr.contains("| int"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("warning: `customer.attributes.code` compares text with a number"),
+        "{}",
+        out.stderr
+    );
+}

@@ -20,6 +20,7 @@ pub fn environment() -> &'static Environment<'static> {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_auto_escape_callback(|_| AutoEscape::None);
         filters::register(&mut env);
+        env.add_function(super::compare::FUNCTION, super::compare::compare);
         env
     })
 }
@@ -107,11 +108,11 @@ impl<'a> Compiler<'a> {
         };
         let kind = match shape {
             Shape::Literal => TmplKind::Literal,
-            Shape::Lone(inner) => match environment().compile_expression(inner) {
+            Shape::Lone(inner) => match environment().compile_expression(guarded_expr(inner)) {
                 Ok(expr) => TmplKind::Native(Arc::new(expr), FastExpr::parse(inner)),
                 Err(e) => self.bad(field, source, &e),
             },
-            Shape::Text => match environment().template_from_str(source) {
+            Shape::Text => match environment().template_from_str(guarded_text(source)) {
                 Ok(t) => TmplKind::Text(t, FastText::parse(source)),
                 Err(e) => self.bad(field, source, &e),
             },
@@ -139,7 +140,7 @@ impl<'a> Compiler<'a> {
             return None;
         }
         let source: &'static str = Box::leak(source.to_string().into_boxed_str());
-        match environment().compile_expression(source) {
+        match environment().compile_expression(guarded_expr(source)) {
             Ok(expr) => Some(Expr {
                 expr: Arc::new(expr),
                 pos: self.positions.at(field),
@@ -162,6 +163,23 @@ impl<'a> Compiler<'a> {
             ),
         );
         TmplKind::Literal
+    }
+}
+
+/// The expression as compiled: its comparisons refuse to order text against a number
+/// ([`super::compare`]). Leaked like every source: compiled handles are `'static`.
+fn guarded_expr(source: &'static str) -> &'static str {
+    match super::compare::rewrite_expression(source) {
+        Some(rewritten) => Box::leak(rewritten.into_boxed_str()),
+        None => source,
+    }
+}
+
+/// The template as compiled; see [`guarded_expr`].
+fn guarded_text(source: &'static str) -> &'static str {
+    match super::compare::rewrite_template(source) {
+        Some(rewritten) => Box::leak(rewritten.into_boxed_str()),
+        None => source,
     }
 }
 

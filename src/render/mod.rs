@@ -1,6 +1,7 @@
 //! Rendering: the minijinja environment, compiled templates and expressions, native-typed bodies, filters.
 
 pub mod body;
+pub mod compare;
 pub mod engine;
 pub mod env_vars;
 pub mod fast;

@@ -181,6 +181,13 @@ impl Tally {
             .then(|| 100.0 * t.deliveries_ok as f64 / t.deliveries_sent as f64);
         t.entries_per_second = t.entries as f64 / elapsed.as_secs_f64().max(1e-9);
         self.report.duration_ms = elapsed.as_millis() as u64;
+        for (message, count) in crate::render::compare::warnings() {
+            self.report.warnings.push(ErrorGroup {
+                message,
+                count,
+                examples: vec![],
+            });
+        }
         self.report
     }
 }
