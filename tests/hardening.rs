@@ -252,3 +252,39 @@ fn text_never_orders_against_a_number() {
         out.stderr
     );
 }
+
+#[test]
+fn customer_data_in_a_url_path_is_one_encoded_segment() {
+    let server = TestServer::start();
+    let t = with(
+        &server,
+        &step(
+            "{ url: \"{{ env.HOOK_URL }}/contacts/{{ customer.id }}/notes/{{ customer.folder | as_path }}?tag={{ customer.tag }}\" }",
+        ),
+        r#"{"customers": [
+            {"id": "../../admin", "folder": "2026/11", "tag": "a&b=c"},
+            {"id": "a/b?c=d#e", "folder": "x y", "tag": "t"},
+            {"id": "50%", "folder": "ok", "tag": "t"},
+            {"id": "..", "folder": "ok", "tag": "t"},
+            {"id": "fine", "folder": "../up", "tag": "t"}
+        ]}"#,
+    );
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    let mut targets: Vec<String> = server.requests().iter().map(|r| r.target.clone()).collect();
+    targets.sort();
+    assert_eq!(
+        targets,
+        [
+            "/contacts/..%2F..%2Fadmin/notes/2026/11?tag=a%26b%3Dc",
+            "/contacts/50%25/notes/ok?tag=t",
+            "/contacts/a%2Fb%3Fc%3Dd%23e/notes/x%20y?tag=t",
+        ]
+    );
+    assert!(out.stdout.contains("2 invalid"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("cannot be a path segment"),
+        "{}",
+        out.stderr
+    );
+}

@@ -334,7 +334,7 @@ fn webhook(file: &JourneyFile, w: &model::Webhook, at: &str, c: &mut Compiler) -
     let d = &file.defaults;
     WebhookPlan {
         method: w.method,
-        url: c.template(&format!("{at}.url"), &w.url),
+        url: c.url_template(&format!("{at}.url"), &w.url),
         query: texts(&w.query, &format!("{at}.query"), c),
         headers: merged_headers(&d.headers, &w.headers, at, c),
         auth: w.auth.as_ref().map(|a| auth(a, &format!("{at}.auth"), c)),

@@ -21,6 +21,9 @@ pub fn environment() -> &'static Environment<'static> {
         env.set_auto_escape_callback(|_| AutoEscape::None);
         filters::register(&mut env);
         env.add_function(super::compare::FUNCTION, super::compare::compare);
+        env.add_filter(super::url::PATH_SEGMENT, super::url::path_segment);
+        env.add_filter(super::url::QUERY_PART, super::url::query_part);
+        env.add_filter("as_path", super::url::as_path);
         env
     })
 }
@@ -123,6 +126,17 @@ impl<'a> Compiler<'a> {
             field: field.to_string(),
             source,
         }
+    }
+
+    /// Compiles a URL template: its values after the origin are percent-encoded by the part of
+    /// the URL they land in ([`super::url`]); the source shown in messages is the one written.
+    pub fn url_template(&mut self, field: &str, source: &str) -> Tmpl {
+        let encoded = super::url::encode_values(source);
+        let mut t = self.template(field, &encoded);
+        if let std::borrow::Cow::Owned(_) = encoded {
+            t.source = Box::leak(source.to_string().into_boxed_str());
+        }
+        t
     }
 
     /// Compiles an expression; `None` (with the error recorded) when it does not compile.

@@ -23,6 +23,8 @@ pub struct FastExpr {
 enum Filter {
     NormalizeEmail,
     Sha256,
+    PathSegment,
+    QueryPart,
 }
 
 /// A text template of literal text and fast expressions.
@@ -52,6 +54,8 @@ impl FastExpr {
             .map(|f| match f {
                 "normalize_email" => Some(Filter::NormalizeEmail),
                 "sha256" => Some(Filter::Sha256),
+                super::url::PATH_SEGMENT => Some(Filter::PathSegment),
+                super::url::QUERY_PART => Some(Filter::QueryPart),
                 _ => None,
             })
             .collect::<Option<Vec<_>>>()?;
@@ -68,6 +72,8 @@ impl FastExpr {
             v = match f {
                 Filter::NormalizeEmail => Value::from(filters::normalize_email(v.as_str()?)),
                 Filter::Sha256 => Value::from(filters::sha256(&v)),
+                Filter::PathSegment => super::url::path_segment(&v).ok()?,
+                Filter::QueryPart => super::url::query_part(&v),
             };
         }
         Some(v)
@@ -137,6 +143,11 @@ impl FastExpr {
             v = Scalar::Text(match f {
                 Filter::NormalizeEmail => filters::normalize_email(text).into(),
                 Filter::Sha256 => filters::sha256_text(text).into(),
+                // `..` is an error only minijinja can give.
+                Filter::PathSegment => super::url::segment(text).ok()?.into(),
+                Filter::QueryPart => url::form_urlencoded::byte_serialize(text.as_bytes())
+                    .collect::<String>()
+                    .into(),
             });
         }
         Some(v)
