@@ -22,12 +22,25 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// A redactor for these secret values and their encodings (values under 4 characters are ignored).
+    /// A redactor for these secret values and their encodings (values under 4 characters are
+    /// ignored: found by value anywhere, they would mask ordinary text; the fields that read
+    /// them are masked whole instead).
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Redactor {
+        Self::at_least(secrets, 4)
+    }
+
+    /// A redactor for secrets named one by one (`listen --secret-env`), whatever their length.
+    pub fn every_length<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Redactor {
+        Self::at_least(secrets, 1)
+    }
+
+    fn at_least<'a>(secrets: impl IntoIterator<Item = &'a str>, min: usize) -> Redactor {
         let mut needles: Vec<String> = secrets
             .into_iter()
-            .filter(|s| s.len() >= 4)
+            .filter(|s| s.len() >= min)
             .flat_map(|s| {
+                let once = json_escaped(s);
+                let twice = json_escaped(&once);
                 [
                     s.to_string(),
                     STANDARD.encode(s),
@@ -36,6 +49,10 @@ impl Redactor {
                     url::form_urlencoded::byte_serialize(s.as_bytes())
                         .collect::<String>()
                         .replace('+', "%20"),
+                    // As it stands inside a JSON string, and inside a JSON string that holds
+                    // JSON (a body in a log line).
+                    once,
+                    twice,
                 ]
             })
             .collect();
@@ -74,6 +91,16 @@ impl Redactor {
     }
 }
 
+/// The text as it is written inside a JSON string (without the quotes).
+fn json_escaped(s: &str) -> String {
+    let quoted = serde_json::to_string(s).unwrap_or_default();
+    quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(&quoted)
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +112,99 @@ mod tests {
         assert_eq!(r.redact(&STANDARD.encode("s3cr3t/tok en")), MASK);
         assert_eq!(r.redact("q=s3cr3t%2Ftok+en"), "q=[redacted]");
         assert_eq!(r.redact("q=s3cr3t%2Ftok%20en"), "q=[redacted]");
+    }
+
+    #[test]
+    fn redacts_json_escaped_forms() {
+        let r = Redactor::new(["Ab\"cd\\e\tf1"]);
+        assert_eq!(
+            r.redact(r#"{"t":"Ab\"cd\\e\tf1"}"#),
+            r#"{"t":"[redacted]"}"#
+        );
+        let line = serde_json::json!({ "body": r#"{"t":"Ab\"cd\\e\tf1"}"# }).to_string();
+        assert!(!r.redact(&line).contains("cd"), "{}", r.redact(&line));
+    }
+}
+
+/// Secrets kept out of what is stored, reversibly: a secret's value inside a saved value or a
+/// parked entry's vars (a partner that echoes a key back) is written as a reference,
+/// `\u{0}secret.NAME\u{0}`, and read back as the secret's value of the run that reads it. So the
+/// state store and dead letters never hold a secret, and a resumed entry or a replay still sends
+/// the real value, not `[redacted]`.
+#[derive(Debug, Clone, Default)]
+pub struct Vault {
+    /// (name, value), longest value first.
+    secrets: Vec<(String, String)>,
+}
+
+impl Vault {
+    /// A vault for these named secrets (every length: a reference is read back exactly).
+    pub fn new<'a>(secrets: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vault {
+        let mut secrets: Vec<(String, String)> = secrets
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        secrets.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+        Vault { secrets }
+    }
+
+    fn reference(name: &str) -> String {
+        format!("\u{0}secret.{name}\u{0}")
+    }
+
+    /// `v` with every secret value inside its strings replaced by a reference.
+    pub fn seal(&self, v: &serde_json::Value) -> serde_json::Value {
+        self.map_strings(v, &|s| {
+            let mut out = s.to_string();
+            for (name, value) in &self.secrets {
+                if out.contains(value.as_str()) {
+                    out = out.replace(value.as_str(), &Self::reference(name));
+                }
+            }
+            out
+        })
+    }
+
+    /// `v` with every reference replaced by the secret's value (left as it is when this run
+    /// does not have that secret).
+    pub fn open(&self, v: &serde_json::Value) -> serde_json::Value {
+        self.map_strings(v, &|s| {
+            if !s.contains('\u{0}') {
+                return s.to_string();
+            }
+            let mut out = s.to_string();
+            for (name, value) in &self.secrets {
+                out = out.replace(&Self::reference(name), value);
+            }
+            out
+        })
+    }
+
+    fn map_strings(&self, v: &serde_json::Value, f: &dyn Fn(&str) -> String) -> serde_json::Value {
+        use serde_json::Value as J;
+        match v {
+            J::String(s) if !self.secrets.is_empty() => J::String(f(s)),
+            J::Array(items) => items.iter().map(|i| self.map_strings(i, f)).collect(),
+            J::Object(m) => m
+                .iter()
+                .map(|(k, v)| (k.clone(), self.map_strings(v, f)))
+                .collect(),
+            other => other.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod vault_tests {
+    use super::*;
+
+    #[test]
+    fn seals_and_opens_every_length() {
+        let v = Vault::new([("PIN", "k9"), ("TOKEN", "Ab\"cd")]);
+        let saved = serde_json::json!({ "echo": "x Ab\"cd y", "list": ["k9"], "n": 3 });
+        let sealed = v.seal(&saved);
+        assert!(!sealed.to_string().contains("Ab\\\"cd") && !sealed.to_string().contains("k9"));
+        assert_eq!(v.open(&sealed), saved);
     }
 }

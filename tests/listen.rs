@@ -207,3 +207,72 @@ fn the_example_answers_file_loads() {
         out.stderr
     );
 }
+
+#[test]
+fn listen_redacts_its_secrets_in_custom_headers_the_query_and_the_body_at_any_length() {
+    let t = Test::new();
+    t.file("j.yaml", "journey: j\ntrigger: { segment: \"true\" }\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/hook?key={{ secret.TOKEN }}\", headers: { X-Key: \"{{ secret.TOKEN }}\" }, body: { token: \"{{ secret.TOKEN }}\", long: \"{{ secret.LONG }}\" } }\n");
+    t.file("f.yaml", "customers: [{ id: c1 }]\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_journey"))
+        .args([
+            "listen",
+            "--port",
+            "0",
+            "--secret-env",
+            "TOKEN",
+            "--secret-env",
+            "LONG",
+            "--record",
+            "rec.ndjson",
+        ])
+        .current_dir(t.dir.path())
+        .env("TOKEN", "t7x")
+        .env("LONG", "a-much-longer-key")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let t = t
+        .env("HOOK_URL", &url)
+        .env("TOKEN", "t7x")
+        .env("LONG", "a-much-longer-key");
+    let run = t.run(&[
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--yes",
+        "--no-state",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut printed = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut printed)
+        .unwrap();
+    let recorded = t.read("rec.ndjson");
+    for (what, text) in [("printed", &printed), ("recorded", &recorded)] {
+        assert!(text.contains("/hook"), "{what}: {text}");
+        assert!(
+            !text.contains("t7x"),
+            "{what} shows the short secret:\n{text}"
+        );
+        assert!(
+            !text.contains("a-much-longer-key"),
+            "{what} shows the secret:\n{text}"
+        );
+    }
+}

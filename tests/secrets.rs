@@ -177,3 +177,159 @@ fn a_failed_real_run_says_why_without_the_secret_in_any_output() {
         );
     }
 }
+
+/// Every form a secret could be written in: raw, JSON-escaped, JSON-escaped twice (a body inside
+/// a log line), base64.
+fn forms(secret: &str) -> Vec<String> {
+    let once = serde_json::to_string(secret).unwrap();
+    let once = once[1..once.len() - 1].to_string();
+    let twice = serde_json::to_string(&once).unwrap();
+    let twice = twice[1..twice.len() - 1].to_string();
+    vec![secret.to_string(), once, twice, base64_of(secret)]
+}
+
+fn assert_no_form(secret: &str, what: &str, text: &str) {
+    for form in forms(secret) {
+        assert!(!text.contains(&form), "{what} leaks `{form}`:\n{text}");
+    }
+}
+
+fn store_text(t: &Test) -> String {
+    String::from_utf8_lossy(&std::fs::read(t.path(".journey/state.sqlite")).unwrap()).into_owned()
+}
+
+#[test]
+fn secrets_with_characters_json_escapes_are_redacted_in_every_output_even_when_echoed() {
+    use crate::support::server::{Reply, TestServer};
+    let secret = "Ab\"cd\\e\tf1234";
+    let server = TestServer::start();
+    server.script(
+        "/first",
+        vec![Reply::json(200, serde_json::json!({ "echo": secret }))],
+    );
+    server.script(
+        "/second",
+        vec![Reply::json(500, serde_json::json!({ "echo": secret }))],
+    );
+    let t = Test::new()
+        .env("TOKEN", secret)
+        .env("HOOK_URL", &server.url);
+    t.file(
+        "j.yaml",
+        "journey: j\ntrigger: { segment: \"true\" }\ndefaults: { retry: { attempts: 1 } }\nsteps:\n  - id: first\n    webhook: { url: \"{{ env.HOOK_URL }}/first\", headers: { X-Key: \"{{ secret.TOKEN }}\" }, body: { token: \"{{ secret.TOKEN }}\" } }\n    save: { echo: \"response.body.echo\" }\n  - id: second\n    webhook: { url: \"{{ env.HOOK_URL }}/second\", body: { echoed: \"{{ saved.echo }}\" } }\n",
+    );
+    t.file("f.yaml", "customers: [{ id: c1 }]\n");
+    let run = t.run(&[
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--yes",
+        "--show",
+        "curl",
+        "--log",
+        "log.ndjson",
+        "--log-bodies",
+        "--record-mocks",
+        "mocks.yaml",
+        "--report",
+        "r.json",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let shown = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--fixtures",
+        "mocks.yaml",
+        "--show",
+        "requests",
+    ]);
+    for (what, text) in [
+        ("run output", run.all()),
+        ("dry-run --show requests", shown.all()),
+        ("log", t.read("log.ndjson")),
+        ("mocks", t.read("mocks.yaml")),
+        ("report", t.read("r.json")),
+        ("dead letters", t.read(".journey/dead-letter.ndjson")),
+        ("state store", store_text(&t)),
+    ] {
+        assert_no_form(secret, what, &text);
+    }
+    // What was saved from the echo goes out as the real secret again: replayed from the dead
+    // letter, and walked on from the store by --retry-failed.
+    server.script("/second", vec![Reply::status(200)]);
+    let replay = t.run(&["replay", ".journey/dead-letter.ndjson"]);
+    assert_eq!(replay.code, 0, "{}", replay.all());
+    let retried = t.run(&[
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--yes",
+        "--retry-failed",
+    ]);
+    assert_eq!(retried.code, 0, "{}", retried.all());
+    let echoed: Vec<serde_json::Value> = server
+        .requests_to("/second")
+        .iter()
+        .map(|r| r.json()["echoed"].clone())
+        .collect();
+    assert_eq!(
+        echoed,
+        vec![serde_json::json!(secret); 3],
+        "first run, replay, retry"
+    );
+    assert_no_form(
+        secret,
+        "state store after replay and retry",
+        &store_text(&t),
+    );
+}
+
+#[test]
+fn short_secrets_are_redacted_whole_in_the_fields_that_read_them() {
+    use crate::support::server::TestServer;
+    let server = TestServer::start();
+    let t = Test::new().env("PIN", "k9").env("HOOK_URL", &server.url);
+    t.file(
+        "j.yaml",
+        "journey: j\ntrigger: { segment: \"true\" }\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/hook?key={{ secret.PIN }}\", query: { pin: \"{{ secret.PIN }}\" }, headers: { X-Pin: \"x{{ secret.PIN }}\" }, body: { pin: \"{{ secret.PIN }}\", nested: [\"{{ secret.PIN }}\"] } }\n  - id: form\n    webhook: { url: \"{{ env.HOOK_URL }}/form\", form: { pin: \"{{ secret.PIN }}\", who: \"{{ customer.id }}\" } }\n",
+    );
+    t.file("f.yaml", "customers: [{ id: c1 }]\n");
+    for show in ["requests", "curl"] {
+        let out = t.dry_run(&["--show", show]);
+        assert_eq!(out.code, 0, "{}", out.all());
+        assert!(
+            !out.stdout.contains("k9"),
+            "--show {show} leaks the short secret:\n{}",
+            out.stdout
+        );
+    }
+    let run = t.run(&[
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--yes",
+        "--log",
+        "log.ndjson",
+        "--log-bodies",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        !t.read("log.ndjson").contains("k9"),
+        "{}",
+        t.read("log.ndjson")
+    );
+    assert!(!run.all().contains("k9"), "{}", run.all());
+    // What arrived is the real secret.
+    assert!(
+        server.requests_to("/form")[0]
+            .body
+            .windows(6)
+            .any(|w| w == b"pin=k9")
+    );
+}

@@ -65,6 +65,16 @@ pub fn load_journeys(paths: &[std::path::PathBuf], strict: bool) -> Result<Vec<J
 }
 
 /// Environment variables for a run that needs no secrets: missing ones render as placeholders.
+/// The secrets the journeys read, by name, for keeping them out of what is stored.
+pub fn vault(journeys: &[Journey], vars: &HashMap<String, String>) -> crate::redact::Vault {
+    crate::redact::Vault::new(
+        journeys
+            .iter()
+            .flat_map(|j| j.secret_names.iter())
+            .filter_map(|n| vars.get(n).map(|v| (n.as_str(), v.as_str()))),
+    )
+}
+
 pub fn placeholder_env(
     journeys: &[Journey],
     vars: &HashMap<String, String>,

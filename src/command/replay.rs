@@ -53,9 +53,13 @@ pub async fn replay(c: ReplayConfig) -> anyhow::Result<Exit> {
         allow_insecure_http: c.allow_insecure_http,
         redactor,
     };
+    let vault = super::vault(&journeys, &c.env);
     let mut remaining = Vec::new();
     for line in lines {
-        let l = &line.letter;
+        let mut l = line.letter.clone();
+        l.snapshot.vars = vault.open(&l.snapshot.vars);
+        l.snapshot.saved = vault.open(&l.snapshot.saved);
+        let l = &l;
         let result = send_again(l, &journeys, &env, &http, &safety).await;
         let name = format!(
             "{} / {} / customer {} ({})",

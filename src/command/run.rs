@@ -92,6 +92,8 @@ pub struct Batch<'a> {
     pub env: EnvVars,
     /// Knows the secret values.
     pub redactor: Redactor,
+    /// Keeps secrets out of the state store and dead letters, by reference.
+    pub vault: crate::redact::Vault,
     /// Secret names for `--show curl`.
     pub refs: report::curl::SecretRefs,
     /// `--suppress`.
@@ -157,6 +159,7 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
         fixtures,
         env,
         redactor,
+        vault: super::vault(&journeys, &c.env),
         run_id: run_id(&c),
         notices,
         tonight: Default::default(),

@@ -127,9 +127,9 @@ fn confirm(hosts: &BTreeSet<String>, entries: Option<usize>) -> bool {
 }
 
 /// Opens the store of a real run; a held lock is exit 75, an unusable store exit 3.
-fn open_store(real: &RealConfig) -> Result<Option<Arc<Store>>, Exit> {
+fn open_store(real: &RealConfig, vault: &crate::redact::Vault) -> Result<Option<Arc<Store>>, Exit> {
     match real.state.as_ref().map(Store::open).transpose() {
-        Ok(store) => Ok(store.map(Arc::new)),
+        Ok(store) => Ok(store.map(|s| Arc::new(s.with_vault(vault.clone())))),
         Err(e) => {
             output::stderr(&format!("error: {e}"));
             Err(super::store_exit(&e))
@@ -313,13 +313,16 @@ fn recorders(batch: &Batch<'_>, real: &RealConfig) -> anyhow::Result<Recorders> 
         .record_mocks
         .as_deref()
         .map(|p| Arc::new(MockRecorder::new(p, batch.redactor.clone())));
-    let recorder = Arc::new(NdjsonRecorder::new(
-        &batch.run_id,
-        batch.redactor.clone(),
-        real.log.as_deref(),
-        real.log_bodies,
-        &real.dead_letter,
-    )?);
+    let recorder = Arc::new(
+        NdjsonRecorder::new(
+            &batch.run_id,
+            batch.redactor.clone(),
+            real.log.as_deref(),
+            real.log_bodies,
+            &real.dead_letter,
+        )?
+        .with_vault(batch.vault.clone()),
+    );
     let both = std::iter::once(Arc::clone(&recorder) as Arc<dyn Recorder>)
         .chain(mocks.iter().map(|m| Arc::clone(m) as Arc<dyn Recorder>))
         .collect();
@@ -367,7 +370,7 @@ async fn store_and_due(
     batch: &Batch<'_>,
     real: &RealConfig,
 ) -> Result<(Option<Arc<Store>>, Vec<Due>), Exit> {
-    let Some(store) = open_store(real)? else {
+    let Some(store) = open_store(real, &batch.vault)? else {
         return Ok((None, Vec::new()));
     };
     if let Err(why) = store.check_shard(batch.c.selection.shard).await {

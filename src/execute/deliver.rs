@@ -180,7 +180,7 @@ impl<E: Executor> Deliverer<'_, E> {
             status,
             error,
             latency_ms: latency.as_secs_f64() * 1000.0,
-            request_body: &req.body,
+            request: req,
             response_body: body,
             response_headers: headers,
             error_kind: kind,

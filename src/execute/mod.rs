@@ -8,6 +8,7 @@ pub mod executor;
 pub mod http;
 pub mod identity;
 pub mod in_order;
+pub mod masked;
 pub mod plain;
 pub mod protect;
 pub mod recorder;

@@ -23,9 +23,9 @@ pub struct AttemptRecord<'a> {
     pub error: Option<String>,
     /// Time to the full response, in milliseconds.
     pub latency_ms: f64,
-    /// The request body (only with `--log-bodies`).
+    /// The request, for its body with secret fields masked (only with `--log-bodies`).
     #[serde(skip)]
-    pub request_body: &'a [u8],
+    pub request: &'a super::request::Request,
     /// The response body (only with `--log-bodies`).
     #[serde(skip)]
     pub response_body: &'a [u8],

@@ -35,6 +35,8 @@ pub struct Request {
     pub signer: Option<Signer>,
     /// Lowercase header names whose values are secrets.
     pub sensitive: Vec<String>,
+    /// The query parameters and body fields that read a secret ([`super::masked`]).
+    pub secrets: std::sync::Arc<crate::journey::plan::SecretFields>,
 }
 
 /// What identifies a delivery.
@@ -73,10 +75,13 @@ pub fn build(
     if let Some(ct) = content_type {
         headers.push(("Content-Type".into(), ct));
     }
+    let mut sensitive = Vec::new();
     for (name, t) in &plan.headers {
         set(&mut headers, name, header_value(t, ctx)?);
+        if t.reads_secret() {
+            sensitive.push(name.to_ascii_lowercase());
+        }
     }
-    let mut sensitive = Vec::new();
     if let Some(auth) = &plan.auth {
         let (name, value) = auth_header(auth, ctx)?;
         sensitive.push(name.to_ascii_lowercase());
@@ -104,6 +109,7 @@ pub fn build(
         trace_id: ids.trace_id,
         signer,
         sensitive,
+        secrets: std::sync::Arc::clone(&plan.secrets),
     })
 }
 

@@ -332,7 +332,7 @@ fn webhook(file: &JourneyFile, w: &model::Webhook, at: &str, c: &mut Compiler) -
         );
     }
     let d = &file.defaults;
-    WebhookPlan {
+    let mut plan = WebhookPlan {
         method: w.method,
         url: c.url_template(&format!("{at}.url"), &w.url),
         query: texts(&w.query, &format!("{at}.query"), c),
@@ -361,6 +361,47 @@ fn webhook(file: &JourneyFile, w: &model::Webhook, at: &str, c: &mut Compiler) -
             Some(model::IdempotencyHeader::Enabled(false)) => None,
             Some(model::IdempotencyHeader::Name(n)) => Some(n.clone()),
         },
+        secrets: Default::default(),
+    };
+    plan.secrets = std::sync::Arc::new(secret_fields(&plan));
+    plan
+}
+
+/// What of a webhook's request reads a secret: query parameters, body leaves or the whole body.
+fn secret_fields(plan: &WebhookPlan) -> SecretFields {
+    let mut query: Vec<String> = plan
+        .query
+        .iter()
+        .filter(|(_, t)| t.reads_secret())
+        .map(|(k, _)| k.clone())
+        .collect();
+    // `?key={{ secret.TOKEN }}` written in the url itself.
+    if let Some((_, q)) = plan.url.source.split_once('?') {
+        for pair in q.split('&') {
+            if let Some((k, v)) = pair.split_once('=')
+                && v.contains("secret.")
+            {
+                query.push(k.to_string());
+            }
+        }
+    }
+    let (body, whole_body) = match &plan.body {
+        BodyPlan::Json(t) => (t.secret_paths(), false),
+        BodyPlan::Form(fields) => (
+            fields
+                .iter()
+                .filter(|(_, t)| t.reads_secret())
+                .map(|(k, _)| vec![crate::render::body::BodyKey::Key(k.clone())])
+                .collect(),
+            false,
+        ),
+        BodyPlan::Text(t, _) => (vec![], t.reads_secret()),
+        BodyPlan::None => (vec![], false),
+    };
+    SecretFields {
+        query,
+        body,
+        whole_body,
     }
 }
 

@@ -182,6 +182,20 @@ pub struct WebhookPlan {
     pub rate: Option<f64>,
     /// The JSON Schema the rendered body must satisfy.
     pub schema: Option<BodySchema>,
+    /// What of the request reads a secret (masked in every output).
+    pub secrets: std::sync::Arc<SecretFields>,
+}
+
+/// The parts of a webhook's request that read a `secret.*`, found once at compile time: every
+/// output masks them whole, whatever the secret's length (headers are marked per request).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretFields {
+    /// Query parameters (of `query:` or of the url itself) whose value reads a secret.
+    pub query: Vec<String>,
+    /// Paths of JSON body leaves that read a secret; a form's keys, as one-step paths.
+    pub body: Vec<Vec<crate::render::body::BodyKey>>,
+    /// A `body_text` that reads a secret: the whole body is masked.
+    pub whole_body: bool,
 }
 
 /// A compiled `schema:` of a webhook step.

@@ -48,7 +48,7 @@ pub async fn serve(port: u16, listener: Listener) -> anyhow::Result<()> {
     let addr = socket.local_addr()?;
     println!("listening on http://{addr}");
     std::io::stdout().flush()?;
-    let redactor = Redactor::new(listener.secrets.iter().map(String::as_str));
+    let redactor = Redactor::every_length(listener.secrets.iter().map(String::as_str));
     let shared = Arc::new(Shared {
         listener: Mutex::new(listener),
         memory: Mutex::default(),
@@ -101,10 +101,11 @@ async fn handle(
             verify::verify_any(&headers, &body, &l.secrets, chrono::Utc::now().timestamp());
         (answer, verdict)
     };
-    let target = uri
-        .path_and_query()
-        .map(|p| p.to_string())
-        .unwrap_or_default();
+    let target = s.redactor.redact(
+        &uri.path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+    );
     let seen = Seen {
         n,
         method: method.to_string(),

@@ -17,7 +17,47 @@ pub enum BodyTemplate {
     Map(Vec<(Box<[u8]>, BodyTemplate)>),
 }
 
+/// One step of a path into a JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyKey {
+    /// A mapping's key.
+    Key(String),
+    /// A list's index.
+    Index(usize),
+}
+
 impl BodyTemplate {
+    /// The paths of the string leaves that read a `secret.*`.
+    pub fn secret_paths(&self) -> Vec<Vec<BodyKey>> {
+        let mut out = Vec::new();
+        self.collect_secret_paths(&mut Vec::new(), &mut out);
+        out
+    }
+
+    fn collect_secret_paths(&self, at: &mut Vec<BodyKey>, out: &mut Vec<Vec<BodyKey>>) {
+        match self {
+            BodyTemplate::Lit(_) => {}
+            BodyTemplate::Str(t) if t.reads_secret() => out.push(at.clone()),
+            BodyTemplate::Str(_) => {}
+            BodyTemplate::List(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    at.push(BodyKey::Index(i));
+                    item.collect_secret_paths(at, out);
+                    at.pop();
+                }
+            }
+            BodyTemplate::Map(entries) => {
+                for (key, item) in entries.iter() {
+                    let name =
+                        serde_json::from_slice::<String>(&key[..key.len() - 1]).unwrap_or_default();
+                    at.push(BodyKey::Key(name));
+                    item.collect_secret_paths(at, out);
+                    at.pop();
+                }
+            }
+        }
+    }
+
     /// Compiles every string leaf of `value`, found at `field` in the file.
     pub fn compile(c: &mut Compiler, field: &str, value: &serde_json::Value) -> BodyTemplate {
         match value {

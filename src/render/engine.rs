@@ -218,6 +218,12 @@ fn classify(source: &str) -> Shape<'_> {
 }
 
 impl Tmpl {
+    /// True when the template reads a `secret.*`: what it renders is shown nowhere, whatever
+    /// its length.
+    pub fn reads_secret(&self) -> bool {
+        !matches!(self.kind, TmplKind::Literal) && self.source.contains("secret.")
+    }
+
     /// Renders to text; a lone `{{ expr }}` is converted to its string form.
     pub fn render(&self, ctx: &Value) -> Result<String, RenderError> {
         match &self.kind {

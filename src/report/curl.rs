@@ -25,7 +25,9 @@ impl SecretRefs {
             .collect();
         for name in names {
             pairs.push((name.clone(), format!("<secret.{name}>")));
-            if let Some(v) = vars.get(&name).filter(|v| v.len() >= 4) {
+            // Any length: a reference stands for exactly the text it replaces, so the command
+            // still sends the same bytes even where a short value also stood elsewhere.
+            if let Some(v) = vars.get(&name).filter(|v| !v.is_empty()) {
                 pairs.push((name, v.clone()));
             }
         }

@@ -22,6 +22,7 @@ pub struct NdjsonRecorder {
     dead: Mutex<Option<File>>,
     dead_count: AtomicU64,
     failures: Mutex<Vec<String>>,
+    vault: crate::redact::Vault,
 }
 
 impl NdjsonRecorder {
@@ -45,7 +46,15 @@ impl NdjsonRecorder {
             dead: Mutex::new(None),
             dead_count: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),
+            vault: Default::default(),
         })
+    }
+
+    /// Writes the secrets a dead letter's snapshot holds as references, so `replay` sends
+    /// them with its own values and the file never holds one.
+    pub fn with_vault(mut self, vault: crate::redact::Vault) -> Self {
+        self.vault = vault;
+        self
     }
 
     /// How many dead letters this run wrote.
@@ -124,7 +133,7 @@ impl Recorder for NdjsonRecorder {
         let Some(log) = &self.log else { return };
         let bodies = if self.log_bodies {
             vec![
-                ("request_body", text(r.request_body)),
+                ("request_body", text(&r.request.masked_body())),
                 ("response_body", text(r.response_body)),
             ]
         } else {
@@ -139,7 +148,10 @@ impl Recorder for NdjsonRecorder {
     }
 
     fn dead_letter(&self, letter: &DeadLetter) {
-        let line = self.line(letter, &[]);
+        let mut sealed = letter.clone();
+        sealed.snapshot.vars = self.vault.seal(&letter.snapshot.vars);
+        sealed.snapshot.saved = self.vault.seal(&letter.snapshot.saved);
+        let line = self.line(&sealed, &[]);
         match self.append_dead(&line) {
             Ok(()) => {
                 self.dead_count.fetch_add(1, Ordering::SeqCst);

@@ -10,7 +10,7 @@ pub fn request(title: &str, req: &Request, attempt_unix: i64, redactor: &Redacto
     let mut out = format!(
         "### {title}\n{} {}\n",
         req.method.as_str(),
-        redactor.redact(&req.url)
+        redactor.redact(&req.masked_url())
     );
     for (name, value) in req.attempt_headers(1, attempt_unix) {
         let shown = if req.is_sensitive(&name) {
@@ -20,9 +20,9 @@ pub fn request(title: &str, req: &Request, attempt_unix: i64, redactor: &Redacto
         };
         let _ = writeln!(out, "{name}: {shown}");
     }
-    let body = match &req.json() {
+    let body = match &req.masked_json() {
         Some(v) => serde_json::to_string_pretty(&redactor.redact_json(v)).unwrap_or_default(),
-        None => redactor.redact(&req.body_text()),
+        None => redactor.redact(&String::from_utf8_lossy(&req.masked_body())),
     };
     if !body.is_empty() {
         let _ = writeln!(out, "\n{body}");

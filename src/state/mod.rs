@@ -160,6 +160,8 @@ pub struct Store {
     path: PathBuf,
     failure: Arc<Mutex<Option<String>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Keeps secrets out of saved values and snapshots, reversibly.
+    vault: crate::redact::Vault,
     _lock: lock::Lock,
 }
 
@@ -233,8 +235,16 @@ impl Store {
             path: shown.to_path_buf(),
             failure,
             writer: Mutex::new(Some(writer)),
+            vault: Default::default(),
             _lock: lock,
         })
+    }
+
+    /// Writes the values of these secrets as references ([`crate::redact::Vault`]): what is
+    /// saved from a response or parked with an entry never holds a secret.
+    pub fn with_vault(mut self, vault: crate::redact::Vault) -> Self {
+        self.vault = vault;
+        self
     }
 
     /// Ends the writer once it has written everything sent so far, and waits for it: the WAL is
@@ -319,7 +329,22 @@ impl Store {
 
     /// The stored entry, if any.
     pub async fn load(&self, key: &str) -> Result<Option<StoredEntry>, String> {
-        self.ask(|r| Msg::Load(key.to_string(), r)).await
+        let mut entry = self.ask(|r| Msg::Load(key.to_string(), r)).await?;
+        if let Some(e) = &mut entry {
+            for d in e.deliveries.values_mut() {
+                if let serde_json::Value::Object(m) = self
+                    .vault
+                    .open(&serde_json::Value::Object(std::mem::take(&mut d.saved)))
+                {
+                    d.saved = m;
+                }
+            }
+            if let Some(s) = &mut e.snapshot {
+                s.vars = self.vault.open(&s.vars);
+                s.saved = self.vault.open(&s.saved);
+            }
+        }
+        Ok(entry)
     }
 
     /// Whether the store held an entry under `key` when the run began.
@@ -393,7 +418,7 @@ impl Store {
         saved: &serde_json::Value,
         attempts: u32,
     ) {
-        let saved = saved.to_string();
+        let saved = self.vault.seal(saved).to_string();
         self.send(Msg::Write(Write::After {
             entry: entry.into(),
             step: step.into(),
@@ -422,7 +447,12 @@ impl Store {
         due: DateTime<Utc>,
         snapshot: &Snapshot,
     ) {
-        let snapshot = serde_json::to_string(snapshot).unwrap_or_default();
+        let sealed = Snapshot {
+            vars: self.vault.seal(&snapshot.vars),
+            saved: self.vault.seal(&snapshot.saved),
+            ..snapshot.clone()
+        };
+        let snapshot = serde_json::to_string(&sealed).unwrap_or_default();
         self.send(Msg::Write(Write::Park {
             row: entry.row(),
             start_step,
