@@ -288,3 +288,58 @@ fn customer_data_in_a_url_path_is_one_encoded_segment() {
         out.stderr
     );
 }
+
+/// Waits for a spawned run to end by itself, for at most `limit`; kills it otherwise.
+fn ends_within(mut child: std::process::Child, limit: Duration) -> Option<Output> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap().into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    None
+}
+
+#[test]
+fn a_stop_ends_a_wait_on_a_rate_limit_at_once_and_nothing_is_left_in_doubt() {
+    let server = TestServer::start();
+    let journey = "journey: j\ntrigger: { segment: \"true\" }\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/hook\", rate_limit: 1/m }\n";
+    let t = with(
+        &server,
+        journey,
+        "customers: [{ id: c1 }, { id: c2 }, { id: c3 }]\n",
+    );
+    let child = t.spawn(&["run", "j.yaml", "--fixtures", "f.yaml", "--yes"]);
+    server.wait_for(1);
+    std::thread::sleep(Duration::from_millis(200));
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = ends_within(child, Duration::from_secs(20)).expect("SIGTERM ends the wait");
+    assert_eq!(out.code, 143, "{}", out.all());
+    assert_eq!(server.requests().len(), 1);
+    let shown = t.run(&["state", "show", "--state", ".journey/state.sqlite"]);
+    assert!(
+        shown.stdout.contains("deliveries: 2 deferred, 1 ok"),
+        "never sent, so not pending (in doubt): {}",
+        shown.stdout
+    );
+    // --max-duration ends such a wait the same way.
+    let child = t.spawn(&[
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--yes",
+        "--max-duration",
+        "1s",
+    ]);
+    let out = ends_within(child, Duration::from_secs(20)).expect("--max-duration ends the wait");
+    assert_eq!(out.code, 124, "{}", out.all());
+    assert!(out.stdout.contains("0 in doubt"), "{}", out.stdout);
+}

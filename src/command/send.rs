@@ -436,10 +436,11 @@ fn left_undone(stop: &Stop, total: Option<usize>, report: &RunReport) -> Option<
         StopReason::ClosedOutput => return None,
     };
     let t = &report.totals;
-    let finished = t.entries.saturating_sub(t.interrupted);
+    // Reported but not finished: interrupted, or put off by the stop before an attempt.
+    let unfinished = t.interrupted + stop.deferred();
     let entries = match total {
-        Some(total) => Some((total as u64).saturating_sub(finished)),
-        None if stop.skipped() + t.interrupted == 0 => Some(0),
+        Some(total) => Some((total as u64).saturating_sub(t.entries) + unfinished),
+        None if stop.skipped() + unfinished == 0 => Some(0),
         None => None,
     };
     (entries != Some(0)).then(|| Left {

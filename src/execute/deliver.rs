@@ -67,11 +67,21 @@ impl<E: Executor> Deliverer<'_, E> {
             if n > 1 && self.stop.is_set() {
                 d.error = Some("the run was stopped before the next attempt".into());
                 d.deferred = true;
+                self.stop.defer();
                 break;
             }
             d.attempts = n;
             let outcome = match self.attempt(step, req, ctx, n).await {
                 Ok(outcome) => outcome,
+                Err(_) if self.stop.is_set() => {
+                    // Stopped while waiting for a rate limit or a paused host: never sent, so
+                    // not in doubt; a later run sends it.
+                    d.attempts = n - 1;
+                    d.error = Some("the run was stopped before this attempt".into());
+                    d.deferred = true;
+                    self.stop.defer();
+                    break;
+                }
                 Err(why) => {
                     // The host is stopped: this attempt was never made.
                     d.attempts = n - 1;
@@ -102,7 +112,9 @@ impl<E: Executor> Deliverer<'_, E> {
                 break;
             }
             match next_delay(w, &outcome, n, &mut rng, ctx.now) {
-                Ok(delay) => self.exec.pause(delay).await,
+                Ok(delay) => {
+                    self.stop.unless_stopped(self.exec.pause(delay)).await;
+                }
                 Err(why) => {
                     d.error = Some(why);
                     d.deferred = true;
@@ -128,7 +140,12 @@ impl<E: Executor> Deliverer<'_, E> {
             .map(|_| super::protect::host_of(&req.url))
             .unwrap_or_default();
         if let Some(p) = self.protect {
-            p.before(self.journey, &step.id, &host).await?;
+            let before = async { p.before(self.journey, &step.id, &host).await };
+            tokio::select! {
+                biased;
+                _ = self.stop.stopped() => return Err("the run was stopped".into()),
+                r = before => r?,
+            }
         }
         let attempt = Attempt {
             journey: self.journey,
