@@ -343,3 +343,59 @@ fn a_stop_ends_a_wait_on_a_rate_limit_at_once_and_nothing_is_left_in_doubt() {
     assert_eq!(out.code, 124, "{}", out.all());
     assert!(out.stdout.contains("0 in doubt"), "{}", out.stdout);
 }
+
+#[test]
+fn deeply_nested_documents_are_refused_by_place_and_wide_csv_headers_are_read() {
+    let t = Test::new();
+    t.file("j.yaml", &step("{ url: \"{{ env.HOOK_URL }}/hook\" }"));
+    let n = 5_000;
+    t.file(
+        "deep.json",
+        &format!("{{\"customers\": {}{}}}", "[".repeat(n), "]".repeat(n)),
+    );
+    t.file("deep.yaml", &format!("customers:\n{}1\n", "- ".repeat(n)));
+    for f in ["deep.json", "deep.yaml"] {
+        let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", f]);
+        assert_eq!(out.code, 2, "{f}: {}", out.all());
+        assert!(
+            out.stderr.contains(&format!("{f}:"))
+                && out.stderr.contains("nested more than 100 levels deep"),
+            "{f}: {}",
+            out.stderr
+        );
+    }
+    t.file(
+        "deep_journey.yaml",
+        &format!("journey: x\nsteps: {}{}\n", "[".repeat(n), "]".repeat(n)),
+    );
+    let out = t.run(&["validate", "deep_journey.yaml"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("deep_journey.yaml:2:"),
+        "{}",
+        out.stderr
+    );
+    let cols = 20_000;
+    let header: Vec<String> = (0..cols).map(|i| format!("attributes.c{i}")).collect();
+    let cells = vec!["1"; cols].join(",");
+    t.file(
+        "wide.csv",
+        &format!("id,{}\nc1,{cells}\nc2,{cells}\n", header.join(",")),
+    );
+    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "wide.csv"]);
+    assert_eq!(out.code, 0, "{}", &out.all()[..out.all().len().min(500)]);
+    assert!(out.stdout.contains("2 completed"), "{}", out.stdout);
+    // A clash is still found, however far apart the columns are.
+    t.file(
+        "clash.csv",
+        &format!("id,{},attributes.c7.x\nc1,{cells},1\n", header.join(",")),
+    );
+    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "clash.csv"]);
+    assert_eq!(out.code, 1, "a stream's bad header is an invalid entry: {}", out.all());
+    assert!(
+        out.stderr
+            .contains("columns 9 `attributes.c7` and 20002 `attributes.c7.x` cannot both be set"),
+        "{}",
+        out.stderr
+    );
+}

@@ -1,6 +1,7 @@
 //! Journey files: the model, loading with positions, compiling to a plan and validating the graph.
 
 pub mod compile;
+pub mod depth;
 pub mod duration;
 pub mod model;
 pub mod plan;

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 
 /// Reads `source` as `T`; an error is one line: `file:line:col: what is wrong; how to fix it`.
 pub fn from_str<T: DeserializeOwned>(file: &Path, source: &str) -> Result<T, String> {
+    super::depth::check(file, source)?;
     serde_yaml::from_str(source).map_err(|e| explain(file, source, &e))
 }
 
