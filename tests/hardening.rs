@@ -391,7 +391,12 @@ fn deeply_nested_documents_are_refused_by_place_and_wide_csv_headers_are_read() 
         &format!("id,{},attributes.c7.x\nc1,{cells},1\n", header.join(",")),
     );
     let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "clash.csv"]);
-    assert_eq!(out.code, 1, "a stream's bad header is an invalid entry: {}", out.all());
+    assert_eq!(
+        out.code,
+        1,
+        "a stream's bad header is an invalid entry: {}",
+        out.all()
+    );
     assert!(
         out.stderr
             .contains("columns 9 `attributes.c7` and 20002 `attributes.c7.x` cannot both be set"),

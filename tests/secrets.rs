@@ -218,7 +218,7 @@ fn secrets_with_characters_json_escapes_are_redacted_in_every_output_even_when_e
         "j.yaml",
         "journey: j\ntrigger: { segment: \"true\" }\ndefaults: { retry: { attempts: 1 } }\nsteps:\n  - id: first\n    webhook: { url: \"{{ env.HOOK_URL }}/first\", headers: { X-Key: \"{{ secret.TOKEN }}\" }, body: { token: \"{{ secret.TOKEN }}\" } }\n    save: { echo: \"response.body.echo\" }\n  - id: second\n    webhook: { url: \"{{ env.HOOK_URL }}/second\", body: { echoed: \"{{ saved.echo }}\" } }\n",
     );
-    t.file("f.yaml", "customers: [{ id: c1 }]\n");
+    t.file("f.yaml", "customers: [{ id: c1 }, { id: c2 }]\n");
     let run = t.run(&[
         "run",
         "j.yaml",
@@ -258,11 +258,10 @@ fn secrets_with_characters_json_escapes_are_redacted_in_every_output_even_when_e
     ] {
         assert_no_form(secret, what, &text);
     }
-    // What was saved from the echo goes out as the real secret again: replayed from the dead
-    // letter, and walked on from the store by --retry-failed.
+    // What was saved from the echo goes out as the real secret again: walked on from the
+    // store by --retry-failed (c2), and replayed from the dead letter (c1; c2's letter is not
+    // sent again, a later run delivered it).
     server.script("/second", vec![Reply::status(200)]);
-    let replay = t.run(&["replay", ".journey/dead-letter.ndjson"]);
-    assert_eq!(replay.code, 0, "{}", replay.all());
     let retried = t.run(&[
         "run",
         "j.yaml",
@@ -270,8 +269,17 @@ fn secrets_with_characters_json_escapes_are_redacted_in_every_output_even_when_e
         "f.yaml",
         "--yes",
         "--retry-failed",
+        "--customer",
+        "c2",
     ]);
     assert_eq!(retried.code, 0, "{}", retried.all());
+    let replay = t.run(&["replay", ".journey/dead-letter.ndjson"]);
+    assert_eq!(replay.code, 0, "{}", replay.all());
+    assert!(
+        replay.stderr.contains("a later run delivered it"),
+        "{}",
+        replay.stderr
+    );
     let echoed: Vec<serde_json::Value> = server
         .requests_to("/second")
         .iter()
@@ -279,12 +287,12 @@ fn secrets_with_characters_json_escapes_are_redacted_in_every_output_even_when_e
         .collect();
     assert_eq!(
         echoed,
-        vec![serde_json::json!(secret); 3],
-        "first run, replay, retry"
+        vec![serde_json::json!(secret); 4],
+        "c1 and c2, c2 retried, c1 replayed"
     );
     assert_no_form(
         secret,
-        "state store after replay and retry",
+        "state store after retry and replay",
         &store_text(&t),
     );
 }

@@ -784,3 +784,45 @@ fn journey_state_and_state_move_the_store() {
         flag.stdout
     );
 }
+
+#[test]
+fn a_replayed_delivery_is_recorded_in_the_store_and_the_next_run_walks_on() {
+    let server = TestServer::start();
+    server.script("/first", vec![Reply::status(500)]);
+    let journey = TWO_STEPS.replace(
+        "trigger: { segment: \"true\" }",
+        "trigger: { segment: \"true\" }\ndefaults: { retry: { attempts: 1 } }",
+    );
+    let t = setup(&server, &journey, &customers(3));
+    let first = send(&t, &[]);
+    assert_eq!(first.code, 1, "{}", first.all());
+    assert_eq!(keys(&server, "/first").len(), 3);
+    server.script(
+        "/first",
+        vec![Reply::json(200, serde_json::json!({ "code": "R1" }))],
+    );
+    let replay = t.run(&["replay", ".journey/dead-letter.ndjson"]);
+    assert_eq!(replay.code, 0, "{}", replay.all());
+    assert_eq!(keys(&server, "/first").len(), 6, "each sent again once");
+    let shown = t.run(&["state", "show", "--state", ".journey/state.sqlite"]);
+    assert!(
+        shown.stdout.contains("deliveries: 3 ok"),
+        "{}",
+        shown.stdout
+    );
+    for extra in [&[][..], &["--retry-failed"]] {
+        let next = send(&t, extra);
+        assert_eq!(next.code, 0, "{}", next.all());
+    }
+    assert_eq!(
+        keys(&server, "/first").len(),
+        6,
+        "nothing replayed is sent again"
+    );
+    let second = server.requests_to("/second");
+    assert_eq!(second.len(), 3, "each entry walked on once");
+    assert!(
+        second.iter().all(|r| r.json()["code"] == "R1"),
+        "with what the replay saved"
+    );
+}

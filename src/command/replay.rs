@@ -2,11 +2,13 @@
 //! from the environment now) and sends it with the same idempotency key. What still fails stays in
 //! the file; what is delivered leaves it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::ReplayConfig;
 use crate::execute::context::{EntryContext, Scope};
 use crate::execute::deliver::Deliverer;
+use crate::execute::deliver::Delivery;
 use crate::execute::http::Http;
 use crate::execute::identity;
 use crate::execute::recorder::{DeadLetter, NoRecorder};
@@ -18,6 +20,7 @@ use crate::journey::Journey;
 use crate::journey::plan::StepKind;
 use crate::output;
 use crate::render::value_of;
+use crate::state::{Store, StorePath};
 
 /// One line of the file: the letter and its text as written.
 struct Line {
@@ -54,25 +57,38 @@ pub async fn replay(c: ReplayConfig) -> anyhow::Result<Exit> {
         redactor,
     };
     let vault = super::vault(&journeys, &c.env);
+    // Opened before anything is sent: a store another run holds (75) or cannot use (3) stops
+    // the replay, which would otherwise send what the store would not know of.
+    let stores = match open_stores(&lines, &vault) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let replayer = Replayer {
+        journeys: &journeys,
+        env: &env,
+        http: &http,
+        safety: &safety,
+        stores: &stores,
+        vault: &vault,
+    };
     let mut remaining = Vec::new();
     for line in lines {
-        let mut l = line.letter.clone();
-        l.snapshot.vars = vault.open(&l.snapshot.vars);
-        l.snapshot.saved = vault.open(&l.snapshot.saved);
-        let l = &l;
-        let result = send_again(l, &journeys, &env, &http, &safety).await;
+        let l = &line.letter;
         let name = format!(
             "{} / {} / customer {} ({})",
             l.journey, l.step, l.customer, l.delivery_id
         );
-        match result {
-            Ok(()) if !c.quiet => output::stderr(&format!("ok   {name}")),
-            Ok(()) => {}
+        match replayer.one(l).await {
+            Ok(note) if !c.quiet => output::stderr(&format!("ok   {name}{note}")),
+            Ok(_) => {}
             Err(why) => {
                 output::stderr(&format!("FAIL {name}: {why}"));
                 remaining.push(line.text);
             }
         }
+    }
+    if let Some(code) = close_stores(&stores) {
+        return Ok(code);
     }
     rewrite(&c.file, &remaining)?;
     let failed = remaining.len();
@@ -106,14 +122,137 @@ fn read(file: &std::path::Path) -> Result<Vec<Line>, String> {
         .collect()
 }
 
-/// Sends one letter again; `Err` says why it still fails.
+/// What every letter is sent with.
+struct Replayer<'a> {
+    journeys: &'a [Journey],
+    env: &'a crate::render::EnvVars,
+    http: &'a Http,
+    safety: &'a Safety,
+    /// The stores the letters came from, by canonical path.
+    stores: &'a BTreeMap<String, Store>,
+    vault: &'a crate::redact::Vault,
+}
+
+impl Replayer<'_> {
+    /// Sends one letter again (its secrets read back from their references) unless a later
+    /// run delivered it, and records the outcome in its store; `Ok` with a note, or why it
+    /// still fails.
+    async fn one(&self, letter: &DeadLetter) -> Result<&'static str, String> {
+        let mut l = letter.clone();
+        l.snapshot.vars = self.vault.open(&l.snapshot.vars);
+        l.snapshot.saved = self.vault.open(&l.snapshot.saved);
+        let store = l.state.as_ref().and_then(|p| self.stores.get(p));
+        if let Some(store) = store
+            && delivered_since(store, &l).await
+        {
+            return Ok(": a later run delivered it; not sent again");
+        }
+        let sent = send_again(&l, self.journeys, self.env, self.http, self.safety).await?;
+        if let Some(store) = store {
+            record(store, &l, &sent);
+        }
+        sent.delivered().map(|()| "")
+    }
+}
+
+/// What one letter's delivery came to.
+struct Sent {
+    /// The delivery, as a run would record it.
+    delivery: Delivery,
+    /// What its step saved from the response.
+    saved: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Sent {
+    /// `Err` says why it still fails.
+    fn delivered(self) -> Result<(), String> {
+        match self.delivery.step_status {
+            StepStatus::Ok => Ok(()),
+            _ => Err(self.delivery.error.unwrap_or_else(|| "failed".into())),
+        }
+    }
+}
+
+/// The stores the letters came from, each opened (and locked) once.
+fn open_stores(
+    lines: &[Line],
+    vault: &crate::redact::Vault,
+) -> Result<BTreeMap<String, Store>, Exit> {
+    let mut stores = BTreeMap::new();
+    for path in lines.iter().filter_map(|l| l.letter.state.clone()) {
+        if stores.contains_key(&path) {
+            continue;
+        }
+        match Store::open(&StorePath::Given(PathBuf::from(&path))) {
+            Ok(store) => {
+                stores.insert(path, store.with_vault(vault.clone()));
+            }
+            Err(e) => {
+                output::stderr(&format!("error: {e}; nothing was sent"));
+                return Err(super::store_exit(&e));
+            }
+        }
+    }
+    Ok(stores)
+}
+
+/// True when the store holds the letter's delivery as delivered (a run with `--retry-failed`
+/// sent it since): sending it again would send it twice.
+async fn delivered_since(store: &Store, l: &DeadLetter) -> bool {
+    matches!(
+        store.load(&l.entry_key).await,
+        Ok(Some(e)) if e.deliveries.get(&l.step).is_some_and(|d| d.status == "ok")
+    )
+}
+
+/// Records a replayed delivery as a run records one; a delivered one opens its entry again, so
+/// the next run walks it on from the step after it.
+fn record(store: &Store, l: &DeadLetter, sent: &Sent) {
+    let d = &sent.delivery;
+    let ok = d.step_status == StepStatus::Ok;
+    let status = if ok { "ok" } else { "failed" };
+    let saved = serde_json::Value::Object(sent.saved.clone());
+    store.after(&l.entry_key, &l.step, status, d.status, &saved, d.attempts);
+    if ok {
+        let started = l
+            .snapshot
+            .started
+            .as_deref()
+            .and_then(|s| crate::clock::parse(s).ok())
+            .unwrap_or_else(chrono::Utc::now);
+        store.reopen(&crate::state::EntryRow {
+            key: &l.entry_key,
+            journey: &l.journey,
+            customer: &l.customer,
+            started,
+        });
+    }
+}
+
+/// Closes the stores; exit 3 when one could not write what the replay recorded.
+fn close_stores(stores: &BTreeMap<String, Store>) -> Option<Exit> {
+    let mut failed = None;
+    for store in stores.values() {
+        store.close();
+        if let Some(why) = store.failure() {
+            output::stderr(&format!(
+                "error: the state store {} cannot be written: {why}",
+                store.path().display()
+            ));
+            failed = Some(Exit::State);
+        }
+    }
+    failed
+}
+
+/// Sends one letter again; `Err` says why nothing could be sent.
 async fn send_again(
     l: &DeadLetter,
     journeys: &[Journey],
     env: &crate::render::EnvVars,
     http: &Http,
     safety: &Safety,
-) -> Result<(), String> {
+) -> Result<Sent, String> {
     let j = journeys
         .iter()
         .find(|j| j.name == l.journey)
@@ -147,14 +286,36 @@ async fn send_again(
         stop: &Default::default(),
         protect: None,
     };
-    let d = deliverer
+    let delivery = deliverer
         .deliver(step, w, &req, &ctx)
         .await
         .map_err(|e| e.to_string())?;
-    match d.step_status {
-        StepStatus::Ok => Ok(()),
-        _ => Err(d.error.unwrap_or_else(|| "failed".into())),
+    let saved = match &delivery.response {
+        Some(r) if delivery.step_status == StepStatus::Ok => saved_of(step, &ctx, r)?,
+        _ => Default::default(),
+    };
+    Ok(Sent { delivery, saved })
+}
+
+/// What the step's `save` takes from the response (a value that is undefined stays unset).
+fn saved_of(
+    step: &crate::journey::plan::StepPlan,
+    ctx: &EntryContext,
+    r: &crate::execute::executor::Response,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let value = ctx.value(&Scope {
+        step: Some(&step.id),
+        delivery: None,
+        response: Some(crate::execute::deliver::response_value(r)),
+    });
+    let mut saved = serde_json::Map::new();
+    for (name, expr) in &step.save {
+        let v = expr.eval(&value).map_err(|e| e.to_string())?;
+        if !v.is_undefined() {
+            saved.insert(name.clone(), serde_json::to_value(&v).unwrap_or_default());
+        }
     }
+    Ok(saved)
 }
 
 fn context_of(l: &DeadLetter, env: &crate::render::EnvVars) -> Result<EntryContext, String> {

@@ -63,6 +63,10 @@ pub struct DeadLetter {
     pub error: String,
     /// The entry's context when the step was rendered.
     pub snapshot: Snapshot,
+    /// The state store of the run that wrote it (canonical path): `replay` records its outcome
+    /// there, as the run would have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// The data an entry's templates saw: no `env`, no `secret`.

@@ -158,6 +158,8 @@ pub struct Store {
     /// new, and entering it needs no answer from the writer.
     known: foldhash::HashSet<u64>,
     path: PathBuf,
+    /// The canonical path: what the lock, the redo file and dead letters name.
+    real: PathBuf,
     failure: Arc<Mutex<Option<String>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Keeps secrets out of saved values and snapshots, reversibly.
@@ -233,6 +235,7 @@ impl Store {
             }),
             known,
             path: shown.to_path_buf(),
+            real: path.to_path_buf(),
             failure,
             writer: Mutex::new(Some(writer)),
             vault: Default::default(),
@@ -283,9 +286,14 @@ impl Store {
         }
     }
 
-    /// Where the store is.
+    /// Where the store is, as given.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the store is, canonical.
+    pub fn real_path(&self) -> &Path {
+        &self.real
     }
 
     /// The first write error, if any (the run must stop: exit 3).
@@ -436,6 +444,16 @@ impl Store {
             row: entry.row(),
             status: status.into(),
             outcome: outcome.into(),
+        }));
+    }
+
+    /// Opens an ended entry again (`replay` delivered its failed step): the next run walks it
+    /// on from its first step, past everything delivered.
+    pub fn reopen(&self, entry: &EntryRow<'_>) {
+        self.send(Msg::Write(Write::End {
+            row: entry.row(),
+            status: "active".into(),
+            outcome: String::new(),
         }));
     }
 

@@ -415,6 +415,11 @@ impl<'a, E: Executor> Walk<'a, E> {
             status: d.status,
             error: d.error.clone().unwrap_or_default(),
             snapshot: self.snapshot(ctx),
+            state: self
+                .settings
+                .state
+                .as_ref()
+                .map(|s| s.real_path().display().to_string()),
         };
         self.settings.recorder.dead_letter(&letter);
     }
