@@ -4,6 +4,9 @@
 //! state store, (3) a dry-run of 1,000,000 customers through a 3-step journey with 10-field
 //! bodies. Prints entries/s and the ratio to the load generator (medians of `BENCH_ROUNDS`
 //! rounds, 3 by default) and peak memory (GNU time). `BENCH_SCALE=0.1` shrinks every size.
+//! `BENCH_BASELINE=/path/to/journey` also runs another build in each round (alternating which
+//! goes first) and prints this build's throughput as a ratio to it: the A/B of a change, in one
+//! run on the same machine.
 
 mod common;
 
@@ -27,11 +30,11 @@ fn wrk(url: &str) -> Option<f64> {
         .ok()
 }
 
-/// Runs `journey ARGS` under GNU time: entries per second and peak memory in MB.
-fn journey(dir: &Path, url: &str, n: usize, args: &[&str]) -> (f64, Option<f64>) {
+/// Runs `BIN ARGS` (a `journey` build) under GNU time: entries per second and peak memory in MB.
+fn journey(bin: &str, dir: &Path, url: &str, n: usize, args: &[&str]) -> (f64, Option<f64>) {
     let start = Instant::now();
     let out = Command::new("/usr/bin/time")
-        .args(["-f", "%M", "-o", "peak.txt", env!("CARGO_BIN_EXE_journey")])
+        .args(["-f", "%M", "-o", "peak.txt", bin])
         .args(args)
         .args(["--yes", "--quiet", "--concurrency", "32"])
         .current_dir(dir)
@@ -82,6 +85,12 @@ fn customer(i: usize) -> String {
     )
 }
 
+/// One journey's figures in a round: entries per second and peak MB.
+type Figures = (f64, Option<f64>);
+
+/// Picks one journey's figures out of a round.
+type Pick = fn(&Round) -> Figures;
+
 /// One round's figures: entries per second and peak MB, for the three journeys.
 struct Round {
     without: (f64, Option<f64>),
@@ -89,16 +98,19 @@ struct Round {
     dry: (f64, Option<f64>),
 }
 
-fn round(dir: &Path, url: &str, real_n: usize, dry_n: usize) -> Round {
+fn round(bin: &str, dir: &Path, url: &str, real_n: usize, dry_n: usize) -> Round {
     let _ = std::fs::remove_file(dir.join("s.sqlite"));
+    let _ = std::fs::remove_file(dir.join("s.sqlite.lock"));
     Round {
         without: journey(
+            bin,
             dir,
             url,
             real_n,
             &["run", "one.yaml", "--fixtures", "real.ndjson", "--no-state"],
         ),
         with: journey(
+            bin,
             dir,
             url,
             real_n,
@@ -112,6 +124,7 @@ fn round(dir: &Path, url: &str, real_n: usize, dry_n: usize) -> Round {
             ],
         ),
         dry: journey(
+            bin,
             dir,
             url,
             dry_n,
@@ -142,10 +155,24 @@ fn main() {
     write_lines(&dir.path().join("dry.ndjson"), dry_n, customer);
     // This machine's speed drifts by a quarter between minutes: wrk runs before and after each
     // round, each round is compared with the mean of the two, and the medians are reported.
+    let this = env!("CARGO_BIN_EXE_journey");
+    let other = std::env::var("BENCH_BASELINE").ok();
     let mut loads = vec![wrk(&url)];
     let mut measured = Vec::new();
-    for _ in 0..rounds {
-        measured.push(round(dir.path(), &url, real_n, dry_n));
+    let mut base = Vec::new();
+    for i in 0..rounds {
+        let d = dir.path();
+        match &other {
+            Some(o) if i % 2 == 1 => {
+                base.push(round(o, d, &url, real_n, dry_n));
+                measured.push(round(this, d, &url, real_n, dry_n));
+            }
+            Some(o) => {
+                measured.push(round(this, d, &url, real_n, dry_n));
+                base.push(round(o, d, &url, real_n, dry_n));
+            }
+            None => measured.push(round(this, d, &url, real_n, dry_n)),
+        }
         loads.push(wrk(&url));
     }
     let baseline = |i: usize| match (loads[i], loads[i + 1]) {
@@ -154,7 +181,7 @@ fn main() {
     };
     let load = loads.iter().flatten().copied().collect::<Vec<_>>();
     let load = (!load.is_empty()).then(|| median(load));
-    let ratio = |pick: fn(&Round) -> (f64, Option<f64>)| -> String {
+    let ratio = |pick: Pick| -> String {
         let ratios: Vec<f64> = (0..rounds)
             .filter_map(|i| baseline(i).map(|l| pick(&measured[i]).0 / l))
             .collect();
@@ -164,10 +191,10 @@ fn main() {
         let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
         format!("{:.2}x of wrk ({})", median(ratios.clone()), each.join(" "))
     };
-    let rate = |pick: fn(&Round) -> (f64, Option<f64>)| {
+    let rate = |pick: Pick| {
         median(measured.iter().map(|r| pick(r).0).collect())
     };
-    let peak = |pick: fn(&Round) -> (f64, Option<f64>)| {
+    let peak = |pick: Pick| {
         measured
             .iter()
             .filter_map(|r| pick(r).1)
@@ -209,4 +236,26 @@ fn main() {
     println!(
         "  targets: real >= 0.50x (no store) / 0.35x (store) of wrk; dry-run >= 200000/s; peak < 100 MB"
     );
+    if let Some(o) = &other {
+        println!("this build against BENCH_BASELINE={o}, round by round:");
+        let modes: [(&str, Pick); 3] = [
+            ("real run, --no-state", |r| r.without),
+            ("real run, state store", |r| r.with),
+            ("dry-run, 3 steps", |r| r.dry),
+        ];
+        for (name, pick) in modes {
+            let ratios: Vec<f64> = measured
+                .iter()
+                .zip(&base)
+                .map(|(m, b)| pick(m).0 / pick(b).0)
+                .collect();
+            let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            println!(
+                "  {name:<24} {:.2}x ({})  baseline {:.0} entries/s",
+                median(ratios.clone()),
+                each.join(" "),
+                median(base.iter().map(|b| pick(b).0).collect())
+            );
+        }
+    }
 }

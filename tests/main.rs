@@ -5,6 +5,7 @@ mod support;
 mod delivery;
 mod dry_run;
 mod examples;
+mod fuzz;
 mod hardening;
 mod listen;
 mod logic;

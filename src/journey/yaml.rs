@@ -69,13 +69,26 @@ fn suggest_unknown_field(message: &str) -> Option<String> {
         Some(best) => format!("did you mean `{best}`?"),
         None => format!("expected one of {}", quote_list(&expected)),
     };
-    Some(format!("unknown key `{unknown}` {place}; {hint}"))
+    Some(format!(
+        "unknown key `{}` {place}; {hint}",
+        shortened(unknown)
+    ))
 }
 
-/// The candidate closest to `word`, if it is close enough to be a typo.
+/// A user's value in a message: at most 80 characters of it.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// The candidate closest to `word`, if it is close enough to be a typo (a word far longer than
+/// a candidate cannot be, and is not measured).
 pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
+        .filter(|c| word.len() <= c.len() * 2 + 4)
         .map(|c| (strsim::damerau_levenshtein(word, c), *c))
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))
         .min_by_key(|(d, _)| *d)
