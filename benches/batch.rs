@@ -191,9 +191,7 @@ fn main() {
         let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
         format!("{:.2}x of wrk ({})", median(ratios.clone()), each.join(" "))
     };
-    let rate = |pick: Pick| {
-        median(measured.iter().map(|r| pick(r).0).collect())
-    };
+    let rate = |pick: Pick| median(measured.iter().map(|r| pick(r).0).collect());
     let peak = |pick: Pick| {
         measured
             .iter()

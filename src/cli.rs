@@ -72,6 +72,9 @@ pub struct ReplayArgs {
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Do not ask before sending (cron has no terminal and is never asked).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 /// `journey validate`.

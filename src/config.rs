@@ -146,6 +146,8 @@ pub struct ReplayConfig {
     pub allow_insecure_http: bool,
     /// `--quiet`.
     pub quiet: bool,
+    /// Ask before sending (a terminal, and no `--yes`).
+    pub ask: bool,
     /// Environment variables.
     pub env: HashMap<String, String>,
 }
@@ -174,6 +176,7 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
             file: a.file,
             allow_insecure_http: a.allow_insecure_http,
             quiet: a.quiet,
+            ask: ctx.stdin_tty && !a.yes,
             env: ctx.vars.clone(),
         })),
         Command::Graph(a) => Ok(Config::Graph {
@@ -314,7 +317,8 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Run
         now,
         seed: a.seed,
         concurrency: a.concurrency,
-        show: a.show,
+        // `--quiet` prints nothing but errors: not the requests either.
+        show: a.show.filter(|_| !a.quiet),
         report: a.report,
         junit: a.junit,
         quiet: a.quiet,

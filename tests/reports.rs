@@ -141,3 +141,22 @@ fn quiet_still_prints_errors_but_nothing_else() {
     assert!(out.stderr.starts_with("error: j.yaml:"), "{}", out.stderr);
     assert!(out.stderr.contains("(1 entry, e.g. c1)"), "{}", out.stderr);
 }
+
+#[test]
+fn quiet_prints_no_requests_either() {
+    let t = setup();
+    for show in ["requests", "curl"] {
+        let out = t.dry_run(&["--quiet", "--show", show]);
+        assert_eq!(out.code, 0, "{}", out.all());
+        assert_eq!(out.stdout, "", "--quiet --show {show}");
+        assert!(!out.stderr.contains("###"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn replay_takes_yes_as_run_does() {
+    let t = setup();
+    t.file("dead.ndjson", "");
+    let out = t.run(&["replay", "dead.ndjson", "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+}

@@ -135,3 +135,28 @@ fn unknown_expect_keys_are_errors() {
         out.stderr
     );
 }
+
+#[test]
+fn junit_counts_every_failing_expectation_even_for_an_unknown_journey() {
+    let (t, out) = test_with(
+        "  - { journey: j, customer: c1, outcome: completed }\n  - { journey: jj, customer: c1, outcome: completed }\n",
+    );
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout.contains("expectations: 1 passed, 1 failed"),
+        "{}",
+        out.stdout
+    );
+    let xml = t.read("junit.xml");
+    let doc = roxmltree::Document::parse(&xml).expect("JUnit parses as XML");
+    let failures = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .count();
+    assert_eq!(failures, 1, "JUnit has the failure the console has:\n{xml}");
+    let cases = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .count();
+    assert_eq!(cases, 2, "{xml}");
+}

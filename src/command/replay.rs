@@ -56,6 +56,11 @@ pub async fn replay(c: ReplayConfig) -> anyhow::Result<Exit> {
         allow_insecure_http: c.allow_insecure_http,
         redactor,
     };
+    let hosts = super::send::target_hosts(&journeys, &env);
+    if c.ask && !super::send::confirm(&hosts, Some(lines.len())) {
+        output::stderr("nothing was sent");
+        return Ok(Exit::Ok);
+    }
     let vault = super::vault(&journeys, &c.env);
     // Opened before anything is sent: a store another run holds (75) or cannot use (3) stops
     // the replay, which would otherwise send what the store would not know of.

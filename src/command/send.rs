@@ -110,7 +110,7 @@ pub fn target_hosts(journeys: &[Journey], env: &EnvVars) -> BTreeSet<String> {
 }
 
 /// Asks on the terminal; anything but `y`/`yes` declines.
-fn confirm(hosts: &BTreeSet<String>, entries: Option<usize>) -> bool {
+pub fn confirm(hosts: &BTreeSet<String>, entries: Option<usize>) -> bool {
     let list: Vec<&str> = hosts.iter().map(String::as_str).collect();
     let entries = match entries {
         Some(n) => format!("{n} entries"),

@@ -7,8 +7,15 @@ use super::{Mode, RunReport};
 /// The JUnit document as bytes.
 pub fn render(report: &RunReport, journeys: &[String]) -> Vec<u8> {
     let mut doc = Report::new("journey");
-    for name in journeys {
-        let mut suite = TestSuite::new(name.as_str());
+    // An expectation about a journey that is not loaded (a typo) is a failure of its own suite.
+    let mut names: Vec<&str> = journeys.iter().map(String::as_str).collect();
+    for e in &report.expectations {
+        if !names.contains(&e.journey.as_str()) {
+            names.push(&e.journey);
+        }
+    }
+    for name in names {
+        let mut suite = TestSuite::new(name);
         let cases = match report.mode {
             Mode::Test => expectation_cases(report, name),
             _ => step_cases(report, name),
