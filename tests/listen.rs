@@ -131,7 +131,9 @@ fn signatures_verify_and_a_second_run_is_flagged_duplicate() {
     );
     assert_eq!(
         printed
-            .matches("DUPLICATE: this idempotency key was first seen in request #")
+            .matches(
+                "DUPLICATE: this idempotency key was already delivered (answered 2xx) in request #"
+            )
             .count(),
         4,
         "{printed}"
@@ -189,6 +191,15 @@ fn answers_follow_the_respond_file() {
         })
         .collect();
     assert_eq!(statuses.iter().filter(|s| **s == 503).count(), 2);
+    // A retry after a 503 is a retry, not a duplicate: the key was never answered 2xx.
+    let rec: Vec<serde_json::Value> = base
+        .read("rec.ndjson")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(rec.iter().all(|r| r["duplicate_of"].is_null()), "{rec:?}");
+    let retries = rec.iter().filter(|r| r["retry_of"].is_number()).count();
+    assert_eq!(retries, 2, "the 200 after each 503: {rec:?}");
 }
 
 #[test]

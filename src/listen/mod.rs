@@ -31,9 +31,30 @@ pub struct Listener {
 #[derive(Default)]
 struct Memory {
     count: usize,
-    /// Idempotency key → the number of the request that first carried it, and how many since.
-    keys: HashMap<String, (usize, usize)>,
+    /// Idempotency key → what was seen of it.
+    keys: HashMap<String, KeySeen>,
     rng: Option<fastrand::Rng>,
+}
+
+/// One idempotency key's requests so far.
+struct KeySeen {
+    /// The request that first carried it.
+    first: usize,
+    /// How many came since.
+    times: usize,
+    /// The first request with it that was answered 2xx: after that, the key is delivered.
+    delivered: Option<usize>,
+}
+
+/// What an earlier request with the same key makes of this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// The key is new.
+    First,
+    /// The key was seen and never answered 2xx: the sender retries (after a 5xx, a timeout).
+    Retry { first: usize },
+    /// The key was answered 2xx already: the sender sent a delivered request again.
+    Duplicate { of: usize },
 }
 
 struct Shared {
@@ -67,7 +88,7 @@ struct Seen {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     verdict: Verdict,
-    duplicate_of: Option<usize>,
+    repeat: Repeat,
     status: u16,
 }
 
@@ -91,7 +112,7 @@ async fn handle(
         .iter()
         .find(|(k, _)| k == "idempotency-key" || k == "webhook-id")
         .map(|(_, v)| v.clone());
-    let (n, duplicate_of, nth) = remember(&s, key);
+    let (n, repeat, nth) = remember(&s, key.as_deref());
     let (answer, verdict) = {
         let l = s.listener.lock().expect("not poisoned");
         let mut memory = s.memory.lock().expect("not poisoned");
@@ -113,9 +134,12 @@ async fn handle(
         headers,
         body: body.to_vec(),
         verdict,
-        duplicate_of,
+        repeat,
         status: answer.status,
     };
+    if (200..300).contains(&answer.status) {
+        delivered(&s, key.as_deref(), n);
+    }
     print(&s, &seen);
     tokio::time::sleep(answer.delay).await;
     let mut resp = (
@@ -134,22 +158,41 @@ async fn handle(
     resp
 }
 
-/// Numbers the request; returns its number, the first request with the same key, and how many
-/// earlier requests carried that key.
-fn remember(s: &Shared, key: Option<String>) -> (usize, Option<usize>, usize) {
+/// Numbers the request; returns its number, what an earlier request with the same key makes of
+/// it, and how many earlier requests carried that key.
+fn remember(s: &Shared, key: Option<&str>) -> (usize, Repeat, usize) {
     let mut m = s.memory.lock().expect("not poisoned");
     m.count += 1;
     let n = m.count;
-    let Some(key) = key else { return (n, None, 0) };
-    match m.keys.get_mut(&key) {
-        Some((first, times)) => {
-            *times += 1;
-            (n, Some(*first), *times)
+    let Some(key) = key else {
+        return (n, Repeat::First, 0);
+    };
+    match m.keys.get_mut(key) {
+        Some(seen) => {
+            seen.times += 1;
+            let repeat = match seen.delivered {
+                Some(of) => Repeat::Duplicate { of },
+                None => Repeat::Retry { first: seen.first },
+            };
+            (n, repeat, seen.times)
         }
         None => {
-            m.keys.insert(key, (n, 0));
-            (n, None, 0)
+            let seen = KeySeen {
+                first: n,
+                times: 0,
+                delivered: None,
+            };
+            m.keys.insert(key.to_string(), seen);
+            (n, Repeat::First, 0)
         }
+    }
+}
+
+/// Marks the key delivered by request `n` (answered 2xx), unless an earlier one was.
+fn delivered(s: &Shared, key: Option<&str>, n: usize) {
+    let mut m = s.memory.lock().expect("not poisoned");
+    if let Some(seen) = key.and_then(|k| m.keys.get_mut(k)) {
+        seen.delivered.get_or_insert(n);
     }
 }
 
@@ -188,10 +231,14 @@ fn text(seen: &Seen, headers: &[(String, String)], redactor: &Redactor) -> Strin
         }
     }
     out.push_str(&format!("  signature: {}\n", seen.verdict));
-    if let Some(first) = seen.duplicate_of {
-        out.push_str(&format!(
-            "  DUPLICATE: this idempotency key was first seen in request #{first}\n"
-        ));
+    match seen.repeat {
+        Repeat::Duplicate { of } => out.push_str(&format!(
+            "  DUPLICATE: this idempotency key was already delivered (answered 2xx) in request #{of}\n"
+        )),
+        Repeat::Retry { first } => out.push_str(&format!(
+            "  retry of request #{first} (this key was not answered 2xx yet)\n"
+        )),
+        Repeat::First => {}
     }
     out.push_str(&format!("  -> {}\n", seen.status));
     out
@@ -209,7 +256,9 @@ fn print(s: &Shared, seen: &Seen) {
             "target": seen.target,
             "headers": headers.into_iter().map(|(k, v)| (k, v.into())).collect::<serde_json::Map<_, _>>(),
             "body": s.redactor.redact_json(&body_value(&seen.body)), "signature": seen.verdict.to_string(),
-            "duplicate_of": seen.duplicate_of, "status": seen.status,
+            "duplicate_of": match seen.repeat { Repeat::Duplicate { of } => Some(of), _ => None },
+            "retry_of": match seen.repeat { Repeat::Retry { first } => Some(first), _ => None },
+            "status": seen.status,
         });
         let _ = writeln!(f, "{line}");
     }
