@@ -304,3 +304,28 @@ fn an_order_after_the_cart_exits_the_entry_an_order_before_does_not() {
         shown.stdout
     );
 }
+
+#[test]
+fn a_dry_run_says_mocked_never_sent() {
+    let t = crate::support::Test::new();
+    t.file(
+        "j.yaml",
+        &crate::support::one_step("j", "{ id: \"{{ customer.id }}\" }"),
+    );
+    t.file(
+        "f.yaml",
+        "customers: [{ id: c1 }, { id: c2 }]\nmocks:\n  send:\n    - when: \"customer.id == 'c1'\"\n      status: 200\n",
+    );
+    let out = t.dry_run(&["--report", "r.json"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("deliveries: 1 mocked / 1 ok / 0 failed / 1 assumed"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains(" sent "), "{}", out.stdout);
+    let report: serde_json::Value = serde_json::from_str(&t.read("r.json")).unwrap();
+    assert_eq!(report["totals"]["deliveries_sent"], 0);
+    assert_eq!(report["totals"]["deliveries_mocked"], 1);
+}

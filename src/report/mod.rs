@@ -129,8 +129,10 @@ pub struct Totals {
     pub interrupted: u64,
     /// Entries by end label.
     pub labels: BTreeMap<String, u64>,
-    /// Deliveries attempted (assumed ones excluded).
+    /// Deliveries attempted for real (a dry-run sends none).
     pub deliveries_sent: u64,
+    /// Deliveries a dry-run or `test` answered from a mock (nothing left the machine).
+    pub deliveries_mocked: u64,
     /// Deliveries that succeeded.
     pub deliveries_ok: u64,
     /// Deliveries that failed after their retries.

@@ -76,13 +76,19 @@ fn totals(report: &RunReport) -> String {
     } else {
         format!(" (of which {})", labels.join(", "))
     };
+    // Nothing leaves the machine in a dry-run or `test`: its deliveries are mocked, not sent.
+    let made = if report.mode == super::Mode::Run {
+        "sent"
+    } else {
+        "mocked"
+    };
     let rate = t
         .success_rate
         .map(|r| format!("{r:.1}%"))
         .unwrap_or_else(|| "-".into());
     format!(
         "entries: {} completed{custom} / {} failed / {} invalid / {} suppressed / {} exited / {} holdout / {} waiting / {} already done / {} in doubt / {} stopped / {} interrupted\n\
-         deliveries: {} sent / {} ok / {} failed / {} assumed / {} capped; success rate {rate}\n\
+         deliveries: {} {made} / {} ok / {} failed / {} assumed / {} capped; success rate {rate}\n\
          duration {:.2}s, {:.0} entries/s, run {}\n",
         t.completed,
         t.failed,
@@ -95,7 +101,7 @@ fn totals(report: &RunReport) -> String {
         t.in_doubt,
         t.stopped,
         t.interrupted,
-        t.deliveries_sent,
+        t.deliveries_sent + t.deliveries_mocked,
         t.deliveries_ok,
         t.deliveries_failed,
         t.deliveries_assumed,

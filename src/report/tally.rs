@@ -134,20 +134,27 @@ impl Tally {
         let Some(row) = self.row(journey, s.index) else {
             return;
         };
+        let real = self.report.mode == Mode::Run;
         let st = &mut self.report.steps[row];
         let t = &mut self.report.totals;
+        // A dry-run's deliveries are answered by mocks: counted `mocked`, never `sent`.
+        let sent = if real {
+            &mut t.deliveries_sent
+        } else {
+            &mut t.deliveries_mocked
+        };
         st.entered += 1;
         st.retries += u64::from(s.attempts.saturating_sub(1));
         match s.status {
             StepStatus::Ok => {
                 st.ok += 1;
-                t.deliveries_sent += 1;
+                *sent += 1;
                 t.deliveries_ok += 1;
             }
             StepStatus::Failed => {
                 st.failed += 1;
                 // Refused before its first attempt (its host stopped): failed, never sent.
-                t.deliveries_sent += u64::from(s.attempts > 0);
+                *sent += u64::from(s.attempts > 0);
                 t.deliveries_failed += 1;
             }
             StepStatus::Assumed => {
@@ -177,8 +184,8 @@ impl Tally {
         }
         let elapsed = self.started.elapsed();
         let t = &mut self.report.totals;
-        t.success_rate = (t.deliveries_sent > 0)
-            .then(|| 100.0 * t.deliveries_ok as f64 / t.deliveries_sent as f64);
+        let made = t.deliveries_sent + t.deliveries_mocked;
+        t.success_rate = (made > 0).then(|| 100.0 * t.deliveries_ok as f64 / made as f64);
         t.entries_per_second = t.entries as f64 / elapsed.as_secs_f64().max(1e-9);
         self.report.duration_ms = elapsed.as_millis() as u64;
         for (message, count) in crate::render::compare::warnings() {
