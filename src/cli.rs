@@ -247,13 +247,18 @@ pub enum GraphFormat {
 pub enum StateAction {
     /// Entries by status and outcome, parked waits, deliveries in doubt.
     Show {
-        /// The state store (default: JOURNEY_STATE, else .journey/state.sqlite).
+        /// The journeys whose store to read, as `run` takes them: the store is
+        /// `.journey/state.sqlite` beside the first (default: the current folder).
+        journeys: Vec<PathBuf>,
+        /// The state store (default: JOURNEY_STATE, else the one `run` would use).
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
     },
     /// Delete ended entries last updated longer ago than --older-than.
     Prune {
-        /// The state store (default: JOURNEY_STATE, else .journey/state.sqlite).
+        /// The journeys whose store to prune, as `run` takes them.
+        journeys: Vec<PathBuf>,
+        /// The state store (default: JOURNEY_STATE, else the one `run` would use).
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
         /// How old an ended entry must be to go.

@@ -206,17 +206,37 @@ fn run(a: cli::RunArgs, ctx: &RunContext) -> Result<Config, String> {
 }
 
 fn state(action: cli::StateAction, ctx: &RunContext) -> Config {
-    let default = || {
-        ctx.vars
-            .get("JOURNEY_STATE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(".journey/state.sqlite"))
+    let (journeys, state, prune) = match action {
+        cli::StateAction::Show { journeys, state } => (journeys, state, None),
+        cli::StateAction::Prune {
+            journeys,
+            state,
+            older_than,
+        } => (journeys, state, Some(older_than)),
     };
-    match action {
-        cli::StateAction::Show { state } => Config::State(state.unwrap_or_else(default), None),
-        cli::StateAction::Prune { state, older_than } => {
-            Config::State(state.unwrap_or_else(default), Some(older_than))
-        }
+    Config::State(
+        store_path(state, &journeys, ctx).shown().to_path_buf(),
+        prune,
+    )
+}
+
+/// The store a command names: `--state`, else `JOURNEY_STATE`, else `.journey/state.sqlite`
+/// beside the first journey (a file's folder, or the folder given), as `run` and `state` both
+/// find it.
+fn store_path(given: Option<PathBuf>, journeys: &[PathBuf], ctx: &RunContext) -> StorePath {
+    match given.or_else(|| ctx.vars.get("JOURNEY_STATE").map(PathBuf::from)) {
+        Some(path) => StorePath::Given(path),
+        None => StorePath::Default(journey_home(journeys).join(".journey").join("state.sqlite")),
+    }
+}
+
+/// The folder of the first journey: where its `.journey/` folder goes.
+fn journey_home(journeys: &[PathBuf]) -> PathBuf {
+    let first = journeys.first().cloned().unwrap_or_default();
+    if first.is_dir() {
+        first
+    } else {
+        first.parent().map(PathBuf::from).unwrap_or_default()
     }
 }
 
@@ -251,12 +271,7 @@ fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String>
             "--resume-only resumes parked waits from the state store; leave out --no-state".into(),
         );
     }
-    let first = a.common.journeys.first().cloned().unwrap_or_default();
-    let home = if first.is_dir() {
-        first
-    } else {
-        first.parent().map(PathBuf::from).unwrap_or_default()
-    };
+    let home = journey_home(&a.common.journeys);
     Ok(RealConfig {
         ask: ctx.stdin_tty && !a.yes,
         fast_forward: a.fast_forward,
@@ -268,16 +283,7 @@ fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String>
             .unwrap_or_else(|| home.join(".journey").join("dead-letter.ndjson")),
         allow_insecure_http: a.allow_insecure_http,
         record_mocks: a.record_mocks.clone(),
-        state: (!a.no_state).then(|| {
-            match a
-                .state
-                .clone()
-                .or_else(|| ctx.vars.get("JOURNEY_STATE").map(PathBuf::from))
-            {
-                Some(given) => StorePath::Given(given),
-                None => StorePath::Default(home.join(".journey").join("state.sqlite")),
-            }
-        }),
+        state: (!a.no_state).then(|| store_path(a.state.clone(), &a.common.journeys, ctx)),
         retry_failed: a.retry_failed,
         resume_only: a.resume_only,
         max_duration: a.max_duration,

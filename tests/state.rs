@@ -826,3 +826,50 @@ fn a_replayed_delivery_is_recorded_in_the_store_and_the_next_run_walks_on() {
         "with what the replay saved"
     );
 }
+
+#[test]
+fn an_invalid_entry_ends_failed_not_active_forever() {
+    let server = TestServer::start();
+    let journey = TWO_STEPS.replace(
+        "{ code: \"{{ saved.code | default('none') }}\" }",
+        "{ x: \"{{ customer.attributes.x }}\" }",
+    );
+    let t = setup(
+        &server,
+        &journey,
+        "customers:\n  - { id: c1, attributes: { x: 1 } }\n  - { id: c2 }\n",
+    );
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stdout.contains("1 invalid"), "{}", out.stdout);
+    let shown = t.run(&["state", "show", "--state", ".journey/state.sqlite"]);
+    assert!(!shown.stdout.contains("active"), "{}", shown.stdout);
+    assert!(
+        shown.stdout.contains("entries: 1 done, 1 failed"),
+        "{}",
+        shown.stdout
+    );
+}
+
+#[test]
+fn state_show_and_prune_find_the_store_run_used_from_the_same_arguments() {
+    let server = TestServer::start();
+    let t = Test::new().env("HOOK_URL", &server.url);
+    t.file("journeys/j.yaml", TWO_STEPS);
+    t.file("f.yaml", &customers(2));
+    let out = t.run(&["run", "journeys/", "--fixtures", "f.yaml", "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(t.path("journeys/.journey/state.sqlite").exists());
+    let shown = t.run(&["state", "show", "journeys/"]);
+    assert_eq!(shown.code, 0, "{}", shown.all());
+    assert!(shown.stdout.contains("entries: 2 done"), "{}", shown.stdout);
+    let shown = t.run(&["state", "show", "journeys/j.yaml"]);
+    assert_eq!(shown.code, 0, "{}", shown.all());
+    let pruned = t.run(&["state", "prune", "journeys/", "--older-than", "0s"]);
+    assert_eq!(pruned.code, 0, "{}", pruned.all());
+    assert!(
+        pruned.stdout.contains("pruned 2 ended entries"),
+        "{}",
+        pruned.stdout
+    );
+}

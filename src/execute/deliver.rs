@@ -141,10 +141,12 @@ impl<E: Executor> Deliverer<'_, E> {
             .unwrap_or_default();
         if let Some(p) = self.protect {
             let before = async { p.before(self.journey, &step.id, &host).await };
+            // `before` first: when nothing makes it wait it is ready at once, and the stop is
+            // never registered with (a lock shared by every lane).
             tokio::select! {
                 biased;
-                _ = self.stop.stopped() => return Err("the run was stopped".into()),
                 r = before => r?,
+                _ = self.stop.stopped() => return Err("the run was stopped".into()),
             }
         }
         let attempt = Attempt {

@@ -7,13 +7,25 @@
 use std::borrow::Cow;
 
 use super::request::Request;
+use crate::journey::plan::SecretFields;
 use crate::redact::MASK;
 use crate::render::body::BodyKey;
 
+/// No field reads a secret.
+static NONE: SecretFields = SecretFields {
+    query: Vec::new(),
+    body: Vec::new(),
+    whole_body: false,
+};
+
 impl Request {
+    fn secret_fields(&self) -> &SecretFields {
+        self.secrets.as_deref().unwrap_or(&NONE)
+    }
+
     /// The URL with the values of secret query parameters masked.
     pub fn masked_url(&self) -> Cow<'_, str> {
-        let secret = &self.secrets.query;
+        let secret = &self.secret_fields().query;
         let Some((base, query)) = self.url.split_once('?').filter(|_| !secret.is_empty()) else {
             return Cow::Borrowed(&self.url);
         };
@@ -26,7 +38,7 @@ impl Request {
     /// The JSON body with its secret leaves masked, when the body is JSON.
     pub fn masked_json(&self) -> Option<serde_json::Value> {
         let mut v = self.json()?;
-        for path in &self.secrets.body {
+        for path in &self.secret_fields().body {
             mask_at(&mut v, path);
         }
         Some(v)
@@ -35,7 +47,7 @@ impl Request {
     /// The body as text, with its secret fields (JSON leaves, form values, a secret text body)
     /// masked.
     pub fn masked_body(&self) -> Cow<'_, [u8]> {
-        let s = &self.secrets;
+        let s = self.secret_fields();
         if s.whole_body {
             return Cow::Borrowed(MASK.as_bytes());
         }

@@ -35,8 +35,9 @@ pub struct Request {
     pub signer: Option<Signer>,
     /// Lowercase header names whose values are secrets.
     pub sensitive: Vec<String>,
-    /// The query parameters and body fields that read a secret ([`super::masked`]).
-    pub secrets: std::sync::Arc<crate::journey::plan::SecretFields>,
+    /// The query parameters and body fields that read a secret ([`super::masked`]); `None`
+    /// when none does (most steps: no shared count to touch per request).
+    pub secrets: Option<std::sync::Arc<crate::journey::plan::SecretFields>>,
 }
 
 /// What identifies a delivery.
@@ -109,7 +110,7 @@ pub fn build(
         trace_id: ids.trace_id,
         signer,
         sensitive,
-        secrets: std::sync::Arc::clone(&plan.secrets),
+        secrets: plan.secrets.clone(),
     })
 }
 

@@ -363,7 +363,8 @@ fn webhook(file: &JourneyFile, w: &model::Webhook, at: &str, c: &mut Compiler) -
         },
         secrets: Default::default(),
     };
-    plan.secrets = std::sync::Arc::new(secret_fields(&plan));
+    let secrets = secret_fields(&plan);
+    plan.secrets = (secrets != SecretFields::default()).then(|| Arc::new(secrets));
     plan
 }
 

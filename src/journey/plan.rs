@@ -182,8 +182,8 @@ pub struct WebhookPlan {
     pub rate: Option<f64>,
     /// The JSON Schema the rendered body must satisfy.
     pub schema: Option<BodySchema>,
-    /// What of the request reads a secret (masked in every output).
-    pub secrets: std::sync::Arc<SecretFields>,
+    /// What of the request reads a secret (masked in every output); `None` when nothing does.
+    pub secrets: Option<std::sync::Arc<SecretFields>>,
 }
 
 /// The parts of a webhook's request that read a `secret.*`, found once at compile time: every

@@ -149,8 +149,8 @@ impl Recorder for NdjsonRecorder {
 
     fn dead_letter(&self, letter: &DeadLetter) {
         let mut sealed = letter.clone();
-        sealed.snapshot.vars = self.vault.seal(&letter.snapshot.vars);
-        sealed.snapshot.saved = self.vault.seal(&letter.snapshot.saved);
+        sealed.snapshot.vars = self.vault.seal(&letter.snapshot.vars).into_owned();
+        sealed.snapshot.saved = self.vault.seal(&letter.snapshot.saved).into_owned();
         let line = self.line(&sealed, &[]);
         match self.append_dead(&line) {
             Ok(()) => {

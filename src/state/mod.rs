@@ -466,8 +466,8 @@ impl Store {
         snapshot: &Snapshot,
     ) {
         let sealed = Snapshot {
-            vars: self.vault.seal(&snapshot.vars),
-            saved: self.vault.seal(&snapshot.saved),
+            vars: self.vault.seal(&snapshot.vars).into_owned(),
+            saved: self.vault.seal(&snapshot.saved).into_owned(),
             ..snapshot.clone()
         };
         let snapshot = serde_json::to_string(&sealed).unwrap_or_default();

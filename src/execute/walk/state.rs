@@ -149,14 +149,16 @@ impl<'a, E: Executor> Walk<'a, E> {
         );
     }
 
-    /// Ends the entry in the store; waiting, interrupted and invalid entries stay open.
+    /// Ends the entry in the store; waiting and interrupted entries stay open. An invalid entry
+    /// ends failed (outcome `invalid`): it is not entered again, and `--retry-failed` walks it
+    /// again once its data is fixed.
     pub(super) fn persist(&self, outcome: &str) {
         let Some(store) = &self.settings.state else {
             return;
         };
         match outcome {
-            "waiting" | "interrupted" | "invalid" => {}
-            "failed" => store.end(&self.row(), true, outcome),
+            "waiting" | "interrupted" => {}
+            "failed" | "invalid" => store.end(&self.row(), true, outcome),
             _ => store.end(&self.row(), false, outcome),
         }
     }
