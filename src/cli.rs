@@ -220,7 +220,7 @@ pub struct GraphArgs {
 pub enum Show {
     /// Method, URL, headers and pretty body of each request.
     Requests,
-    /// A runnable curl command per request (secrets as "$NAME").
+    /// A runnable curl command per request (secrets as shell variable references).
     Curl,
 }
 

@@ -73,3 +73,53 @@ fn the_committed_schema_is_current() {
         "run `journey schema > journey.schema.json`"
     );
 }
+
+/// Whether `tool` is on PATH; says once that the checks needing it did not run when it is not.
+fn have(tool: &str, what: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("{tool} is not installed: {what} did not run (apt-get install {tool})");
+    }
+    found
+}
+
+#[test]
+fn fish_completes_subcommands_and_values_without_errors() {
+    if !have("fish", "the fish completion check") {
+        return;
+    }
+    let t = Test::new();
+    let out = t.run(&["completions", "fish"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    t.file("journey.fish", &out.stdout);
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_journey"))
+        .parent()
+        .unwrap();
+    let fish = std::process::Command::new("fish")
+        .args([
+            "--no-config",
+            "-c",
+            "source journey.fish; complete -C 'journey run --show '; echo ---; complete -C 'journey st'",
+        ])
+        .current_dir(t.dir.path())
+        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&fish.stdout);
+    let stderr = String::from_utf8_lossy(&fish.stderr);
+    assert!(stderr.is_empty(), "fish says: {stderr}");
+    let (show, sub) = stdout.split_once("---").unwrap();
+    let values: Vec<&str> = show
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        ["curl", "requests"],
+        "--show completes to its values: {stdout}"
+    );
+    assert!(sub.lines().any(|l| l.starts_with("state\t")), "{stdout}");
+}
