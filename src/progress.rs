@@ -2,20 +2,41 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// A bar, or a hidden one when stderr is not a terminal.
+/// A bar when the number of entries is known, a spinner with a count when it is not (a stream
+/// is counted as it is read); nothing when stderr is not a terminal.
 pub fn bar(enabled: bool, total: Option<u64>) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {pos}/{len} entries [{bar:30}] {per_sec} eta {eta}",
-        )
+    let style = ProgressStyle::with_template(template(total))
         .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+        .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&rate(s.per_sec()));
+        })
+        .progress_chars("=> ");
+    bar.set_style(style);
+    if total.is_none() {
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
     bar
+}
+
+/// The bar's layout: a bar with the total and the time left, or a spinner with the count.
+pub fn template(total: Option<u64>) -> &'static str {
+    match total {
+        Some(_) => "[{bar:30}] {pos}/{len} entries  {rate}  eta {eta}",
+        None => "{spinner} {pos} entries  {rate}  {elapsed}",
+    }
+}
+
+/// Entries a second, whole: `128/s`.
+pub fn rate(per_sec: f64) -> String {
+    if per_sec.is_finite() {
+        format!("{per_sec:.0}/s")
+    } else {
+        "-/s".into()
+    }
 }
 
 /// Without a terminal, a line on stderr every 30 seconds so a cron log shows the run is alive.
@@ -97,6 +118,17 @@ impl Heartbeat {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_bar_is_a_bar_with_a_total_and_a_spinner_without() {
+        assert!(super::template(Some(10)).contains("{bar:30}"));
+        assert!(super::template(Some(10)).contains("{len}"));
+        assert!(!super::template(None).contains("{bar"));
+        assert!(!super::template(None).contains("{len}"));
+        assert!(super::template(None).starts_with("{spinner}"));
+        assert_eq!(super::rate(127.8212), "128/s");
+        assert_eq!(super::rate(f64::INFINITY), "-/s");
+    }
+
     #[test]
     fn heartbeat_line_reads_well() {
         let line = super::heartbeat_line(120, Some(1000), 3, std::time::Duration::from_secs(61));
