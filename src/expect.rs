@@ -8,6 +8,116 @@ use crate::journey::Journey;
 use crate::redact::Redactor;
 use crate::report::ExpectationResult;
 
+/// What the fixtures name and the journeys do not have.
+#[derive(Debug, Default)]
+pub struct Unknown {
+    /// A typo: an expectation's `path`, `not_called`, `attempts` or `requests` naming a step
+    /// its journey does not have, or a mock whose step or journey is close to a loaded one.
+    pub errors: Vec<String>,
+    /// A mock for a step or journey that no loaded journey has, nor anything close to it (a
+    /// shared fixtures folder run with some of the journeys): it is not used.
+    pub warnings: Vec<String>,
+}
+
+/// Checks the steps and journeys the fixtures name. An expectation about a journey that is not
+/// loaded is a failing expectation, not an error here.
+pub fn unknown_references(fixtures: &crate::fixture::Fixtures, journeys: &[Journey]) -> Unknown {
+    let mut found = Unknown::default();
+    for (key, pos) in &fixtures.mock_keys {
+        match unknown_mock(key, journeys) {
+            Some((why, true)) => found.errors.push(format!("{pos}: mocks `{key}`: {why}")),
+            Some((why, false)) => found
+                .warnings
+                .push(format!("{pos}: mocks `{key}`: {why}; it is not used")),
+            None => {}
+        }
+    }
+    let errors = &mut found.errors;
+    for e in &fixtures.expects {
+        let s = &e.spec;
+        let Some(j) = journeys.iter().find(|j| j.name == s.journey) else {
+            continue;
+        };
+        let named = s.path.iter().flatten().map(|n| ("path", n));
+        let named = named
+            .chain(s.not_called.iter().map(|n| ("not_called", n)))
+            .chain(
+                s.attempts
+                    .iter()
+                    .flat_map(|a| a.keys())
+                    .map(|n| ("attempts", n)),
+            )
+            .chain(s.requests.keys().map(|n| ("requests", n)));
+        for (field, step) in named {
+            if let Some(why) = unknown_step(j, step) {
+                errors.push(format!("{}: expect `{field}`: {why}", e.pos));
+            }
+        }
+    }
+    found
+}
+
+/// Why a mock key names nothing loaded, and whether it looks like a typo (an error).
+fn unknown_mock(key: &str, journeys: &[Journey]) -> Option<(String, bool)> {
+    let names: Vec<&str> = journeys.iter().map(|j| j.name.as_str()).collect();
+    match key.split_once('.') {
+        Some((journey, step)) => match journeys.iter().find(|j| j.name == journey) {
+            Some(j) => unknown_step(j, step).map(|why| (why, true)),
+            None => Some(near(
+                &format!("no journey `{journey}` is loaded"),
+                journey,
+                &names,
+            )),
+        },
+        None if journeys.iter().any(|j| j.steps.iter().any(|s| s.id == key)) => None,
+        None => {
+            let ids: Vec<&str> = journeys
+                .iter()
+                .flat_map(|j| j.steps.iter().map(|s| s.id.as_str()))
+                .collect();
+            Some(near(
+                &format!("no loaded journey has a step `{key}`"),
+                key,
+                &ids,
+            ))
+        }
+    }
+}
+
+/// `what`, with a suggestion and `true` when a candidate is close (a typo).
+fn near(what: &str, word: &str, candidates: &[&str]) -> (String, bool) {
+    match crate::journey::yaml::closest(word, candidates) {
+        Some(best) => (format!("{what}; did you mean `{best}`?"), true),
+        None => (what.to_string(), false),
+    }
+}
+
+fn unknown_step(j: &Journey, step: &str) -> Option<String> {
+    if j.steps.iter().any(|s| s.id == step) {
+        return None;
+    }
+    let ids: Vec<&str> = j.steps.iter().map(|s| s.id.as_str()).collect();
+    Some(did_you_mean(
+        &format!("journey `{}` has no step `{step}`", j.name),
+        step,
+        &ids,
+    ))
+}
+
+fn did_you_mean(what: &str, word: &str, candidates: &[&str]) -> String {
+    match crate::journey::yaml::closest(word, candidates) {
+        Some(best) => format!("{what}; did you mean `{best}`?"),
+        None => format!(
+            "{what} (it has {})",
+            candidates
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 /// Checks every expectation.
 pub fn check_all(
     expects: &[Expect],
@@ -163,8 +273,17 @@ pub fn request_view(req: &crate::execute::request::Request, redactor: &Redactor)
             (k.to_ascii_lowercase(), Json::String(shown))
         })
         .collect();
+    let form = req.headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("content-type") && v.starts_with("application/x-www-form-urlencoded")
+    });
     let body = match &req.json() {
         Some(v) => redactor.redact_json(v),
+        // A form is checked as the mapping it was written as.
+        None if form => Json::Object(
+            url::form_urlencoded::parse(&req.body)
+                .map(|(k, v)| (k.into_owned(), Json::String(redactor.redact(&v))))
+                .collect(),
+        ),
         None => Json::String(redactor.redact(&req.body_text())),
     };
     serde_json::json!({ "method": req.method.as_str(), "url": redactor.redact(&req.url), "headers": headers, "body": body })

@@ -11,9 +11,12 @@ pub fn bar(enabled: bool, total: Option<u64>) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
     let style = ProgressStyle::with_template(template(total))
         .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = w.write_str(&rate(s.per_sec()));
-        })
+        .with_key(
+            "rate",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&rate(s.per_sec()));
+            },
+        )
         .progress_chars("=> ");
     bar.set_style(style);
     if total.is_none() {

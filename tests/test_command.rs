@@ -160,3 +160,70 @@ fn junit_counts_every_failing_expectation_even_for_an_unknown_journey() {
         .count();
     assert_eq!(cases, 2, "{xml}");
 }
+
+#[test]
+fn expectations_and_mocks_naming_steps_that_do_not_exist_are_errors() {
+    for (expect, said) in [
+        (
+            "  - { journey: j, customer: c1, not_called: [fallbak] }\n",
+            "expect `not_called`: journey `j` has no step `fallbak`; did you mean `fallback`?",
+        ),
+        (
+            "  - { journey: j, customer: c1, path: [ask, sned, done] }\n",
+            "expect `path`: journey `j` has no step `sned`; did you mean `send`?",
+        ),
+        (
+            "  - { journey: j, customer: c1, requests: { sendd: { body: {} } } }\n",
+            "expect `requests`: journey `j` has no step `sendd`; did you mean `send`?",
+        ),
+    ] {
+        let (_, out) = test_with(expect);
+        assert_eq!(out.code, 2, "{}", out.all());
+        assert!(
+            out.stderr.contains("f.yaml:") && out.stderr.contains(said),
+            "{}",
+            out.stderr
+        );
+    }
+    let t = Test::new();
+    t.file("j.yaml", JOURNEY);
+    t.file(
+        "f.yaml",
+        "customers: [{ id: c1 }]\nmocks:\n  aks: [{ status: 500 }]\n  jj.ask: [{ status: 500 }]\n",
+    );
+    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "f.yaml"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("mocks `aks`: no loaded journey has a step `aks`; did you mean `ask`?"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("mocks `jj.ask`: no journey `jj` is loaded; did you mean `j`?"),
+        "{}",
+        out.stderr
+    );
+    // A mock for a journey this run did not load, and nothing like it, is only unused.
+    t.file(
+        "g.yaml",
+        "customers: [{ id: c1, email: a@b.c }]\nmocks:\n  churn_risk.score: [{ status: 500 }]\n",
+    );
+    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "g.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr.contains("warning: ") && out.stderr.contains("it is not used"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_form_body_is_checked_as_a_mapping() {
+    let t = Test::new();
+    t.file("j.yaml", "journey: j\ntrigger: { segment: \"true\" }\nsteps:\n  - id: sms\n    webhook: { url: \"{{ env.HOOK_URL }}/sms\", form: { To: \"{{ customer.phone }}\", Body: \"Hi there\" } }\n");
+    t.file("f.yaml", "customers: [{ id: c1, phone: \"+14155550100\" }]\nexpect:\n  - { journey: j, customer: c1, requests: { sms: { body: { To: \"+14155550100\", Body: Hi there } } } }\n");
+    let out = t.run(&["test", "j.yaml", "--fixtures", "f.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+}

@@ -121,6 +121,16 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
         Ok(f) => Arc::new(f),
         Err(errors) => return Ok(fixture_errors(&errors)),
     };
+    let unknown = crate::expect::unknown_references(&fixtures, &journeys);
+    if c.mode != Mode::Run && !unknown.errors.is_empty() {
+        return Ok(fixture_errors(&unknown.errors));
+    }
+    if c.mode != Mode::Run && !c.quiet {
+        unknown
+            .warnings
+            .iter()
+            .for_each(|w| output::stderr(&format!("warning: {w}")));
+    }
     if c.mode == Mode::Test && fixtures.expects.is_empty() {
         output::stderr(
             "error: the fixtures hold no `expect`: `journey test` has nothing to check (use `journey run --dry-run` to just run)",

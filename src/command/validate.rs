@@ -24,6 +24,14 @@ pub async fn validate(c: ValidateConfig) -> anyhow::Result<Exit> {
         Ok(f) => Arc::new(f),
         Err(errors) => return Ok(super::run::fixture_errors(&errors)),
     };
+    let unknown = crate::expect::unknown_references(&fixtures, &journeys);
+    if !unknown.errors.is_empty() {
+        return Ok(super::run::fixture_errors(&unknown.errors));
+    }
+    unknown
+        .warnings
+        .iter()
+        .for_each(|w| output::stderr(&format!("warning: {w}")));
     let (env, redactor, notice) = super::placeholder_env(&journeys, &c.env);
     if let Some(n) = notice {
         output::stderr(&n);
