@@ -567,10 +567,11 @@ fn sigterm_stops_cleanly_and_the_rerun_repeats_nothing() {
         ],
     );
     let t = setup(&server, TWO_STEPS, &customers(10));
-    let child = spawn(&t, &[]);
+    let child = spawn(&t, &["--report", "r.json"]);
     server.wait_for(2);
     let out = terminate(child);
     assert_eq!(out.code, 143, "{}", out.all());
+    adds_up(&out.stdout, &t.read("r.json"));
     assert!(
         out.stderr.contains("stopping: no new attempts"),
         "{}",
@@ -587,9 +588,10 @@ fn sigterm_stops_cleanly_and_the_rerun_repeats_nothing() {
         "/first",
         vec![Reply::json(200, serde_json::json!({ "code": "A" }))],
     );
-    let rerun = send(&t, &[]);
+    let rerun = send(&t, &["--report", "r.json"]);
     assert_eq!(rerun.code, 0, "{}", rerun.all());
     assert!(rerun.stdout.contains("0 in doubt"), "{}", rerun.stdout);
+    adds_up(&rerun.stdout, &t.read("r.json"));
     for path in ["/first", "/second"] {
         let k = keys(&server, path);
         let unique: std::collections::HashSet<_> = k.iter().collect();
@@ -872,4 +874,34 @@ fn state_show_and_prune_find_the_store_run_used_from_the_same_arguments() {
         "{}",
         pruned.stdout
     );
+}
+
+/// The summary's entries line adds up to the report's entries, number by number: each entry is
+/// counted once, by its outcome.
+fn adds_up(stdout: &str, report: &str) {
+    let report: serde_json::Value = serde_json::from_str(report).unwrap();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("entries:"))
+        .unwrap_or_else(|| panic!("no entries line: {stdout}"));
+    let counts = line
+        .trim_start_matches("entries:")
+        .split(" (")
+        .next()
+        .unwrap();
+    let sum: u64 = counts
+        .split(" / ")
+        .map(|part| {
+            part.trim()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(sum, report["totals"]["entries"].as_u64().unwrap(), "{line}");
+    assert!(!line.contains("of which interrupted"), "{line}");
+    let all = format!("({} in all)", report["totals"]["entries"]);
+    assert!(line.ends_with(&all), "{line}");
 }

@@ -87,8 +87,8 @@ fn totals(report: &RunReport) -> String {
         .map(|r| format!("{r:.1}%"))
         .unwrap_or_else(|| "-".into());
     format!(
-        "entries: {} completed{custom} / {} failed / {} invalid / {} suppressed / {} exited / {} holdout / {} waiting / {} already done / {} in doubt / {} stopped / {} interrupted\n\
-         deliveries: {} {made} / {} ok / {} failed / {} assumed / {} capped; success rate {rate}\n\
+        "entries: {} completed{custom} / {} failed / {} invalid / {} suppressed / {} exited / {} holdout / {} waiting / {} already done / {} stopped / {} interrupted ({} in all)\n\
+         deliveries: {} {made} / {} ok / {} failed / {} assumed / {} capped / {} in doubt (sent again with their keys); success rate {rate}\n\
          duration {:.2}s, {:.0} entries/s, run {}\n",
         t.completed,
         t.failed,
@@ -98,14 +98,15 @@ fn totals(report: &RunReport) -> String {
         t.holdout,
         t.waiting,
         t.already_done,
-        t.in_doubt,
         t.stopped,
         t.interrupted,
+        t.entries,
         t.deliveries_sent + t.deliveries_mocked,
         t.deliveries_ok,
         t.deliveries_failed,
         t.deliveries_assumed,
         t.capped,
+        t.in_doubt,
         report.duration_ms as f64 / 1000.0,
         t.entries_per_second,
         report.run_id,
@@ -144,5 +145,6 @@ fn is_standard(label: &str) -> bool {
             | "waiting"
             | "already_done"
             | "stopped"
+            | "interrupted"
     )
 }
