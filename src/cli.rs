@@ -163,7 +163,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub resume_only: bool,
     /// At most this many attempts over the whole run, e.g. `50/s`.
-    #[arg(long, value_name = "N/s", value_parser = crate::execute::protect::parse_rate)]
+    #[arg(long, value_name = "N/s", value_parser = crate::journey::duration::parse_rate)]
     pub rate: Option<f64>,
     /// Stop starting new attempts after this long (e.g. `50m`), as SIGTERM would.
     #[arg(long, value_name = "DURATION", value_parser = crate::journey::duration::parse)]

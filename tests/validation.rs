@@ -175,7 +175,7 @@ fn a_bad_value_is_placed_on_its_own_line() {
     assert!(out.stderr.contains("j.yaml:7:16"), "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("`5x` is not a duration: write a number"),
+            .contains("`5x` is not a duration: write whole numbers with the units"),
         "{}",
         out.stderr
     );
@@ -274,7 +274,7 @@ fn settings_for_later_stages_are_checked_now() {
     );
     assert!(
         out.stderr
-            .contains("j.yaml:4:25: rate limit `fast` must look like `100/s`"),
+            .contains("j.yaml:4:25: `defaults.rate_limit`: rate `fast` must be a whole number above 0 per `s`, `m` or `h`, like `100/s`"),
         "{}",
         out.stderr
     );
@@ -324,4 +324,52 @@ fn bodies_must_satisfy_their_schema_placeholders_aside() {
         "{}",
         missing.stderr
     );
+}
+
+#[test]
+fn every_duration_and_rate_follows_one_rule_and_names_its_key() {
+    let webhook = "  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/hook\" }\n";
+    for (defaults, said) in [
+        (
+            "{ timeout: 4sec }",
+            "defaults.timeout: `4sec` is not a duration",
+        ),
+        (
+            "{ timeout: \"4 sec\" }",
+            "defaults.timeout: `4 sec` is not a duration",
+        ),
+        (
+            "{ timeout: 4seconds }",
+            "defaults.timeout: `4seconds` is not a duration",
+        ),
+        ("{ timeout: 0s }", "`defaults.timeout` must be more than 0"),
+        (
+            "{ timeout: 1mo }",
+            "defaults.timeout: `1mo`: months and years are not fixed lengths",
+        ),
+        (
+            "{ rate_limit: 1.5/s }",
+            "rate `1.5/s` must be a whole number above 0",
+        ),
+    ] {
+        let out = validate(&format!(
+            "journey: j\ntrigger: {{ event: signup }}\ndefaults: {defaults}\nsteps:\n{webhook}"
+        ));
+        assert_eq!(out.code, 2, "{defaults}: {}", out.all());
+        assert!(out.stderr.contains(said), "{defaults}: {}", out.stderr);
+    }
+    for (wait, said) in [
+        ("3 days", "`3 days` is not a duration"),
+        ("1mo", "months and years are not fixed lengths"),
+        ("4sec", "`4sec` is not a duration"),
+    ] {
+        let out = validate(&journey(&format!("  - id: w\n    wait: {wait}\n{webhook}")));
+        assert_eq!(out.code, 2, "{wait}: {}", out.all());
+        assert!(out.stderr.contains(said), "{wait}: {}", out.stderr);
+    }
+    let t = Test::new();
+    t.file("j.yaml", &journey(webhook));
+    t.file("f.yaml", "customers: [{ id: c1 }]\n");
+    let out = t.dry_run(&["--rate", "1.5/s"]);
+    assert_eq!(out.code, 2, "--rate follows the same rule: {}", out.all());
 }

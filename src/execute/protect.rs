@@ -32,27 +32,6 @@ impl Pacer {
     }
 }
 
-/// Parses `100/s`, `60/m`, `3600/h` as attempts per second.
-pub fn parse_rate(text: &str) -> Result<f64, String> {
-    let err = || format!("rate `{text}` must look like `100/s` (per `s`, `m` or `h`)");
-    let (n, unit) = text.split_once('/').ok_or_else(err)?;
-    let n: f64 = n
-        .trim()
-        .parse()
-        .ok()
-        .filter(|n: &f64| n.is_finite())
-        .ok_or_else(err)?;
-    if n <= 0.0 {
-        return Err(format!("rate `{text}` must be more than 0"));
-    }
-    match unit.trim() {
-        "s" => Ok(n),
-        "m" => Ok(n / 60.0),
-        "h" => Ok(n / 3600.0),
-        _ => Err(err()),
-    }
-}
-
 /// Everything that protects partners during a real run.
 #[derive(Debug, Default)]
 pub struct Protection {
@@ -233,23 +212,6 @@ impl Breakers {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates() {
-        assert_eq!(parse_rate("100/s").unwrap(), 100.0);
-        assert_eq!(parse_rate("60/m").unwrap(), 1.0);
-        assert!(parse_rate("fast").is_err() && parse_rate("5/d").is_err());
-        assert!(
-            parse_rate("0/s")
-                .unwrap_err()
-                .contains("must be more than 0")
-        );
-        assert!(
-            parse_rate("-3/s")
-                .unwrap_err()
-                .contains("must be more than 0")
-        );
-    }
 
     #[test]
     fn revoked_keys_stop_a_host_and_failures_pause_it() {

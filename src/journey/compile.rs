@@ -332,6 +332,17 @@ fn webhook(file: &JourneyFile, w: &model::Webhook, at: &str, c: &mut Compiler) -
         );
     }
     let d = &file.defaults;
+    for (field, t) in [
+        (format!("{at}.timeout"), w.timeout),
+        ("defaults.timeout".into(), d.timeout),
+    ] {
+        if t.is_some_and(|t| t.0.is_zero()) {
+            c.error(
+                &field,
+                format!("`{field}` must be more than 0: every attempt would time out at once"),
+            );
+        }
+    }
     let mut plan = WebhookPlan {
         method: w.method,
         url: c.url_template(&format!("{at}.url"), &w.url),
@@ -355,7 +366,7 @@ fn webhook(file: &JourneyFile, w: &model::Webhook, at: &str, c: &mut Compiler) -
             .rate_limit
             .as_ref()
             .or(d.rate_limit.as_ref())
-            .and_then(|r| crate::execute::protect::parse_rate(r).ok()),
+            .and_then(|r| super::duration::parse_rate(r).ok()),
         idempotency_header: match &w.idempotency_header {
             None | Some(model::IdempotencyHeader::Enabled(true)) => Some("Idempotency-Key".into()),
             Some(model::IdempotencyHeader::Enabled(false)) => None,

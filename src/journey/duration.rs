@@ -9,19 +9,82 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
 
-/// Parses `N<unit>` (units `ms s m h d w`, several parts allowed: `1h30m`).
+/// How a duration is written, in every message about one.
+const HINT: &str = "write whole numbers with the units ms s m h d w, e.g. `500ms`, `2d` or `1h30m`";
+
+/// Parses `N<unit>` parts (units `ms s m h d w`: `1h30m`, `2 d`), the one rule for every
+/// duration a journey, a fixture or a flag gives; months and years are refused, being no fixed
+/// length.
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let hint = "write a number and one of the units ms s m h d w, e.g. `500ms` or `2d`";
-    if text.is_empty() {
-        return Err(format!("empty duration: {hint}"));
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(format!("empty duration: {HINT}"));
     }
-    if text.contains(['M', 'y']) || text.contains("mon") {
-        return Err(format!(
-            "`{text}`: months and years are not fixed lengths; {hint}"
-        ));
+    let mut total = Duration::ZERO;
+    let mut rest = trimmed;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let unit_at = digits + rest[digits..].len() - rest[digits..].trim_start().len();
+        let unit_len = rest[unit_at..]
+            .bytes()
+            .take_while(u8::is_ascii_alphabetic)
+            .count();
+        let unit = &rest[unit_at..unit_at + unit_len];
+        if is_calendar(unit) {
+            return Err(format!(
+                "`{trimmed}`: months and years are not fixed lengths: {HINT} (a month is not `4w`; use days)"
+            ));
+        }
+        let (Ok(n), Some(each)) = (rest[..digits].parse::<u64>(), unit_length(unit)) else {
+            return Err(format!("`{trimmed}` is not a duration: {HINT}"));
+        };
+        let part = each.checked_mul(u32::try_from(n).unwrap_or(u32::MAX));
+        total = part
+            .and_then(|p| total.checked_add(p))
+            .ok_or_else(|| format!("`{trimmed}` is too long a duration"))?;
+        rest = rest[unit_at + unit_len..].trim_start();
     }
-    humantime::parse_duration(text).map_err(|_| format!("`{text}` is not a duration: {hint}"))
+    Ok(total)
+}
+
+fn unit_length(unit: &str) -> Option<Duration> {
+    Some(match unit {
+        "ms" => Duration::from_millis(1),
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        "d" => Duration::from_secs(86_400),
+        "w" => Duration::from_secs(7 * 86_400),
+        _ => return None,
+    })
+}
+
+/// `M`, `mo`, `mon`, `month(s)`, `y`, `yr(s)`, `year(s)`.
+fn is_calendar(unit: &str) -> bool {
+    unit == "M"
+        || matches!(
+            unit.to_ascii_lowercase().as_str(),
+            "mo" | "mon" | "mos" | "month" | "months" | "y" | "yr" | "yrs" | "year" | "years"
+        )
+}
+
+/// Parses a rate, `100/s`, `60/m` or `3600/h` (a whole number above 0), as attempts a second:
+/// the one rule for `rate_limit` and `--rate`.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let err = || {
+        format!(
+            "rate `{text}` must be a whole number above 0 per `s`, `m` or `h`, like `100/s` or `30/m`"
+        )
+    };
+    let (n, unit) = text.split_once('/').ok_or_else(err)?;
+    let n: u32 = n.trim().parse().ok().filter(|n| *n > 0).ok_or_else(err)?;
+    let n = f64::from(n);
+    match unit.trim() {
+        "s" => Ok(n),
+        "m" => Ok(n / 60.0),
+        "h" => Ok(n / 3600.0),
+        _ => Err(err()),
+    }
 }
 
 impl<'de> Deserialize<'de> for Dur {
@@ -64,10 +127,28 @@ mod tests {
     }
 
     #[test]
-    fn months_and_years_are_refused() {
-        assert!(parse("1M").unwrap_err().contains("months"));
-        assert!(parse("2y").unwrap_err().contains("months and years"));
-        assert!(parse("3 months").is_err());
-        assert!(parse("fast").is_err());
+    fn months_and_years_are_refused_and_other_words_are_not_durations() {
+        for calendar in ["1M", "2y", "3 months", "1mo", "2 years"] {
+            assert!(
+                parse(calendar).unwrap_err().contains("months and years"),
+                "{calendar}"
+            );
+        }
+        for bad in [
+            "fast", "3 days", "4sec", "4 sec", "4seconds", "1.5s", "-1s", "5", "s",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains("is not a duration"), "{bad}: {err}");
+        }
+        assert_eq!(parse("2 d").unwrap(), Duration::from_secs(2 * 86400));
+    }
+
+    #[test]
+    fn rates_are_whole_numbers_per_unit() {
+        assert_eq!(parse_rate("100/s").unwrap(), 100.0);
+        assert_eq!(parse_rate("30/m").unwrap(), 0.5);
+        for bad in ["1.5/s", "0/s", "10/d", "fast"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -70,9 +70,15 @@ impl Positions {
     /// Where the first scalar written as `text` stands at or under `path`: the value an error
     /// about `path` names.
     pub fn find_value(&self, path: &str, text: &str) -> Option<Pos> {
+        self.find_key(path, text).map(|(pos, _)| pos)
+    }
+
+    /// Where the scalar `text` stands at or below `path`, and the full key path to it
+    /// (`defaults` and `4sec` find `defaults.timeout`).
+    pub fn find_key(&self, path: &str, text: &str) -> Option<(Pos, String)> {
         let node = marked_yaml::parse_yaml(0, &*self.source).ok()?;
-        let (line, column) = find_scalar(&node, "", path, text)?;
-        Some(self.pos(line, column))
+        let (line, column, key) = find_scalar(&node, "", path, text)?;
+        Some((self.pos(line, column), key))
     }
 
     /// The file these positions belong to.
@@ -122,7 +128,7 @@ fn children<'n>(node: &'n Node, path: &str) -> Vec<(String, &'n Node)> {
     }
 }
 
-fn find_scalar(node: &Node, path: &str, under: &str, text: &str) -> Option<(usize, usize)> {
+fn find_scalar(node: &Node, path: &str, under: &str, text: &str) -> Option<(usize, usize, String)> {
     let inside = under.is_empty()
         || (path.starts_with(under)
             && (path.len() == under.len() || path[under.len()..].starts_with(['.', '['])));
@@ -130,9 +136,10 @@ fn find_scalar(node: &Node, path: &str, under: &str, text: &str) -> Option<(usiz
         return None;
     }
     match node {
-        Node::Scalar(s) if inside && s.as_str() == text => {
-            node.span().start().map(|p| (p.line(), p.column()))
-        }
+        Node::Scalar(s) if inside && s.as_str() == text => node
+            .span()
+            .start()
+            .map(|p| (p.line(), p.column(), path.to_string())),
         _ => children(node, path)
             .into_iter()
             .find_map(|(child, value)| find_scalar(value, &child, under, text)),

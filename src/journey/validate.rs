@@ -196,14 +196,8 @@ pub fn parse_hours(text: &str) -> Option<(u32, u32)> {
 }
 
 fn check_rate(text: &str, at: &str, c: &mut Compiler) {
-    let ok = text.split_once('/').is_some_and(|(n, unit)| {
-        n.trim().parse::<u32>().is_ok_and(|n| n > 0) && matches!(unit.trim(), "s" | "m" | "h")
-    });
-    if !ok {
-        c.error(
-            at,
-            format!("rate limit `{text}` must look like `100/s` (per `s`, `m` or `h`)"),
-        );
+    if let Err(why) = super::duration::parse_rate(text) {
+        c.error(at, format!("`{at}`: {why}"));
     }
 }
 

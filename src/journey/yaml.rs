@@ -22,24 +22,35 @@ fn explain(file: &Path, source: &str, err: &serde_yaml::Error) -> String {
         .unwrap_or((1, 1));
     let raw = err.to_string();
     let message = strip_location(&raw);
-    let place = named_value(file, source, message)
-        .unwrap_or_else(|| format!("{}:{line}:{column}", file.display()));
+    let (place, message) = match named_value(file, source, message) {
+        Some(found) => found,
+        None => (
+            format!("{}:{line}:{column}", file.display()),
+            message.to_string(),
+        ),
+    };
     format!(
         "{place}: {}",
-        suggest_unknown_field(message).unwrap_or_else(|| message.to_string())
+        suggest_unknown_field(&message).unwrap_or(message)
     )
 }
 
-/// Where the value stands that a message such as "steps[0].webhook: `5x` is not a duration"
-/// names: serde places such errors at the start of the mapping that holds the value.
-fn named_value(file: &Path, source: &str, message: &str) -> Option<String> {
+/// Where the value stands that a message such as "defaults: `5x` is not a duration" names, and
+/// the message naming its own key (`defaults.timeout: ...`): serde places such errors at the
+/// mapping that holds the value.
+fn named_value(file: &Path, source: &str, message: &str) -> Option<(String, String)> {
     let (path, rest) = message.split_once(": `")?;
     let text = rest.split('`').next()?;
     if path.contains(' ') || text.is_empty() {
         return None;
     }
     let positions = super::position::Positions::read(file, source);
-    positions.find_value(path, text).map(|p| p.to_string())
+    let (pos, key) = positions.find_key(path.trim_matches('`'), text)?;
+    let named = match path.trim_matches('`') {
+        p if key.len() > p.len() && !p.is_empty() => format!("{key}: `{rest}"),
+        _ => message.to_string(),
+    };
+    Some((pos.to_string(), named))
 }
 
 fn strip_location(message: &str) -> &str {
