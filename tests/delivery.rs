@@ -1070,7 +1070,7 @@ fn a_run_of_failures_pauses_the_host_and_the_summary_says_so() {
     assert_eq!(server.requests_to("/x").len(), 10);
     let xml = t.read("r.xml");
     assert!(
-        xml.contains("10 of 10 entries failed at step `send`\njourney `j`, step `send`: HTTP 503 after 1 attempt (10 entries)</failure>"),
+        xml.contains("10 of 10 entries ended failed or invalid at step `send`\njourney `j`, step `send`: HTTP 503 after 1 attempt (10 entries, e.g. c0, c1, c2)</failure>"),
         "the JUnit failure says why: {xml}"
     );
     let port = server.url.rsplit(':').next().unwrap();

@@ -56,8 +56,8 @@ fn report_files_are_private_and_match_stdout() {
         doc.descendants()
             .filter(|n| n.has_tag_name("testcase"))
             .count(),
-        1,
-        "one testcase per step for run"
+        2,
+        "one testcase per step for run, and one for entering the journey"
     );
 }
 
@@ -159,4 +159,62 @@ fn replay_takes_yes_as_run_does() {
     t.file("dead.ndjson", "");
     let out = t.run(&["replay", "dead.ndjson", "--yes"]);
     assert_eq!(out.code, 0, "{}", out.all());
+}
+
+/// The number of `<failure>` elements in a JUnit file.
+fn junit_failures(xml: &str) -> usize {
+    let doc = roxmltree::Document::parse(xml).expect("JUnit parses as XML");
+    doc.descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .count()
+}
+
+#[test]
+fn run_junit_fails_exactly_when_the_run_exits_1_for_its_entries() {
+    let repo = crate::support::repo();
+    let t = Test::new();
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        &repo.join("journeys").display().to_string(),
+        "--fixtures",
+        &repo.join("fixtures").display().to_string(),
+        "--now",
+        "2026-11-20T11:00:00Z",
+        "--junit",
+        "j.xml",
+    ]);
+    assert_eq!(
+        out.code,
+        1,
+        "the examples hold two invalid entries: {}",
+        out.all()
+    );
+    let xml = t.read("j.xml");
+    assert_eq!(junit_failures(&xml), 2, "{xml}");
+    assert!(
+        xml.contains("c_005") && xml.contains("c_009"),
+        "the example customers: {xml}"
+    );
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let root = doc.root_element();
+    assert_eq!(
+        root.attribute("skipped"),
+        None,
+        "Jenkins' schema has no skipped on testsuites"
+    );
+    assert!(root.attribute("time").is_some() && root.attribute("timestamp").is_some());
+    for case in doc.descendants().filter(|n| n.has_tag_name("testcase")) {
+        assert!(case.attribute("classname").is_some() && case.attribute("time").is_some());
+    }
+    // A failure `on_failure` handles is not a failure: the journey works as written.
+    let t = Test::new();
+    t.file("j.yaml", "journey: j\ntrigger: { segment: \"true\" }\nsteps:\n  - id: ask\n    webhook: { url: \"{{ env.HOOK_URL }}/ask\" }\n    on_failure: fallback\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/send\" }\n    next: done\n  - id: fallback\n    webhook: { url: \"{{ env.HOOK_URL }}/fallback\" }\n  - id: done\n    end: completed\n");
+    t.file(
+        "f.yaml",
+        "customers: [{ id: c1 }]\nmocks:\n  ask: [{ status: 503 }]\n",
+    );
+    let out = t.dry_run(&["--junit", "j.xml"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(junit_failures(&t.read("j.xml")), 0, "{}", t.read("j.xml"));
 }

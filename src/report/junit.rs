@@ -14,16 +14,48 @@ pub fn render(report: &RunReport, journeys: &[String]) -> Vec<u8> {
             names.push(&e.journey);
         }
     }
+    let time = std::time::Duration::from_millis(report.duration_ms);
+    let started = chrono::DateTime::parse_from_rfc3339(&report.started_at).ok();
+    doc.set_time(time);
+    if let Some(at) = started {
+        doc.set_timestamp(at);
+    }
     for name in names {
         let mut suite = TestSuite::new(name);
+        suite.set_time(time);
+        if let Some(at) = started {
+            suite.set_timestamp(at);
+        }
         let cases = match report.mode {
             Mode::Test => expectation_cases(report, name),
             _ => step_cases(report, name),
         };
-        suite.add_test_cases(cases);
+        suite.add_test_cases(cases.into_iter().map(|mut c| {
+            c.set_classname(name);
+            c.set_time(std::time::Duration::ZERO);
+            c
+        }));
         doc.add_test_suite(suite);
     }
-    doc.to_string().map(String::into_bytes).unwrap_or_default()
+    let xml = doc.to_string().unwrap_or_default();
+    without_root_skipped(&xml).into_bytes()
+}
+
+/// The document without `skipped` on `<testsuites>`: quick-junit writes it, and Jenkins' JUnit
+/// schema allows it only on `<testsuite>` (no testcase is ever skipped here).
+fn without_root_skipped(xml: &str) -> String {
+    let Some(start) = xml.find("<testsuites") else {
+        return xml.to_string();
+    };
+    let end = xml[start..].find('>').map_or(xml.len(), |e| start + e);
+    let tag = &xml[start..end];
+    let Some(at) = tag.find(" skipped=\"") else {
+        return xml.to_string();
+    };
+    let close = tag[at + 10..]
+        .find('"')
+        .map_or(tag.len(), |c| at + 10 + c + 1);
+    format!("{}{}{}", &xml[..start + at], &tag[close..], &xml[end..])
 }
 
 fn case(name: &str, failure: Option<&str>) -> TestCase {
@@ -54,32 +86,87 @@ fn expectation_cases(report: &RunReport, journey: &str) -> Vec<TestCase> {
 }
 
 fn step_cases(report: &RunReport, journey: &str) -> Vec<TestCase> {
-    report
+    let mut cases: Vec<TestCase> = report
         .steps
         .iter()
         .filter(|s| s.journey == journey)
         .map(|s| {
-            let failure = (s.failed > 0).then(|| {
+            // Only entries that ended here fail the step: a failure `on_failure` handled is the
+            // journey working as written.
+            let failure = (s.ended_failed > 0).then(|| {
                 format!(
-                    "{} of {} entries failed at step `{}`",
-                    s.failed, s.entered, s.step
+                    "{} of {} {} ended failed or invalid at step `{}`",
+                    s.ended_failed,
+                    s.entered,
+                    entries(s.entered),
+                    s.step
                 )
             });
-            let why = failure
-                .as_ref()
-                .map(|f| with_reasons(f, report, journey, &s.step));
+            let why = failure.as_ref().map(|f| {
+                with_reasons(
+                    f,
+                    report,
+                    &format!("journey `{journey}`, step `{}`", s.step),
+                )
+            });
             failed_case(&s.step, failure.as_deref(), why.as_deref())
         })
-        .collect()
+        .collect();
+    let outside = report
+        .failed_outside_steps
+        .get(journey)
+        .copied()
+        .unwrap_or(0);
+    let failure = (outside > 0).then(|| {
+        format!(
+            "{outside} {} ended failed or invalid before any step",
+            entries(outside)
+        )
+    });
+    let why = failure
+        .as_ref()
+        .map(|f| outside_reasons(f, report, journey));
+    cases.push(failed_case(ENTERING, failure.as_deref(), why.as_deref()));
+    cases
 }
 
-/// `failure`, then the run's errors about this step, one per line with their counts.
-fn with_reasons(failure: &str, report: &RunReport, journey: &str, step: &str) -> String {
-    let about = format!("journey `{journey}`, step `{step}`");
+fn entries(n: u64) -> &'static str {
+    if n == 1 { "entry" } else { "entries" }
+}
+
+/// The testcase of a journey's entries that fail before any step (no step id has a space).
+const ENTERING: &str = "entering the journey";
+
+/// `failure`, then the run's errors about the journey that name no step.
+fn outside_reasons(failure: &str, report: &RunReport, journey: &str) -> String {
+    let about = format!("journey `{journey}`");
     let mut text = failure.to_string();
-    for e in report.errors.iter().filter(|e| e.message.contains(&about)) {
-        let noun = if e.count == 1 { "entry" } else { "entries" };
-        text.push_str(&format!("\n{} ({} {noun})", e.message, e.count));
+    for e in report
+        .errors
+        .iter()
+        .filter(|e| e.message.contains(&about) && !e.message.contains(&format!("{about}, step `")))
+    {
+        text.push_str(&reason_line(e));
+    }
+    text
+}
+
+fn reason_line(e: &super::ErrorGroup) -> String {
+    let noun = if e.count == 1 { "entry" } else { "entries" };
+    let examples = if e.examples.is_empty() {
+        String::new()
+    } else {
+        format!(", e.g. {}", e.examples.join(", "))
+    };
+    format!("\n{} ({} {noun}{examples})", e.message, e.count)
+}
+
+/// `failure`, then the run's errors about this step, one per line with their counts and
+/// example customers.
+fn with_reasons(failure: &str, report: &RunReport, about: &str) -> String {
+    let mut text = failure.to_string();
+    for e in report.errors.iter().filter(|e| e.message.contains(about)) {
+        text.push_str(&reason_line(e));
     }
     text
 }

@@ -54,6 +54,10 @@ pub struct RunReport {
     pub thresholds: Vec<String>,
     /// The state store used, if any.
     pub state: Option<String>,
+    /// Entries per journey that ended failed or invalid before any step (an event for an
+    /// unknown customer, a trigger's `where` that cannot be evaluated).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed_outside_steps: BTreeMap<String, u64>,
     /// What a stopped run left undone (`--max-duration`, a signal), if anything.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub left: Option<Left>,
@@ -98,6 +102,9 @@ pub struct StepStats {
     pub p50_ms: Option<f64>,
     /// 95th percentile latency, in milliseconds.
     pub p95_ms: Option<f64>,
+    /// Entries that ended failed or invalid at this step (a failure `on_failure` handled is
+    /// not one): what JUnit counts as this step's failures.
+    pub ended_failed: u64,
 }
 
 /// Totals of a run.

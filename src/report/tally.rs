@@ -13,6 +13,8 @@ pub struct Tally {
     report: RunReport,
     /// Each journey's rows in `report.steps`: the first, and how many (one per step).
     rows: Vec<std::ops::Range<usize>>,
+    /// Each journey's name, by index.
+    names: Vec<String>,
     latencies: Vec<Vec<u32>>,
     started: std::time::Instant,
 }
@@ -48,10 +50,12 @@ impl Tally {
                 notices: vec![],
                 thresholds: vec![],
                 state: None,
+                failed_outside_steps: Default::default(),
                 left: None,
                 expectations: vec![],
             },
             rows,
+            names: journeys.iter().map(|j| j.name.clone()).collect(),
             latencies: vec![Vec::new(); n],
             started: std::time::Instant::now(),
         }
@@ -65,6 +69,7 @@ impl Tally {
     /// Counts one entry.
     pub fn add(&mut self, r: &EntryResult) {
         self.count_outcome(r);
+        self.count_where_it_ended(r);
         for s in &r.steps {
             self.count_step(r.journey, s);
         }
@@ -97,6 +102,21 @@ impl Tally {
             Some(n) => *n += 1,
             None => {
                 t.labels.insert(r.outcome.clone(), 1);
+            }
+        }
+    }
+
+    /// A failed or invalid entry counts against the step it ended at, or its journey when it
+    /// ended before any step.
+    fn count_where_it_ended(&mut self, r: &EntryResult) {
+        if !matches!(r.outcome.as_str(), "failed" | "invalid") {
+            return;
+        }
+        match r.walked.last().and_then(|&si| self.row(r.journey, si)) {
+            Some(row) => self.report.steps[row].ended_failed += 1,
+            None => {
+                let name = self.names.get(r.journey).cloned().unwrap_or_default();
+                *self.report.failed_outside_steps.entry(name).or_default() += 1;
             }
         }
     }
