@@ -1,19 +1,40 @@
-//! `journey graph`: the steps as nodes and labelled edges, as Mermaid or Graphviz dot.
+//! `journey graph`: the steps as nodes and labelled edges, as Mermaid or Graphviz dot. The entry
+//! conditions (trigger, `where`, consent, holdout, `exit_when`) head the drawing; every edge a run
+//! can take is drawn, and an ending (completed, failed, stopped) is drawn only when an edge
+//! reaches it.
+
+use std::time::Duration;
 
 use crate::journey::Journey;
-use crate::journey::plan::{OnFailure, StepKind};
+use crate::journey::plan::{OnFailure, StepKind, TriggerPlan};
+
+/// Where an edge goes: a step, or an ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum To {
+    Step(usize),
+    /// Past the last step: the entry completes.
+    Completed,
+    /// A failure nothing handles: the entry fails.
+    Failed,
+    /// `on_failure: stop`.
+    Stopped,
+}
 
 /// An edge of the picture.
 struct Edge {
     from: usize,
-    to: Option<usize>,
+    to: To,
     label: String,
+}
+
+fn next(to: Option<usize>) -> To {
+    to.map_or(To::Completed, To::Step)
 }
 
 fn edges(j: &Journey) -> Vec<Edge> {
     let mut out = Vec::new();
     for (i, s) in j.steps.iter().enumerate() {
-        let mut push = |to: Option<usize>, label: &str| {
+        let mut push = |to: To, label: &str| {
             out.push(Edge {
                 from: i,
                 to,
@@ -22,31 +43,81 @@ fn edges(j: &Journey) -> Vec<Edge> {
         };
         match &s.kind {
             StepKind::Webhook(_) => {
-                push(s.next, "success");
+                push(next(s.next), "success");
                 match s.on_failure {
-                    OnFailure::Goto(t) => push(Some(t), "failure"),
-                    OnFailure::Continue => push(s.next, "failure (continue)"),
-                    OnFailure::Stop | OnFailure::Fail => {}
+                    OnFailure::Goto(t) => push(To::Step(t), "failure"),
+                    OnFailure::Continue => push(next(s.next), "failure (continue)"),
+                    OnFailure::Stop => push(To::Stopped, "failure (stop)"),
+                    OnFailure::Fail => push(To::Failed, "failure"),
                 }
             }
             StepKind::Branch { arms, default } => {
                 for (cond, t) in arms {
-                    push(Some(*t), cond.source);
+                    push(To::Step(*t), cond.source);
                 }
-                push(default.or(s.next), "default");
+                push(next(default.or(s.next)), "default");
             }
             StepKind::Split(arms) => {
                 let mut prev = 0;
                 for (upto, t) in arms {
-                    push(Some(*t), &format!("{}%", upto - prev));
+                    push(To::Step(*t), &format!("{}%", upto - prev));
                     prev = *upto;
                 }
             }
-            StepKind::Wait(d) => push(s.next, &format!("after {}", humantime::format_duration(*d))),
+            StepKind::Wait(d) => push(next(s.next), &format!("after {}", short(*d))),
             StepKind::End(_) => {}
         }
     }
     out
+}
+
+/// A duration as a journey writes it: `2d`, `1h30m`, `500ms`.
+fn short(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    let mut out = String::new();
+    for (unit, len) in [
+        ("w", 604_800),
+        ("d", 86_400),
+        ("h", 3_600),
+        ("m", 60),
+        ("s", 1),
+    ] {
+        if secs >= len {
+            out.push_str(&format!("{}{unit}", secs / len));
+            secs %= len;
+        }
+    }
+    let ms = d.subsec_millis();
+    if ms > 0 || out.is_empty() {
+        out.push_str(&format!("{ms}ms"));
+    }
+    out
+}
+
+/// The entry conditions, one per line: trigger and `where`, consent, holdout, `exit_when`.
+fn entry_lines(j: &Journey) -> Vec<String> {
+    let mut lines = vec![match &j.trigger {
+        TriggerPlan::Event { name, filter } => match filter {
+            Some(f) => format!("event {name} where {}", f.source),
+            None => format!("event {name}"),
+        },
+        TriggerPlan::Segment(e) => format!("segment {}", e.source),
+    }];
+    if let Some(c) = &j.consent {
+        lines.push(format!("consent: {c}"));
+    }
+    if let Some(h) = j.holdout {
+        // Kept as a fraction; shown as written.
+        let percent = (h * 100.0 * 1000.0).round() / 1000.0;
+        lines.push(format!("holdout: {percent}%"));
+    }
+    if let Some(x) = &j.exit_when {
+        lines.push(match &x.filter {
+            Some(f) => format!("exits on {} where {}", x.event, f.source),
+            None => format!("exits on {}", x.event),
+        });
+    }
+    lines
 }
 
 fn node_label(j: &Journey, i: usize) -> String {
@@ -57,22 +128,51 @@ fn node_label(j: &Journey, i: usize) -> String {
     }
 }
 
+/// The endings some edge reaches, in a fixed order.
+fn endings(edges: &[Edge]) -> Vec<To> {
+    [To::Completed, To::Failed, To::Stopped]
+        .into_iter()
+        .filter(|t| edges.iter().any(|e| e.to == *t))
+        .collect()
+}
+
+fn node_id(to: To) -> String {
+    match to {
+        To::Step(i) => format!("s{i}"),
+        To::Completed => "completed".into(),
+        To::Failed => "failed".into(),
+        To::Stopped => "stopped".into(),
+    }
+}
+
+fn quoted(text: &str) -> String {
+    text.replace('"', "'")
+}
+
 /// Mermaid flowchart text.
 pub fn mermaid(j: &Journey) -> String {
-    let mut out = format!("flowchart TD\n  start([{}]) --> s0\n", j.name);
+    let entry = entry_lines(j)
+        .iter()
+        .map(|l| quoted(l))
+        .collect::<Vec<_>>()
+        .join("<br/>");
+    let mut out = format!(
+        "flowchart TD\n  start([\"{}<br/>{entry}\"]) --> s0\n",
+        quoted(&j.name)
+    );
     for i in 0..j.steps.len() {
-        out.push_str(&format!(
-            "  s{i}[\"{}\"]\n",
-            node_label(j, i).replace('"', "'")
-        ));
+        out.push_str(&format!("  s{i}[\"{}\"]\n", quoted(&node_label(j, i))));
     }
-    out.push_str("  done([completed])\n");
-    for e in edges(j) {
-        let to = e.to.map_or("done".to_string(), |t| format!("s{t}"));
+    let edges = edges(j);
+    for end in endings(&edges) {
+        out.push_str(&format!("  {0}([{0}])\n", node_id(end)));
+    }
+    for e in &edges {
         out.push_str(&format!(
-            "  s{} -->|\"{}\"| {to}\n",
+            "  s{} -->|\"{}\"| {}\n",
             e.from,
-            e.label.replace('"', "'")
+            quoted(&e.label),
+            node_id(e.to)
         ));
     }
     out
@@ -80,25 +180,47 @@ pub fn mermaid(j: &Journey) -> String {
 
 /// Graphviz dot text.
 pub fn dot(j: &Journey) -> String {
+    let entry = entry_lines(j)
+        .iter()
+        .map(|l| quoted(l))
+        .collect::<Vec<_>>()
+        .join("\\n");
     let mut out = format!(
-        "digraph \"{}\" {{\n  rankdir=TB;\n  start [shape=oval, label=\"{}\"];\n  start -> s0;\n",
-        j.name, j.name
+        "digraph \"{0}\" {{\n  rankdir=TB;\n  start [shape=oval, label=\"{0}\\n{entry}\"];\n  start -> s0;\n",
+        quoted(&j.name)
     );
     for i in 0..j.steps.len() {
         out.push_str(&format!(
             "  s{i} [shape=box, label=\"{}\"];\n",
-            node_label(j, i).replace('"', "'")
+            quoted(&node_label(j, i))
         ));
     }
-    out.push_str("  done [shape=oval, label=\"completed\"];\n");
-    for e in edges(j) {
-        let to = e.to.map_or("done".to_string(), |t| format!("s{t}"));
+    let edges = edges(j);
+    for end in endings(&edges) {
         out.push_str(&format!(
-            "  s{} -> {to} [label=\"{}\"];\n",
+            "  {0} [shape=oval, label=\"{0}\"];\n",
+            node_id(end)
+        ));
+    }
+    for e in &edges {
+        out.push_str(&format!(
+            "  s{} -> {} [label=\"{}\"];\n",
             e.from,
-            e.label.replace('"', "'")
+            node_id(e.to),
+            quoted(&e.label)
         ));
     }
     out.push_str("}\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_as_written() {
+        use std::time::Duration;
+        assert_eq!(super::short(Duration::from_secs(3 * 86_400)), "3d");
+        assert_eq!(super::short(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(super::short(Duration::from_millis(500)), "500ms");
+    }
 }

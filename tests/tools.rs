@@ -123,3 +123,116 @@ fn fish_completes_subcommands_and_values_without_errors() {
     );
     assert!(sub.lines().any(|l| l.starts_with("state\t")), "{stdout}");
 }
+
+/// The edges `a -> b` of a dot graph.
+fn dot_edges(dot: &str) -> Vec<(String, String)> {
+    dot.lines()
+        .filter_map(|l| l.trim().split_once(" -> "))
+        .map(|(a, b)| {
+            (
+                a.to_string(),
+                b.split([' ', ';']).next().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn graphs_draw_every_node_reachably_with_the_entry_conditions_on_top() {
+    for name in ["cart_abandonment", "churn_risk", "trial_onboarding"] {
+        let file = repo()
+            .join(format!("journeys/{name}.yaml"))
+            .display()
+            .to_string();
+        let out = Test::new().run(&["graph", &file, "--format", "dot"]);
+        assert_eq!(out.code, 0, "{}", out.all());
+        let dot = out.stdout;
+        let nodes: Vec<String> = dot
+            .lines()
+            .filter(|l| l.contains("[shape="))
+            .map(|l| l.trim().split(' ').next().unwrap().to_string())
+            .collect();
+        let edges = dot_edges(&dot);
+        let mut seen = vec!["start".to_string()];
+        let mut i = 0;
+        while i < seen.len() {
+            for (a, b) in &edges {
+                if *a == seen[i] && !seen.contains(b) {
+                    seen.push(b.clone());
+                }
+            }
+            i += 1;
+        }
+        for n in &nodes {
+            assert!(
+                seen.contains(n),
+                "{name}: `{n}` is drawn but nothing leads to it:\n{dot}"
+            );
+        }
+        let start = dot
+            .lines()
+            .find(|l| l.trim().starts_with("start ["))
+            .unwrap();
+        assert!(
+            start.contains("event ") || start.contains("segment "),
+            "{start}"
+        );
+        if have("dot", "the Graphviz check of `journey graph`") {
+            let mut child = std::process::Command::new("dot")
+                .arg("-Tsvg")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::io::Write::write_all(child.stdin.as_mut().unwrap(), dot.as_bytes()).unwrap();
+            let done = child.wait_with_output().unwrap();
+            assert!(
+                done.status.success(),
+                "{}",
+                String::from_utf8_lossy(&done.stderr)
+            );
+        }
+    }
+    let cart = repo()
+        .join("journeys/cart_abandonment.yaml")
+        .display()
+        .to_string();
+    let out = Test::new().run(&["graph", &cart]);
+    assert!(
+        out.stdout
+            .contains("where event.properties.cart_value >= 50"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("consent: email"), "{}", out.stdout);
+    let trial = repo()
+        .join("journeys/trial_onboarding.yaml")
+        .display()
+        .to_string();
+    let out = Test::new().run(&["graph", &trial]);
+    assert!(out.stdout.contains("after 3d"), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("completed(["),
+        "no ending nothing reaches: {}",
+        out.stdout
+    );
+}
+
+#[test]
+fn on_failure_stop_is_drawn() {
+    let t = Test::new();
+    t.file("j.yaml", "journey: j\ntrigger: { event: signup }\nholdout: 10%\nexit_when: { event: bought }\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/x\" }\n    on_failure: stop\n");
+    let out = t.run(&["graph", "j.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("s0 -->|\"failure (stop)\"| stopped"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("holdout: 10%") && out.stdout.contains("exits on bought"),
+        "{}",
+        out.stdout
+    );
+}
