@@ -12,6 +12,7 @@ mod logic;
 mod rendering;
 mod reports;
 mod secrets;
+mod snapshots;
 mod state;
 mod store_files;
 mod streams;
