@@ -102,6 +102,8 @@ pub struct RunConfig {
     pub output: Output,
     /// Colour on stdout.
     pub color: bool,
+    /// The width the results table fits (`COLUMNS`, else the terminal's).
+    pub width: Option<u16>,
     /// A progress bar on stderr.
     pub progress: bool,
     /// Environment variables.
@@ -330,6 +332,7 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Run
         quiet: a.quiet,
         output: a.output,
         color: ctx.color(),
+        width: ctx.width(),
         progress: ctx.progress_bar() && !a.quiet,
         env: ctx.vars.clone(),
     })

@@ -38,10 +38,23 @@ impl RunContext {
         self.stdout_tty && !self.no_color
     }
 
+    /// The width the results table fits: `COLUMNS` when set, else the terminal's (found by the
+    /// table itself), else none (stdout is not a terminal: no limit).
+    pub fn width(&self) -> Option<u16> {
+        let columns = self.vars.get("COLUMNS").and_then(|c| c.parse().ok());
+        columns.or_else(|| self.stdout_tty.then(crossterm_width).flatten())
+    }
+
     /// A progress bar: only on a terminal stderr.
     pub fn progress_bar(&self) -> bool {
         self.stderr_tty
     }
+}
+
+/// The terminal's width, through the console crate indicatif already uses.
+fn crossterm_width() -> Option<u16> {
+    let (_, cols) = console::Term::stdout().size_checked()?;
+    Some(cols)
 }
 
 #[cfg(test)]

@@ -191,3 +191,70 @@ fn completions_of_each_shell() {
         insta::assert_snapshot!(format!("completions_{shell}"), out.stdout);
     }
 }
+
+#[test]
+fn the_table_fits_80_and_160_columns() {
+    let (journeys, fixtures) = examples();
+    for width in ["80", "160"] {
+        let t = Test::new().env("COLUMNS", width);
+        let out = t.run(&[
+            "run",
+            "--dry-run",
+            &journeys,
+            "--fixtures",
+            &fixtures,
+            "--now",
+            NOW,
+        ]);
+        assert_eq!(out.code, 1, "{}", out.all());
+        let widest = out
+            .stdout
+            .lines()
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap_or(0);
+        let table = out
+            .stdout
+            .lines()
+            .take_while(|l| !l.starts_with("entries:"));
+        let table_width = table.map(|l| l.chars().count()).max().unwrap_or(0);
+        assert!(
+            table_width <= width.parse().unwrap(),
+            "{width}: {table_width} wide (lines up to {widest})"
+        );
+        insta::assert_snapshot!(format!("table_{width}"), stable(&out.stdout, &t));
+    }
+}
+
+#[test]
+fn failures_are_red_on_a_terminal_and_never_with_no_color() {
+    if !std::process::Command::new("sh")
+        .args(["-c", "command -v script"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("script(1) is not installed: the terminal colour check did not run");
+        return;
+    }
+    let (journeys, fixtures) = examples();
+    let bin = env!("CARGO_BIN_EXE_journey");
+    let command = format!("{bin} run --dry-run {journeys} --fixtures {fixtures} --now {NOW}");
+    let on_a_terminal = |no_color: bool| {
+        let mut cmd = std::process::Command::new("script");
+        cmd.args(["-qec", &command, "/dev/null"])
+            .env("COLUMNS", "160");
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
+    };
+    let colored = on_a_terminal(false);
+    assert!(colored.contains("\u{1b}[31m2 invalid"), "{colored}");
+    let plain = on_a_terminal(true);
+    assert!(
+        plain.contains("2 invalid") && !plain.contains("\u{1b}[31m"),
+        "{plain}"
+    );
+}

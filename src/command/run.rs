@@ -389,7 +389,11 @@ pub fn finish(c: &RunConfig, journeys: &[Journey], report: &RunReport) -> anyhow
     match c.output {
         Output::Json => output::stdout(&report::json::render(report))?,
         Output::Table if !c.quiet => {
-            output::stdout(report::table::render(report, c.color).as_bytes())?;
+            let layout = report::table::Layout {
+                color: c.color,
+                width: c.width,
+            };
+            output::stdout(report::table::render(report, layout).as_bytes())?;
             if c.mode == Mode::Test {
                 output::stdout(expectation_lines(report).as_bytes())?;
             }
