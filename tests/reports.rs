@@ -76,7 +76,9 @@ fn the_table_has_a_row_per_step_and_totals_without_colour() {
     }
     // Columns that are 0 in every row are left out, and named below the table.
     assert!(
-        out.stdout.contains("(0 or none in every row: ok, failed, suppressed, capped, retries, p50, p95)"),
+        out.stdout.contains(
+            "(0 or none in every row: ok, failed, suppressed, capped, retries, p50, p95)"
+        ),
         "{}",
         out.stdout
     );

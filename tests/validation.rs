@@ -373,3 +373,20 @@ fn every_duration_and_rate_follows_one_rule_and_names_its_key() {
     let out = t.dry_run(&["--rate", "1.5/s"]);
     assert_eq!(out.code, 2, "--rate follows the same rule: {}", out.all());
 }
+
+#[test]
+fn unknown_filters_vars_saved_values_and_steps_are_errors_with_suggestions() {
+    let text = "journey: j\ntrigger: { segment: \"true\" }\nvars:\n  name: \"{{ customer.id }}\"\nsteps:\n  - id: ask\n    webhook: { url: \"{{ env.HOOK_URL }}/ask\", body: { p: \"{{ customer.phone | normalise_phone }}\", n: \"{{ vars.nmae }}\" } }\n    save: { score: \"response.body.score\" }\n  - id: log\n    webhook: { url: \"{{ env.HOOK_URL }}/log\", async: true }\n  - id: use\n    webhook: { url: \"{{ env.HOOK_URL }}/use\", body: { s: \"{{ saved.scor }}\", a: \"{{ steps.ak.status }}\", l: \"{{ steps.log.status }}\" } }\n";
+    let out = validate(text);
+    assert_eq!(out.code, 2, "{}", out.all());
+    for said in [
+        "unknown filter `normalise_phone`; did you mean `normalize_phone`?",
+        "unknown `vars` `nmae`; did you mean `name`?",
+        "unknown saved value (no step saves it) `scor`; did you mean `score`?",
+        "unknown step `ak`; did you mean `ask`?",
+        "step `log` is async: it has no status to read through `steps.log`",
+    ] {
+        assert!(out.stderr.contains(said), "{said}\n{}", out.stderr);
+    }
+    assert!(out.stderr.contains("j.yaml:7:"), "{}", out.stderr);
+}

@@ -19,7 +19,7 @@ pub fn compile(file: &JourneyFile, c: &mut Compiler) -> Journey {
         .enumerate()
         .map(|(i, s)| step(file, s, i, &ids, c))
         .collect();
-    Journey {
+    let journey = Journey {
         name: file.journey.clone(),
         file: Arc::clone(c.positions.file()),
         trigger: trigger(&file.trigger, c),
@@ -49,7 +49,9 @@ pub fn compile(file: &JourneyFile, c: &mut Compiler) -> Journey {
         steps,
         env_names: Default::default(),
         secret_names: Default::default(),
-    }
+    };
+    super::validate::check_refs(&journey, c);
+    journey
 }
 
 fn step_ids(file: &JourneyFile, c: &mut Compiler) -> HashMap<String, usize> {

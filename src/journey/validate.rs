@@ -201,6 +201,105 @@ fn check_rate(text: &str, at: &str, c: &mut Compiler) {
     }
 }
 
+/// Filters a "did you mean" can suggest: ours and minijinja's common ones.
+const FILTERS: &[&str] = &[
+    "normalize_email",
+    "normalize_phone",
+    "sha256",
+    "datetimeformat",
+    "as_path",
+    "default",
+    "int",
+    "float",
+    "lower",
+    "upper",
+    "title",
+    "capitalize",
+    "trim",
+    "length",
+    "first",
+    "last",
+    "join",
+    "replace",
+    "round",
+    "abs",
+    "tojson",
+    "urlencode",
+    "string",
+    "list",
+    "sort",
+    "unique",
+    "reverse",
+    "split",
+    "lines",
+    "min",
+    "max",
+    "sum",
+    "map",
+    "select",
+    "reject",
+    "attr",
+    "items",
+    "bool",
+    "format",
+    "indent",
+    "escape",
+    "safe",
+    "dictsort",
+    "batch",
+    "slice",
+    "wordcount",
+];
+
+/// Every filter, `vars.NAME`, `saved.NAME` and `steps.ID` a template or expression of the
+/// journey uses must exist: a typo is an error at its file:line:column, with "did you mean",
+/// before any entry runs (minijinja would find it only when an entry renders it).
+pub fn check_refs(j: &Journey, c: &mut Compiler) {
+    use crate::render::refs::{Ref, is_filter};
+    let vars: Vec<&str> = j.vars.iter().map(|(k, _)| k.as_str()).collect();
+    let saved: Vec<&str> = j
+        .steps
+        .iter()
+        .flat_map(|s| s.save.iter().map(|(k, _)| k.as_str()))
+        .collect();
+    let steps: Vec<&str> = j.steps.iter().map(|s| s.id.as_str()).collect();
+    let refs = std::mem::take(&mut c.refs);
+    let mut said = BTreeSet::new();
+    for (field, r) in &refs {
+        let why = match r {
+            Ref::Filter(f) if !is_filter(f) => Some(unknown("filter", f, FILTERS)),
+            Ref::Var(v) if !vars.contains(&v.as_str()) => Some(unknown("`vars`", v, &vars)),
+            Ref::Saved(v) if !saved.contains(&v.as_str()) => {
+                Some(unknown("saved value (no step saves it)", v, &saved))
+            }
+            Ref::Step(id) => step_ref(j, id, &steps),
+            _ => None,
+        };
+        if let Some(why) = why
+            && said.insert((field.clone(), why.clone()))
+        {
+            c.error(field, format!("`{field}`: {why}"));
+        }
+    }
+}
+
+fn step_ref(j: &Journey, id: &str, steps: &[&str]) -> Option<String> {
+    match j.steps.iter().find(|s| s.id == id) {
+        None => Some(unknown("step", id, steps)),
+        Some(s) if matches!(&s.kind, StepKind::Webhook(w) if w.is_async) => Some(format!(
+            "step `{id}` is async: it has no status to read through `steps.{id}`"
+        )),
+        Some(_) => None,
+    }
+}
+
+fn unknown(what: &str, name: &str, candidates: &[&str]) -> String {
+    match super::yaml::closest(name, candidates) {
+        Some(best) => format!("unknown {what} `{name}`; did you mean `{best}`?"),
+        None => format!("unknown {what} `{name}`"),
+    }
+}
+
 /// The scheme, host and port of a URL template must come from literals and `env` only.
 pub fn check_origin(url: &str) -> Result<(), String> {
     let mut origin = String::new();

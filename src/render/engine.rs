@@ -65,6 +65,8 @@ pub struct Compiler<'a> {
     pub positions: &'a Positions,
     /// Errors so far, as `file:line:col: message`.
     pub errors: Vec<String>,
+    /// The filters, `vars`, `saved` and `steps` names each field uses, for the journey to check.
+    pub refs: Vec<(String, super::refs::Ref)>,
 }
 
 impl<'a> Compiler<'a> {
@@ -73,6 +75,7 @@ impl<'a> Compiler<'a> {
         Compiler {
             positions,
             errors: Vec::new(),
+            refs: Vec::new(),
         }
     }
 
@@ -109,6 +112,11 @@ impl<'a> Compiler<'a> {
         } else {
             Shape::Literal
         };
+        if !matches!(shape, Shape::Literal) {
+            let found = super::refs::of_template(source);
+            self.refs
+                .extend(found.into_iter().map(|r| (field.to_string(), r)));
+        }
         let kind = match shape {
             Shape::Literal => TmplKind::Literal,
             Shape::Lone(inner) => match environment().compile_expression(guarded_expr(inner)) {
@@ -153,6 +161,9 @@ impl<'a> Compiler<'a> {
         if !self.sound(field, source) {
             return None;
         }
+        let found = super::refs::of_expression(source);
+        self.refs
+            .extend(found.into_iter().map(|r| (field.to_string(), r)));
         let source: &'static str = Box::leak(source.to_string().into_boxed_str());
         match environment().compile_expression(guarded_expr(source)) {
             Ok(expr) => Some(Expr {

@@ -7,6 +7,7 @@ pub mod env_vars;
 pub mod fast;
 pub mod filters;
 pub mod guard;
+pub mod refs;
 pub mod url;
 
 pub use body::BodyTemplate;
