@@ -390,3 +390,24 @@ fn unknown_filters_vars_saved_values_and_steps_are_errors_with_suggestions() {
     }
     assert!(out.stderr.contains("j.yaml:7:"), "{}", out.stderr);
 }
+
+#[test]
+fn every_unknown_key_of_every_file_is_reported_in_one_run() {
+    let t = Test::new();
+    t.file(
+        "journeys/a.yaml",
+        "journey: a\ntrigger: { segment: \"true\" }\nstepz: []\nsteps:\n  - id: s\n    on_falure: stop\n    end: completed\n  - id: t\n    nxt: s\n    end: completed\n",
+    );
+    t.file("journeys/b.yaml", "journey: b\ntrigger: { segment: \"true\" }\nsteps:\n  - id: s\n    ned: completed\n    end: completed\n");
+    let out = t.run(&["validate", "journeys/"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    for said in [
+        "a.yaml:3:1: unknown key `stepz` at the top level; did you mean `steps`?",
+        "unknown key `on_falure` in `steps[0]`; did you mean `on_failure`?",
+        "unknown key `nxt` in `steps[1]`; did you mean `next`?",
+        "b.yaml:5:5: unknown key `ned` in `steps[0]`; did you mean `end`?",
+        "4 error(s); nothing was run",
+    ] {
+        assert!(out.stderr.contains(said), "{said}\n{}", out.stderr);
+    }
+}

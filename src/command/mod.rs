@@ -64,7 +64,6 @@ pub fn load_journeys(paths: &[std::path::PathBuf], strict: bool) -> Result<Vec<J
     Ok(loaded.journeys)
 }
 
-/// Environment variables for a run that needs no secrets: missing ones render as placeholders.
 /// The secrets the journeys read, by name, for keeping them out of what is stored.
 pub fn vault(journeys: &[Journey], vars: &HashMap<String, String>) -> crate::redact::Vault {
     crate::redact::Vault::new(
@@ -75,6 +74,7 @@ pub fn vault(journeys: &[Journey], vars: &HashMap<String, String>) -> crate::red
     )
 }
 
+/// Environment variables for a run that needs no secrets: missing ones render as placeholders.
 pub fn placeholder_env(
     journeys: &[Journey],
     vars: &HashMap<String, String>,

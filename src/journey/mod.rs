@@ -68,10 +68,12 @@ fn load_one(path: &Path, strict: bool, out: &mut Loaded) -> Option<Journey> {
             return None;
         }
     };
-    let file: model::JourneyFile = match yaml::from_str(path, &source) {
-        Ok(f) => f,
-        Err(e) => {
-            out.errors.push(e);
+    // A file with unknown keys is still checked without them: every error in one run.
+    let (file, mut unknown) = match yaml::from_str_lenient::<model::JourneyFile>(path, &source) {
+        Ok(f) => (f, Vec::new()),
+        Err((e, Some(rest))) => (rest, e),
+        Err((mut e, None)) => {
+            out.errors.append(&mut e);
             return None;
         }
     };
@@ -90,7 +92,8 @@ fn load_one(path: &Path, strict: bool, out: &mut Loaded) -> Option<Journey> {
     }
     let raw = yaml::value(path, &source).unwrap_or(serde_yaml::Value::Null);
     (journey.env_names, journey.secret_names) = validate::referenced_vars(&raw);
-    let failed = !c.errors.is_empty();
+    let failed = !c.errors.is_empty() || !unknown.is_empty();
+    out.errors.append(&mut unknown);
     out.errors.append(&mut c.errors);
     (!failed).then_some(journey)
 }

@@ -10,6 +10,95 @@ pub fn from_str<T: DeserializeOwned>(file: &Path, source: &str) -> Result<T, Str
     serde_yaml::from_str(source).map_err(|e| explain(file, source, &e))
 }
 
+/// The most errors one file reports.
+const MAX_ERRORS: usize = 50;
+
+/// Reads `source` as `T`, reporting every unknown key of the file (up to 50), not only the
+/// first: serde stops at the first, so each one found is taken out and the rest read again.
+pub fn from_str_all<T: DeserializeOwned>(file: &Path, source: &str) -> Result<T, Vec<String>> {
+    from_str_lenient(file, source).map_err(|(errors, _)| errors)
+}
+
+/// As [`from_str_all`], and with the errors the value read without its unknown keys, when it
+/// reads: a caller can check the rest of the file too and report everything in one run.
+pub fn from_str_lenient<T: DeserializeOwned>(
+    file: &Path,
+    source: &str,
+) -> Result<T, (Vec<String>, Option<T>)> {
+    let first = match from_str(file, source) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let Ok(mut value) = serde_yaml::from_str::<serde_yaml::Value>(source) else {
+        return Err((vec![first], None));
+    };
+    if !first.contains("unknown key `") {
+        return Err((vec![first], None));
+    }
+    let positions = super::position::Positions::read(file, source);
+    // The first, as serde placed it (at the key itself); the others where their values stand.
+    let mut errors = vec![first];
+    let mut found = 0;
+    while errors.len() < MAX_ERRORS {
+        let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(rest) => return Err((errors, Some(rest))),
+            Err(e) => e,
+        };
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        let Some(explained) = message
+            .starts_with("unknown field")
+            .then(|| suggest_unknown_field(&format!("{}: {message}", parent(&path))))
+            .flatten()
+        else {
+            break;
+        };
+        if found > 0 {
+            errors.push(format!("{}: {explained}", positions.at(&path)));
+        }
+        found += 1;
+        if !remove(&mut value, e.path()) {
+            break;
+        }
+    }
+    Err((errors, None))
+}
+
+/// `steps[0]` of `steps[0].on_falure`; empty at the top level.
+fn parent(path: &str) -> &str {
+    match path.rfind(['.', '[']) {
+        Some(i) if path[i..].starts_with('.') => &path[..i],
+        _ if !path.contains('.') && !path.ends_with(']') => "",
+        Some(i) => &path[..i],
+        None => "",
+    }
+}
+
+/// Takes the key at `path` out of `value`; false when it is not there.
+fn remove(value: &mut serde_yaml::Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let Some((last, inner)) = segments.split_last() else {
+        return false;
+    };
+    let mut at = value;
+    for s in inner {
+        let next = match (s, at) {
+            (Segment::Map { key }, serde_yaml::Value::Mapping(m)) => m.get_mut(key.as_str()),
+            (Segment::Seq { index }, serde_yaml::Value::Sequence(v)) => v.get_mut(*index),
+            _ => None,
+        };
+        match next {
+            Some(n) => at = n,
+            None => return false,
+        }
+    }
+    match (last, at) {
+        (Segment::Map { key }, serde_yaml::Value::Mapping(m)) => m.remove(key.as_str()).is_some(),
+        _ => false,
+    }
+}
+
 /// Reads `source` as a generic value (for fixtures whose records are open).
 pub fn value(file: &Path, source: &str) -> Result<serde_yaml::Value, String> {
     from_str(file, source)
