@@ -216,3 +216,51 @@ fn run_junit_fails_exactly_when_the_run_exits_1_for_its_entries() {
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(junit_failures(&t.read("j.xml")), 0, "{}", t.read("j.xml"));
 }
+
+#[test]
+fn junit_of_run_and_test_is_valid_against_the_jenkins_layout() {
+    let found = std::process::Command::new("sh")
+        .args(["-c", "command -v xmllint"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!(
+            "xmllint is not installed: the JUnit schema check did not run (apt-get install libxml2-utils)"
+        );
+        return;
+    }
+    let repo = crate::support::repo();
+    let (journeys, fixtures) = (repo.join("journeys"), repo.join("fixtures"));
+    let t = Test::new();
+    for (cmd, file) in [("run", "run.xml"), ("test", "test.xml")] {
+        let mut args = vec![cmd];
+        if cmd == "run" {
+            args.push("--dry-run");
+        }
+        let (j, f) = (
+            journeys.display().to_string(),
+            fixtures.display().to_string(),
+        );
+        args.extend([
+            j.as_str(),
+            "--fixtures",
+            f.as_str(),
+            "--now",
+            "2026-11-20T11:00:00Z",
+            "--junit",
+            file,
+        ]);
+        t.run(&args);
+        let check = std::process::Command::new("xmllint")
+            .args(["--noout", "--schema"])
+            .arg(repo.join("tests/data/junit.xsd"))
+            .arg(t.path(file))
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+}
