@@ -264,3 +264,41 @@ fn junit_of_run_and_test_is_valid_against_the_jenkins_layout() {
         );
     }
 }
+
+#[test]
+fn the_progress_bar_on_a_terminal_is_a_spinner_for_streams_and_a_bar_for_known_totals() {
+    if !std::process::Command::new("sh")
+        .args(["-c", "command -v script"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("script(1) is not installed: the progress bar check did not run");
+        return;
+    }
+    let t = setup();
+    let lines: String = (0..50_000)
+        .map(|i| format!("{{\"id\": \"c{i}\"}}\n"))
+        .collect();
+    t.file("big.ndjson", &lines);
+    let bin = env!("CARGO_BIN_EXE_journey");
+    let on_a_terminal = |fixtures: &str| {
+        let command = format!("{bin} run --dry-run j.yaml --fixtures {fixtures} > /dev/null");
+        let out = std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .current_dir(t.dir.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let streamed = on_a_terminal("big.ndjson");
+    assert!(streamed.contains(" entries  "), "a count: {streamed:?}");
+    assert!(
+        !streamed.contains("[="),
+        "no bar without a total: {streamed:?}"
+    );
+    let decimals = regex::Regex::new(r"\d\.\d+/s").unwrap();
+    assert!(!decimals.is_match(&streamed), "whole rates: {streamed:?}");
+    let known = on_a_terminal("f.yaml");
+    assert!(known.contains("[="), "a bar with a total: {known:?}");
+    assert!(known.contains("2/2 entries"), "{known:?}");
+}
