@@ -367,3 +367,35 @@ fn replay_of_dev_null_leaves_it_a_device() {
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(node(&path), ("char device".to_string(), 0o666));
 }
+
+#[test]
+fn a_wider_file_another_user_owns_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start();
+    let t = setup(&server);
+    t.file("theirs.json", "{}");
+    let owned = std::process::Command::new("chown")
+        .args(["65534:65534", t.path("theirs.json").to_str().unwrap()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !owned {
+        eprintln!("store_files: cannot chown (not root?): the other-owner check did not run");
+        return;
+    }
+    std::fs::set_permissions(
+        t.path("theirs.json"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = send(&t, &["--no-state", "--report", "theirs.json"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(
+        node(&t.path("theirs.json")).1,
+        0o644,
+        "not journey's own: left as it was"
+    );
+    assert!(
+        t.read("theirs.json").contains("\"schema_version\""),
+        "written all the same"
+    );
+}
