@@ -13,7 +13,9 @@ use crate::support::{Test, repo};
 /// The text with what varies between runs replaced by placeholders.
 fn stable(text: &str, t: &Test) -> String {
     let dir = t.dir.path().display().to_string();
-    let mut out = text.replace(&dir, "[dir]");
+    let mut out = text
+        .replace(&dir, "[dir]")
+        .replace(&repo().display().to_string(), "[repo]");
     for (pattern, with) in [
         (r"run_\d{8}T\d{6}Z_[0-9a-f]{8}", "run_[id]"),
         (
@@ -69,10 +71,7 @@ fn the_examples_dry_run_table_summary_report_and_junit() {
     ]);
     assert_eq!(out.code, 1, "{}", out.all());
     insta::assert_snapshot!("dry_run_stdout", stable(&out.stdout, &t));
-    insta::assert_snapshot!(
-        "dry_run_stderr",
-        stable(&out.stderr, &t).replace(&repo().display().to_string(), "[repo]")
-    );
+    insta::assert_snapshot!("dry_run_stderr", stable(&out.stderr, &t));
     insta::assert_snapshot!("dry_run_report_json", stable(&t.read("r.json"), &t));
     insta::assert_snapshot!("dry_run_junit", stable(&t.read("j.xml"), &t));
 }
