@@ -29,12 +29,14 @@ pub fn from_str_lenient<T: DeserializeOwned>(
         Ok(v) => return Ok(v),
         Err(e) => e,
     };
-    let Ok(mut value) = serde_yaml::from_str::<serde_yaml::Value>(source) else {
-        return Err((vec![first], None));
-    };
+    // Only an unknown key is worth reading again for: any other error (a document nested too
+    // deep, a syntax error) is reported as it is, without parsing the file a second time.
     if !first.contains("unknown key `") {
         return Err((vec![first], None));
     }
+    let Ok(mut value) = serde_yaml::from_str::<serde_yaml::Value>(source) else {
+        return Err((vec![first], None));
+    };
     let positions = super::position::Positions::read(file, source);
     // The first, as serde placed it (at the key itself); the others where their values stand.
     let mut errors = vec![first];
