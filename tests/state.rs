@@ -905,3 +905,77 @@ fn adds_up(stdout: &str, report: &str) {
     let all = format!("({} in all)", report["totals"]["entries"]);
     assert!(line.ends_with(&all), "{line}");
 }
+
+#[test]
+fn a_run_killed_through_a_link_is_resumed_through_the_real_path_without_repeats() {
+    let server = TestServer::start();
+    server.script(
+        "/first",
+        vec![Reply::json(200, serde_json::json!({ "code": "A1" }))],
+    );
+    server.script(
+        "/second",
+        vec![Reply::status(200).delay(Duration::from_secs(30))],
+    );
+    let t = setup(&server, TWO_STEPS, &customers(6));
+    t.file("real/keep", "");
+    t.file("links/keep", "");
+    std::os::unix::fs::symlink(t.path("real/state.sqlite"), t.path("links/state.sqlite")).unwrap();
+    // The link names a store that does not exist yet: it is refused, as a link to nothing.
+    let dangling = send(&t, &["--state", "links/state.sqlite"]);
+    assert_eq!(dangling.code, 2, "{}", dangling.all());
+    assert!(server.requests().is_empty());
+    std::fs::remove_file(t.path("links/state.sqlite")).unwrap();
+    assert_eq!(
+        send(&t, &["--state", "real/state.sqlite", "--limit", "0"]).code,
+        0
+    );
+    std::os::unix::fs::symlink(t.path("real/state.sqlite"), t.path("links/state.sqlite")).unwrap();
+    let mut child = t.spawn(&[
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--yes",
+        "--state",
+        "links/state.sqlite",
+        "--concurrency",
+        "2",
+    ]);
+    let started = std::time::Instant::now();
+    while server.requests_to("/second").len() < 2 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        names_in(&t.path("links")),
+        ["keep", "state.sqlite"],
+        "nothing of the store beside the link"
+    );
+    server.script("/second", vec![Reply::status(200)]);
+    let rerun = send(&t, &["--state", "real/state.sqlite"]);
+    assert_eq!(rerun.code, 0, "{}", rerun.all());
+    let first = keys(&server, "/first");
+    let unique: std::collections::HashSet<_> = first.iter().collect();
+    assert_eq!(
+        (first.len(), unique.len()),
+        (6, 6),
+        "nothing delivered was sent again"
+    );
+    let second = keys(&server, "/second");
+    assert_eq!(
+        second.len(),
+        6 + 2,
+        "only the two in flight are sent again, with their keys"
+    );
+}
+
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
