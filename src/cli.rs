@@ -127,6 +127,12 @@ pub struct CommonRunArgs {
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Write one NDJSON line per attempt to this file (a dry-run's are marked `mocked`).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Include request and response bodies in the --log lines (secret fields masked).
+    #[arg(long)]
+    pub log_bodies: bool,
     /// Only the customers of shard K of N (sha256 of the id): N hosts split one export.
     #[arg(long, value_name = "K/N", value_parser = crate::execute::entries::parse_shard)]
     pub shard: Option<(u64, u64)>,
@@ -171,12 +177,6 @@ pub struct RunArgs {
     /// Count waits as elapsed instead of parking entries.
     #[arg(long)]
     pub fast_forward: bool,
-    /// Write one NDJSON line per attempt to this file.
-    #[arg(long)]
-    pub log: Option<PathBuf>,
-    /// Include request and response bodies in the --log lines.
-    #[arg(long)]
-    pub log_bodies: bool,
     /// Where unhandled failures go (default: .journey/dead-letter.ndjson beside the first journey).
     #[arg(long)]
     pub dead_letter: Option<PathBuf>,

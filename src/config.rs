@@ -100,6 +100,10 @@ pub struct RunConfig {
     pub quiet: bool,
     /// `--output`.
     pub output: Output,
+    /// `--log`: one NDJSON line per attempt (also in dry-runs and `test`).
+    pub log: Option<PathBuf>,
+    /// `--log-bodies`.
+    pub log_bodies: bool,
     /// Colour on stdout.
     pub color: bool,
     /// The width the results table fits (`COLUMNS`, else the terminal's).
@@ -117,10 +121,6 @@ pub struct RealConfig {
     pub ask: bool,
     /// `--fast-forward`: waits count as elapsed.
     pub fast_forward: bool,
-    /// `--log`.
-    pub log: Option<PathBuf>,
-    /// `--log-bodies`.
-    pub log_bodies: bool,
     /// Where dead letters go.
     pub dead_letter: PathBuf,
     /// `--allow-insecure-http`.
@@ -277,8 +277,6 @@ fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String>
     Ok(RealConfig {
         ask: ctx.stdin_tty && !a.yes,
         fast_forward: a.fast_forward,
-        log: a.log.clone(),
-        log_bodies: a.log_bodies,
         dead_letter: a
             .dead_letter
             .clone()
@@ -331,6 +329,8 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Run
         junit: a.junit,
         quiet: a.quiet,
         output: a.output,
+        log: a.log,
+        log_bodies: a.log_bodies,
         color: ctx.color(),
         width: ctx.width(),
         progress: ctx.progress_bar() && !a.quiet,

@@ -329,3 +329,43 @@ fn a_dry_run_says_mocked_never_sent() {
     assert_eq!(report["totals"]["deliveries_sent"], 0);
     assert_eq!(report["totals"]["deliveries_mocked"], 1);
 }
+
+#[test]
+fn log_works_in_dry_runs_and_test_with_mocked_attempts_marked() {
+    let t = crate::support::Test::new();
+    t.file(
+        "j.yaml",
+        &crate::support::one_step("j", "{ id: \"{{ customer.id }}\" }"),
+    );
+    t.file(
+        "f.yaml",
+        "customers: [{ id: c1 }]\nmocks:\n  send:\n    - sequence: [503, 200]\nexpect:\n  - { journey: j, customer: c1, outcome: completed, attempts: { send: 2 } }\n",
+    );
+    for cmd in [&["run", "--dry-run"][..], &["test"]] {
+        let mut args = cmd.to_vec();
+        args.extend(["j.yaml", "--fixtures", "f.yaml", "--log", "log.ndjson"]);
+        let _ = std::fs::remove_file(t.path("log.ndjson"));
+        let out = t.run(&args);
+        assert_eq!(out.code, 0, "{}", out.all());
+        let lines: Vec<serde_json::Value> = t
+            .read("log.ndjson")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let statuses: Vec<_> = lines.iter().map(|l| l["status"].clone()).collect();
+        assert_eq!(
+            statuses,
+            [serde_json::json!(503), serde_json::json!(200)],
+            "{cmd:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .all(|l| l["mocked"] == true && l["run_id"].is_string())
+        );
+        assert!(
+            !t.path(".journey").exists(),
+            "no dead letters, no store in a dry-run"
+        );
+    }
+}

@@ -15,6 +15,7 @@ use crate::journey::Journey;
 use crate::output;
 use crate::redact::Redactor;
 use crate::render::EnvVars;
+use crate::report::ndjson::NdjsonRecorder;
 use crate::report::{self, Mode, RunReport, Tally};
 
 /// Prints fixture errors and returns the usage exit code.
@@ -207,8 +208,33 @@ async fn dry_run(
         c.show.is_some() || c.mode == Mode::Test,
     );
     settings.suppress = Arc::clone(&batch.suppress);
+    // `--log` in a dry-run: the same per-attempt lines a real run writes, marked `mocked`; no
+    // dead letters (nothing was sent, so nothing is to be sent again).
+    let log = c
+        .log
+        .as_deref()
+        .map(|p| {
+            NdjsonRecorder::new(
+                &batch.run_id,
+                batch.redactor.clone(),
+                Some(p),
+                c.log_bodies,
+                None,
+            )
+        })
+        .transpose()?
+        .map(Arc::new);
+    if let Some(log) = &log {
+        settings.recorder = Arc::clone(log) as Arc<dyn crate::execute::recorder::Recorder>;
+    }
     let exec = DryRun::new(Arc::clone(&batch.fixtures));
     let report = batch.execute(list, total, &exec, &settings).await?;
+    if let Some(log) = &log {
+        log.flush();
+        for f in log.failures() {
+            output::stderr(&format!("error: {f}"));
+        }
+    }
     finish(c, batch.journeys, &report)
 }
 

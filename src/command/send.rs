@@ -317,9 +317,9 @@ fn recorders(batch: &Batch<'_>, real: &RealConfig) -> anyhow::Result<Recorders> 
         NdjsonRecorder::new(
             &batch.run_id,
             batch.redactor.clone(),
-            real.log.as_deref(),
-            real.log_bodies,
-            &real.dead_letter,
+            batch.c.log.as_deref(),
+            batch.c.log_bodies,
+            Some(&real.dead_letter),
         )?
         .with_vault(batch.vault.clone()),
     );
@@ -397,8 +397,11 @@ fn tell_recorded(recorder: &NdjsonRecorder, quiet: bool) {
     for f in recorder.failures() {
         output::stderr(&format!("error: {f}"));
     }
-    if recorder.dead_letters() > 0 && !quiet {
-        let path = recorder.dead_letter_path().display();
+    let written = recorder
+        .dead_letter_path()
+        .filter(|_| recorder.dead_letters() > 0);
+    if let Some(path) = written.filter(|_| !quiet) {
+        let path = path.display();
         output::stderr(&format!(
             "{} failed deliveries were written to {path}; `journey replay {path}` sends them again with the same idempotency keys",
             recorder.dead_letters()

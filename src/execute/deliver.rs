@@ -199,6 +199,7 @@ impl<E: Executor> Deliverer<'_, E> {
             status,
             error,
             latency_ms: latency.as_secs_f64() * 1000.0,
+            mocked: self.exec.mocks(),
             request: req,
             response_body: body,
             response_headers: headers,

@@ -120,4 +120,8 @@ impl Executor for DryRun {
     }
 
     async fn pause(&self, _delay: Duration) {}
+
+    fn mocks(&self) -> bool {
+        true
+    }
 }

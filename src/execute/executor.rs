@@ -97,6 +97,10 @@ pub trait Executor: Send + Sync + Clone + 'static {
     fn send(&self, attempt: Attempt<'_>) -> impl Future<Output = Outcome> + Send;
     /// Waits before a retry (a dry-run does not).
     fn pause(&self, delay: Duration) -> impl Future<Output = ()> + Send;
+    /// True when responses come from mocks, not the network (a dry-run): its log lines say so.
+    fn mocks(&self) -> bool {
+        false
+    }
     /// The executor of one lane of a run (its own connections, say); a clone by default.
     fn for_lane(&self) -> Self {
         self.clone()

@@ -23,6 +23,9 @@ pub struct AttemptRecord<'a> {
     pub error: Option<String>,
     /// Time to the full response, in milliseconds.
     pub latency_ms: f64,
+    /// The response came from a mock (a dry-run or `test`): nothing was sent.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mocked: bool,
     /// The request, for its body with secret fields masked (only with `--log-bodies`).
     #[serde(skip)]
     pub request: &'a super::request::Request,

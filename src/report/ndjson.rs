@@ -18,7 +18,8 @@ pub struct NdjsonRecorder {
     redactor: Redactor,
     log: Option<Mutex<BufWriter<File>>>,
     log_bodies: bool,
-    dead_path: PathBuf,
+    /// `None` in a dry-run or `test`: nothing was sent, so nothing is to be sent again.
+    dead_path: Option<PathBuf>,
     dead: Mutex<Option<File>>,
     dead_count: AtomicU64,
     failures: Mutex<Vec<String>>,
@@ -32,7 +33,7 @@ impl NdjsonRecorder {
         redactor: Redactor,
         log: Option<&Path>,
         log_bodies: bool,
-        dead_letter: &Path,
+        dead_letter: Option<&Path>,
     ) -> anyhow::Result<Self> {
         let log = log
             .map(|p| crate::output::append_private(p).map(|f| Mutex::new(BufWriter::new(f))))
@@ -42,7 +43,7 @@ impl NdjsonRecorder {
             redactor,
             log,
             log_bodies,
-            dead_path: dead_letter.to_path_buf(),
+            dead_path: dead_letter.map(Path::to_path_buf),
             dead: Mutex::new(None),
             dead_count: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),
@@ -63,8 +64,8 @@ impl NdjsonRecorder {
     }
 
     /// The dead-letter file.
-    pub fn dead_letter_path(&self) -> &Path {
-        &self.dead_path
+    pub fn dead_letter_path(&self) -> Option<&Path> {
+        self.dead_path.as_deref()
     }
 
     /// Errors writing the files (reported at the end; a run does not stop for them).
@@ -114,9 +115,10 @@ impl NdjsonRecorder {
             .lock()
             .map_err(|_| std::io::Error::other("lock poisoned"))?;
         if slot.is_none() {
-            *slot = Some(
-                crate::output::append_private(&self.dead_path).map_err(std::io::Error::other)?,
-            );
+            let Some(path) = &self.dead_path else {
+                return Ok(());
+            };
+            *slot = Some(crate::output::append_private(path).map_err(std::io::Error::other)?);
         }
         let f = slot.as_mut().expect("opened above");
         f.write_all(text.as_bytes())?;
@@ -148,6 +150,9 @@ impl Recorder for NdjsonRecorder {
     }
 
     fn dead_letter(&self, letter: &DeadLetter) {
+        if self.dead_path.is_none() {
+            return;
+        }
         let mut sealed = letter.clone();
         sealed.snapshot.vars = self.vault.seal(&letter.snapshot.vars).into_owned();
         sealed.snapshot.saved = self.vault.seal(&letter.snapshot.saved).into_owned();
@@ -158,7 +163,7 @@ impl Recorder for NdjsonRecorder {
             }
             Err(e) => self.fail(format!(
                 "cannot write the dead-letter file {}: {e}",
-                self.dead_path.display()
+                self.dead_path.as_deref().unwrap_or(Path::new("")).display()
             )),
         }
     }
