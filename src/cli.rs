@@ -218,6 +218,8 @@ pub struct GraphArgs {
 /// `--show`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Show {
+    /// What happened to each entry, step by step, and why it ended as it did.
+    Paths,
     /// Method, URL, headers and pretty body of each request.
     Requests,
     /// A runnable curl command per request (secrets as shell variable references).

@@ -3,8 +3,6 @@
 //! can take is drawn, and an ending (completed, failed, stopped) is drawn only when an edge
 //! reaches it.
 
-use std::time::Duration;
-
 use crate::journey::Journey;
 use crate::journey::plan::{OnFailure, StepKind, TriggerPlan};
 
@@ -64,32 +62,12 @@ fn edges(j: &Journey) -> Vec<Edge> {
                     prev = *upto;
                 }
             }
-            StepKind::Wait(d) => push(next(s.next), &format!("after {}", short(*d))),
+            StepKind::Wait(d) => push(
+                next(s.next),
+                &format!("after {}", crate::journey::duration::short(*d)),
+            ),
             StepKind::End(_) => {}
         }
-    }
-    out
-}
-
-/// A duration as a journey writes it: `2d`, `1h30m`, `500ms`.
-fn short(d: Duration) -> String {
-    let mut secs = d.as_secs();
-    let mut out = String::new();
-    for (unit, len) in [
-        ("w", 604_800),
-        ("d", 86_400),
-        ("h", 3_600),
-        ("m", 60),
-        ("s", 1),
-    ] {
-        if secs >= len {
-            out.push_str(&format!("{}{unit}", secs / len));
-            secs %= len;
-        }
-    }
-    let ms = d.subsec_millis();
-    if ms > 0 || out.is_empty() {
-        out.push_str(&format!("{ms}ms"));
     }
     out
 }
@@ -212,15 +190,4 @@ pub fn dot(j: &Journey) -> String {
     }
     out.push_str("}\n");
     out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn durations_read_as_written() {
-        use std::time::Duration;
-        assert_eq!(super::short(Duration::from_secs(3 * 86_400)), "3d");
-        assert_eq!(super::short(Duration::from_secs(5400)), "1h30m");
-        assert_eq!(super::short(Duration::from_millis(500)), "500ms");
-    }
 }

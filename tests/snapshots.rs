@@ -257,3 +257,23 @@ fn failures_are_red_on_a_terminal_and_never_with_no_color() {
         "{plain}"
     );
 }
+
+#[test]
+fn show_paths_on_the_examples() {
+    let (journeys, fixtures) = examples();
+    let t = Test::new();
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        &journeys,
+        "--fixtures",
+        &fixtures,
+        "--now",
+        NOW,
+        "--show",
+        "paths",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    let paths: String = out.stdout.split("┌").next().unwrap_or("").to_string();
+    insta::assert_snapshot!("show_paths", stable(&paths, &t));
+}

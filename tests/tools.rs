@@ -118,7 +118,7 @@ fn fish_completes_subcommands_and_values_without_errors() {
         .collect();
     assert_eq!(
         values,
-        ["curl", "requests"],
+        ["curl", "paths", "requests"],
         "--show completes to its values: {stdout}"
     );
     assert!(sub.lines().any(|l| l.starts_with("state\t")), "{stdout}");

@@ -352,6 +352,16 @@ impl Batch<'_> {
     /// Prints the requests of one entry as `--show` asks: redacted text, or curl commands.
     fn show(&self, r: &EntryResult) -> std::io::Result<()> {
         let (c, j) = (self.c, &self.journeys[r.journey]);
+        if c.show == Some(Show::Paths) {
+            let text = report::paths::entry(j, r, c.mode != Mode::Run, &self.redactor);
+            return match c.output {
+                Output::Json => {
+                    output::stderr(text.trim_end());
+                    Ok(())
+                }
+                Output::Table => output::stdout(text.as_bytes()),
+            };
+        }
         for s in &r.steps {
             let Some(req) = &s.request else { continue };
             let title = format!(

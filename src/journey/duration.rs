@@ -87,6 +87,29 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A duration as a journey writes it: `2d`, `1h30m`, `500ms`.
+pub fn short(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    let mut out = String::new();
+    for (unit, len) in [
+        ("w", 604_800),
+        ("d", 86_400),
+        ("h", 3_600),
+        ("m", 60),
+        ("s", 1),
+    ] {
+        if secs >= len {
+            out.push_str(&format!("{}{unit}", secs / len));
+            secs %= len;
+        }
+    }
+    let ms = d.subsec_millis();
+    if ms > 0 || out.is_empty() {
+        out.push_str(&format!("{ms}ms"));
+    }
+    out
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -141,6 +164,13 @@ mod tests {
             assert!(err.contains("is not a duration"), "{bad}: {err}");
         }
         assert_eq!(parse("2 d").unwrap(), Duration::from_secs(2 * 86400));
+    }
+
+    #[test]
+    fn durations_read_as_written() {
+        assert_eq!(short(Duration::from_secs(3 * 86_400)), "3d");
+        assert_eq!(short(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(short(Duration::from_millis(500)), "500ms");
     }
 
     #[test]

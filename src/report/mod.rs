@@ -5,6 +5,7 @@ pub mod json;
 pub mod junit;
 pub mod mocks;
 pub mod ndjson;
+pub mod paths;
 pub mod show;
 pub mod table;
 pub mod tally;
