@@ -219,14 +219,7 @@ fn run_junit_fails_exactly_when_the_run_exits_1_for_its_entries() {
 
 #[test]
 fn junit_of_run_and_test_is_valid_against_the_jenkins_layout() {
-    let found = std::process::Command::new("sh")
-        .args(["-c", "command -v xmllint"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!(
-            "xmllint is not installed: the JUnit schema check did not run (apt-get install libxml2-utils)"
-        );
+    if !crate::support::have("xmllint", "libxml2-utils", "the JUnit schema check") {
         return;
     }
     let repo = crate::support::repo();
@@ -267,12 +260,7 @@ fn junit_of_run_and_test_is_valid_against_the_jenkins_layout() {
 
 #[test]
 fn the_progress_bar_on_a_terminal_is_a_spinner_for_streams_and_a_bar_for_known_totals() {
-    if !std::process::Command::new("sh")
-        .args(["-c", "command -v script"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        eprintln!("script(1) is not installed: the progress bar check did not run");
+    if !crate::support::have("script", "bsdutils", "the progress bar check") {
         return;
     }
     let t = setup();

@@ -227,12 +227,7 @@ fn the_table_fits_80_and_160_columns() {
 
 #[test]
 fn failures_are_red_on_a_terminal_and_never_with_no_color() {
-    if !std::process::Command::new("sh")
-        .args(["-c", "command -v script"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        eprintln!("script(1) is not installed: the terminal colour check did not run");
+    if !crate::support::have("script", "bsdutils", "the terminal colour check") {
         return;
     }
     let (journeys, fixtures) = examples();

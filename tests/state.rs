@@ -949,7 +949,7 @@ fn a_run_killed_through_a_link_is_resumed_through_the_real_path_without_repeats(
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(
-        names_in(&t.path("links")),
+        crate::support::names(&t.path("links")),
         ["keep", "state.sqlite"],
         "nothing of the store beside the link"
     );
@@ -969,13 +969,4 @@ fn a_run_killed_through_a_link_is_resumed_through_the_real_path_without_repeats(
         6 + 2,
         "only the two in flight are sent again, with their keys"
     );
-}
-
-fn names_in(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::server::{Reply, TestServer};
-use crate::support::{Output, Test};
+use crate::support::{Output, Test, names};
 
 const JOURNEY: &str = r#"journey: j
 trigger: { segment: "true" }
@@ -34,16 +34,6 @@ fn send(t: &Test, extra: &[&str]) -> Output {
     let mut args = vec!["run", "j.yaml", "--fixtures", "f.yaml", "--yes"];
     args.extend_from_slice(extra);
     t.run(&args)
-}
-
-/// The names in `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

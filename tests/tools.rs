@@ -74,21 +74,9 @@ fn the_committed_schema_is_current() {
     );
 }
 
-/// Whether `tool` is on PATH; says once that the checks needing it did not run when it is not.
-fn have(tool: &str, what: &str) -> bool {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("{tool} is not installed: {what} did not run (apt-get install {tool})");
-    }
-    found
-}
-
 #[test]
 fn fish_completes_subcommands_and_values_without_errors() {
-    if !have("fish", "the fish completion check") {
+    if !crate::support::have("fish", "fish", "the fish completion check") {
         return;
     }
     let t = Test::new();
@@ -177,7 +165,7 @@ fn graphs_draw_every_node_reachably_with_the_entry_conditions_on_top() {
             start.contains("event ") || start.contains("segment "),
             "{start}"
         );
-        if have("dot", "the Graphviz check of `journey graph`") {
+        if crate::support::have("dot", "graphviz", "the Graphviz check of `journey graph`") {
             let mut child = std::process::Command::new("dot")
                 .arg("-Tsvg")
                 .stdin(std::process::Stdio::piped())

@@ -162,3 +162,26 @@ pub fn one_step(name: &str, body: &str) -> String {
         "journey: {name}\ntrigger: {{ segment: \"true\" }}\nsteps:\n  - id: send\n    webhook:\n      url: \"{{{{ env.HOOK_URL }}}}/hook\"\n      body: {body}\n"
     )
 }
+
+/// Whether `tool` is on PATH; says once that the checks needing it did not run when it is not
+/// (`package` is the Debian package that brings it; `.ci/run` installs it).
+pub fn have(tool: &str, package: &str, what: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("{tool} is not installed: {what} did not run (apt-get install {package})");
+    }
+    found
+}
+
+/// The names in a folder, sorted.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
