@@ -31,6 +31,17 @@ pub struct Delivery {
     pub response: Option<Response>,
     /// `Retry-After` asked for longer than `max_backoff`: send again in a later run.
     pub deferred: bool,
+    /// The answers of the attempts before the last (empty, so free, when one attempt did).
+    pub earlier: Vec<Answer>,
+}
+
+/// What one attempt got back, for `--show paths`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// An HTTP status.
+    Status(u16),
+    /// No response: `timeout`, `connect` or `reset`.
+    Transport(&'static str),
 }
 
 /// Who is delivering: the parts of an entry a delivery needs.
@@ -111,6 +122,11 @@ impl<E: Executor> Deliverer<'_, E> {
             if !retry::is_retryable(&outcome) || n == w.retry.attempts {
                 break;
             }
+            d.earlier.push(match &outcome {
+                Outcome::Response(r) => Answer::Status(r.status),
+                Outcome::Transport(e) => Answer::Transport(e.kind()),
+                Outcome::Assumed | Outcome::MockFailed(_) => Answer::Transport("none"),
+            });
             match next_delay(w, &outcome, n, &mut rng, ctx.now) {
                 Ok(delay) => {
                     self.stop.unless_stopped(self.exec.pause(delay)).await;

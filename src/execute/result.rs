@@ -54,6 +54,10 @@ pub struct StepRecord {
     pub request: Option<Request>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The answers of the attempts before the last (`--show paths`).
+    pub earlier: Vec<super::deliver::Answer>,
+    /// What the step saved, as text (kept only for `--show`).
+    pub saved: Vec<(String, String)>,
 }
 
 /// A failure message to aggregate, and the customer it happened to.

@@ -29,6 +29,10 @@ pub fn entry(j: &Journey, r: &EntryResult, mocked: bool, redactor: &Redactor) ->
         let record = r.steps.iter().find(|s| s.index == i);
         let what = step_line(j, i, next, record, mocked);
         let _ = writeln!(out, "  {:<width$}  {what}", j.steps[i].id);
+        for (name, value) in record.map(|r| r.saved.as_slice()).unwrap_or_default() {
+            let value = redactor.redact(value);
+            let _ = writeln!(out, "  {:<width$}    saved {name} = {value}", "");
+        }
     }
     let why = match &r.error {
         Some(e) => format!(": {}", redactor.redact(&e.message)),
@@ -95,9 +99,25 @@ fn delivery(rec: &StepRecord, mocked: bool) -> String {
         1 => "1 attempt".to_string(),
         n => format!("{n} attempts"),
     };
-    let answer = rec
-        .http_status
-        .map(|s| format!("HTTP {s}{}", if mocked { " (mocked)" } else { "" }));
+    // Every attempt's answer, the last one's from the record itself.
+    let mut answers: Vec<String> = rec
+        .earlier
+        .iter()
+        .map(|a| match a {
+            crate::execute::deliver::Answer::Status(s) => s.to_string(),
+            crate::execute::deliver::Answer::Transport(kind) => kind.to_string(),
+        })
+        .collect();
+    if let Some(s) = rec.http_status {
+        answers.push(s.to_string());
+    }
+    let answer = rec.http_status.map(|_| {
+        format!(
+            "HTTP {}{}",
+            answers.join(", "),
+            if mocked { " (mocked)" } else { "" }
+        )
+    });
     let latency = rec
         .latencies
         .iter()

@@ -388,6 +388,11 @@ impl<'a, E: Executor> Walk<'a, E> {
     }
 
     fn record(&mut self, index: usize, status: StepStatus, d: Delivery, request: Option<Request>) {
+        let saved = if self.settings.keep_requests {
+            self.saved_text(index)
+        } else {
+            Vec::new()
+        };
         self.result.steps.push(StepRecord {
             index,
             status,
@@ -396,7 +401,22 @@ impl<'a, E: Executor> Walk<'a, E> {
             latencies: d.latencies,
             request: request.filter(|_| self.settings.keep_requests),
             error: d.error,
+            earlier: d.earlier,
+            saved,
         });
+    }
+
+    /// What step `index` saved, as text, for `--show` (only then: it costs a string each).
+    fn saved_text(&self, index: usize) -> Vec<(String, String)> {
+        self.j.steps[index]
+            .save
+            .iter()
+            .filter_map(|(name, _)| {
+                let v = self.ctx.saved.get(name)?;
+                let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                Some((name.clone(), text))
+            })
+            .collect()
     }
 
     fn dead_letter(&self, step: &StepPlan, d: &Delivery, ctx: &EntryContext) {
