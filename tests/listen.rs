@@ -15,12 +15,16 @@ struct Listen {
 
 impl Listen {
     fn start(t: &Test, args: &[&str]) -> Listen {
+        Self::start_with(t, args, &[("SIGNING", WHSEC), ("HMAC_KEY", "hmac-k3y")])
+    }
+
+    /// Starts `journey listen ARGS` with these environment variables.
+    fn start_with(t: &Test, args: &[&str], env: &[(&str, &str)]) -> Listen {
         let mut child = Command::new(env!("CARGO_BIN_EXE_journey"))
             .args(["listen", "--port", "0"])
             .args(args)
             .current_dir(t.dir.path())
-            .env("SIGNING", WHSEC)
-            .env("HMAC_KEY", "hmac-k3y")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -224,35 +228,20 @@ fn listen_redacts_its_secrets_in_custom_headers_the_query_and_the_body_at_any_le
     let t = Test::new();
     t.file("j.yaml", "journey: j\ntrigger: { segment: \"true\" }\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/hook?key={{ secret.TOKEN }}\", headers: { X-Key: \"{{ secret.TOKEN }}\" }, body: { token: \"{{ secret.TOKEN }}\", long: \"{{ secret.LONG }}\" } }\n");
     t.file("f.yaml", "customers: [{ id: c1 }]\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_journey"))
-        .args([
-            "listen",
-            "--port",
-            "0",
+    let l = Listen::start_with(
+        &t,
+        &[
             "--secret-env",
             "TOKEN",
             "--secret-env",
             "LONG",
             "--record",
             "rec.ndjson",
-        ])
-        .current_dir(t.dir.path())
-        .env("TOKEN", "t7x")
-        .env("LONG", "a-much-longer-key")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+        ],
+        &[("TOKEN", "t7x"), ("LONG", "a-much-longer-key")],
+    );
     let t = t
-        .env("HOOK_URL", &url)
+        .env("HOOK_URL", &l.url)
         .env("TOKEN", "t7x")
         .env("LONG", "a-much-longer-key");
     let run = t.run(&[
@@ -265,15 +254,7 @@ fn listen_redacts_its_secrets_in_custom_headers_the_query_and_the_body_at_any_le
     ]);
     assert_eq!(run.code, 0, "{}", run.all());
     std::thread::sleep(std::time::Duration::from_millis(200));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let mut printed = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut printed)
-        .unwrap();
+    let printed = l.stop();
     let recorded = t.read("rec.ndjson");
     for (what, text) in [("printed", &printed), ("recorded", &recorded)] {
         assert!(text.contains("/hook"), "{what}: {text}");

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use minijinja::machinery::ast::{self, CallArg, CompareOpKind, Expr, Stmt};
+use minijinja::machinery::ast::{self, CompareOpKind, Expr};
 use minijinja::value::{Rest, Value, ValueKind};
 use minijinja::{Error, ErrorKind};
 
@@ -30,17 +30,15 @@ struct Site {
 /// The expression with every comparison routed through [`FUNCTION`], or `None` when it has
 /// none (or does not parse: minijinja then reports the error on the original).
 pub fn rewrite_expression(source: &str) -> Option<String> {
-    let expr = minijinja::machinery::parse_expr(source).ok()?;
     let mut sites = Vec::new();
-    expr_sites(&expr, &mut sites);
+    super::ast::each_in_expression(source, &mut |e| sites.extend(site_of(e)));
     rewrite(source, sites)
 }
 
 /// The template with every comparison routed through [`FUNCTION`], or `None` when it has none.
 pub fn rewrite_template(source: &str) -> Option<String> {
-    let stmt = minijinja::machinery::parse(source, "<template>", Default::default()).ok()?;
     let mut sites = Vec::new();
-    stmt_sites(&stmt, &mut sites);
+    super::ast::each_in_template(source, &mut |e| sites.extend(site_of(e)));
     rewrite(source, sites)
 }
 
@@ -229,119 +227,25 @@ fn binop_name(op: ast::BinOpKind) -> Option<&'static str> {
     })
 }
 
-fn expr_sites(e: &Expr<'_>, out: &mut Vec<Site>) {
+/// The comparison `e` is, if it is one of `==`, `!=`, `<`, `<=`, `>`, `>=` (a chain of them too).
+fn site_of(e: &Expr<'_>) -> Option<Site> {
     match e {
-        Expr::Var(_) | Expr::Const(_) => {}
-        Expr::BinOp(b) => {
-            if let Some(op) = binop_name(b.op) {
-                out.push(Site {
-                    range: offsets(e.span()),
-                    operands: vec![operand(&b.left), operand(&b.right)],
-                    ops: vec![op],
-                });
-            }
-            expr_sites(&b.left, out);
-            expr_sites(&b.right, out);
-        }
+        Expr::BinOp(b) => binop_name(b.op).map(|op| Site {
+            range: offsets(e.span()),
+            operands: vec![operand(&b.left), operand(&b.right)],
+            ops: vec![op],
+        }),
         Expr::Compare(c) => {
             let ops: Option<Vec<&'static str>> = c.ops.iter().map(|o| op_name(o.op)).collect();
-            if let Some(ops) = ops {
-                let mut operands = vec![operand(&c.expr)];
-                operands.extend(c.ops.iter().map(|o| operand(&o.expr)));
-                out.push(Site {
-                    range: offsets(e.span()),
-                    operands,
-                    ops,
-                });
-            }
-            expr_sites(&c.expr, out);
-            c.ops.iter().for_each(|o| expr_sites(&o.expr, out));
+            let mut operands = vec![operand(&c.expr)];
+            operands.extend(c.ops.iter().map(|o| operand(&o.expr)));
+            ops.map(|ops| Site {
+                range: offsets(e.span()),
+                operands,
+                ops,
+            })
         }
-        Expr::Slice(s) => {
-            expr_sites(&s.expr, out);
-            for part in [&s.start, &s.stop, &s.step].into_iter().flatten() {
-                expr_sites(part, out);
-            }
-        }
-        Expr::UnaryOp(u) => expr_sites(&u.expr, out),
-        Expr::IfExpr(i) => {
-            expr_sites(&i.test_expr, out);
-            expr_sites(&i.true_expr, out);
-            if let Some(f) = &i.false_expr {
-                expr_sites(f, out);
-            }
-        }
-        Expr::Filter(f) => {
-            if let Some(x) = &f.expr {
-                expr_sites(x, out);
-            }
-            args_sites(&f.args, out);
-        }
-        Expr::Test(t) => {
-            expr_sites(&t.expr, out);
-            args_sites(&t.args, out);
-        }
-        Expr::GetAttr(g) => expr_sites(&g.expr, out),
-        Expr::GetItem(g) => {
-            expr_sites(&g.expr, out);
-            expr_sites(&g.subscript_expr, out);
-        }
-        Expr::Call(c) => {
-            expr_sites(&c.expr, out);
-            args_sites(&c.args, out);
-        }
-        Expr::List(l) => l.items.iter().for_each(|i| expr_sites(i, out)),
-        Expr::Tuple(t) => t.items.iter().for_each(|i| expr_sites(i, out)),
-        Expr::Map(m) => {
-            m.keys.iter().for_each(|k| expr_sites(k, out));
-            m.values.iter().for_each(|v| expr_sites(v, out));
-        }
-    }
-}
-
-fn args_sites(args: &[CallArg<'_>], out: &mut Vec<Site>) {
-    for a in args {
-        match a {
-            CallArg::Pos(e)
-            | CallArg::Kwarg(_, e)
-            | CallArg::PosSplat(e)
-            | CallArg::KwargSplat(e) => expr_sites(e, out),
-        }
-    }
-}
-
-fn stmts_sites(stmts: &[Stmt<'_>], out: &mut Vec<Site>) {
-    stmts.iter().for_each(|s| stmt_sites(s, out));
-}
-
-fn stmt_sites(s: &Stmt<'_>, out: &mut Vec<Site>) {
-    match s {
-        Stmt::Template(t) => stmts_sites(&t.children, out),
-        Stmt::EmitExpr(e) => expr_sites(&e.expr, out),
-        Stmt::ForLoop(f) => {
-            expr_sites(&f.iter, out);
-            if let Some(x) = &f.filter_expr {
-                expr_sites(x, out);
-            }
-            stmts_sites(&f.body, out);
-            stmts_sites(&f.else_body, out);
-        }
-        Stmt::IfCond(i) => {
-            expr_sites(&i.expr, out);
-            stmts_sites(&i.true_body, out);
-            stmts_sites(&i.false_body, out);
-        }
-        Stmt::WithBlock(w) => {
-            w.assignments.iter().for_each(|(_, v)| expr_sites(v, out));
-            stmts_sites(&w.body, out);
-        }
-        Stmt::Set(set) => expr_sites(&set.expr, out),
-        Stmt::SetBlock(b) => stmts_sites(&b.body, out),
-        Stmt::AutoEscape(a) => stmts_sites(&a.body, out),
-        Stmt::FilterBlock(f) => stmts_sites(&f.body, out),
-        // Blocks, macros, imports and includes have no place in a journey's templates; left as
-        // they are, they keep minijinja's own comparison.
-        _ => {}
+        _ => None,
     }
 }
 

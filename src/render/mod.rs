@@ -1,5 +1,6 @@
 //! Rendering: the minijinja environment, compiled templates and expressions, native-typed bodies, filters.
 
+pub mod ast;
 pub mod body;
 pub mod compare;
 pub mod engine;
