@@ -22,7 +22,7 @@ pub enum Command {
     Run(RunArgs),
     /// Dry-run journeys and check every `expect` in the fixtures.
     Test(TestArgs),
-    /// Draw a journey as a Mermaid or Graphviz graph.
+    /// Draw a journey as a Mermaid, Graphviz or SVG graph.
     Graph(GraphArgs),
     /// Send dead-lettered deliveries again, with the same idempotency keys.
     Replay(ReplayArgs),
@@ -124,6 +124,13 @@ pub struct CommonRunArgs {
     /// Write a JUnit XML report to this file.
     #[arg(long)]
     pub junit: Option<PathBuf>,
+    /// Write one self-contained HTML page of the run: each journey's canvas with its counts,
+    /// per-step figures, and each customer's path, requests and responses.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// At most this many entries in detail on the --html page (failed and invalid ones first).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub html_entries: usize,
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -242,6 +249,8 @@ pub enum GraphFormat {
     Mermaid,
     /// Graphviz dot.
     Dot,
+    /// SVG, laid out by journey itself (the HTML report's canvas, without counts).
+    Svg,
 }
 
 /// `journey state ...`.

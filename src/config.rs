@@ -96,6 +96,10 @@ pub struct RunConfig {
     pub report: Option<PathBuf>,
     /// `--junit`.
     pub junit: Option<PathBuf>,
+    /// `--html`: the run as one page.
+    pub html: Option<PathBuf>,
+    /// `--html-entries`: at most this many entries in detail on the page.
+    pub html_entries: usize,
     /// `--quiet`.
     pub quiet: bool,
     /// `--output`.
@@ -327,6 +331,8 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Run
         show: a.show.filter(|_| !a.quiet),
         report: a.report,
         junit: a.junit,
+        html: a.html,
+        html_entries: a.html_entries,
         quiet: a.quiet,
         output: a.output,
         log: a.log,

@@ -7,6 +7,7 @@ mod dry_run;
 mod examples;
 mod fuzz;
 mod hardening;
+mod html;
 mod listen;
 mod logic;
 mod rendering;

@@ -19,7 +19,7 @@ fn secrets_are_redacted_everywhere_they_could_show() {
     t.file("j.yaml", &journey());
     t.file("f.yaml", "customers: [{ id: c1 }]\nexpect:\n  - { journey: j, customer: c1, requests: { send: { body: { token: nope } } } }\n");
     let run = t.dry_run(&[
-        "--show", "requests", "--report", "r.json", "--junit", "r.xml",
+        "--show", "requests", "--report", "r.json", "--junit", "r.xml", "--html", "r.html",
     ]);
     assert_eq!(run.code, 0, "{}", run.all());
     let test = t.run(&[
@@ -31,6 +31,8 @@ fn secrets_are_redacted_everywhere_they_could_show() {
         "t.json",
         "--junit",
         "t.xml",
+        "--html",
+        "t.html",
     ]);
     assert_eq!(test.code, 1, "{}", test.all());
     let encoded = base64_of(TOKEN);
@@ -41,6 +43,8 @@ fn secrets_are_redacted_everywhere_they_could_show() {
         ("r.xml", t.read("r.xml")),
         ("t.json", t.read("t.json")),
         ("t.xml", t.read("t.xml")),
+        ("r.html", unescape_html(&t.read("r.html"))),
+        ("t.html", unescape_html(&t.read("t.html"))),
     ] {
         assert!(!text.contains(TOKEN), "{what} leaks the token:\n{text}");
         assert!(
@@ -188,6 +192,15 @@ fn forms(secret: &str) -> Vec<String> {
     vec![secret.to_string(), once, twice, base64_of(secret)]
 }
 
+/// An HTML page's text as a browser shows it: a secret escaped for HTML is still that secret.
+fn unescape_html(page: &str) -> String {
+    page.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
 fn assert_no_form(secret: &str, what: &str, text: &str) {
     for form in forms(secret) {
         assert!(!text.contains(&form), "{what} leaks `{form}`:\n{text}");
@@ -234,6 +247,8 @@ fn secrets_with_characters_json_escapes_are_redacted_in_every_output_even_when_e
         "mocks.yaml",
         "--report",
         "r.json",
+        "--html",
+        "r.html",
     ]);
     assert_eq!(run.code, 1, "{}", run.all());
     let shown = t.run(&[
@@ -253,6 +268,7 @@ fn secrets_with_characters_json_escapes_are_redacted_in_every_output_even_when_e
         ("log", t.read("log.ndjson")),
         ("mocks", t.read("mocks.yaml")),
         ("report", t.read("r.json")),
+        ("html page", unescape_html(&t.read("r.html"))),
         ("dead letters", t.read(".journey/dead-letter.ndjson")),
         ("state store", store_text(&t)),
     ] {

@@ -1,4 +1,4 @@
-//! `journey graph`: prints one journey as Mermaid or dot.
+//! `journey graph`: prints one journey as Mermaid, dot or SVG.
 
 use std::path::Path;
 
@@ -15,6 +15,7 @@ pub fn graph(path: &Path, format: GraphFormat) -> anyhow::Result<Exit> {
         let text = match format {
             GraphFormat::Mermaid => crate::graph::mermaid(j),
             GraphFormat::Dot => crate::graph::dot(j),
+            GraphFormat::Svg => crate::graph::svg::draw(j, None),
         };
         crate::output::stdout(text.as_bytes())?;
     }

@@ -105,6 +105,8 @@ pub struct Batch<'a> {
     pub notices: Vec<String>,
     /// What tonight's streams say about the customers of parked entries.
     pub tonight: entries::Tonight,
+    /// What `--html` keeps of the entries as they end.
+    pub html: std::sync::Mutex<Option<report::html::Collector>>,
 }
 
 /// Runs a dry-run, a real run or a test.
@@ -162,6 +164,16 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
     };
     let mut notices: Vec<String> = notice.into_iter().collect();
     warn_empty_streams(&fixtures, options, &mut notices, c.quiet);
+    let html = c.html.as_ref().map(|_| {
+        let mocked = c.mode != Mode::Run;
+        report::html::Collector::new(
+            &journeys,
+            c.html_entries,
+            mocked,
+            redactor.clone(),
+            c.now.timestamp(),
+        )
+    });
     let batch = Batch {
         refs,
         suppress,
@@ -174,6 +186,7 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
         run_id: run_id(&c),
         notices,
         tonight: Default::default(),
+        html: std::sync::Mutex::new(html),
     };
     let all = entries::all(
         &journeys,
@@ -205,7 +218,7 @@ async fn dry_run(
         batch.env.clone(),
         c.concurrency,
         c.seed,
-        c.show.is_some() || c.mode == Mode::Test,
+        c.show.is_some() || c.html.is_some() || c.mode == Mode::Test,
     );
     settings.suppress = Arc::clone(&batch.suppress);
     // `--log` in a dry-run: the same per-attempt lines a real run writes, marked `mocked`; no
@@ -235,7 +248,7 @@ async fn dry_run(
             output::stderr(&format!("error: {f}"));
         }
     }
-    finish(c, batch.journeys, &report)
+    finish(batch, &report)
 }
 
 /// `--suppress`, loaded; the usage exit code (said on stderr) when the file cannot be read.
@@ -279,8 +292,13 @@ impl Batch<'_> {
         let mut kept = Vec::new();
         let mut shown = Ok(());
         let mut asked = Asked::new(&c.selection.customers);
+        // Taken out for the run and put back for `finish`, which writes the page.
+        let mut html = self.html.lock().unwrap_or_else(|e| e.into_inner()).take();
         runner::run(self.journeys, list, exec, settings, |r| {
             tally.add(&r);
+            if let Some(page) = html.as_mut() {
+                page.add(self.journeys, &r);
+            }
             asked.see(&r.customer);
             bar.inc(1);
             beat.add(&r);
@@ -300,6 +318,7 @@ impl Batch<'_> {
         .await;
         bar.finish_and_clear();
         beat.stop();
+        *self.html.lock().unwrap_or_else(|e| e.into_inner()) = html;
         // A closed stdout stopped the run; it is not an error here, so that the store, the log and
         // the report files are still written (the table's own write then ends the run quietly).
         let mut report = tally.finish();
@@ -410,9 +429,14 @@ fn run_id(c: &RunConfig) -> String {
 }
 
 /// Writes the report files, prints the summary, and computes the exit code.
-pub fn finish(c: &RunConfig, journeys: &[Journey], report: &RunReport) -> anyhow::Result<Exit> {
+pub fn finish(batch: &Batch<'_>, report: &RunReport) -> anyhow::Result<Exit> {
+    let (c, journeys) = (batch.c, batch.journeys);
     if let Some(path) = &c.report {
         output::private_file(path, &report::json::render(report))?;
+    }
+    let page = batch.html.lock().unwrap_or_else(|e| e.into_inner());
+    if let (Some(path), Some(page)) = (&c.html, page.as_ref()) {
+        output::private_file(path, &page.render(report, journeys))?;
     }
     if let Some(path) = &c.junit {
         let names: Vec<String> = journeys.iter().map(|j| j.name.clone()).collect();

@@ -293,7 +293,7 @@ pub async fn send(
         None => false,
     };
     watcher.abort();
-    let code = finish(c, batch.journeys, &report)?;
+    let code = finish(batch, &report)?;
     Ok(exit_code(code, &stop, report.left.is_some(), store_failed))
 }
 
@@ -349,7 +349,7 @@ fn real_settings(batch: &Batch<'_>, real: &RealConfig, parts: Parts) -> RunSetti
         env: batch.env.clone(),
         concurrency: c.concurrency,
         seed: c.seed,
-        keep_requests: c.show.is_some(),
+        keep_requests: c.show.is_some() || c.html.is_some(),
         recorder: parts.recorder,
         safety: Some(Safety {
             allow_insecure_http: real.allow_insecure_http,

@@ -33,6 +33,11 @@ pub struct Delivery {
     pub deferred: bool,
     /// The answers of the attempts before the last (empty, so free, when one attempt did).
     pub earlier: Vec<Answer>,
+    /// The last attempt's transport failure (`timeout`, `connect`, `reset`), when no response
+    /// came.
+    pub transport: Option<&'static str>,
+    /// The last response of a delivery that failed (for `--show` and the HTML report).
+    pub failed_response: Option<Response>,
 }
 
 /// What one attempt got back, for `--show paths`.
@@ -116,8 +121,14 @@ impl<E: Executor> Deliverer<'_, E> {
                         return Ok(d);
                     }
                     d.error = Some(format!("HTTP {}", r.status));
+                    d.transport = None;
+                    d.failed_response = Some(r.clone());
                 }
-                Outcome::Transport(e) => d.error = Some(e.to_string()),
+                Outcome::Transport(e) => {
+                    d.error = Some(e.to_string());
+                    d.transport = Some(e.kind());
+                    d.failed_response = None;
+                }
             }
             if !retry::is_retryable(&outcome) || n == w.retry.attempts {
                 break;

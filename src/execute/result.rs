@@ -58,6 +58,27 @@ pub struct StepRecord {
     pub earlier: Vec<super::deliver::Answer>,
     /// What the step saved, as text (kept only for `--show`).
     pub saved: Vec<(String, String)>,
+    /// The last attempt's transport failure (`timeout`, `connect`, `reset`), when no response
+    /// came.
+    pub transport: Option<&'static str>,
+    /// The last response (kept only for `--show` and `--html`).
+    pub response: Option<super::executor::Response>,
+}
+
+impl StepRecord {
+    /// Every attempt's answer, in order: the earlier ones, then the last (a status, or the
+    /// transport failure). A delivery put off after an answer (a `Retry-After` past
+    /// `max_backoff`) already holds its last answer among the earlier ones.
+    pub fn answers(&self) -> impl Iterator<Item = super::deliver::Answer> + '_ {
+        use super::deliver::Answer;
+        let last = match (self.http_status, self.transport) {
+            (Some(code), _) => Some(Answer::Status(code)),
+            (None, Some(kind)) => Some(Answer::Transport(kind)),
+            (None, None) => None,
+        };
+        let last = last.filter(|_| self.earlier.len() < self.attempts as usize);
+        self.earlier.iter().copied().chain(last)
+    }
 }
 
 /// A failure message to aggregate, and the customer it happened to.

@@ -1,6 +1,7 @@
 //! The run report: one model, filled as results arrive, then one file per output format.
 
 pub mod curl;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod mocks;
@@ -99,10 +100,25 @@ pub struct StepStats {
     pub capped: u64,
     /// Attempts beyond the first.
     pub retries: u64,
+    /// Attempts made in all (answered by a mock in a dry-run).
+    pub attempts: u64,
+    /// How many attempts got each HTTP status.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub status_codes: BTreeMap<u16, u64>,
+    /// Attempts that timed out.
+    pub timeouts: u64,
+    /// Attempts that could not connect.
+    pub connect_errors: u64,
+    /// Attempts whose connection was reset.
+    pub resets: u64,
     /// Median latency of attempts, in milliseconds.
     pub p50_ms: Option<f64>,
     /// 95th percentile latency, in milliseconds.
     pub p95_ms: Option<f64>,
+    /// 99th percentile latency, in milliseconds.
+    pub p99_ms: Option<f64>,
+    /// The slowest attempt, in milliseconds.
+    pub max_ms: Option<f64>,
     /// Entries that ended failed or invalid at this step (a failure `on_failure` handled is
     /// not one): what JUnit counts as this step's failures.
     pub ended_failed: u64,

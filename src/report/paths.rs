@@ -99,18 +99,13 @@ fn delivery(rec: &StepRecord, mocked: bool) -> String {
         1 => "1 attempt".to_string(),
         n => format!("{n} attempts"),
     };
-    // Every attempt's answer, the last one's from the record itself.
-    let mut answers: Vec<String> = rec
-        .earlier
-        .iter()
+    let answers: Vec<String> = rec
+        .answers()
         .map(|a| match a {
             crate::execute::deliver::Answer::Status(s) => s.to_string(),
             crate::execute::deliver::Answer::Transport(kind) => kind.to_string(),
         })
         .collect();
-    if let Some(s) = rec.http_status {
-        answers.push(s.to_string());
-    }
     let answer = rec.http_status.map(|_| {
         format!(
             "HTTP {}{}",

@@ -165,6 +165,8 @@ impl Tally {
         };
         st.entered += 1;
         st.retries += u64::from(s.attempts.saturating_sub(1));
+        st.attempts += u64::from(s.attempts);
+        count_answers(st, s);
         match s.status {
             StepStatus::Ok => {
                 st.ok += 1;
@@ -201,6 +203,8 @@ impl Tally {
             lat.sort_unstable();
             self.report.steps[row].p50_ms = percentile(lat, 0.50);
             self.report.steps[row].p95_ms = percentile(lat, 0.95);
+            self.report.steps[row].p99_ms = percentile(lat, 0.99);
+            self.report.steps[row].max_ms = percentile(lat, 1.0);
         }
         let elapsed = self.started.elapsed();
         let t = &mut self.report.totals;
@@ -216,6 +220,20 @@ impl Tally {
             });
         }
         self.report
+    }
+}
+
+/// Counts each attempt's answer.
+fn count_answers(st: &mut StepStats, s: &crate::execute::result::StepRecord) {
+    use crate::execute::deliver::Answer;
+    for a in s.answers() {
+        match a {
+            Answer::Status(code) => *st.status_codes.entry(code).or_default() += 1,
+            Answer::Transport("timeout") => st.timeouts += 1,
+            Answer::Transport("connect") => st.connect_errors += 1,
+            Answer::Transport("reset") => st.resets += 1,
+            Answer::Transport(_) => {}
+        }
     }
 }
 

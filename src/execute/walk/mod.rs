@@ -403,6 +403,11 @@ impl<'a, E: Executor> Walk<'a, E> {
             error: d.error,
             earlier: d.earlier,
             saved,
+            transport: d.transport,
+            response: d
+                .response
+                .or(d.failed_response)
+                .filter(|_| self.settings.keep_requests),
         });
     }
 

@@ -1,14 +1,18 @@
-//! `journey graph`: the steps as nodes and labelled edges, as Mermaid or Graphviz dot. The entry
-//! conditions (trigger, `where`, consent, holdout, `exit_when`) head the drawing; every edge a run
-//! can take is drawn, and an ending (completed, failed, stopped) is drawn only when an edge
-//! reaches it.
+//! `journey graph`: the steps as nodes and labelled edges, as Mermaid, Graphviz dot or SVG (laid
+//! out here, in [`layout`], and drawn by [`svg`], which the HTML report's canvas also uses). The
+//! entry conditions (trigger, `where`, consent, holdout, `exit_when`) head the drawing; every
+//! edge a run can take is drawn, and an ending (completed, failed, stopped) is drawn only when an
+//! edge reaches it.
+
+pub mod layout;
+pub mod svg;
 
 use crate::journey::Journey;
 use crate::journey::plan::{OnFailure, StepKind, TriggerPlan};
 
 /// Where an edge goes: a step, or an ending.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum To {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum To {
     Step(usize),
     /// Past the last step: the entry completes.
     Completed,
@@ -19,17 +23,25 @@ enum To {
 }
 
 /// An edge of the picture.
-struct Edge {
-    from: usize,
-    to: To,
-    label: String,
+#[derive(Debug, Clone)]
+pub struct Edge {
+    /// The step it leaves.
+    pub from: usize,
+    /// Where it goes.
+    pub to: To,
+    /// What takes it: `success`, `failure`, a branch's `when`, a split's share, a wait.
+    pub label: String,
+    /// Taken by a failed delivery.
+    pub on_failure: bool,
 }
 
-fn next(to: Option<usize>) -> To {
+/// Where a step's `next` goes.
+pub fn next(to: Option<usize>) -> To {
     to.map_or(To::Completed, To::Step)
 }
 
-fn edges(j: &Journey) -> Vec<Edge> {
+/// Every edge a run can take, step by step, in the order the journey file gives them.
+pub fn edges(j: &Journey) -> Vec<Edge> {
     let mut out = Vec::new();
     for (i, s) in j.steps.iter().enumerate() {
         let mut push = |to: To, label: &str| {
@@ -37,6 +49,7 @@ fn edges(j: &Journey) -> Vec<Edge> {
                 from: i,
                 to,
                 label: label.to_string(),
+                on_failure: label.starts_with("failure"),
             })
         };
         match &s.kind {
@@ -73,7 +86,7 @@ fn edges(j: &Journey) -> Vec<Edge> {
 }
 
 /// The entry conditions, one per line: trigger and `where`, consent, holdout, `exit_when`.
-fn entry_lines(j: &Journey) -> Vec<String> {
+pub fn entry_lines(j: &Journey) -> Vec<String> {
     let mut lines = vec![match &j.trigger {
         TriggerPlan::Event { name, filter } => match filter {
             Some(f) => format!("event {name} where {}", f.source),
@@ -98,7 +111,8 @@ fn entry_lines(j: &Journey) -> Vec<String> {
     lines
 }
 
-fn node_label(j: &Journey, i: usize) -> String {
+/// A step's label: `id (kind)`, or `id (end: label)`.
+pub fn node_label(j: &Journey, i: usize) -> String {
     let s = &j.steps[i];
     match &s.kind {
         StepKind::End(label) => format!("{} (end: {label})", s.id),
@@ -107,14 +121,15 @@ fn node_label(j: &Journey, i: usize) -> String {
 }
 
 /// The endings some edge reaches, in a fixed order.
-fn endings(edges: &[Edge]) -> Vec<To> {
+pub fn endings(edges: &[Edge]) -> Vec<To> {
     [To::Completed, To::Failed, To::Stopped]
         .into_iter()
         .filter(|t| edges.iter().any(|e| e.to == *t))
         .collect()
 }
 
-fn node_id(to: To) -> String {
+/// The node's name in the drawings: `s3`, `completed`, `failed`, `stopped`.
+pub fn node_id(to: To) -> String {
     match to {
         To::Step(i) => format!("s{i}"),
         To::Completed => "completed".into(),
