@@ -100,7 +100,7 @@ pub struct StepStats {
     pub capped: u64,
     /// Attempts beyond the first.
     pub retries: u64,
-    /// Attempts made in all (answered by a mock in a dry-run).
+    /// Attempts made in all (answered by a mock in a dry-run; an assumed delivery makes none).
     pub attempts: u64,
     /// How many attempts got each HTTP status.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]

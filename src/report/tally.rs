@@ -165,7 +165,10 @@ impl Tally {
         };
         st.entered += 1;
         st.retries += u64::from(s.attempts.saturating_sub(1));
-        st.attempts += u64::from(s.attempts);
+        // An assumed delivery (no mock matched) got no answer: no attempt was made.
+        if s.status != StepStatus::Assumed {
+            st.attempts += u64::from(s.attempts);
+        }
         count_answers(st, s);
         match s.status {
             StepStatus::Ok => {
