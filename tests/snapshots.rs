@@ -132,7 +132,7 @@ fn show_requests_and_curl() {
 fn graphs_in_both_formats() {
     let (journeys, _) = examples();
     for name in ["cart_abandonment", "churn_risk", "trial_onboarding"] {
-        for format in ["mermaid", "dot"] {
+        for format in ["mermaid", "dot", "svg"] {
             let t = Test::new();
             let out = t.run(&[
                 "graph",
@@ -141,6 +141,9 @@ fn graphs_in_both_formats() {
                 format,
             ]);
             assert_eq!(out.code, 0, "{}", out.all());
+            if format == "svg" {
+                roxmltree::Document::parse(&out.stdout).expect("the SVG is well-formed XML");
+            }
             insta::assert_snapshot!(format!("graph_{name}_{format}"), out.stdout);
         }
     }
