@@ -369,3 +369,84 @@ fn log_works_in_dry_runs_and_test_with_mocked_attempts_marked() {
         );
     }
 }
+
+#[test]
+fn show_paths_says_a_streamed_customer_was_kept_out_by_the_trigger_or_the_shard() {
+    let t = Test::new();
+    t.file(
+        "j.yaml",
+        "journey: vip\ntrigger: { segment: \"customer.tier == 'gold' and customer.spend > 100\" }\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/hook\", body: { who: \"{{ customer.id }}\" } }\n",
+    );
+    t.file(
+        "c.ndjson",
+        "{\"id\":\"a1\",\"tier\":\"gold\",\"spend\":500}\n{\"id\":\"b2\",\"tier\":\"silver\",\"spend\":40}\n",
+    );
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "c.ndjson",
+        "--show",
+        "paths",
+        "--customer",
+        "b2",
+        "--customer",
+        "a1",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("customer b2 in vip\n  → did not enter: the trigger's `where` was false: `customer.tier == 'gold' and customer.spend > 100`, read customer.tier = 'silver', customer.spend = 40\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("customer a1 in vip\n  send"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("customer a1 in vip\n  → did not enter"));
+    // Whichever shard a1 is not in says so.
+    let (inside, outside) = match crate::support::in_shard("a1", 1, 2) {
+        true => ("1/2", "2/2"),
+        false => ("2/2", "1/2"),
+    };
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "c.ndjson",
+        "--show",
+        "paths",
+        "--customer",
+        "a1",
+        "--shard",
+        outside,
+    ]);
+    assert!(
+        out.stdout.contains(&format!(
+            "customer a1 in vip\n  → did not enter: not in shard {outside} (sha256 of the id)"
+        )),
+        "{}",
+        out.all()
+    );
+    let out = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "c.ndjson",
+        "--show",
+        "paths",
+        "--customer",
+        "a1",
+        "--shard",
+        inside,
+    ]);
+    assert!(
+        out.stdout.contains("customer a1 in vip\n  send"),
+        "{}",
+        out.all()
+    );
+}

@@ -275,3 +275,30 @@ fn show_paths_on_the_examples() {
     let paths: String = out.stdout.split("┌").next().unwrap_or("").to_string();
     insta::assert_snapshot!("show_paths", stable(&paths, &t));
 }
+
+#[test]
+fn show_paths_says_why_a_customer_asked_for_did_not_enter() {
+    let (journeys, fixtures) = examples();
+    let t = Test::new();
+    let mut args = vec![
+        "run",
+        "--dry-run",
+        &journeys,
+        "--fixtures",
+        &fixtures,
+        "--now",
+        NOW,
+        "--show",
+        "paths",
+    ];
+    for id in ["c_001", "c_004", "c_999"] {
+        args.extend(["--customer", id]);
+    }
+    let out = t.run(&args);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let paths: String = out.stdout.split("┌").next().unwrap_or("").to_string();
+    insta::assert_snapshot!("show_paths_not_entered", stable(&paths, &t));
+    assert!(out.stderr.contains(
+        "warning: --customer c_999: no entry is about this customer (customer `c_999` is in no fixture file)"
+    ));
+}

@@ -299,7 +299,7 @@ impl Batch<'_> {
             if let Some(page) = html.as_mut() {
                 page.add(self.journeys, &r);
             }
-            asked.see(&r.customer);
+            asked.see(&r);
             bar.inc(1);
             beat.add(&r);
             if shown.is_ok() && c.show.is_some() {
@@ -323,10 +323,8 @@ impl Batch<'_> {
         // the report files are still written (the table's own write then ends the run quietly).
         let mut report = tally.finish();
         // A run stopped early may not have reached them.
-        if !settings.stop.is_set() {
-            for unseen in asked.unseen() {
-                warn(&mut report.notices, c.quiet, unseen);
-            }
+        if !settings.stop.is_set() && !c.selection.customers.is_empty() {
+            self.tell_not_entered(&asked, &mut report.notices);
         }
         for g in report.errors.iter_mut().chain(&mut report.warnings) {
             g.message = self.redactor.redact(&g.message);
@@ -344,26 +342,75 @@ impl Batch<'_> {
     }
 }
 
-/// The customers `--customer` asked for that no entry has been about yet.
-struct Asked<'a>(std::collections::BTreeSet<&'a str>);
+/// What the run saw of the customers `--customer` asked for.
+struct Asked<'a> {
+    /// `--customer` was given: the run's entries are watched.
+    asking: bool,
+    /// The customers no entry has been about yet.
+    unseen: std::collections::BTreeSet<&'a str>,
+    /// Each entry's journey, customer and trigger event.
+    seen: crate::execute::not_entered::Seen,
+}
 
 impl<'a> Asked<'a> {
     fn new(customers: &'a [String]) -> Self {
-        Asked(customers.iter().map(String::as_str).collect())
-    }
-
-    fn see(&mut self, customer: &str) {
-        if !self.0.is_empty() {
-            self.0.remove(customer);
+        Asked {
+            asking: !customers.is_empty(),
+            unseen: customers.iter().map(String::as_str).collect(),
+            seen: Default::default(),
         }
     }
 
-    /// What to say about each customer asked for and never seen.
-    fn unseen(&self) -> Vec<String> {
-        self.0
-            .iter()
-            .map(|id| format!("--customer {id}: no entry is about this customer (is the id in the fixtures, and does a trigger take them?)"))
-            .collect()
+    fn see(&mut self, r: &EntryResult) {
+        if self.asking {
+            self.unseen.remove(r.customer.as_str());
+            self.seen
+                .insert((r.journey, r.customer.clone(), r.event.clone()));
+        }
+    }
+}
+
+impl Batch<'_> {
+    /// Says why each customer asked for did not enter: a warning for one no entry is about at
+    /// all, and with `--show paths` a block for each journey (and trigger event) they missed.
+    fn tell_not_entered(&self, asked: &Asked<'_>, notices: &mut Vec<String>) {
+        let c = self.c;
+        let input = crate::execute::not_entered::Inputs {
+            fixtures: &self.fixtures,
+            env: &self.env,
+            now: c.now,
+            options: crate::fixture::stream::Options {
+                delimiter: c.csv_delimiter,
+            },
+        };
+        let missed =
+            crate::execute::not_entered::explain(self.journeys, &input, &c.selection, &asked.seen);
+        for id in &asked.unseen {
+            let mut reasons: Vec<String> = Vec::new();
+            for m in missed.iter().filter(|m| m.customer == *id) {
+                if !reasons.contains(&m.reason) {
+                    reasons.push(m.reason.clone());
+                }
+            }
+            let why = match reasons.is_empty() {
+                true => "is the id in the fixtures, and does a trigger take them?".to_string(),
+                false => reasons.join("; "),
+            };
+            let text = format!("--customer {id}: no entry is about this customer ({why})");
+            warn(notices, c.quiet, self.redactor.redact(&text));
+        }
+        if c.show != Some(Show::Paths) {
+            return;
+        }
+        for m in &missed {
+            let text = self.redactor.redact(&crate::execute::not_entered::block(m));
+            match c.output {
+                Output::Json => output::stderr(text.trim_end()),
+                Output::Table => {
+                    let _ = output::stdout(text.as_bytes());
+                }
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod http;
 pub mod identity;
 pub mod in_order;
 pub mod masked;
+pub mod not_entered;
 pub mod plain;
 pub mod protect;
 pub mod recorder;

@@ -111,6 +111,8 @@ pub struct EntryResult {
     pub warnings: Vec<String>,
     /// A delivery of an earlier run had an unknown outcome and was sent again.
     pub in_doubt: bool,
+    /// Why it ended before any step, when its outcome alone does not say (`--show paths`).
+    pub why: Option<String>,
 }
 
 impl EntryResult {
@@ -127,6 +129,7 @@ impl EntryResult {
             error: None,
             warnings: vec![],
             in_doubt: false,
+            why: None,
         }
     }
 

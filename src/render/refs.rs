@@ -51,6 +51,32 @@ fn ref_of(e: &Expr<'_>) -> Option<Ref> {
     }
 }
 
+/// The dotted paths an expression reads (`event.properties.cart_value`), longest first seen,
+/// without the shorter paths inside them: what `--show paths` prints the values of when a
+/// trigger's `where` keeps a customer out.
+pub fn paths_of_expression(source: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    super::ast::each_in_expression(source, &mut |e| {
+        if let Some(p) = dotted(e)
+            && !out
+                .iter()
+                .any(|o| o == &p || o.starts_with(&format!("{p}.")))
+        {
+            out.push(p);
+        }
+    });
+    out
+}
+
+/// `a.b.c` for a chain of attributes on a variable.
+fn dotted(e: &Expr<'_>) -> Option<String> {
+    match e {
+        Expr::Var(v) => Some(v.id.to_string()),
+        Expr::GetAttr(g) => Some(format!("{}.{}", dotted(&g.expr)?, g.name)),
+        _ => None,
+    }
+}
+
 /// True when the environment knows the filter `name` (an unknown one fails only when an entry
 /// renders it, so it is asked once here).
 pub fn is_filter(name: &str) -> bool {
@@ -81,6 +107,10 @@ mod tests {
         assert_eq!(
             of_expression("customer.phone | normalise_phone"),
             [Ref::Filter("normalise_phone".into())]
+        );
+        assert_eq!(
+            paths_of_expression("event.properties.cart_value >= 50 and customer.plan != 'x'"),
+            ["event.properties.cart_value", "customer.plan"]
         );
         assert!(
             is_filter("normalize_phone") && is_filter("default") && !is_filter("normalise_phone")

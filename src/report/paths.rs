@@ -34,9 +34,10 @@ pub fn entry(j: &Journey, r: &EntryResult, mocked: bool, redactor: &Redactor) ->
             let _ = writeln!(out, "  {:<width$}    saved {name} = {value}", "");
         }
     }
-    let why = match &r.error {
-        Some(e) => format!(": {}", redactor.redact(&e.message)),
-        None => reason(&r.outcome)
+    let why = match (&r.error, &r.why) {
+        (Some(e), _) => format!(": {}", redactor.redact(&e.message)),
+        (None, Some(why)) => format!(" ({why})"),
+        (None, None) => reason(&r.outcome)
             .map(|w| format!(" ({w})"))
             .unwrap_or_default(),
     };

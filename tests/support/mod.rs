@@ -185,3 +185,20 @@ pub fn names(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Whether `customer` is in shard `k` of `n`, by the rule the README gives: the first 8 bytes of
+/// the id's sha256, big-endian, modulo `n`, is `k - 1`.
+pub fn in_shard(customer: &str, k: u64, n: u64) -> bool {
+    let out = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(customer.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("sha256sum");
+    let hex = String::from_utf8(out.stdout).unwrap();
+    u64::from_str_radix(&hex[..16], 16).unwrap() % n == k - 1
+}

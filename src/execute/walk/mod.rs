@@ -133,6 +133,7 @@ impl<'a, E: Executor> Walk<'a, E> {
     /// Ends the entry before anything is rendered: the customer is on the suppression list.
     pub fn suppressed(mut self) -> EntryResult {
         self.result.outcome = "suppressed".into();
+        self.result.why = Some("on the --suppress list".into());
         self.result
     }
 
@@ -153,6 +154,8 @@ impl<'a, E: Executor> Walk<'a, E> {
         if self.kept_out() {
             // A stored entry whose customer has since withdrawn consent ends here.
             self.result.outcome = "suppressed".into();
+            let channel = self.j.consent.as_deref().unwrap_or_default();
+            self.result.why = Some(format!("no consent: `consent.{channel}` is not true"));
             self.persist("suppressed");
             return self.result;
         }
