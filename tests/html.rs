@@ -273,3 +273,30 @@ fn a_large_batch_keeps_the_page_bounded_with_failures_first() {
         "every count includes them"
     );
 }
+
+#[test]
+fn a_test_run_page_lists_the_expectations_and_their_results() {
+    let r = repo();
+    let t = Test::new();
+    let out = t.run(&[
+        "test",
+        r.join("journeys").to_str().unwrap(),
+        "--fixtures",
+        r.join("fixtures").to_str().unwrap(),
+        "--now",
+        NOW,
+        "--html",
+        "page.html",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let page = t.read("page.html");
+    let passed = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("expectations: "))
+        .unwrap();
+    let n: usize = passed.split(' ').next().unwrap().parse().unwrap();
+    assert!(page.contains("mode: <b>test: nothing was sent</b>"));
+    assert!(page.contains(&format!("<h3>Expectations: {n} passed, 0 failed</h3>")));
+    assert_eq!(page.matches(r#"<li class="exp ok">"#).count(), n);
+}
