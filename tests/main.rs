@@ -17,6 +17,7 @@ mod snapshots;
 mod state;
 mod store_files;
 mod streams;
+mod structure;
 mod test_command;
 mod tools;
 mod validation;

@@ -6,19 +6,19 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::ReplayConfig;
-use crate::execute::context::{EntryContext, Scope};
 use crate::execute::deliver::Deliverer;
 use crate::execute::deliver::Delivery;
 use crate::execute::http::Http;
-use crate::execute::identity;
 use crate::execute::recorder::{DeadLetter, NoRecorder};
 use crate::execute::request::{self, Ids};
 use crate::execute::result::StepStatus;
 use crate::execute::safety::Safety;
 use crate::exit::Exit;
+use crate::identity;
 use crate::journey::Journey;
 use crate::journey::plan::StepKind;
 use crate::output;
+use crate::render::context::{EntryContext, Scope};
 use crate::render::value_of;
 use crate::state::{Store, StorePath};
 
@@ -336,7 +336,7 @@ fn context_of(l: &DeadLetter, env: &crate::render::EnvVars) -> Result<EntryConte
     Ok(ctx)
 }
 
-fn values(v: &serde_json::Value) -> crate::execute::context::Fields {
+fn values(v: &serde_json::Value) -> crate::render::context::Fields {
     v.as_object()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), value_of(v))).collect())
         .unwrap_or_default()

@@ -101,7 +101,7 @@ pub fn target_hosts(journeys: &[Journey], env: &EnvVars) -> BTreeSet<String> {
         })
         .filter_map(|src| {
             engine
-                .render_str(crate::journey::validate::origin_source(src), &ctx)
+                .render_str(crate::render::url::origin_source(src), &ctx)
                 .ok()
         })
         .filter_map(|u| url::Url::parse(&u).ok())
@@ -149,7 +149,7 @@ fn tell_breakers(protect: &Protection, notices: &mut Vec<String>, quiet: bool) {
 }
 
 /// A parked entry that is due: its journey, key and snapshot.
-type Due = (usize, String, crate::execute::recorder::Snapshot);
+type Due = (usize, String, crate::state::Snapshot);
 
 /// Parked entries that are due (a journey no longer loaded is skipped).
 async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Due>, String> {

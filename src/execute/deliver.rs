@@ -5,13 +5,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use minijinja::Value;
 
-use super::context::{EntryContext, Scope};
 use super::executor::{Attempt, Executor, Outcome, Response};
 use super::recorder::{AttemptRecord, Recorder};
 use super::request::Request;
 use super::result::StepStatus;
 use super::retry;
 use crate::journey::plan::{StepPlan, WebhookPlan};
+use crate::render::context::{EntryContext, Scope};
 use crate::render::{RenderError, map, value_of};
 
 /// What came of one delivery.

@@ -51,7 +51,7 @@ fn mock_context(a: &Attempt<'_>) -> Value {
         body => value_of(&body),
     };
     let delivery = context! { id => &r.delivery_id, attempt => a.number };
-    let step = crate::execute::context::Scope {
+    let step = crate::render::context::Scope {
         step: Some(a.step),
         ..Default::default()
     };

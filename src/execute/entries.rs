@@ -2,12 +2,12 @@
 
 use chrono::{DateTime, Utc};
 
-use super::context::{EntryContext, Scope};
-use super::identity;
 use crate::fixture::{Customer, Event, Fixtures};
+use crate::identity;
 use crate::journey::Journey;
 use crate::journey::plan::TriggerPlan;
 use crate::render::EnvVars;
+use crate::render::context::{EntryContext, Scope};
 
 /// One customer entering one journey.
 #[derive(Debug, Clone)]
@@ -149,7 +149,7 @@ pub fn resumed(
     j: &Journey,
     ji: usize,
     key: &str,
-    snapshot: &crate::execute::recorder::Snapshot,
+    snapshot: &crate::state::Snapshot,
     fx: &Fixtures,
     tonight: &Tonight,
 ) -> Option<Candidate> {

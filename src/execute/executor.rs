@@ -20,7 +20,7 @@ pub struct Attempt<'a> {
     /// 1 for the first try.
     pub number: u32,
     /// The entry's context (mock conditions build their value from it, only when they need it).
-    pub context: &'a crate::execute::context::EntryContext,
+    pub context: &'a crate::render::context::EntryContext,
 }
 
 /// An HTTP response.

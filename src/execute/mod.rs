@@ -1,12 +1,10 @@
 //! Running journeys: entries from triggers, requests, the executor seam (dry-run, HTTP), retries, the runner.
 
-pub mod context;
 pub mod deliver;
 pub mod dry_run;
 pub mod entries;
 pub mod executor;
 pub mod http;
-pub mod identity;
 pub mod in_order;
 pub mod masked;
 pub mod not_entered;
@@ -44,11 +42,4 @@ pub fn hash_fraction(parts: &[&str]) -> f64 {
 /// A deterministic bucket in 0..100 from a hash of the parts (splits).
 pub fn hash_percent(parts: &[&str]) -> u32 {
     (hash_u64(parts) % 100) as u32
-}
-
-/// A 64-bit hash of a key, the same for the whole process: entry keys taken or stored (8 bytes an
-/// entry, whatever the batch), customers' lock stripes and lanes.
-pub fn hash_key(key: &str) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::quality::FixedState::with_seed(0x6a6f75726e6579).hash_one(key)
 }

@@ -8,11 +8,11 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use super::context::{EntryContext, Scope};
 use super::entries::{Selection, in_shard};
 use crate::fixture::{Customer, Event, Fixtures};
 use crate::journey::Journey;
 use crate::journey::plan::TriggerPlan;
+use crate::render::context::{EntryContext, Scope};
 use crate::render::{EnvVars, Expr};
 
 /// One customer and journey (and trigger event) without an entry, and why.

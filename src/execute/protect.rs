@@ -260,4 +260,10 @@ mod tests {
             "429s are the host's trouble"
         );
     }
+
+    #[test]
+    fn hosts_are_named_with_their_port() {
+        assert_eq!(host_of("http://127.0.0.1:8080/x?y=1"), "127.0.0.1:8080");
+        assert_eq!(host_of("https://example.com/x"), "example.com:443");
+    }
 }

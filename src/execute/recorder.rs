@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::state::Snapshot;
+
 /// One attempt, for `--log`.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptRecord<'a> {
@@ -70,26 +72,6 @@ pub struct DeadLetter {
     /// there, as the run would have.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-}
-
-/// The data an entry's templates saw: no `env`, no `secret`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Snapshot {
-    /// The customer record.
-    pub customer: serde_json::Value,
-    /// The trigger event.
-    pub event: Option<serde_json::Value>,
-    /// `vars`.
-    pub vars: serde_json::Value,
-    /// `saved`.
-    pub saved: serde_json::Value,
-    /// `steps`.
-    pub steps: serde_json::Value,
-    /// The entry's clock (RFC 3339).
-    pub now: String,
-    /// When the entry started (RFC 3339), for `exit_when`.
-    #[serde(default)]
-    pub started: Option<String>,
 }
 
 /// Receives attempts and dead letters as they happen.

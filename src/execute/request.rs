@@ -6,8 +6,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use minijinja::Value;
 
-use super::identity;
 use super::sign::{self, Signer};
+use crate::identity;
 use crate::journey::model::Method;
 use crate::journey::plan::{AuthPlan, BodyPlan, SignPlan, WebhookPlan};
 use crate::render::{RenderError, Tmpl};

@@ -396,7 +396,7 @@ impl<E: Executor> Lane<E> {
         if !taken
             .lock()
             .expect("not poisoned")
-            .insert(super::hash_key(walk.key()))
+            .insert(crate::identity::hash_key(walk.key()))
         {
             return resumed.is_none().then(|| walk.already_done());
         }
@@ -456,7 +456,7 @@ impl Tick {
 
 /// A customer's stripe (one per lock and lane choice).
 fn stripe(customer: &str) -> usize {
-    super::hash_key(customer) as usize % CUSTOMER_STRIPES
+    crate::identity::hash_key(customer) as usize % CUSTOMER_STRIPES
 }
 
 fn rejected(r: Rejected) -> EntryResult {

@@ -5,7 +5,6 @@ pub mod depth;
 pub mod duration;
 pub mod model;
 pub mod plan;
-pub mod position;
 pub mod validate;
 pub mod yaml;
 
@@ -15,8 +14,8 @@ use std::path::{Path, PathBuf};
 pub use plan::Journey;
 
 use crate::files;
+use crate::position::Positions;
 use crate::render::Compiler;
-use position::Positions;
 
 /// Journeys loaded and checked, with warnings; or every error found, each with file:line:col.
 #[derive(Debug, Default)]

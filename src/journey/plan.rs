@@ -204,7 +204,7 @@ pub struct BodySchema {
     /// The schema file, as written.
     pub path: String,
     /// Where `schema:` stands in the journey file.
-    pub pos: crate::journey::position::Pos,
+    pub pos: crate::position::Pos,
     /// Its field path.
     pub field: String,
     /// The compiled validator.

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use super::model::JourneyFile;
 use super::plan::{Journey, OnFailure, StepKind};
 use crate::render::Compiler;
+use crate::render::url::{is_env_ref, origin_end};
 
 /// The steps a step can lead to.
 pub fn successors(j: &Journey, i: usize) -> Vec<usize> {
@@ -338,41 +339,6 @@ pub fn check_origin(url: &str) -> Result<(), String> {
     }
 }
 
-/// The URL template up to its first expression that is not `env.NAME`: by the origin rule, enough
-/// to render the scheme, host and port from the environment alone.
-pub fn origin_source(url: &str) -> &str {
-    let mut at = 0;
-    while let Some(open) = url[at..].find("{{").map(|i| at + i) {
-        let Some(close) = url[open..].find("}}").map(|i| open + i) else {
-            return &url[..open];
-        };
-        if !is_env_ref(url[open + 2..close].trim().trim_matches('-').trim()) {
-            return &url[..open];
-        }
-        at = close + 2;
-    }
-    url
-}
-
-/// Where the origin ends in `prefix`, once a path, query or fragment starts after the host.
-fn origin_end(prefix: &str) -> Option<usize> {
-    let host_start = match prefix.find("://") {
-        Some(i) => i + 3,
-        None if prefix.starts_with("\u{0}ENV\u{0}") => 5,
-        None => return None,
-    };
-    prefix[host_start..]
-        .find(['/', '?', '#'])
-        .filter(|&i| i > 0 || host_start == 5)
-        .map(|i| host_start + i)
-}
-
-fn is_env_ref(inner: &str) -> bool {
-    inner
-        .strip_prefix("env.")
-        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-}
-
 /// Every `env.NAME` and `secret.NAME` the file's strings mention.
 pub fn referenced_vars(source: &serde_yaml::Value) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut env = BTreeSet::new();
@@ -415,6 +381,7 @@ fn collect_refs(s: &str, prefix: &str, out: &mut BTreeSet<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::url::origin_source;
 
     #[test]
     fn origins_from_literals_and_env_pass() {

@@ -37,7 +37,7 @@ pub fn from_str_lenient<T: DeserializeOwned>(
     let Ok(mut value) = serde_yaml::from_str::<serde_yaml::Value>(source) else {
         return Err((vec![first], None));
     };
-    let positions = super::position::Positions::read(file, source);
+    let positions = crate::position::Positions::read(file, source);
     // The first, as serde placed it (at the key itself); the others where their values stand.
     let mut errors = vec![first];
     let mut found = 0;
@@ -135,7 +135,7 @@ fn named_value(file: &Path, source: &str, message: &str) -> Option<(String, Stri
     if path.contains(' ') || text.is_empty() {
         return None;
     }
-    let positions = super::position::Positions::read(file, source);
+    let positions = crate::position::Positions::read(file, source);
     let (pos, key) = positions.find_key(path.trim_matches('`'), text)?;
     let named = match path.trim_matches('`') {
         p if key.len() > p.len() && !p.is_empty() => format!("{key}: `{rest}"),

@@ -151,7 +151,7 @@ pub fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journey::position::Positions;
+    use crate::position::Positions;
     use minijinja::context;
 
     #[test]

@@ -9,7 +9,7 @@ use minijinja::{AutoEscape, Environment, Expression, Template, UndefinedBehavior
 
 use super::fast::{self, FastExpr, FastText};
 use super::{RenderError, describe, filters};
-use crate::journey::position::{Pos, Positions};
+use crate::position::{Pos, Positions};
 
 static ENV: OnceLock<Environment<'static>> = OnceLock::new();
 

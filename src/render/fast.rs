@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use minijinja::Value;
 
 use super::filters;
-use crate::execute::context::variable;
+use crate::render::context::variable;
 
 /// An expression of the form `a.b.c | filter | filter`.
 #[derive(Debug, Clone)]
@@ -155,7 +155,7 @@ impl FastExpr {
 
     /// The record's value at the path, if the path starts at a record.
     fn record_value<'a>(&self, ctx: &'a Value) -> Option<&'a serde_json::Value> {
-        let mut v = crate::execute::context::record(ctx, self.path[0])?;
+        let mut v = crate::render::context::record(ctx, self.path[0])?;
         for name in &self.path[1..] {
             v = field(v.as_object()?, name)?;
         }
@@ -297,7 +297,7 @@ mod tests {
 
     /// The template context of an entry of `customer` in journey `j`.
     fn entry_context(customer: serde_json::Value, env: crate::render::EnvVars) -> Value {
-        use crate::execute::context::{EntryContext, Scope};
+        use crate::render::context::{EntryContext, Scope};
         let customer = std::sync::Arc::new(customer);
         EntryContext::new("j", &customer, None, &env, chrono::Utc::now()).value(&Scope::default())
     }

@@ -3,6 +3,7 @@
 pub mod ast;
 pub mod body;
 pub mod compare;
+pub mod context;
 pub mod engine;
 pub mod env_vars;
 pub mod fast;
@@ -17,7 +18,7 @@ pub use env_vars::EnvVars;
 
 use std::fmt;
 
-use crate::journey::position::Pos;
+use crate::position::Pos;
 
 /// A template or expression that failed for one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,7 +25,7 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// The URL template with each value after its origin wrapped in the encoding filter of the
 /// part it lands in; unchanged when no value comes after the origin.
 pub fn encode_values(source: &str) -> Cow<'_, str> {
-    let origin = crate::journey::validate::origin_source(source);
+    let origin = origin_source(source);
     let rest = &source[origin.len()..];
     if !rest.contains("{{") {
         return Cow::Borrowed(source);
@@ -125,6 +125,42 @@ fn text_of(value: &Value) -> String {
         Some(s) => s.to_string(),
         None => value.to_string(),
     }
+}
+
+/// The URL template up to its first expression that is not `env.NAME`: by the origin rule, enough
+/// to render the scheme, host and port from the environment alone.
+pub fn origin_source(url: &str) -> &str {
+    let mut at = 0;
+    while let Some(open) = url[at..].find("{{").map(|i| at + i) {
+        let Some(close) = url[open..].find("}}").map(|i| open + i) else {
+            return &url[..open];
+        };
+        if !is_env_ref(url[open + 2..close].trim().trim_matches('-').trim()) {
+            return &url[..open];
+        }
+        at = close + 2;
+    }
+    url
+}
+
+/// Where the origin ends in `prefix`, once a path, query or fragment starts after the host.
+pub fn origin_end(prefix: &str) -> Option<usize> {
+    let host_start = match prefix.find("://") {
+        Some(i) => i + 3,
+        None if prefix.starts_with("\u{0}ENV\u{0}") => 5,
+        None => return None,
+    };
+    prefix[host_start..]
+        .find(['/', '?', '#'])
+        .filter(|&i| i > 0 || host_start == 5)
+        .map(|i| host_start + i)
+}
+
+/// True for `env.NAME`.
+pub fn is_env_ref(inner: &str) -> bool {
+    inner
+        .strip_prefix("env.")
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod path;
 mod redo;
 pub mod schema;
 pub mod show;
+mod snapshot;
 mod writer;
 
 use std::collections::HashMap;
@@ -25,9 +26,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::execute::recorder::Snapshot;
 pub use path::StorePath;
 use redo::Write;
+pub use snapshot::Snapshot;
 use writer::Msg;
 
 /// Why the store cannot be used.
@@ -357,7 +358,7 @@ impl Store {
 
     /// Whether the store held an entry under `key` when the run began.
     pub fn knows(&self, key: &str) -> bool {
-        self.known.contains(&crate::execute::hash_key(key))
+        self.known.contains(&crate::identity::hash_key(key))
     }
 
     /// The stored entry, or `None` for a new one (a round trip only for keys stored before the
@@ -501,7 +502,7 @@ fn known_keys(conn: &Connection) -> rusqlite::Result<foldhash::HashSet<u64>> {
         conn.prepare("SELECT key FROM entries UNION ALL SELECT entry_key FROM deliveries")?;
     let keys = stmt.query_map([], |r| {
         r.get_ref(0)
-            .map(|v| crate::execute::hash_key(v.as_str().unwrap_or("")))
+            .map(|v| crate::identity::hash_key(v.as_str().unwrap_or("")))
     })?;
     keys.collect()
 }

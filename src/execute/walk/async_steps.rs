@@ -4,7 +4,6 @@
 use futures_util::StreamExt;
 
 use super::{Next, Walk};
-use crate::execute::context::EntryContext;
 use crate::execute::deliver::{Deliverer, Delivery};
 use crate::execute::executor::Executor;
 use crate::execute::request::Request;
@@ -12,6 +11,7 @@ use crate::execute::result::StepStatus;
 use crate::journey::Journey;
 use crate::journey::plan::{StepKind, StepPlan, WebhookPlan};
 use crate::render::RenderError;
+use crate::render::context::EntryContext;
 
 /// An `async` delivery to make: its step index, request and the entry's context at that step.
 pub(super) type Job = (usize, Request, EntryContext);

@@ -7,18 +7,18 @@ use std::sync::Arc;
 
 use minijinja::Value;
 
-use super::context::{EntryContext, Scope};
 use super::deliver::{Deliverer, Delivery, response_value};
 use super::entries::Entry;
 use super::executor::Executor;
-use super::identity;
 use super::recorder::DeadLetter;
 use super::request::{self, Ids, Request};
 use super::result::{EntryError, EntryResult, StepRecord, StepStatus};
 use super::runner::RunSettings;
 use crate::fixture::Customer;
+use crate::identity;
 use crate::journey::Journey;
 use crate::journey::plan::{OnFailure, StepKind, StepPlan, WebhookPlan};
+use crate::render::context::{EntryContext, Scope};
 use crate::render::{RenderError, map, value_of};
 
 /// One entry's walk.

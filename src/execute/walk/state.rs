@@ -5,12 +5,12 @@ use std::time::Duration;
 use super::{Next, Walk, step_value};
 use crate::execute::deliver::Delivery;
 use crate::execute::executor::Executor;
-use crate::execute::identity;
-use crate::execute::recorder::Snapshot;
 use crate::execute::request::Request;
 use crate::execute::result::{EntryError, EntryResult, StepStatus};
+use crate::identity;
 use crate::journey::plan::StepPlan;
 use crate::render::value_of;
+use crate::state::Snapshot;
 use crate::state::StoredEntry;
 
 /// What the store says about sending a delivery.
@@ -186,9 +186,8 @@ impl<'a, E: Executor> Walk<'a, E> {
     }
 
     /// The entry's data, for a parked wait or a dead letter: no `env`, no `secret`.
-    pub(super) fn snapshot(&self, ctx: &crate::execute::context::EntryContext) -> Snapshot {
-        let json =
-            |m: &crate::execute::context::Fields| serde_json::to_value(m).unwrap_or_default();
+    pub(super) fn snapshot(&self, ctx: &crate::render::context::EntryContext) -> Snapshot {
+        let json = |m: &crate::render::context::Fields| serde_json::to_value(m).unwrap_or_default();
         Snapshot {
             customer: (*self.customer.record).clone(),
             event: self.event.as_deref().cloned(),
@@ -214,7 +213,7 @@ impl<'a, E: Executor> Walk<'a, E> {
             let Some(filter) = &exit.filter else {
                 return Ok(true);
             };
-            let base = self.ctx.value(&crate::execute::context::Scope::default());
+            let base = self.ctx.value(&crate::render::context::Scope::default());
             let ctx = minijinja::context! { event => value_of(&*e.record), ..base };
             if filter.is_true(&ctx)? {
                 return Ok(true);
@@ -238,7 +237,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         let tz = match &w.tz {
             None => chrono_tz::UTC,
             Some(t) => {
-                let name = t.render(&self.ctx.value(&crate::execute::context::Scope::default()))?;
+                let name = t.render(&self.ctx.value(&crate::render::context::Scope::default()))?;
                 name.parse().map_err(|_| crate::render::RenderError {
                     pos: t.pos.clone(),
                     field: t.field.clone(),
