@@ -206,7 +206,7 @@ fn open_stores(
 async fn delivered_since(store: &Store, l: &DeadLetter) -> bool {
     matches!(
         store.load(&l.entry_key).await,
-        Ok(Some(e)) if e.deliveries.get(&l.step).is_some_and(|d| d.status == "ok")
+        Ok(Some(e)) if e.deliveries.get(&l.step).is_some_and(|d| d.status == crate::state::DeliveryState::Ok)
     )
 }
 
@@ -215,7 +215,10 @@ async fn delivered_since(store: &Store, l: &DeadLetter) -> bool {
 fn record(store: &Store, l: &DeadLetter, sent: &Sent) {
     let d = &sent.delivery;
     let ok = d.step_status == StepStatus::Ok;
-    let status = if ok { "ok" } else { "failed" };
+    let status = match ok {
+        true => crate::state::DeliveryState::Ok,
+        false => crate::state::DeliveryState::Failed,
+    };
     let saved = serde_json::Value::Object(sent.saved.clone());
     store.after(&l.entry_key, &l.step, status, d.status, &saved, d.attempts);
     if ok {

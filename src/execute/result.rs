@@ -81,6 +81,88 @@ impl StepRecord {
     }
 }
 
+/// How an entry ended: the word in reports, the state store and `expect` (`completed`,
+/// `failed`, ...), or an `end:` step's own label.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Walked to the end, or an `end: completed` step.
+    #[default]
+    Completed,
+    /// A delivery failed and nothing handled it (or an `end: failed` step).
+    Failed,
+    /// A request or the trigger could not be rendered.
+    Invalid,
+    /// No consent, or on the `--suppress` list: never contacted.
+    Suppressed,
+    /// The `exit_when` event came first.
+    Exited,
+    /// In the holdout group: counted, never contacted.
+    Holdout,
+    /// Parked in a wait; a later run resumes it.
+    Waiting,
+    /// An earlier run ended this entry.
+    AlreadyDone,
+    /// A failure with `on_failure: stop`, or its host stopped.
+    Stopped,
+    /// The run stopped first; a later run takes it up.
+    Interrupted,
+    /// An `end:` step's own label (`low_risk`).
+    Label(String),
+}
+
+impl Outcome {
+    /// The word reports and the state store use.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Failed => "failed",
+            Outcome::Invalid => "invalid",
+            Outcome::Suppressed => "suppressed",
+            Outcome::Exited => "exited",
+            Outcome::Holdout => "holdout",
+            Outcome::Waiting => "waiting",
+            Outcome::AlreadyDone => "already_done",
+            Outcome::Stopped => "stopped",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Label(label) => label,
+        }
+    }
+
+    /// The outcome an `end:` label (or a stored word) stands for.
+    pub fn from_label(label: &str) -> Outcome {
+        match label {
+            "completed" => Outcome::Completed,
+            "failed" => Outcome::Failed,
+            "invalid" => Outcome::Invalid,
+            "suppressed" => Outcome::Suppressed,
+            "exited" => Outcome::Exited,
+            "holdout" => Outcome::Holdout,
+            "waiting" => Outcome::Waiting,
+            "already_done" => Outcome::AlreadyDone,
+            "stopped" => Outcome::Stopped,
+            "interrupted" => Outcome::Interrupted,
+            other => Outcome::Label(other.to_string()),
+        }
+    }
+
+    /// Failed or invalid: what makes a run exit 1.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Failed | Outcome::Invalid)
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// A failure message to aggregate, and the customer it happened to.
 #[derive(Debug, Clone)]
 pub struct EntryError {
@@ -99,8 +181,8 @@ pub struct EntryResult {
     pub event: Option<String>,
     /// The entry key.
     pub key: String,
-    /// `completed`, `failed`, `invalid`, `suppressed`, `stopped`, or an end label.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: Outcome,
     /// The step indexes walked, in order.
     pub walked: Vec<usize>,
     /// Records of each step walked.
@@ -123,7 +205,7 @@ impl EntryResult {
             customer: customer.to_string(),
             event,
             key,
-            outcome: String::new(),
+            outcome: Outcome::default(),
             walked: vec![],
             steps: vec![],
             error: None,
@@ -135,6 +217,6 @@ impl EntryResult {
 
     /// True when the outcome counts as a failure.
     pub fn is_failure(&self) -> bool {
-        self.outcome == "failed" || self.outcome == "invalid"
+        self.outcome.is_failure()
     }
 }

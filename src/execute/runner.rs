@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::entries::{Candidate, Rejected};
 use super::executor::Executor;
 use super::recorder::{NoRecorder, Recorder};
-use super::result::{EntryError, EntryResult};
+use super::result::{EntryError, EntryResult, Outcome};
 use super::safety::Safety;
 use super::stop::Stop;
 use super::walk::Walk;
@@ -461,7 +461,7 @@ fn stripe(customer: &str) -> usize {
 
 fn rejected(r: Rejected) -> EntryResult {
     let mut out = EntryResult::new(r.journey, &r.customer, r.event, r.key);
-    out.outcome = "invalid".into();
+    out.outcome = Outcome::Invalid;
     out.error = Some(EntryError { message: r.message });
     out
 }

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::execute::result::{EntryResult, StepRecord, StepStatus};
+use crate::execute::result::{EntryResult, Outcome, StepRecord, StepStatus};
 use crate::journey::Journey;
 use crate::journey::plan::StepKind;
 use crate::redact::Redactor;
@@ -46,15 +46,15 @@ pub fn entry(j: &Journey, r: &EntryResult, mocked: bool, redactor: &Redactor) ->
 }
 
 /// Why an entry ended as it did, when the outcome alone does not say.
-fn reason(outcome: &str) -> Option<&'static str> {
+fn reason(outcome: &Outcome) -> Option<&'static str> {
     Some(match outcome {
-        "suppressed" => "no consent for the journey's channel, or on the --suppress list",
-        "holdout" => "in the holdout group: counted, never contacted",
-        "exited" => "the `exit_when` event came first",
-        "already_done" => "an earlier run ended this entry: nothing is sent again",
-        "waiting" => "parked until its wait is due; a later run resumes it",
-        "stopped" => "a failure with `on_failure: stop`, or its host stopped",
-        "interrupted" => "the run stopped first; a later run takes it up",
+        Outcome::Suppressed => "no consent for the journey's channel, or on the --suppress list",
+        Outcome::Holdout => "in the holdout group: counted, never contacted",
+        Outcome::Exited => "the `exit_when` event came first",
+        Outcome::AlreadyDone => "an earlier run ended this entry: nothing is sent again",
+        Outcome::Waiting => "parked until its wait is due; a later run resumes it",
+        Outcome::Stopped => "a failure with `on_failure: stop`, or its host stopped",
+        Outcome::Interrupted => "the run stopped first; a later run takes it up",
         _ => return None,
     })
 }

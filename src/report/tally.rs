@@ -1,7 +1,7 @@
 //! Folds entry results into the report as they arrive, in constant memory per step.
 
 use super::{ErrorGroup, Mode, RunReport, StepStats, Totals};
-use crate::execute::result::{EntryResult, StepStatus};
+use crate::execute::result::{EntryResult, Outcome, StepStatus};
 use crate::journey::Journey;
 
 const MAX_ERRORS: usize = 100;
@@ -86,22 +86,22 @@ impl Tally {
         let t = &mut self.report.totals;
         t.entries += 1;
         t.in_doubt += u64::from(r.in_doubt);
-        match r.outcome.as_str() {
-            "failed" => t.failed += 1,
-            "invalid" => t.invalid += 1,
-            "suppressed" => t.suppressed += 1,
-            "exited" => t.exited += 1,
-            "holdout" => t.holdout += 1,
-            "waiting" => t.waiting += 1,
-            "already_done" => t.already_done += 1,
-            "stopped" => t.stopped += 1,
-            "interrupted" => t.interrupted += 1,
-            _ => t.completed += 1,
+        match r.outcome {
+            Outcome::Failed => t.failed += 1,
+            Outcome::Invalid => t.invalid += 1,
+            Outcome::Suppressed => t.suppressed += 1,
+            Outcome::Exited => t.exited += 1,
+            Outcome::Holdout => t.holdout += 1,
+            Outcome::Waiting => t.waiting += 1,
+            Outcome::AlreadyDone => t.already_done += 1,
+            Outcome::Stopped => t.stopped += 1,
+            Outcome::Interrupted => t.interrupted += 1,
+            Outcome::Completed | Outcome::Label(_) => t.completed += 1,
         }
-        match t.labels.get_mut(&r.outcome) {
+        match t.labels.get_mut(r.outcome.as_str()) {
             Some(n) => *n += 1,
             None => {
-                t.labels.insert(r.outcome.clone(), 1);
+                t.labels.insert(r.outcome.as_str().to_string(), 1);
             }
         }
     }
@@ -109,7 +109,7 @@ impl Tally {
     /// A failed or invalid entry counts against the step it ended at, or its journey when it
     /// ended before any step.
     fn count_where_it_ended(&mut self, r: &EntryResult) {
-        if !matches!(r.outcome.as_str(), "failed" | "invalid") {
+        if !r.outcome.is_failure() {
             return;
         }
         match r.walked.last().and_then(|&si| self.row(r.journey, si)) {
@@ -141,8 +141,8 @@ impl Tally {
             if let Some(row) = self.row(j, si) {
                 let st = &mut self.report.steps[row];
                 st.entered += 1;
-                let stopped_here =
-                    Some(si) == last && (r.outcome == "invalid" || r.outcome == "interrupted");
+                let stopped_here = Some(si) == last
+                    && matches!(r.outcome, Outcome::Invalid | Outcome::Interrupted);
                 if st.kind != "webhook" && !stopped_here {
                     st.ok += 1;
                 }

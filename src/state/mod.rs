@@ -89,11 +89,47 @@ pub struct StoredEntry {
     pub deliveries: HashMap<String, StoredDelivery>,
 }
 
+/// Where a stored delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Recorded before its first attempt, outcome unknown: in doubt after a crash.
+    Pending,
+    /// Delivered.
+    Ok,
+    /// Failed after its retries.
+    Failed,
+    /// Put off by the partner (`Retry-After` past `max_backoff`) or the run's stop.
+    Deferred,
+}
+
+impl DeliveryState {
+    /// The word the store keeps.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Ok => "ok",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Deferred => "deferred",
+        }
+    }
+
+    /// The state a stored word stands for (an unknown word reads as failed: sent again only
+    /// with `--retry-failed`).
+    pub fn parse(word: &str) -> DeliveryState {
+        match word {
+            "pending" => DeliveryState::Pending,
+            "ok" => DeliveryState::Ok,
+            "deferred" => DeliveryState::Deferred,
+            _ => DeliveryState::Failed,
+        }
+    }
+}
+
 /// A delivery as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredDelivery {
-    /// `pending` (recorded, outcome unknown), `ok`, `failed` or `deferred`.
-    pub status: String,
+    /// Where it stands.
+    pub status: DeliveryState,
     /// The last HTTP status.
     pub http_status: Option<u16>,
     /// What the step saved, to walk on with.
@@ -422,7 +458,7 @@ impl Store {
         &self,
         entry: &str,
         step: &str,
-        status: &str,
+        status: DeliveryState,
         http_status: Option<u16>,
         saved: &serde_json::Value,
         attempts: u32,
@@ -431,7 +467,7 @@ impl Store {
         self.send(Msg::Write(Write::After {
             entry: entry.into(),
             step: step.into(),
-            status: status.into(),
+            status: status.as_str().into(),
             http_status,
             saved,
             attempts,
@@ -587,8 +623,8 @@ mod tests {
             .expect("the batch reached the writer")
             .unwrap();
         let stored = store.load("j:c1").await.unwrap().unwrap();
-        assert_eq!(stored.deliveries["a"].status, "pending");
-        assert_eq!(stored.deliveries["b"].status, "pending");
+        assert_eq!(stored.deliveries["a"].status, DeliveryState::Pending);
+        assert_eq!(stored.deliveries["b"].status, DeliveryState::Pending);
     }
 
     #[tokio::test(flavor = "current_thread")]

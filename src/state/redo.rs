@@ -377,9 +377,16 @@ mod tests {
         assert!(store.knows("j:c1"), "a re-run finds the entry");
         let stored = store.load("j:c1").await.unwrap().expect("the entry");
         assert!(matches!(stored.status, EntryStatus::Active));
-        assert_eq!(stored.deliveries["a"].status, "ok");
+        assert_eq!(
+            stored.deliveries["a"].status,
+            crate::state::DeliveryState::Ok
+        );
         assert_eq!(stored.deliveries["a"].saved["code"], "A1");
-        assert_eq!(stored.deliveries["b"].status, "pending", "in doubt");
+        assert_eq!(
+            stored.deliveries["b"].status,
+            crate::state::DeliveryState::Pending,
+            "in doubt"
+        );
         assert_eq!(stored.deliveries.len(), 2, "the torn line is skipped");
         let parked = store.load("j:c2").await.unwrap().expect("the parked entry");
         assert!(matches!(parked.status, EntryStatus::Waiting));
@@ -398,7 +405,14 @@ mod tests {
         let path = dir.path().join("s.sqlite");
         let store = Store::open(&crate::state::StorePath::Given(path.clone())).unwrap();
         store.before(&pending_a()).await.unwrap();
-        store.after("j:c1", "a", "ok", Some(200), &serde_json::json!({}), 1);
+        store.after(
+            "j:c1",
+            "a",
+            crate::state::DeliveryState::Ok,
+            Some(200),
+            &serde_json::json!({}),
+            1,
+        );
         store.flush().await.unwrap();
         store.close();
         drop(store);

@@ -277,7 +277,7 @@ fn deliveries(tx: &Connection, key: &str) -> rusqlite::Result<HashMap<String, St
         Ok((
             r.get::<_, String>(0)?,
             StoredDelivery {
-                status: r.get(1)?,
+                status: super::DeliveryState::parse(&r.get::<_, String>(1)?),
                 http_status: r.get(2)?,
                 saved,
             },

@@ -12,7 +12,7 @@ use super::entries::Entry;
 use super::executor::Executor;
 use super::recorder::DeadLetter;
 use super::request::{self, Ids, Request};
-use super::result::{EntryError, EntryResult, StepRecord, StepStatus};
+use super::result::{EntryError, EntryResult, Outcome, StepRecord, StepStatus};
 use super::runner::RunSettings;
 use crate::fixture::Customer;
 use crate::identity;
@@ -45,7 +45,7 @@ pub struct Walk<'a, E> {
 /// Where the walk goes after a step.
 enum Next {
     Step(Option<usize>),
-    End(String),
+    End(Outcome),
 }
 
 impl<'a, E: Executor> Walk<'a, E> {
@@ -132,14 +132,14 @@ impl<'a, E: Executor> Walk<'a, E> {
 
     /// Ends the entry before anything is rendered: the customer is on the suppression list.
     pub fn suppressed(mut self) -> EntryResult {
-        self.result.outcome = "suppressed".into();
+        self.result.outcome = Outcome::Suppressed;
         self.result.why = Some("on the --suppress list".into());
         self.result
     }
 
     /// Ends the entry without walking it (its key was already taken).
     pub fn already_done(mut self) -> EntryResult {
-        self.result.outcome = "already_done".into();
+        self.result.outcome = Outcome::AlreadyDone;
         self.result
     }
 
@@ -147,13 +147,13 @@ impl<'a, E: Executor> Walk<'a, E> {
     /// both are done.
     pub async fn run(mut self) -> EntryResult {
         if self.in_holdout() {
-            self.result.outcome = "holdout".into();
+            self.result.outcome = Outcome::Holdout;
             self.persist("holdout");
             return self.result;
         }
         if self.kept_out() {
             // A stored entry whose customer has since withdrawn consent ends here.
-            self.result.outcome = "suppressed".into();
+            self.result.outcome = Outcome::Suppressed;
             let channel = self.j.consent.as_deref().unwrap_or_default();
             self.result.why = Some(format!("no consent: `consent.{channel}` is not true"));
             self.persist("suppressed");
@@ -189,15 +189,15 @@ impl<'a, E: Executor> Walk<'a, E> {
     }
 
     /// The steps, in order; the outcome label, or the step and error that made the entry invalid.
-    async fn walk(&mut self) -> Result<String, (String, RenderError)> {
+    async fn walk(&mut self) -> Result<Outcome, (String, RenderError)> {
         let mut at = (self.start < self.j.steps.len()).then_some(self.start);
         let result = loop {
             let Some(i) = at else {
-                break Ok("completed".to_string());
+                break Ok(Outcome::Completed);
             };
             let step = &self.j.steps[i];
             match self.converted() {
-                Ok(true) => break Ok("exited".to_string()),
+                Ok(true) => break Ok(Outcome::Exited),
                 Ok(false) => {}
                 Err(e) => break Err((step.id.clone(), e)),
             }
@@ -214,7 +214,7 @@ impl<'a, E: Executor> Walk<'a, E> {
 
     fn invalid(mut self, step: Option<&str>, e: RenderError) -> EntryResult {
         let at = step.map(|s| format!(", step `{s}`")).unwrap_or_default();
-        self.result.outcome = "invalid".into();
+        self.result.outcome = Outcome::Invalid;
         self.result.error = Some(EntryError {
             message: format!(
                 "{}: journey `{}`{at}, `{}`: {}",
@@ -249,7 +249,7 @@ impl<'a, E: Executor> Walk<'a, E> {
                 Ok(Next::Step(target.or(step.next)))
             }
             StepKind::Wait(d) => Ok(self.wait(step, *d)),
-            StepKind::End(label) => Ok(Next::End(label.clone())),
+            StepKind::End(label) => Ok(Next::End(Outcome::from_label(label))),
         }
     }
 
@@ -315,12 +315,12 @@ impl<'a, E: Executor> Walk<'a, E> {
             return Ok(Err(Next::Step(step.next)));
         };
         if self.settings.stop.is_set() {
-            return Ok(Err(Next::End("interrupted".into())));
+            return Ok(Err(Next::End(Outcome::Interrupted)));
         }
         Ok(match self.guard(i, step, &req).await {
             state::Guard::Send => Ok(req),
             state::Guard::Delivered => Err(Next::Step(step.next)),
-            state::Guard::Stop => Err(Next::End("interrupted".into())),
+            state::Guard::Stop => Err(Next::End(Outcome::Interrupted)),
         })
     }
 
@@ -356,7 +356,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         let failed = d.step_status == StepStatus::Failed;
         if failed && d.deferred && self.settings.state.is_some() {
             self.record(i, d.step_status, d, Some(req));
-            return Ok(Next::End("waiting".into()));
+            return Ok(Next::End(Outcome::Waiting));
         }
         if failed && step.on_failure == OnFailure::Fail {
             self.dead_letter(step, &d, &self.ctx);
@@ -369,9 +369,9 @@ impl<'a, E: Executor> Walk<'a, E> {
             return Ok(Next::Step(step.next));
         }
         Ok(match step.on_failure {
-            OnFailure::Fail => Next::End("failed".into()),
+            OnFailure::Fail => Next::End(Outcome::Failed),
             OnFailure::Continue => Next::Step(step.next),
-            OnFailure::Stop => Next::End("stopped".into()),
+            OnFailure::Stop => Next::End(Outcome::Stopped),
             OnFailure::Goto(t) => Next::Step(Some(t)),
         })
     }

@@ -6,10 +6,12 @@ use super::{Next, Walk, step_value};
 use crate::execute::deliver::Delivery;
 use crate::execute::executor::Executor;
 use crate::execute::request::Request;
+use crate::execute::result::Outcome;
 use crate::execute::result::{EntryError, EntryResult, StepStatus};
 use crate::identity;
 use crate::journey::plan::StepPlan;
 use crate::render::value_of;
+use crate::state::DeliveryState;
 use crate::state::Snapshot;
 use crate::state::StoredEntry;
 
@@ -54,13 +56,13 @@ impl<'a, E: Executor> Walk<'a, E> {
 
     /// A parked entry that is not due yet.
     pub fn still_waiting(mut self) -> EntryResult {
-        self.result.outcome = "waiting".into();
+        self.result.outcome = Outcome::Waiting;
         self.result
     }
 
     /// The store failed before the entry could start.
     pub fn interrupted(mut self, why: &str) -> EntryResult {
-        self.result.outcome = "interrupted".into();
+        self.result.outcome = Outcome::Interrupted;
         self.result.error = Some(EntryError {
             message: format!("state store: {why}"),
         });
@@ -72,12 +74,8 @@ impl<'a, E: Executor> Walk<'a, E> {
         let Some(store) = self.settings.state.clone() else {
             return Guard::Send;
         };
-        match self
-            .stored
-            .get(&step.id)
-            .map(|d| (d.status.clone(), d.clone()))
-        {
-            Some((status, d)) if status == "ok" => {
+        match self.stored.get(&step.id).map(|d| (d.status, d.clone())) {
+            Some((DeliveryState::Ok, d)) => {
                 for (k, v) in &d.saved {
                     self.ctx.saved.insert(k.clone(), value_of(v));
                 }
@@ -95,7 +93,7 @@ impl<'a, E: Executor> Walk<'a, E> {
                 );
                 return Guard::Delivered;
             }
-            Some((status, _)) if status == "pending" => self.result.in_doubt = true,
+            Some((DeliveryState::Pending, _)) => self.result.in_doubt = true,
             _ => {}
         }
         match store
@@ -125,9 +123,11 @@ impl<'a, E: Executor> Walk<'a, E> {
             return;
         };
         let status = match d.step_status {
-            _ if d.deferred => "deferred",
-            StepStatus::Ok | StepStatus::Assumed | StepStatus::Delivered => "ok",
-            StepStatus::Failed | StepStatus::Suppressed | StepStatus::Capped => "failed",
+            _ if d.deferred => DeliveryState::Deferred,
+            StepStatus::Ok | StepStatus::Assumed | StepStatus::Delivered => DeliveryState::Ok,
+            StepStatus::Failed | StepStatus::Suppressed | StepStatus::Capped => {
+                DeliveryState::Failed
+            }
         };
         let saved: serde_json::Map<String, serde_json::Value> = step
             .save
@@ -180,7 +180,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         if let Some(store) = self.settings.state.as_ref().filter(|_| parks) {
             let next = step.next.unwrap_or(self.j.steps.len());
             store.park(&self.row(), next, self.ctx.now, &self.snapshot(&self.ctx));
-            return Next::End("waiting".into());
+            return Next::End(Outcome::Waiting);
         }
         Next::Step(step.next)
     }
@@ -254,7 +254,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         let parks = !self.settings.fast_forward && opens > self.settings.now;
         if let Some(store) = self.settings.state.as_ref().filter(|_| parks) {
             store.park(&self.row(), i, opens, &self.snapshot(&self.ctx));
-            return Ok(Some(Next::End("waiting".into())));
+            return Ok(Some(Next::End(Outcome::Waiting)));
         }
         self.ctx.now = opens;
         Ok(None)

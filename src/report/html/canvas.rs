@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::execute::result::{EntryResult, StepStatus};
+use crate::execute::result::{EntryResult, Outcome, StepStatus};
 use crate::graph::svg::Counts;
 use crate::graph::{Edge, To};
 use crate::journey::Journey;
@@ -43,7 +43,7 @@ impl Canvas {
     pub fn add(&mut self, j: &Journey, r: &EntryResult) {
         self.entries += 1;
         let Some(&first) = r.walked.first() else {
-            *self.before.entry(r.outcome.clone()).or_default() += 1;
+            *self.before.entry(r.outcome.to_string()).or_default() += 1;
             return;
         };
         self.started += u64::from(first == 0);
@@ -52,16 +52,16 @@ impl Canvas {
             self.take(pair[0], To::Step(pair[1]), failed);
         }
         let last = *r.walked.last().unwrap_or(&first);
-        if r.outcome == "invalid" {
+        if r.outcome == Outcome::Invalid {
             self.invalid[last] += 1;
         }
         if matches!(j.steps[last].kind, StepKind::End(_)) {
             return;
         }
-        let ending = match r.outcome.as_str() {
-            "failed" => To::Failed,
-            "stopped" => To::Stopped,
-            "completed" => To::Completed,
+        let ending = match r.outcome {
+            Outcome::Failed => To::Failed,
+            Outcome::Stopped => To::Stopped,
+            Outcome::Completed => To::Completed,
             _ => return,
         };
         self.take(last, ending, failed_at(r, last));

@@ -35,11 +35,11 @@ pub fn detail(s: &Scope<'_>, r: &EntryResult) -> String {
         esc(&r.customer),
         esc(&j.name),
         esc(&steps.join(" ")),
-        esc(&r.outcome),
+        esc(r.outcome.as_str()),
         esc(&r.customer),
         esc(&j.name),
         if bad { "✗ " } else { "" },
-        esc(&r.outcome),
+        esc(r.outcome.as_str()),
     );
     let path = crate::report::paths::entry(j, r, s.mocked, s.redactor);
     let _ = write!(out, r#"<pre class="path">{}</pre>"#, esc(path.trim_end()));
