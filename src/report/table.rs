@@ -260,17 +260,8 @@ fn left_line(left: &super::Left) -> String {
 }
 
 fn is_standard(label: &str) -> bool {
-    matches!(
-        label,
-        "completed"
-            | "failed"
-            | "invalid"
-            | "suppressed"
-            | "exited"
-            | "holdout"
-            | "waiting"
-            | "already_done"
-            | "stopped"
-            | "interrupted"
+    !matches!(
+        crate::execute::result::Outcome::from_label(label),
+        crate::execute::result::Outcome::Label(_)
     )
 }

@@ -148,7 +148,7 @@ impl<'a, E: Executor> Walk<'a, E> {
     pub async fn run(mut self) -> EntryResult {
         if self.in_holdout() {
             self.result.outcome = Outcome::Holdout;
-            self.persist("holdout");
+            self.persist(&Outcome::Holdout);
             return self.result;
         }
         if self.kept_out() {
@@ -156,7 +156,7 @@ impl<'a, E: Executor> Walk<'a, E> {
             self.result.outcome = Outcome::Suppressed;
             let channel = self.j.consent.as_deref().unwrap_or_default();
             self.result.why = Some(format!("no consent: `consent.{channel}` is not true"));
-            self.persist("suppressed");
+            self.persist(&Outcome::Suppressed);
             return self.result;
         }
         let has_async = self
@@ -175,8 +175,8 @@ impl<'a, E: Executor> Walk<'a, E> {
             self.walk().await
         };
         let outcome = match &walked {
-            Ok(outcome) => outcome.as_str(),
-            Err(_) => "invalid",
+            Ok(outcome) => outcome,
+            Err(_) => &Outcome::Invalid,
         };
         self.persist(outcome);
         match walked {

@@ -152,14 +152,13 @@ impl<'a, E: Executor> Walk<'a, E> {
     /// Ends the entry in the store; waiting and interrupted entries stay open. An invalid entry
     /// ends failed (outcome `invalid`): it is not entered again, and `--retry-failed` walks it
     /// again once its data is fixed.
-    pub(super) fn persist(&self, outcome: &str) {
+    pub(super) fn persist(&self, outcome: &Outcome) {
         let Some(store) = &self.settings.state else {
             return;
         };
         match outcome {
-            "waiting" | "interrupted" => {}
-            "failed" | "invalid" => store.end(&self.row(), true, outcome),
-            _ => store.end(&self.row(), false, outcome),
+            Outcome::Waiting | Outcome::Interrupted => {}
+            o => store.end(&self.row(), o.is_failure(), o.as_str()),
         }
     }
 
