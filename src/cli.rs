@@ -89,6 +89,9 @@ pub struct ValidateArgs {
     /// Treat warnings (unreachable steps) as errors.
     #[arg(long)]
     pub strict: bool,
+    /// The delimiter of CSV fixtures, as `run` reads them: one character, or `\t` (or `tab`).
+    #[arg(long, default_value = ",", value_parser = parse_delimiter)]
+    pub csv_delimiter: u8,
 }
 
 /// Flags shared by `run` and `test`.

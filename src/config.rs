@@ -55,6 +55,8 @@ pub struct ValidateConfig {
     pub fixtures: Vec<PathBuf>,
     /// Warnings are errors.
     pub strict: bool,
+    /// How CSV fixtures are read (`--csv-delimiter`), as `run` reads them.
+    pub csv_delimiter: u8,
     /// Environment variables.
     pub env: HashMap<String, String>,
     /// The clock.
@@ -169,6 +171,7 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
             journeys: a.journeys,
             fixtures: a.fixtures,
             strict: a.strict,
+            csv_delimiter: a.csv_delimiter,
             env: ctx.vars.clone(),
             now: Utc::now(),
         })),

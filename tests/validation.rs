@@ -411,3 +411,38 @@ fn every_unknown_key_of_every_file_is_reported_in_one_run() {
         assert!(out.stderr.contains(said), "{said}\n{}", out.stderr);
     }
 }
+
+#[test]
+fn validate_reads_a_csv_that_run_reads_with_its_delimiter() {
+    let t = Test::new();
+    t.file(
+        "j.yaml",
+        "journey: j\ntrigger: { segment: \"customer.attributes.plan == 'trial'\" }\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/hook\", body: { who: \"{{ customer.id }}\", plan: \"{{ customer.attributes.plan }}\" } }\n",
+    );
+    t.file("c.csv", "id;attributes.plan\nc1;trial\nc2;paid\n");
+    let run = t.run(&[
+        "run",
+        "--dry-run",
+        "j.yaml",
+        "--fixtures",
+        "c.csv",
+        "--csv-delimiter",
+        ";",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let out = t.run(&[
+        "validate",
+        "j.yaml",
+        "--fixtures",
+        "c.csv",
+        "--csv-delimiter",
+        ";",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("ok: 1 journey(s) valid, 1 entries rendered"),
+        "{}",
+        out.all()
+    );
+}

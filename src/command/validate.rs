@@ -43,7 +43,9 @@ pub async fn validate(c: ValidateConfig) -> anyhow::Result<Exit> {
         &fixtures,
         &env,
         c.now,
-        Default::default(),
+        crate::fixture::stream::Options {
+            delimiter: c.csv_delimiter,
+        },
         &tonight,
     );
     let mut tally = Tally::new(&journeys, Mode::DryRun, String::new(), String::new());
