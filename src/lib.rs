@@ -9,6 +9,7 @@ pub mod clock;
 pub mod command;
 pub mod config;
 pub mod context;
+pub mod error;
 pub mod execute;
 pub mod exit;
 pub mod expect;

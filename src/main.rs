@@ -20,6 +20,7 @@ fn main() {
     std::process::exit(code.code());
 }
 
+/// Runs the command; an error is printed here, once.
 fn run(config: config::Config) -> Exit {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -33,16 +34,10 @@ fn run(config: config::Config) -> Exit {
     };
     match runtime.block_on(command::execute(config)) {
         Ok(code) => code,
-        Err(e) if is_broken_pipe(&e) => Exit::Ok,
+        Err(e) if e.is_broken_pipe() => Exit::Ok,
         Err(e) => {
-            output::stderr(&format!("error: {e:#}"));
-            Exit::Internal
+            e.lines().iter().for_each(|l| output::stderr(l));
+            e.exit()
         }
     }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }

@@ -3,14 +3,12 @@
 use std::path::Path;
 
 use crate::cli::GraphFormat;
+use crate::error::Result;
 use crate::exit::Exit;
 
 /// Prints the graph of one journey file.
-pub fn graph(path: &Path, format: GraphFormat) -> anyhow::Result<Exit> {
-    let journeys = match super::load_journeys(&[path.to_path_buf()], false) {
-        Ok(j) => j,
-        Err(code) => return Ok(code),
-    };
+pub fn graph(path: &Path, format: GraphFormat) -> Result<Exit> {
+    let journeys = super::load_journeys(&[path.to_path_buf()], false)?;
     for j in &journeys {
         let text = match format {
             GraphFormat::Mermaid => crate::graph::mermaid(j),

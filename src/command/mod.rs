@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::error::{Error, Result};
 use crate::exit::Exit;
 use crate::journey::{self, Journey};
 use crate::output;
@@ -17,7 +18,7 @@ use crate::redact::Redactor;
 use crate::render::EnvVars;
 
 /// Runs one command.
-pub async fn execute(config: Config) -> anyhow::Result<Exit> {
+pub async fn execute(config: Config) -> Result<Exit> {
     match config {
         Config::Validate(c) => validate::validate(c).await,
         Config::Run(c) => run::run(*c).await,
@@ -45,21 +46,15 @@ pub async fn execute(config: Config) -> anyhow::Result<Exit> {
     }
 }
 
-/// Loads journeys, printing warnings; `Err(Exit::Usage)` after printing every error.
-pub fn load_journeys(paths: &[std::path::PathBuf], strict: bool) -> Result<Vec<Journey>, Exit> {
+/// Loads journeys, printing warnings; every error of every file is one usage error.
+pub fn load_journeys(paths: &[std::path::PathBuf], strict: bool) -> Result<Vec<Journey>> {
     let loaded = journey::load(paths, strict);
     for w in &loaded.warnings {
         output::stderr(w);
     }
     if !loaded.errors.is_empty() {
-        for e in &loaded.errors {
-            output::stderr(&format!("error: {e}"));
-        }
-        output::stderr(&format!(
-            "{} error(s); nothing was run",
-            loaded.errors.len()
-        ));
-        return Err(Exit::Usage);
+        let closing = format!("{} error(s); nothing was run", loaded.errors.len());
+        return Err(Error::usage_all(loaded.errors, closing));
     }
     Ok(loaded.journeys)
 }
@@ -128,28 +123,22 @@ async fn listen(
     secrets: Vec<String>,
     respond: Option<std::path::PathBuf>,
     record: Option<std::path::PathBuf>,
-) -> anyhow::Result<Exit> {
-    let responder = match respond
+) -> Result<Exit> {
+    let responder = respond
         .as_deref()
         .map(crate::listen::respond::Responder::load)
         .transpose()
-    {
-        Ok(r) => r.unwrap_or_default(),
-        Err(e) => {
-            output::stderr(&format!("error: {e}"));
-            return Ok(Exit::Usage);
-        }
-    };
+        .map_err(|e| Error::usage(e.to_string()))?
+        .unwrap_or_default();
     let record = record.as_deref().map(output::append_private).transpose()?;
     let listener = crate::listen::Listener {
         secrets,
         responder,
         record,
     };
-    if let Err(e) = crate::listen::serve(port, listener).await {
-        output::stderr(&format!("error: cannot listen on 127.0.0.1:{port}: {e}"));
-        return Ok(Exit::Usage);
-    }
+    crate::listen::serve(port, listener)
+        .await
+        .map_err(|e| Error::usage(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
     Ok(Exit::Ok)
 }
 
@@ -161,13 +150,13 @@ pub fn journey_schema() -> String {
     text
 }
 
-fn print(text: &str) -> anyhow::Result<Exit> {
+fn print(text: &str) -> Result<Exit> {
     output::stdout(text.as_bytes())?;
     Ok(Exit::Ok)
 }
 
 /// `journey state show|prune`; a store that cannot be read is exit 3, a held lock 75.
-fn state(path: &std::path::Path, prune: Option<std::time::Duration>) -> anyhow::Result<Exit> {
+fn state(path: &std::path::Path, prune: Option<std::time::Duration>) -> Result<Exit> {
     use crate::state::show;
     let result = match prune {
         None => show::show(path),
@@ -180,21 +169,5 @@ fn state(path: &std::path::Path, prune: Option<std::time::Duration>) -> anyhow::
             format!("pruned {e} ended entries and {d} deliveries{reuse}\n")
         }),
     };
-    match result {
-        Ok(text) => print(&text),
-        Err(e) => {
-            output::stderr(&format!("error: {e}"));
-            Ok(store_exit(&e))
-        }
-    }
-}
-
-/// The exit code of a store that cannot be used: held (75), misnamed (2), unusable (3).
-fn store_exit(e: &crate::state::StoreError) -> Exit {
-    use crate::state::StoreError;
-    match e {
-        StoreError::Locked { .. } => Exit::Locked,
-        StoreError::BadPath { .. } => Exit::Usage,
-        StoreError::Unusable { .. } => Exit::State,
-    }
+    print(&result?)
 }

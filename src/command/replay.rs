@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::ReplayConfig;
+use crate::error::Error;
 use crate::execute::deliver::Deliverer;
 use crate::execute::deliver::Delivery;
 use crate::execute::http::Http;
@@ -29,28 +30,16 @@ struct Line {
 }
 
 /// Replays every letter of the file.
-pub async fn replay(c: ReplayConfig) -> anyhow::Result<Exit> {
-    let lines = match read(&c.file) {
-        Ok(l) => l,
-        Err(e) => {
-            output::stderr(&format!("error: {e}"));
-            return Ok(Exit::Usage);
-        }
-    };
+pub async fn replay(c: ReplayConfig) -> Result<Exit, Error> {
+    let lines = read(&c.file).map_err(|e| Error::usage(e.to_string()))?;
     let files: Vec<PathBuf> = lines
         .iter()
         .map(|l| PathBuf::from(&l.letter.journey_file))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let journeys = match super::load_journeys(&files, false) {
-        Ok(j) => j,
-        Err(code) => return Ok(code),
-    };
-    let (env, redactor) = match super::send::real_env(&journeys, &c.env) {
-        Ok(e) => e,
-        Err(code) => return Ok(code),
-    };
+    let journeys = super::load_journeys(&files, false)?;
+    let (env, redactor) = super::send::real_env(&journeys, &c.env)?;
     let http = Http::new(8);
     let safety = Safety {
         allow_insecure_http: c.allow_insecure_http,
@@ -64,10 +53,7 @@ pub async fn replay(c: ReplayConfig) -> anyhow::Result<Exit> {
     let vault = super::vault(&journeys, &c.env);
     // Opened before anything is sent: a store another run holds (75) or cannot use (3) stops
     // the replay, which would otherwise send what the store would not know of.
-    let stores = match open_stores(&lines, &vault) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    let stores = open_stores(&lines, &vault)?;
     let replayer = Replayer {
         journeys: &journeys,
         env: &env,
@@ -182,7 +168,7 @@ impl Sent {
 fn open_stores(
     lines: &[Line],
     vault: &crate::redact::Vault,
-) -> Result<BTreeMap<String, Store>, Exit> {
+) -> Result<BTreeMap<String, Store>, Error> {
     let mut stores = BTreeMap::new();
     for path in lines.iter().filter_map(|l| l.letter.state.clone()) {
         if stores.contains_key(&path) {
@@ -193,8 +179,14 @@ fn open_stores(
                 stores.insert(path, store.with_vault(vault.clone()));
             }
             Err(e) => {
-                output::stderr(&format!("error: {e}; nothing was sent"));
-                return Err(super::store_exit(&e));
+                return Err(match Error::from(e) {
+                    Error::Usage { lines, .. } => {
+                        Error::usage(format!("{}; nothing was sent", lines.join("; ")))
+                    }
+                    Error::State(why) => Error::State(format!("{why}; nothing was sent")),
+                    Error::Locked(why) => Error::Locked(format!("{why}; nothing was sent")),
+                    other => other,
+                });
             }
         }
     }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::cli::{Output, Show};
 use crate::config::RunConfig;
+use crate::error::{Error, Result};
 use crate::execute::dry_run::DryRun;
 use crate::execute::entries::{self, Candidates};
 use crate::execute::executor::Executor;
@@ -18,16 +19,10 @@ use crate::render::EnvVars;
 use crate::report::ndjson::NdjsonRecorder;
 use crate::report::{self, Mode, RunReport, Tally};
 
-/// Prints fixture errors and returns the usage exit code.
-pub fn fixture_errors(errors: &[String]) -> Exit {
-    for e in errors {
-        output::stderr(&format!("error: {e}"));
-    }
-    output::stderr(&format!(
-        "{} error(s) in fixtures; nothing was run",
-        errors.len()
-    ));
-    Exit::Usage
+/// Fixture errors, as one usage error.
+pub fn fixture_errors(errors: Vec<String>) -> Error {
+    let closing = format!("{} error(s) in fixtures; nothing was run", errors.len());
+    Error::usage_all(errors, closing)
 }
 
 /// Prints aggregated errors (and, unless `quiet`, warnings) to stderr: one line per distinct message.
@@ -110,23 +105,15 @@ pub struct Batch<'a> {
 }
 
 /// Runs a dry-run, a real run or a test.
-pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
-    let journeys = match super::load_journeys(&c.journeys, false) {
-        Ok(j) => j,
-        Err(code) => return Ok(code),
-    };
-    if let Some(real) = &c.real
-        && let Err(code) = super::send::check_waits(&journeys, real)
-    {
-        return Ok(code);
+pub async fn run(c: RunConfig) -> Result<Exit> {
+    let journeys = super::load_journeys(&c.journeys, false)?;
+    if let Some(real) = &c.real {
+        super::send::check_waits(&journeys, real)?;
     }
-    let fixtures = match crate::fixture::load(&c.fixtures) {
-        Ok(f) => Arc::new(f),
-        Err(errors) => return Ok(fixture_errors(&errors)),
-    };
+    let fixtures = Arc::new(crate::fixture::load(&c.fixtures).map_err(fixture_errors)?);
     let unknown = crate::expect::unknown_references(&fixtures, &journeys);
     if c.mode != Mode::Run && !unknown.errors.is_empty() {
-        return Ok(fixture_errors(&unknown.errors));
+        return Err(fixture_errors(unknown.errors));
     }
     if c.mode != Mode::Run && !c.quiet {
         unknown
@@ -135,17 +122,16 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
             .for_each(|w| output::stderr(&format!("warning: {w}")));
     }
     if c.mode == Mode::Test && fixtures.expects.is_empty() {
-        output::stderr(
-            "error: the fixtures hold no `expect`: `journey test` has nothing to check (use `journey run --dry-run` to just run)",
-        );
-        return Ok(Exit::Usage);
+        return Err(Error::usage(
+            "the fixtures hold no `expect`: `journey test` has nothing to check (use `journey run --dry-run` to just run)",
+        ));
     }
     let (env, redactor, notice) = match &c.real {
         None => super::placeholder_env(&journeys, &c.env),
-        Some(_) => match super::send::real_env(&journeys, &c.env) {
-            Ok((env, redactor)) => (env, redactor, None),
-            Err(code) => return Ok(code),
-        },
+        Some(_) => {
+            let (env, redactor) = super::send::real_env(&journeys, &c.env)?;
+            (env, redactor, None)
+        }
     };
     if let Some(n) = &notice
         && !c.quiet
@@ -155,10 +141,7 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
     let names = journeys.iter().flat_map(|j| j.secret_names.iter().cloned());
     let env_names = journeys.iter().flat_map(|j| j.env_names.iter().cloned());
     let refs = report::curl::SecretRefs::new(names, env_names, &c.env);
-    let suppress = match suppressions(&c) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    let suppress = suppressions(&c)?;
     let options = crate::fixture::stream::Options {
         delimiter: c.csv_delimiter,
     };
@@ -207,11 +190,7 @@ pub async fn run(c: RunConfig) -> anyhow::Result<Exit> {
 }
 
 /// Walks every entry with the dry-run executor and computes the exit code.
-async fn dry_run(
-    batch: &Batch<'_>,
-    list: Candidates<'_>,
-    total: Option<usize>,
-) -> anyhow::Result<Exit> {
+async fn dry_run(batch: &Batch<'_>, list: Candidates<'_>, total: Option<usize>) -> Result<Exit> {
     let c = batch.c;
     let mut settings = RunSettings::dry(
         c.now,
@@ -251,20 +230,15 @@ async fn dry_run(
     finish(batch, &report)
 }
 
-/// `--suppress`, loaded; the usage exit code (said on stderr) when the file cannot be read.
-fn suppressions(c: &RunConfig) -> Result<Arc<crate::suppress::Suppressions>, Exit> {
-    match c
+/// `--suppress`, loaded; a file that cannot be read is a usage error.
+fn suppressions(c: &RunConfig) -> Result<Arc<crate::suppress::Suppressions>> {
+    let loaded = c
         .suppress
         .as_deref()
         .map(crate::suppress::Suppressions::load)
         .transpose()
-    {
-        Ok(s) => Ok(Arc::new(s.unwrap_or_default())),
-        Err(e) => {
-            output::stderr(&format!("error: {e}"));
-            Err(Exit::Usage)
-        }
-    }
+        .map_err(|e| Error::usage(e.to_string()))?;
+    Ok(Arc::new(loaded.unwrap_or_default()))
 }
 
 impl Batch<'_> {
@@ -476,7 +450,7 @@ fn run_id(c: &RunConfig) -> String {
 }
 
 /// Writes the report files, prints the summary, and computes the exit code.
-pub fn finish(batch: &Batch<'_>, report: &RunReport) -> anyhow::Result<Exit> {
+pub fn finish(batch: &Batch<'_>, report: &RunReport) -> Result<Exit> {
     let (c, journeys) = (batch.c, batch.journeys);
     if let Some(path) = &c.report {
         output::private_file(path, &report::json::render(report))?;

@@ -8,6 +8,7 @@ use minijinja::context;
 
 use super::run::{Batch, finish};
 use crate::config::RealConfig;
+use crate::error::Error;
 use crate::execute::entries::Candidates;
 use crate::execute::entries::resumed;
 use crate::execute::http::Http;
@@ -29,7 +30,7 @@ use crate::report::{Left, RunReport};
 use crate::state::Store;
 
 /// A wait parks the entry in the state store; without one, only `--fast-forward` can run it.
-pub fn check_waits(journeys: &[Journey], real: &RealConfig) -> Result<(), Exit> {
+pub fn check_waits(journeys: &[Journey], real: &RealConfig) -> Result<(), Error> {
     if real.fast_forward || real.state.is_some() {
         return Ok(());
     }
@@ -40,11 +41,10 @@ pub fn check_waits(journeys: &[Journey], real: &RealConfig) -> Result<(), Exit> 
                 || (j.send_window.is_some() && matches!(s.kind, StepKind::Webhook(_)))
         };
         if let Some(s) = j.steps.iter().find(holds) {
-            output::stderr(&format!(
-                "error: journey `{}` waits at step `{}` (a wait or a send window): a real run parks such entries in the state store, and this one runs with --no-state; drop --no-state, or pass --fast-forward to count waits as elapsed",
+            return Err(Error::usage(format!(
+                "journey `{}` waits at step `{}` (a wait or a send window): a real run parks such entries in the state store, and this one runs with --no-state; drop --no-state, or pass --fast-forward to count waits as elapsed",
                 j.name, s.id
-            ));
-            return Err(Exit::Usage);
+            )));
         }
     }
     Ok(())
@@ -54,7 +54,7 @@ pub fn check_waits(journeys: &[Journey], real: &RealConfig) -> Result<(), Exit> 
 pub fn real_env(
     journeys: &[Journey],
     vars: &std::collections::HashMap<String, String>,
-) -> Result<(EnvVars, Redactor), Exit> {
+) -> Result<(EnvVars, Redactor), Error> {
     let mut missing = BTreeSet::new();
     let mut secrets = Vec::new();
     for j in journeys {
@@ -75,11 +75,10 @@ pub fn real_env(
     }
     if !missing.is_empty() {
         let names: Vec<String> = missing.into_iter().collect();
-        output::stderr(&format!(
-            "error: a real run needs every variable its journeys use; not set: {} (set them in the environment; `--dry-run` needs none). Nothing was sent.",
+        return Err(Error::usage(format!(
+            "a real run needs every variable its journeys use; not set: {} (set them in the environment; `--dry-run` needs none). Nothing was sent.",
             names.join(", ")
-        ));
-        return Err(Exit::Usage);
+        )));
     }
     let env = EnvVars {
         values: Arc::new(vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
@@ -127,14 +126,12 @@ pub fn confirm(hosts: &BTreeSet<String>, entries: Option<usize>) -> bool {
 }
 
 /// Opens the store of a real run; a held lock is exit 75, an unusable store exit 3.
-fn open_store(real: &RealConfig, vault: &crate::redact::Vault) -> Result<Option<Arc<Store>>, Exit> {
-    match real.state.as_ref().map(Store::open).transpose() {
-        Ok(store) => Ok(store.map(|s| Arc::new(s.with_vault(vault.clone())))),
-        Err(e) => {
-            output::stderr(&format!("error: {e}"));
-            Err(super::store_exit(&e))
-        }
-    }
+fn open_store(
+    real: &RealConfig,
+    vault: &crate::redact::Vault,
+) -> Result<Option<Arc<Store>>, Error> {
+    let store = real.state.as_ref().map(Store::open).transpose()?;
+    Ok(store.map(|s| Arc::new(s.with_vault(vault.clone()))))
 }
 
 /// Says which hosts the circuit breaker stopped (errors) or paused (warnings).
@@ -243,12 +240,9 @@ pub async fn send(
     real: &RealConfig,
     list: Candidates<'_>,
     total: Option<usize>,
-) -> anyhow::Result<Exit> {
+) -> Result<Exit, Error> {
     let c = batch.c;
-    let (store, due_list) = match store_and_due(batch, real).await {
-        Ok(found) => found,
-        Err(code) => return Ok(code),
-    };
+    let (store, due_list) = store_and_due(batch, real).await?;
     let (list, total): (Candidates<'_>, Option<usize>) = if real.resume_only {
         // Tonight's fixtures are still read: they may end or update the parked entries.
         (Box::new(list.filter(|_| false)), Some(0))
@@ -369,26 +363,19 @@ fn real_settings(batch: &Batch<'_>, real: &RealConfig, parts: Parts) -> RunSetti
 async fn store_and_due(
     batch: &Batch<'_>,
     real: &RealConfig,
-) -> Result<(Option<Arc<Store>>, Vec<Due>), Exit> {
+) -> Result<(Option<Arc<Store>>, Vec<Due>), Error> {
     let Some(store) = open_store(real, &batch.vault)? else {
         return Ok((None, Vec::new()));
     };
+    let path = store.path().display().to_string();
     if let Err(why) = store.check_shard(batch.c.selection.shard).await {
-        output::stderr(&format!(
-            "error: the state store {}: {why}",
-            store.path().display()
-        ));
-        return Err(Exit::Usage);
+        return Err(Error::usage(format!("the state store {path}: {why}")));
     }
     match due_waits(batch, &store).await {
         Ok(due) => Ok((Some(store), due)),
-        Err(why) => {
-            output::stderr(&format!(
-                "error: the state store {} cannot be read: {why}",
-                store.path().display()
-            ));
-            Err(Exit::State)
-        }
+        Err(why) => Err(Error::State(format!(
+            "the state store {path} cannot be read: {why}"
+        ))),
     }
 }
 

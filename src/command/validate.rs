@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::ValidateConfig;
+use crate::error::Result;
 use crate::execute::dry_run::DryRun;
 use crate::execute::entries;
 use crate::execute::runner::{self, RunSettings};
@@ -11,22 +12,16 @@ use crate::output;
 use crate::report::{Mode, Tally};
 
 /// Validates; exit 2 for unusable files, 1 when an entry cannot be rendered.
-pub async fn validate(c: ValidateConfig) -> anyhow::Result<Exit> {
-    let journeys = match super::load_journeys(&c.journeys, c.strict) {
-        Ok(j) => j,
-        Err(code) => return Ok(code),
-    };
+pub async fn validate(c: ValidateConfig) -> Result<Exit> {
+    let journeys = super::load_journeys(&c.journeys, c.strict)?;
     if c.fixtures.is_empty() {
         output::stdout(format!("ok: {} journey(s) valid\n", journeys.len()).as_bytes())?;
         return Ok(Exit::Ok);
     }
-    let fixtures = match crate::fixture::load(&c.fixtures) {
-        Ok(f) => Arc::new(f),
-        Err(errors) => return Ok(super::run::fixture_errors(&errors)),
-    };
+    let fixtures = Arc::new(crate::fixture::load(&c.fixtures).map_err(super::run::fixture_errors)?);
     let unknown = crate::expect::unknown_references(&fixtures, &journeys);
     if !unknown.errors.is_empty() {
-        return Ok(super::run::fixture_errors(&unknown.errors));
+        return Err(super::run::fixture_errors(unknown.errors));
     }
     unknown
         .warnings
