@@ -224,11 +224,12 @@ fn watch(
                 output::stderr(
                     "aborted: deliveries in flight are in doubt and will be re-sent by the next run",
                 );
-                std::process::exit(if reason == StopReason::Interrupt {
-                    130
-                } else {
-                    143
-                });
+                // At once, by design: the deliveries in flight cannot be waited for.
+                let code = match reason {
+                    StopReason::Interrupt => Exit::Interrupted,
+                    _ => Exit::Terminated,
+                };
+                std::process::exit(code.code());
             }
         }
     })
@@ -349,12 +350,14 @@ fn real_settings(batch: &Batch<'_>, real: &RealConfig, parts: Parts) -> RunSetti
             allow_insecure_http: real.allow_insecure_http,
             redactor: batch.redactor.clone(),
         }),
-        state: parts.state,
+        state: match parts.state {
+            Some(store) => store,
+            None => Arc::new(crate::state::Memory::default()),
+        },
         fast_forward: real.fast_forward,
         retry_failed: real.retry_failed,
         stop: parts.stop,
         suppress: Arc::clone(&batch.suppress),
-        sent_log: Arc::default(),
         protect: Some(parts.protect),
     }
 }

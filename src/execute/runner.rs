@@ -16,7 +16,7 @@ use super::stop::Stop;
 use super::walk::Walk;
 use crate::journey::Journey;
 use crate::render::EnvVars;
-use crate::state::{EntryStatus, Store};
+use crate::state::{EntryStatus, Storage};
 
 /// Stripes of the per-customer lock: bounded memory, and one customer's entries always share one.
 const CUSTOMER_STRIPES: usize = 4096;
@@ -45,8 +45,8 @@ pub struct RunSettings {
     pub recorder: Arc<dyn Recorder>,
     /// Checks before a real send (URL, plain http); `None` for dry-runs.
     pub safety: Option<Safety>,
-    /// The state store of a real run.
-    pub state: Option<Arc<Store>>,
+    /// The state store: SQLite (or another backend) in a real run, memory otherwise.
+    pub state: Arc<dyn Storage>,
     /// Waits count as elapsed (real runs; dry-runs always simulate them).
     pub fast_forward: bool,
     /// `--retry-failed`: failed entries walk on from their failed step.
@@ -55,35 +55,8 @@ pub struct RunSettings {
     pub stop: Arc<Stop>,
     /// `--suppress`: customers never entered.
     pub suppress: Arc<crate::suppress::Suppressions>,
-    /// Deliveries per customer and channel in this run, for caps when there is no store.
-    pub sent_log: Arc<SentLog>,
     /// Rate limits and circuit breakers (real runs only).
     pub protect: Option<Arc<super::protect::Protection>>,
-}
-
-/// Deliveries per customer and channel, in memory.
-#[derive(Debug, Default)]
-pub struct SentLog(Mutex<std::collections::HashMap<CustomerChannel, Vec<DateTime<Utc>>>>);
-
-/// A customer id and a channel.
-type CustomerChannel = (String, String);
-
-impl SentLog {
-    /// Remembers a delivery.
-    pub fn add(&self, customer: &str, channel: &str, at: DateTime<Utc>) {
-        if let Ok(mut m) = self.0.lock() {
-            m.entry((customer.to_string(), channel.to_string()))
-                .or_default()
-                .push(at);
-        }
-    }
-
-    /// Deliveries after `since`.
-    pub fn count(&self, customer: &str, channel: &str, since: DateTime<Utc>) -> u32 {
-        let Ok(m) = self.0.lock() else { return 0 };
-        m.get(&(customer.to_string(), channel.to_string()))
-            .map_or(0, |v| v.iter().filter(|t| **t > since).count() as u32)
-    }
 }
 
 impl RunSettings {
@@ -103,12 +76,11 @@ impl RunSettings {
             keep_requests,
             recorder: Arc::new(NoRecorder),
             safety: None,
-            state: None,
+            state: Arc::new(crate::state::Memory::default()),
             fast_forward: true,
             retry_failed: false,
             stop: Arc::default(),
             suppress: Arc::default(),
-            sent_log: Arc::default(),
             protect: None,
         }
     }
@@ -400,15 +372,15 @@ impl<E: Executor> Lane<E> {
         {
             return resumed.is_none().then(|| walk.already_done());
         }
-        Some(match &settings.state {
-            None => Box::pin(walk.run()).await,
-            Some(store) => self.stored(walk, store, resumed.is_some()).await,
+        Some(match settings.state.keeps_entries() {
+            false => Box::pin(walk.run()).await,
+            true => self.stored(walk, &*settings.state, resumed.is_some()).await,
         })
     }
 
     /// Runs an entry of a run with a state store: entered there, or walked on from where it
     /// stands, or left as it is (ended, or waiting and not due).
-    async fn stored(&self, walk: Walk<'_, E>, store: &Store, resumed: bool) -> EntryResult {
+    async fn stored(&self, walk: Walk<'_, E>, store: &dyn Storage, resumed: bool) -> EntryResult {
         let settings = &self.common.settings;
         if !resumed && !store.knows(walk.key()) && walk.kept_out() {
             // Not entered, so nothing is stored: the customer enters once they consent.

@@ -16,6 +16,7 @@ mod redo;
 pub mod schema;
 pub mod show;
 mod snapshot;
+pub mod storage;
 mod writer;
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use tokio::sync::oneshot;
 pub use path::StorePath;
 use redo::Write;
 pub use snapshot::Snapshot;
+pub use storage::{Memory, Storage};
 use writer::Msg;
 
 /// Why the store cannot be used.

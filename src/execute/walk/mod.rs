@@ -354,7 +354,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         self.record_outcome(step, &d);
         self.note_sent(step, &d);
         let failed = d.step_status == StepStatus::Failed;
-        if failed && d.deferred && self.settings.state.is_some() {
+        if failed && d.deferred && self.settings.state.keeps_entries() {
             self.record(i, d.step_status, d, Some(req));
             return Ok(Next::End(Outcome::Waiting));
         }
@@ -443,11 +443,7 @@ impl<'a, E: Executor> Walk<'a, E> {
             status: d.status,
             error: d.error.clone().unwrap_or_default(),
             snapshot: self.snapshot(ctx),
-            state: self
-                .settings
-                .state
-                .as_ref()
-                .map(|s| s.real_path().display().to_string()),
+            state: self.settings.state.location(),
         };
         self.settings.recorder.dead_letter(&letter);
     }

@@ -71,9 +71,10 @@ impl<'a, E: Executor> Walk<'a, E> {
 
     /// Decides whether a delivery is sent, and records it as pending before it is.
     pub(super) async fn guard(&mut self, i: usize, step: &StepPlan, req: &Request) -> Guard {
-        let Some(store) = self.settings.state.clone() else {
+        let store = &self.settings.state;
+        if !store.keeps_entries() {
             return Guard::Send;
-        };
+        }
         match self.stored.get(&step.id).map(|d| (d.status, d.clone())) {
             Some((DeliveryState::Ok, d)) => {
                 for (k, v) in &d.saved {
@@ -119,9 +120,10 @@ impl<'a, E: Executor> Walk<'a, E> {
 
     /// Records a delivery's outcome and what its step saved.
     pub(super) fn record_outcome(&self, step: &StepPlan, d: &Delivery) {
-        let Some(store) = &self.settings.state else {
+        let store = &self.settings.state;
+        if !store.keeps_entries() {
             return;
-        };
+        }
         let status = match d.step_status {
             _ if d.deferred => DeliveryState::Deferred,
             StepStatus::Ok | StepStatus::Assumed | StepStatus::Delivered => DeliveryState::Ok,
@@ -153,9 +155,10 @@ impl<'a, E: Executor> Walk<'a, E> {
     /// ends failed (outcome `invalid`): it is not entered again, and `--retry-failed` walks it
     /// again once its data is fixed.
     pub(super) fn persist(&self, outcome: &Outcome) {
-        let Some(store) = &self.settings.state else {
+        let store = &self.settings.state;
+        if !store.keeps_entries() {
             return;
-        };
+        }
         match outcome {
             Outcome::Waiting | Outcome::Interrupted => {}
             o => store.end(&self.row(), o.is_failure(), o.as_str()),
@@ -176,7 +179,8 @@ impl<'a, E: Executor> Walk<'a, E> {
     pub(super) fn wait(&mut self, step: &StepPlan, d: Duration) -> Next {
         self.ctx.now += chrono::Duration::from_std(d).unwrap_or_default();
         let parks = !self.settings.fast_forward && self.ctx.now > self.settings.now;
-        if let Some(store) = self.settings.state.as_ref().filter(|_| parks) {
+        let store = &self.settings.state;
+        if parks && store.keeps_entries() {
             let next = step.next.unwrap_or(self.j.steps.len());
             store.park(&self.row(), next, self.ctx.now, &self.snapshot(&self.ctx));
             return Next::End(Outcome::Waiting);
@@ -251,7 +255,8 @@ impl<'a, E: Executor> Walk<'a, E> {
             return Ok(None);
         }
         let parks = !self.settings.fast_forward && opens > self.settings.now;
-        if let Some(store) = self.settings.state.as_ref().filter(|_| parks) {
+        let store = &self.settings.state;
+        if parks && store.keeps_entries() {
             store.park(&self.row(), i, opens, &self.snapshot(&self.ctx));
             return Ok(Some(Next::End(Outcome::Waiting)));
         }
@@ -267,24 +272,20 @@ impl<'a, E: Executor> Walk<'a, E> {
     pub(super) async fn capped(&mut self, i: usize, step: &StepPlan) -> bool {
         let Some(cap) = &step.cap else { return false };
         let since = self.ctx.now - chrono::Duration::from_std(cap.per).unwrap_or_default();
-        let sent = match &self.settings.state {
-            Some(store) => match store
-                .count(&self.result.customer, &cap.channel, since)
-                .await
-            {
-                Ok(n) => n,
-                Err(why) => {
-                    self.result.warnings.push(format!(
-                        "state store: cannot count `{}` deliveries: {why}",
-                        cap.channel
-                    ));
-                    0
-                }
-            },
-            None => self
-                .settings
-                .sent_log
-                .count(&self.result.customer, &cap.channel, since),
+        let counted = self
+            .settings
+            .state
+            .count(&self.result.customer, &cap.channel, since)
+            .await;
+        let sent = match counted {
+            Ok(n) => n,
+            Err(why) => {
+                self.result.warnings.push(format!(
+                    "state store: cannot count `{}` deliveries: {why}",
+                    cap.channel
+                ));
+                0
+            }
         };
         if sent < cap.max {
             return false;
@@ -300,15 +301,15 @@ impl<'a, E: Executor> Walk<'a, E> {
         true
     }
 
-    /// Without a store, remembers a delivery of the step's channel for later caps in this run.
+    /// Tells the store of a delivery of the step's channel, for later caps (a store that
+    /// records every delivery knows already).
     pub(super) fn note_sent(&self, step: &StepPlan, d: &Delivery) {
-        if self.settings.state.is_none()
-            && let Some(channel) = &step.channel
+        if let Some(channel) = &step.channel
             && matches!(d.step_status, StepStatus::Ok | StepStatus::Assumed)
         {
             self.settings
-                .sent_log
-                .add(&self.result.customer, channel, self.ctx.now);
+                .state
+                .sent(&self.result.customer, channel, self.ctx.now);
         }
     }
 }
