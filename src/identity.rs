@@ -66,6 +66,26 @@ pub fn hash_key(key: &str) -> u64 {
     foldhash::quality::FixedState::with_seed(0x6a6f75726e6579).hash_one(key)
 }
 
+/// The first 8 bytes of sha256 over the parts (NUL-separated), as a number.
+fn hash_u64(parts: &[&str]) -> u64 {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    u64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+}
+
+/// A deterministic fraction in [0, 1) from a hash of the parts (holdouts).
+pub fn hash_fraction(parts: &[&str]) -> f64 {
+    (hash_u64(parts) % 10_000) as f64 / 10_000.0
+}
+
+/// A deterministic bucket in 0..100 from a hash of the parts (splits).
+pub fn hash_percent(parts: &[&str]) -> u32 {
+    (hash_u64(parts) % 100) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,7 +93,7 @@ pub struct Batch<'a> {
     /// Secret names for `--show curl`.
     pub refs: report::curl::SecretRefs,
     /// `--suppress`.
-    pub suppress: Arc<crate::suppress::Suppressions>,
+    pub suppress: Arc<crate::gate::suppression::Suppressions>,
     /// The run id.
     pub run_id: String,
     /// Things said once.
@@ -231,11 +231,11 @@ async fn dry_run(batch: &Batch<'_>, list: Candidates<'_>, total: Option<usize>) 
 }
 
 /// `--suppress`, loaded; a file that cannot be read is a usage error.
-fn suppressions(c: &RunConfig) -> Result<Arc<crate::suppress::Suppressions>> {
+fn suppressions(c: &RunConfig) -> Result<Arc<crate::gate::suppression::Suppressions>> {
     let loaded = c
         .suppress
         .as_deref()
-        .map(crate::suppress::Suppressions::load)
+        .map(crate::gate::suppression::Suppressions::load)
         .transpose()
         .map_err(|e| Error::usage(e.to_string()))?;
     Ok(Arc::new(loaded.unwrap_or_default()))

@@ -54,7 +54,7 @@ pub struct RunSettings {
     /// Set when the run must stop starting entries and attempts.
     pub stop: Arc<Stop>,
     /// `--suppress`: customers never entered.
-    pub suppress: Arc<crate::suppress::Suppressions>,
+    pub suppress: Arc<crate::gate::suppression::Suppressions>,
     /// Rate limits and circuit breakers (real runs only).
     pub protect: Option<Arc<super::protect::Protection>>,
 }

@@ -15,6 +15,7 @@ use super::request::{self, Ids, Request};
 use super::result::{EntryError, EntryResult, Outcome, StepRecord, StepStatus};
 use super::runner::RunSettings;
 use crate::fixture::Customer;
+use crate::gate;
 use crate::identity;
 use crate::journey::Journey;
 use crate::journey::plan::{OnFailure, StepKind, StepPlan, WebhookPlan};
@@ -114,20 +115,21 @@ impl<'a, E: Executor> Walk<'a, E> {
 
     /// The customer is in the journey's holdout group.
     fn in_holdout(&self) -> bool {
-        self.j.holdout.is_some_and(|share| {
-            super::hash_fraction(&[&self.j.name, &self.result.customer]) < share
-        })
+        gate::holdout::held_out(self.j, &self.result.customer)
     }
 
-    /// The journey's consent keeps the customer out (the holdout is decided first): such a
-    /// customer is not entered.
+    /// The channel whose missing consent keeps the customer out of the journey (the holdout
+    /// is decided first): such a customer is not entered.
+    fn kept_out_by(&self) -> Option<&'a str> {
+        if self.in_holdout() {
+            return None;
+        }
+        gate::consent::missing(self.j.consent.as_deref(), &self.customer)
+    }
+
+    /// True when the journey's consent keeps the customer out.
     pub fn kept_out(&self) -> bool {
-        !self.in_holdout()
-            && self
-                .j
-                .consent
-                .as_ref()
-                .is_some_and(|channel| !self.customer.consents(channel))
+        self.kept_out_by().is_some()
     }
 
     /// Ends the entry before anything is rendered: the customer is on the suppression list.
@@ -151,11 +153,10 @@ impl<'a, E: Executor> Walk<'a, E> {
             self.persist(&Outcome::Holdout);
             return self.result;
         }
-        if self.kept_out() {
+        if let Some(channel) = self.kept_out_by() {
             // A stored entry whose customer has since withdrawn consent ends here.
             self.result.outcome = Outcome::Suppressed;
-            let channel = self.j.consent.as_deref().unwrap_or_default();
-            self.result.why = Some(format!("no consent: `consent.{channel}` is not true"));
+            self.result.why = Some(gate::consent::reason(channel));
             self.persist(&Outcome::Suppressed);
             return self.result;
         }
@@ -241,7 +242,8 @@ impl<'a, E: Executor> Walk<'a, E> {
                 Ok(Next::Step(default.or(step.next)))
             }
             StepKind::Split(arms) => {
-                let bucket = super::hash_percent(&[&self.j.name, &step.id, &self.result.customer]);
+                let bucket =
+                    crate::identity::hash_percent(&[&self.j.name, &step.id, &self.result.customer]);
                 let target = arms
                     .iter()
                     .find(|(upto, _)| bucket < *upto)
@@ -260,9 +262,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         step: &StepPlan,
         w: &WebhookPlan,
     ) -> Result<Option<Request>, RenderError> {
-        if let Some(channel) = &step.consent
-            && !self.customer.consents(channel)
-        {
+        if gate::consent::missing(step.consent.as_deref(), &self.customer).is_some() {
             self.record(i, StepStatus::Suppressed, Delivery::default(), None);
             self.ctx
                 .steps

@@ -208,21 +208,8 @@ impl<'a, E: Executor> Walk<'a, E> {
         let Some(exit) = &self.j.exit_when else {
             return Ok(false);
         };
-        for e in self
-            .exits
-            .iter()
-            .filter(|e| e.at > self.started && e.at <= self.ctx.now)
-        {
-            let Some(filter) = &exit.filter else {
-                return Ok(true);
-            };
-            let base = self.ctx.value(&crate::render::context::Scope::default());
-            let ctx = minijinja::context! { event => value_of(&*e.record), ..base };
-            if filter.is_true(&ctx)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        let base = || self.ctx.value(&crate::render::context::Scope::default());
+        crate::gate::exit_when::converted(exit, &self.exits, self.started, self.ctx.now, base)
     }
 }
 
@@ -237,20 +224,8 @@ impl<'a, E: Executor> Walk<'a, E> {
         let Some(w) = step.send_window.as_ref().or(self.j.send_window.as_ref()) else {
             return Ok(None);
         };
-        let tz = match &w.tz {
-            None => chrono_tz::UTC,
-            Some(t) => {
-                let name = t.render(&self.ctx.value(&crate::render::context::Scope::default()))?;
-                name.parse().map_err(|_| crate::render::RenderError {
-                    pos: t.pos.clone(),
-                    field: t.field.clone(),
-                    message: format!(
-                        "unknown time zone `{name}`: use an IANA name such as Europe/Paris"
-                    ),
-                })?
-            }
-        };
-        let opens = crate::execute::window::next_open(self.ctx.now, w.from, w.to, tz);
+        let ctx = self.ctx.value(&crate::render::context::Scope::default());
+        let opens = crate::gate::window::opens(w, self.ctx.now, &ctx)?;
         if opens == self.ctx.now {
             return Ok(None);
         }
@@ -271,24 +246,17 @@ impl<'a, E: Executor> Walk<'a, E> {
     /// `capped`. Returns true when it was.
     pub(super) async fn capped(&mut self, i: usize, step: &StepPlan) -> bool {
         let Some(cap) = &step.cap else { return false };
-        let since = self.ctx.now - chrono::Duration::from_std(cap.per).unwrap_or_default();
-        let counted = self
-            .settings
-            .state
-            .count(&self.result.customer, &cap.channel, since)
-            .await;
-        let sent = match counted {
-            Ok(n) => n,
+        let store = &*self.settings.state;
+        match crate::gate::cap::reached(store, &self.result.customer, cap, self.ctx.now).await {
+            Ok(true) => {}
+            Ok(false) => return false,
             Err(why) => {
                 self.result.warnings.push(format!(
                     "state store: cannot count `{}` deliveries: {why}",
                     cap.channel
                 ));
-                0
+                return false;
             }
-        };
-        if sent < cap.max {
-            return false;
         }
         self.ctx.steps.insert(
             step.id.clone(),

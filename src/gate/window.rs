@@ -1,7 +1,34 @@
-//! Send windows: the first instant, at or after now, inside the opening hours in a time zone.
+//! Send windows: a step is sent only inside its opening hours, in a time zone; outside them
+//! the entry waits for the first instant, at or after now, inside them.
 
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
+
+use crate::journey::plan::WindowPlan;
+use crate::render::RenderError;
+
+/// When window `w` is next open at `now` (`now` itself when it is open); its time zone is
+/// rendered against the entry's context `ctx`.
+pub fn opens(
+    w: &WindowPlan,
+    now: DateTime<Utc>,
+    ctx: &minijinja::Value,
+) -> Result<DateTime<Utc>, RenderError> {
+    let tz = match &w.tz {
+        None => chrono_tz::UTC,
+        Some(t) => {
+            let name = t.render(ctx)?;
+            name.parse().map_err(|_| RenderError {
+                pos: t.pos.clone(),
+                field: t.field.clone(),
+                message: format!(
+                    "unknown time zone `{name}`: use an IANA name such as Europe/Paris"
+                ),
+            })?
+        }
+    };
+    Ok(next_open(now, w.from, w.to, tz))
+}
 
 /// True when `minute` (after local midnight) is inside `from..to` (which may span midnight).
 fn inside(minute: u32, from: u32, to: u32) -> bool {
