@@ -346,3 +346,62 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Run
         env: ctx.vars.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(args: &[&str], ctx: &RunContext) -> Result<Config, String> {
+        let mut all = vec!["journey"];
+        all.extend_from_slice(args);
+        all.extend(["--fixtures", "f.yaml"]);
+        from_cli(Cli::parse_from(all), ctx)
+    }
+
+    fn run_config(args: &[&str], ctx: &RunContext) -> RunConfig {
+        match config(args, ctx) {
+            Ok(Config::Run(c)) => *c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_dry_run_has_no_real_part_and_quiet_shows_nothing() {
+        let ctx = RunContext::default();
+        let c = run_config(
+            &["run", "--dry-run", "j.yaml", "--show", "paths", "-q"],
+            &ctx,
+        );
+        assert_eq!(c.mode, Mode::DryRun);
+        assert!(c.real.is_none());
+        assert_eq!(c.show, None, "--quiet prints no --show output");
+        assert!(!c.progress && !c.color);
+    }
+
+    #[test]
+    fn concurrency_out_of_range_is_a_usage_error() {
+        let ctx = RunContext::default();
+        for n in ["0", "10001"] {
+            let e = config(&["run", "--dry-run", "j.yaml", "--concurrency", n], &ctx).unwrap_err();
+            assert!(e.contains("give a number from 1 to 10000"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_real_run_asks_on_a_terminal_only_and_finds_its_store() {
+        let tty = RunContext {
+            stdin_tty: true,
+            ..RunContext::default()
+        };
+        let c = run_config(&["run", "journeys/j.yaml"], &tty);
+        let real = c.real.expect("a real run");
+        assert!(real.ask, "asked on a terminal");
+        assert!(real.state.is_some(), "a store by default");
+        let c = run_config(&["run", "journeys/j.yaml", "--yes", "--no-state"], &tty);
+        let real = c.real.expect("a real run");
+        assert!(!real.ask && real.state.is_none());
+        let cron = run_config(&["run", "journeys/j.yaml"], &RunContext::default());
+        assert!(!cron.real.expect("a real run").ask, "cron has no terminal");
+    }
+}

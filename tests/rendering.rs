@@ -151,6 +151,7 @@ fn identities_are_stable_across_runs() {
             .map(|l| l[16..48].to_string())
     };
     assert!(key(&first).is_some(), "{}", first.stdout);
+    assert!(trace(&first).is_some(), "{}", first.stdout);
     assert_eq!(key(&first), key(&second));
     assert_eq!(trace(&first), trace(&second));
 }

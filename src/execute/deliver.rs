@@ -306,3 +306,65 @@ fn seed_of(s: &str) -> u64 {
         (h ^ b as u64).wrapping_mul(0x100000001b3)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(content_type: &str, body: &str) -> Response {
+        Response {
+            status: 200,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.as_bytes().to_vec(),
+            latency: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_json_body_is_read_as_json_and_anything_else_as_text() {
+        let v = response_value(&response(
+            "application/json; charset=utf-8",
+            r#"{"code":"A1"}"#,
+        ));
+        assert_eq!(
+            v.get_attr("body")
+                .unwrap()
+                .get_attr("code")
+                .unwrap()
+                .as_str(),
+            Some("A1")
+        );
+        assert_eq!(v.get_attr("status").unwrap().as_usize(), Some(200));
+        let v = response_value(&response("application/problem+json", r#"{"title":"x"}"#));
+        assert_eq!(
+            v.get_attr("body")
+                .unwrap()
+                .get_attr("title")
+                .unwrap()
+                .as_str(),
+            Some("x")
+        );
+        let v = response_value(&response("text/plain", r#"{"code":"A1"}"#));
+        assert_eq!(
+            v.get_attr("body").unwrap().as_str(),
+            Some(r#"{"code":"A1"}"#)
+        );
+        let v = response_value(&response("application/json", "not json"));
+        assert_eq!(
+            v.get_attr("body").unwrap().as_str(),
+            Some("not json"),
+            "broken JSON is text"
+        );
+        let headers = v.get_attr("headers").unwrap();
+        assert_eq!(
+            headers.get_attr("content-type").unwrap().as_str(),
+            Some("application/json")
+        );
+    }
+
+    #[test]
+    fn the_jitter_seed_is_stable_per_delivery() {
+        assert_eq!(seed_of("dlv_a"), seed_of("dlv_a"));
+        assert_ne!(seed_of("dlv_a"), seed_of("dlv_b"));
+    }
+}

@@ -262,3 +262,114 @@ fn group(groups: &mut Vec<ErrorGroup>, message: &str, customer: &str) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::execute::deliver::Answer;
+    use crate::execute::result::StepRecord;
+
+    /// A journey of a webhook `send` (failures go to `fallback`), then `fallback`, then `done`.
+    fn journey() -> Journey {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.yaml");
+        std::fs::write(
+            &path,
+            "journey: j\ntrigger: { segment: \"true\" }\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.U }}/a\", body: {} }\n    on_failure: fallback\n    next: done\n  - id: fallback\n    webhook: { url: \"{{ env.U }}/b\", body: {} }\n  - id: done\n    end: completed\n",
+        )
+        .unwrap();
+        let mut loaded = crate::journey::load(&[path], false);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        loaded.journeys.remove(0)
+    }
+
+    fn record(index: usize, status: StepStatus, attempts: u32, http: Option<u16>) -> StepRecord {
+        StepRecord {
+            index,
+            status,
+            attempts,
+            http_status: http,
+            latencies: vec![std::time::Duration::from_millis(10); attempts as usize],
+            request: None,
+            error: None,
+            earlier: vec![],
+            saved: vec![],
+            transport: None,
+            response: None,
+        }
+    }
+
+    fn entry(customer: &str, outcome: Outcome, walked: Vec<usize>) -> EntryResult {
+        let mut r = EntryResult::new(0, customer, None, format!("j:{customer}"));
+        r.outcome = outcome;
+        r.walked = walked;
+        r
+    }
+
+    #[test]
+    fn totals_step_rows_answers_and_where_failures_ended_add_up() {
+        let j = journey();
+        let mut tally = Tally::new(
+            std::slice::from_ref(&j),
+            Mode::Run,
+            "run".into(),
+            "t".into(),
+        );
+        // c1: sent once, ok, then done.
+        let mut ok = entry("c1", Outcome::Completed, vec![0, 2]);
+        ok.steps.push(record(0, StepStatus::Ok, 1, Some(200)));
+        tally.add(&ok);
+        // c2: 503, timeout, 503 at `send`, handled by `fallback`, which fails for good.
+        let mut bad = entry("c2", Outcome::Failed, vec![0, 1]);
+        let mut first = record(0, StepStatus::Failed, 3, Some(503));
+        first.earlier = vec![Answer::Status(503), Answer::Transport("timeout")];
+        bad.steps.push(first);
+        let mut second = record(1, StepStatus::Failed, 1, None);
+        second.transport = Some("connect");
+        bad.steps.push(second);
+        bad.error = Some(crate::execute::result::EntryError {
+            message: "journey `j`, step `fallback`: connect".into(),
+        });
+        tally.add(&bad);
+        // c3: invalid before any step.
+        tally.add(&entry("c3", Outcome::Invalid, vec![]));
+        let r = tally.finish();
+        let t = &r.totals;
+        assert_eq!((t.entries, t.completed, t.failed, t.invalid), (3, 1, 1, 1));
+        assert_eq!(
+            (t.deliveries_sent, t.deliveries_ok, t.deliveries_failed),
+            (3, 1, 2)
+        );
+        let send = &r.steps[0];
+        assert_eq!(
+            (
+                send.entered,
+                send.ok,
+                send.failed,
+                send.attempts,
+                send.retries
+            ),
+            (2, 1, 1, 4, 2)
+        );
+        assert_eq!(
+            send.status_codes,
+            [(200, 1), (503, 2)].into_iter().collect()
+        );
+        assert_eq!(send.timeouts, 1);
+        assert_eq!(
+            send.ended_failed, 0,
+            "handled by on_failure: not where it ended"
+        );
+        let fallback = &r.steps[1];
+        assert_eq!((fallback.connect_errors, fallback.ended_failed), (1, 1));
+        assert_eq!(
+            (r.steps[2].entered, r.steps[2].ok),
+            (1, 1),
+            "the end step passes"
+        );
+        assert_eq!(r.failed_outside_steps.get("j"), Some(&1));
+        assert_eq!(r.errors[0].examples, ["c2"]);
+        assert_eq!(send.p50_ms, Some(10.0));
+        assert_eq!(t.labels.get("completed"), Some(&1));
+    }
+}
