@@ -1,6 +1,8 @@
 //! Real delivery throughput against a local receiver on 127.0.0.1, in one run: a bare reqwest
 //! loop (the ceiling), then `journey run` without and with the state store, as ratios.
-//! `BENCH_ENTRIES` sets the size (default 5,000).
+//! `BENCH_ENTRIES` sets the size (default 5,000). `BENCH_BASELINE=/path/to/journey` also runs
+//! another build in each round (alternating which goes first) and prints this build's
+//! throughput as a ratio to it.
 
 mod common;
 
@@ -52,9 +54,9 @@ fn bare(url: &str, n: usize) -> f64 {
     })
 }
 
-fn journey(dir: &std::path::Path, url: &str, n: usize, extra: &[&str]) -> f64 {
+fn journey(bin: &str, dir: &std::path::Path, url: &str, n: usize, extra: &[&str]) -> f64 {
     let start = Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_journey"))
+    let out = std::process::Command::new(bin)
         .args([
             "run",
             "j.yaml",
@@ -94,17 +96,40 @@ fn main() {
     )
     .unwrap();
     let rounds: usize = common::setting("BENCH_ROUNDS", 5);
+    let this = env!("CARGO_BIN_EXE_journey");
+    let other = std::env::var("BENCH_BASELINE").ok();
     let ceiling = bare(&url, n);
     let (mut without, mut with) = (Vec::new(), Vec::new());
+    let (mut base_without, mut base_with) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        without.push(journey(dir.path(), &url, n, &["--no-state"]));
-        with.push(journey(
-            dir.path(),
-            &url,
-            n,
-            &["--state", &format!("fresh{round}.sqlite")],
-        ));
+        let mut order = vec![(this, false)];
+        if let Some(o) = &other {
+            order.push((o.as_str(), true));
+        }
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for (bin, is_base) in order {
+            let store = format!("fresh{round}{}.sqlite", if is_base { "b" } else { "" });
+            let a = journey(bin, dir.path(), &url, n, &["--no-state"]);
+            let b = journey(bin, dir.path(), &url, n, &["--state", &store]);
+            let (x, y) = if is_base {
+                (&mut base_without, &mut base_with)
+            } else {
+                (&mut without, &mut with)
+            };
+            x.push(a);
+            y.push(b);
+        }
     }
+    let ratios = |a: &[f64], b: &[f64]| {
+        let each: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+        let text: Vec<String> = each.iter().map(|r| format!("{r:.2}")).collect();
+        (median(each), text.join(" "))
+    };
+    let ab = other
+        .as_ref()
+        .map(|_| (ratios(&without, &base_without), ratios(&with, &base_with)));
     let (without, with) = (median(without), median(with));
     println!(
         "1-step journey, {n} entries, against one local receiver (same machine, same run; medians of {rounds} alternating rounds)"
@@ -122,6 +147,14 @@ fn main() {
         "  the store keeps {:.0}% of the throughput (target: more than 67%)",
         100.0 * with / without
     );
+    if let (Some(o), Some((ab_without, ab_with))) = (other, ab) {
+        println!("this build against BENCH_BASELINE={o}, round by round:");
+        println!(
+            "  --no-state        {:.2}x ({})",
+            ab_without.0, ab_without.1
+        );
+        println!("  with the store    {:.2}x ({})", ab_with.0, ab_with.1);
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
