@@ -314,3 +314,25 @@ fn a_frequency_cap_across_journeys_skips_the_third_email() {
         "outside the 7 days, the promo goes out"
     );
 }
+
+#[test]
+fn show_paths_says_until_when_a_wait_or_a_send_window_held_the_entry() {
+    let t = Test::new();
+    t.file("j.yaml", WINDOWED);
+    t.file("f.yaml", ZONES);
+    let out = t.dry_run(&["--show", "paths", "--now", "2026-11-20T03:00:00Z"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let block = |who: &str| {
+        out.stdout
+            .split("\n\n")
+            .find(|b| b.starts_with(&format!("customer {who} ")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        block("ny").contains("outside its send window: waited until 2026-11-20T14:00:00Z"),
+        "{}",
+        out.stdout
+    );
+    assert!(!block("tokyo").contains("waited"), "{}", out.stdout);
+}

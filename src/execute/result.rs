@@ -195,6 +195,9 @@ pub struct EntryResult {
     pub in_doubt: bool,
     /// Why it ended before any step, when its outcome alone does not say (`--show paths`).
     pub why: Option<String>,
+    /// What a step waited for, by step index: `until 2026-11-23T11:00:00Z` (kept only for
+    /// `--show` and `--html`).
+    pub waited: Vec<(usize, String)>,
 }
 
 impl EntryResult {
@@ -212,6 +215,7 @@ impl EntryResult {
             warnings: vec![],
             in_doubt: false,
             why: None,
+            waited: vec![],
         }
     }
 

@@ -24,17 +24,36 @@ pub fn entry(j: &Journey, r: &EntryResult, mocked: bool, redactor: &Redactor) ->
         .map(|&i| j.steps[i].id.len())
         .max()
         .unwrap_or(0);
+    // The step an invalid entry stopped at: its request (or its `when`) could not be rendered.
+    let invalid_at = r
+        .walked
+        .last()
+        .copied()
+        .filter(|_| r.outcome == Outcome::Invalid);
     for (n, &i) in r.walked.iter().enumerate() {
         let next = r.walked.get(n + 1).copied();
         let record = r.steps.iter().find(|s| s.index == i);
         let what = step_line(j, i, next, record, mocked);
         let _ = writeln!(out, "  {:<width$}  {what}", j.steps[i].id);
+        for (_, until) in r.waited.iter().filter(|(at, _)| *at == i) {
+            let _ = writeln!(out, "  {:<width$}    {until}", "");
+        }
         for (name, value) in record.map(|r| r.saved.as_slice()).unwrap_or_default() {
             let value = redactor.redact(value);
             let _ = writeln!(out, "  {:<width$}    saved {name} = {value}", "");
         }
+        // An invalid entry's error stands at the step it happened at.
+        if let Some(e) = r.error.as_ref().filter(|_| invalid_at == Some(i)) {
+            let _ = writeln!(
+                out,
+                "  {:<width$}    error: {}",
+                "",
+                redactor.redact(&e.message)
+            );
+        }
     }
     let why = match (&r.error, &r.why) {
+        _ if invalid_at.is_some() => " (the error is at its step above)".to_string(),
         (Some(e), _) => format!(": {}", redactor.redact(&e.message)),
         (None, Some(why)) => format!(" ({why})"),
         (None, None) => reason(&r.outcome)

@@ -250,7 +250,7 @@ impl<'a, E: Executor> Walk<'a, E> {
                     .map(|(_, t)| *t);
                 Ok(Next::Step(target.or(step.next)))
             }
-            StepKind::Wait(d) => Ok(self.wait(step, *d)),
+            StepKind::Wait(d) => Ok(self.wait(i, step, *d)),
             StepKind::End(label) => Ok(Next::End(Outcome::from_label(label))),
         }
     }

@@ -176,16 +176,25 @@ impl<'a, E: Executor> Walk<'a, E> {
     }
 
     /// A wait: the clock moves on; a real run with a store parks the entry until it is due.
-    pub(super) fn wait(&mut self, step: &StepPlan, d: Duration) -> Next {
+    pub(super) fn wait(&mut self, i: usize, step: &StepPlan, d: Duration) -> Next {
         self.ctx.now += chrono::Duration::from_std(d).unwrap_or_default();
         let parks = !self.settings.fast_forward && self.ctx.now > self.settings.now;
         let store = &self.settings.state;
+        let until = format!("until {}", crate::clock::rfc3339(self.ctx.now));
+        self.note_wait(i, until);
         if parks && store.keeps_entries() {
             let next = step.next.unwrap_or(self.j.steps.len());
             store.park(&self.row(), next, self.ctx.now, &self.snapshot(&self.ctx));
             return Next::End(Outcome::Waiting);
         }
         Next::Step(step.next)
+    }
+
+    /// Keeps what step `i` waited for, for `--show paths` (only then: it costs a string).
+    fn note_wait(&mut self, i: usize, text: String) {
+        if self.settings.keep_requests {
+            self.result.waited.push((i, text));
+        }
     }
 
     /// The entry's data, for a parked wait or a dead letter: no `env`, no `secret`.
@@ -229,6 +238,11 @@ impl<'a, E: Executor> Walk<'a, E> {
         if opens == self.ctx.now {
             return Ok(None);
         }
+        let until = format!(
+            "outside its send window: waited until {}",
+            crate::clock::rfc3339(opens)
+        );
+        self.note_wait(i, until);
         let parks = !self.settings.fast_forward && opens > self.settings.now;
         let store = &self.settings.state;
         if parks && store.keeps_entries() {
