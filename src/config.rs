@@ -74,8 +74,6 @@ pub struct RunConfig {
     pub max_failure_rate: Option<f64>,
     /// `--fail-if-empty`.
     pub fail_if_empty: bool,
-    /// A heartbeat line every 30 s on stderr (no terminal there).
-    pub heartbeat: bool,
     /// `--suppress`.
     pub suppress: Option<PathBuf>,
     /// `--csv-delimiter` (an ASCII character).
@@ -114,8 +112,8 @@ pub struct RunConfig {
     pub color: bool,
     /// The width the results table fits (`COLUMNS`, else the terminal's).
     pub width: Option<u16>,
-    /// A progress bar on stderr.
-    pub progress: bool,
+    /// A bar, a heartbeat line or nothing on stderr.
+    pub progress: crate::progress::Progress,
     /// Environment variables.
     pub env: HashMap<String, String>,
 }
@@ -317,7 +315,6 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Run
         real: None,
         max_failure_rate: None,
         fail_if_empty: false,
-        heartbeat: !ctx.stderr_tty && !a.quiet,
         suppress: None,
         csv_delimiter: a.csv_delimiter,
         journeys: a.journeys,
@@ -342,7 +339,7 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Run
         log_bodies: a.log_bodies,
         color: ctx.color(),
         width: ctx.width(),
-        progress: ctx.progress_bar() && !a.quiet,
+        progress: crate::progress::Progress::choose(ctx.progress_bar(), a.quiet),
         env: ctx.vars.clone(),
     })
 }
@@ -376,7 +373,8 @@ mod tests {
         assert_eq!(c.mode, Mode::DryRun);
         assert!(c.real.is_none());
         assert_eq!(c.show, None, "--quiet prints no --show output");
-        assert!(!c.progress && !c.color);
+        assert_eq!(c.progress, crate::progress::Progress::Silent);
+        assert!(!c.color);
     }
 
     #[test]

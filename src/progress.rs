@@ -2,6 +2,28 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// How a run shows its progress on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// A bar (or a spinner for streams): stderr is a terminal.
+    Bar,
+    /// A line every 30 s: stderr is a log (cron, CI).
+    Heartbeat,
+    /// Nothing (`--quiet`).
+    Silent,
+}
+
+impl Progress {
+    /// The kind for a stderr that is (or is not) a terminal, unless `quiet`.
+    pub fn choose(stderr_tty: bool, quiet: bool) -> Progress {
+        match (quiet, stderr_tty) {
+            (true, _) => Progress::Silent,
+            (false, true) => Progress::Bar,
+            (false, false) => Progress::Heartbeat,
+        }
+    }
+}
+
 /// A bar when the number of entries is known, a spinner with a count when it is not (a stream
 /// is counted as it is read); nothing when stderr is not a terminal.
 pub fn bar(enabled: bool, total: Option<u64>) -> ProgressBar {

@@ -275,7 +275,7 @@ async fn send_again(
         delivery: Some((&ids.delivery_id, 1)),
         response: None,
     });
-    let req = request::build(w, &value, ids, false).map_err(|e| e.to_string())?;
+    let req = request::build(w, &value, ids, request::Keys::Given).map_err(|e| e.to_string())?;
     safety.check(&req, w).map_err(|e| e.to_string())?;
     let deliverer = Deliverer {
         exec: http,

@@ -14,6 +14,7 @@ use crate::exit::{self, Exit};
 use crate::fixture::Fixtures;
 use crate::journey::Journey;
 use crate::output;
+use crate::progress::Progress;
 use crate::redact::Redactor;
 use crate::render::EnvVars;
 use crate::report::ndjson::NdjsonRecorder;
@@ -261,8 +262,8 @@ impl Batch<'_> {
             tally.notice(n.clone());
         }
         let total = total.map(|t| t as u64);
-        let bar = crate::progress::bar(c.progress, total);
-        let beat = crate::progress::Heartbeat::start(c.heartbeat, total);
+        let bar = crate::progress::bar(c.progress == Progress::Bar, total);
+        let beat = crate::progress::Heartbeat::start(c.progress == Progress::Heartbeat, total);
         let mut kept = Vec::new();
         let mut shown = Ok(());
         let mut asked = Asked::new(&c.selection.customers);

@@ -346,7 +346,7 @@ fn real_settings(batch: &Batch<'_>, real: &RealConfig, parts: Parts) -> RunSetti
         seed: c.seed,
         keep_requests: c.show.is_some() || c.html.is_some(),
         recorder: parts.recorder,
-        safety: Some(Safety {
+        sending: crate::execute::runner::Sending::Real(Safety {
             allow_insecure_http: real.allow_insecure_http,
             redactor: batch.redactor.clone(),
         }),

@@ -52,13 +52,23 @@ pub struct Ids {
 /// The `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("journey/", env!("CARGO_PKG_VERSION"));
 
-/// Renders a webhook step for one entry. `dummy_keys` lets signing fall back to a dummy key.
+/// Which keys sign a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// The rendered secrets: a real run, or a replay.
+    Given,
+    /// A dummy key where a secret is only a placeholder (a dry-run without secrets).
+    DummyForPlaceholders,
+}
+
+/// Renders a webhook step for one entry, signed with `keys`.
 pub fn build(
     plan: &WebhookPlan,
     ctx: &Value,
     ids: Ids,
-    dummy_keys: bool,
+    keys: Keys,
 ) -> Result<Request, RenderError> {
+    let dummy_keys = keys == Keys::DummyForPlaceholders;
     let mut headers = Vec::with_capacity(4 + plan.headers.len());
     headers.push(("User-Agent".to_string(), USER_AGENT.to_string()));
     let (body, is_json, content_type) = body(&plan.body, ctx)?;

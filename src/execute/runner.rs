@@ -43,8 +43,8 @@ pub struct RunSettings {
     pub keep_requests: bool,
     /// Where attempts and dead letters go.
     pub recorder: Arc<dyn Recorder>,
-    /// Checks before a real send (URL, plain http); `None` for dry-runs.
-    pub safety: Option<Safety>,
+    /// Whether requests leave the machine, and the checks they pass first.
+    pub sending: Sending,
     /// The state store: SQLite (or another backend) in a real run, memory otherwise.
     pub state: Arc<dyn Storage>,
     /// Waits count as elapsed (real runs; dry-runs always simulate them).
@@ -57,6 +57,15 @@ pub struct RunSettings {
     pub suppress: Arc<crate::gate::suppression::Suppressions>,
     /// Rate limits and circuit breakers (real runs only).
     pub protect: Option<Arc<super::protect::Protection>>,
+}
+
+/// Whether a run's requests leave the machine.
+#[derive(Clone)]
+pub enum Sending {
+    /// A dry-run or `test`: answered by mocks, checked by nothing.
+    Mocked,
+    /// A real run: each request passes the safety checks (origin, secrets over plain http).
+    Real(Safety),
 }
 
 impl RunSettings {
@@ -75,7 +84,7 @@ impl RunSettings {
             seed,
             keep_requests,
             recorder: Arc::new(NoRecorder),
-            safety: None,
+            sending: Sending::Mocked,
             state: Arc::new(crate::state::Memory::default()),
             fast_forward: true,
             retry_failed: false,
@@ -148,9 +157,9 @@ pub async fn run<E: Executor>(
 /// (median of 6 alternating pairs of 1,000,000 entries).
 fn lane_count(settings: &RunSettings) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    match settings.safety {
-        Some(_) => (cores / 2).max(1),
-        None => cores + 1,
+    match settings.sending {
+        Sending::Real(_) => (cores / 2).max(1),
+        Sending::Mocked => cores + 1,
     }
 }
 
@@ -307,7 +316,8 @@ impl<E: Executor> Lane<E> {
             width.saturating_mul(16).max(CHUNK),
         );
         // Real runs only: they time their requests (a dry-run may run without a timer).
-        let mut tick = self.common.settings.safety.is_some().then(Tick::new);
+        let real = matches!(self.common.settings.sending, Sending::Real(_));
+        let mut tick = real.then(Tick::new);
         let mut done = false;
         while !done {
             let mut ready = Vec::new();

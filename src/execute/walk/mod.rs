@@ -278,8 +278,12 @@ impl<'a, E: Executor> Walk<'a, E> {
             delivery: Some((&ids.delivery_id, 1)),
             response: None,
         });
-        let req = request::build(w, &ctx, ids, self.settings.env.placeholders)?;
-        if let Some(safety) = &self.settings.safety {
+        let keys = match self.settings.env.placeholders {
+            true => request::Keys::DummyForPlaceholders,
+            false => request::Keys::Given,
+        };
+        let req = request::build(w, &ctx, ids, keys)?;
+        if let super::runner::Sending::Real(safety) = &self.settings.sending {
             safety.check(&req, w)?;
         }
         Ok(Some(req))
