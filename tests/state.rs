@@ -360,7 +360,7 @@ steps:
     webhook: { url: "{{ env.HOOK_URL }}/reminder", body: { cart: "{{ event.id }}" } }
 "#;
 
-/// Tonight's run ended c1's entry (its order) and reminded c2 only, about cart k2.
+/// Sightings's run ended c1's entry (its order) and reminded c2 only, about cart k2.
 fn only_k2_is_reminded(
     server: &TestServer,
     tonight: &Output,
@@ -455,7 +455,7 @@ fn limit_still_reads_tonights_stream_to_its_end_for_the_exits_of_parked_entries(
     };
     let first = run("monday.ndjson", "2026-11-20T11:00:00Z", &[]);
     assert!(first.stdout.contains("1 waiting"), "{}", first.all());
-    // Tonight's run takes one new entry; c1's order is the last line, past the limit.
+    // Sightings's run takes one new entry; c1's order is the last line, past the limit.
     t.file(
         "tuesday.ndjson",
         &[

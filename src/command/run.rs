@@ -100,7 +100,7 @@ pub struct Batch<'a> {
     /// Things said once.
     pub notices: Vec<String>,
     /// What tonight's streams say about the customers of parked entries.
-    pub tonight: entries::Tonight,
+    pub sightings: entries::Sightings,
     /// What `--html` keeps of the entries as they end.
     pub html: std::sync::Mutex<Option<report::html::Collector>>,
 }
@@ -169,7 +169,7 @@ pub async fn run(c: RunConfig) -> Result<Exit> {
         vault: super::vault(&journeys, &c.env),
         run_id: run_id(&c),
         notices,
-        tonight: Default::default(),
+        sightings: Default::default(),
         html: std::sync::Mutex::new(html),
     };
     let all = entries::all(
@@ -178,10 +178,10 @@ pub async fn run(c: RunConfig) -> Result<Exit> {
         &batch.env,
         c.now,
         options,
-        &batch.tonight,
+        &batch.sightings,
     );
     let (list, total) = counted(
-        c.selection.apply(all, &batch.tonight),
+        c.selection.apply(all, &batch.sightings),
         batch.fixtures.streams.is_empty(),
     );
     match &c.real {

@@ -145,11 +145,18 @@ fn tell_breakers(protect: &Protection, notices: &mut Vec<String>, quiet: bool) {
     }
 }
 
-/// A parked entry that is due: its journey, key and snapshot.
-type Due = (usize, String, crate::state::Snapshot);
+/// A parked entry that is due.
+struct Resumable {
+    /// Its journey's index.
+    journey: usize,
+    /// Its entry key.
+    key: String,
+    /// What its templates saw when it parked.
+    snapshot: crate::state::Snapshot,
+}
 
 /// Parked entries that are due (a journey no longer loaded is skipped).
-async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Due>, String> {
+async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Resumable>, String> {
     let mut out = Vec::new();
     for due in store.due(batch.c.now).await? {
         let Some(ji) = batch.journeys.iter().position(|j| j.name == due.journey) else {
@@ -160,7 +167,11 @@ async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Due>, String>
             continue;
         };
         if let Some(snapshot) = store.load(&due.key).await?.and_then(|e| e.snapshot) {
-            out.push((ji, due.key, snapshot));
+            out.push(Resumable {
+                journey: ji,
+                key: due.key,
+                snapshot,
+            });
         }
     }
     Ok(out)
@@ -168,20 +179,20 @@ async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Due>, String>
 
 /// The due entries, made once tonight's fixtures have all been read (they run after the new
 /// entries): their customers' records and `exit_when` events come from tonight's streams too.
-fn resumes<'a>(batch: &'a Batch<'_>, due: Vec<Due>, stop: &Arc<Stop>) -> Candidates<'a> {
+fn resumes<'a>(batch: &'a Batch<'_>, due: Vec<Resumable>, stop: &Arc<Stop>) -> Candidates<'a> {
     let customers = due
         .iter()
-        .filter_map(|(_, _, s)| Some(s.customer.get("id")?.as_str()?.to_string()));
-    batch.tonight.want(customers, batch.journeys, stop);
+        .filter_map(|r| Some(r.snapshot.customer.get("id")?.as_str()?.to_string()));
+    batch.sightings.want(customers, batch.journeys, stop);
     Box::new(std::iter::once(due).flat_map(move |due| {
-        due.into_iter().filter_map(move |(ji, key, s)| {
+        due.into_iter().filter_map(move |r| {
             resumed(
-                &batch.journeys[ji],
-                ji,
-                &key,
-                &s,
+                &batch.journeys[r.journey],
+                r.journey,
+                &r.key,
+                &r.snapshot,
                 &batch.fixtures,
-                &batch.tonight,
+                &batch.sightings,
             )
         })
     }))
@@ -245,7 +256,7 @@ pub async fn send(
     let c = batch.c;
     let (store, due_list) = store_and_due(batch, real).await?;
     let (list, total): (Candidates<'_>, Option<usize>) = if real.resume_only {
-        // Tonight's fixtures are still read: they may end or update the parked entries.
+        // Sightings's fixtures are still read: they may end or update the parked entries.
         (Box::new(list.filter(|_| false)), Some(0))
     } else {
         (list, total)
@@ -263,7 +274,7 @@ pub async fn send(
     let watcher = watch(Arc::clone(&stop), real.max_duration);
     let protect = Arc::new(Protection::new(batch.journeys, real.rate));
     let recorded = recorders(batch, real)?;
-    let parts = Parts {
+    let parts = RealParts {
         recorder: Arc::clone(&recorded.all),
         state: store.clone(),
         stop: Arc::clone(&stop),
@@ -329,7 +340,7 @@ fn recorders(batch: &Batch<'_>, real: &RealConfig) -> anyhow::Result<Recorders> 
 }
 
 /// What a real run makes for itself before its settings.
-struct Parts {
+struct RealParts {
     recorder: Arc<dyn Recorder>,
     state: Option<Arc<Store>>,
     stop: Arc<Stop>,
@@ -337,7 +348,7 @@ struct Parts {
 }
 
 /// The settings of a real run: its flags, and the parts it made.
-fn real_settings(batch: &Batch<'_>, real: &RealConfig, parts: Parts) -> RunSettings {
+fn real_settings(batch: &Batch<'_>, real: &RealConfig, parts: RealParts) -> RunSettings {
     let c = batch.c;
     RunSettings {
         now: c.now,
@@ -366,7 +377,7 @@ fn real_settings(batch: &Batch<'_>, real: &RealConfig, parts: Parts) -> RunSetti
 async fn store_and_due(
     batch: &Batch<'_>,
     real: &RealConfig,
-) -> Result<(Option<Arc<Store>>, Vec<Due>), Error> {
+) -> Result<(Option<Arc<Store>>, Vec<Resumable>), Error> {
     let Some(store) = open_store(real, &batch.vault)? else {
         return Ok((None, Vec::new()));
     };

@@ -32,7 +32,7 @@ pub async fn validate(c: ValidateConfig) -> Result<Exit> {
         output::stderr(&n);
     }
     let settings = RunSettings::dry(c.now, env.clone(), 32, 0, false);
-    let tonight = entries::Tonight::default();
+    let sightings = entries::Sightings::default();
     let list = entries::all(
         &journeys,
         &fixtures,
@@ -41,7 +41,7 @@ pub async fn validate(c: ValidateConfig) -> Result<Exit> {
         crate::fixture::stream::Options {
             delimiter: c.csv_delimiter,
         },
-        &tonight,
+        &sightings,
     );
     let mut tally = Tally::new(&journeys, Mode::DryRun, String::new(), String::new());
     runner::run(

@@ -62,11 +62,11 @@ pub enum Candidate {
     Resume(Entry, String),
 }
 
-/// What tonight's streams say about the customers of parked entries, gathered as the streams are
+/// Sightings: what tonight's streams say about the customers of parked entries, gathered as the streams are
 /// read: each one's latest record and their `exit_when` events. Only the customers asked for are
 /// kept, so memory follows the parked entries, not the file.
 #[derive(Debug, Default)]
-pub struct Tonight {
+pub struct Sightings {
     /// The customers asked for, and the event names kept (the journeys' `exit_when` events).
     wanted: std::sync::OnceLock<(std::collections::HashSet<String>, Vec<String>)>,
     seen: std::sync::Mutex<std::collections::HashMap<String, Seen>>,
@@ -81,7 +81,7 @@ struct Seen {
     events: Vec<Event>,
 }
 
-impl Tonight {
+impl Sightings {
     /// Asks for these customers and their `exit_when` events of `journeys` (before the streams
     /// are read).
     pub fn want(
@@ -151,13 +151,13 @@ pub fn resumed(
     key: &str,
     snapshot: &crate::state::Snapshot,
     fx: &Fixtures,
-    tonight: &Tonight,
+    sightings: &Sightings,
 ) -> Option<Candidate> {
     let id = snapshot.customer.get("id")?.as_str()?.to_string();
     let customer = fx
         .customer(&id)
         .cloned()
-        .or_else(|| tonight.customer(&id))
+        .or_else(|| sightings.customer(&id))
         .unwrap_or_else(|| Customer {
             id,
             record: std::sync::Arc::new(snapshot.customer.clone()),
@@ -171,7 +171,7 @@ pub fn resumed(
         .unwrap_or_else(Utc::now);
     let mut exits = exits(j, fx, &customer.id);
     if let Some(x) = &j.exit_when {
-        exits.extend(tonight.events(&customer.id, &x.event));
+        exits.extend(sightings.events(&customer.id, &x.event));
     }
     Some(Candidate::Resume(
         Entry {
@@ -235,7 +235,7 @@ impl Candidate {
 struct Limited<'a> {
     inner: Candidates<'a>,
     left: usize,
-    tonight: &'a Tonight,
+    sightings: &'a Sightings,
 }
 
 impl Iterator for Limited<'_> {
@@ -246,14 +246,14 @@ impl Iterator for Limited<'_> {
             self.left -= 1;
             return self.inner.next();
         }
-        while self.tonight.reads_on() && self.inner.next().is_some() {}
+        while self.sightings.reads_on() && self.inner.next().is_some() {}
         None
     }
 }
 
 impl Selection {
-    /// Keeps the chosen customers, then at most `limit` candidates (reading on for `tonight`).
-    pub fn apply<'a>(&self, all: Candidates<'a>, tonight: &'a Tonight) -> Candidates<'a> {
+    /// Keeps the chosen customers, then at most `limit` candidates (reading on for `sightings`).
+    pub fn apply<'a>(&self, all: Candidates<'a>, sightings: &'a Sightings) -> Candidates<'a> {
         let all: Candidates<'a> = match self.shard {
             Some(shard) => Box::new(all.filter(move |c| in_shard(c.customer(), shard))),
             None => all,
@@ -268,7 +268,7 @@ impl Selection {
             Some(left) => Box::new(Limited {
                 inner: chosen,
                 left,
-                tonight,
+                sightings,
             }),
             None => chosen,
         }
@@ -282,7 +282,7 @@ pub fn all<'a>(
     env: &'a EnvVars,
     now: DateTime<Utc>,
     options: crate::fixture::stream::Options,
-    tonight: &'a Tonight,
+    sightings: &'a Sightings,
 ) -> Candidates<'a> {
     let docs = candidates(journeys, fx, env, now);
     let streams =
@@ -294,7 +294,7 @@ pub fn all<'a>(
         );
     Box::new(
         docs.into_iter()
-            .chain(streams.flat_map(move |item| streamed(journeys, fx, env, now, item, tonight))),
+            .chain(streams.flat_map(move |item| streamed(journeys, fx, env, now, item, sightings))),
     )
 }
 
@@ -305,7 +305,7 @@ fn streamed(
     env: &EnvVars,
     now: DateTime<Utc>,
     item: crate::fixture::stream::Item,
-    tonight: &Tonight,
+    sightings: &Sightings,
 ) -> Vec<Candidate> {
     let r = match item {
         crate::fixture::stream::Item::Record(r) => r,
@@ -313,7 +313,7 @@ fn streamed(
             return vec![invalid(0, "", None, String::new(), message)];
         }
     };
-    tonight.observe(&r);
+    sightings.observe(&r);
     journeys
         .iter()
         .enumerate()

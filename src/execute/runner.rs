@@ -107,7 +107,7 @@ pub async fn run<E: Executor>(
     settings: &RunSettings,
     mut sink: impl FnMut(EntryResult),
 ) {
-    let common = Arc::new(Common {
+    let common = Arc::new(LaneShared {
         journeys: journeys.to_vec(),
         settings: settings.clone(),
         taken: Mutex::default(),
@@ -174,7 +174,7 @@ struct Spawned {
 fn spawn_lanes<E: Executor>(
     lanes: usize,
     width: usize,
-    common: &Arc<Common>,
+    common: &Arc<LaneShared>,
     exec: &E,
 ) -> std::io::Result<Spawned> {
     let mut spawned = Spawned {
@@ -275,7 +275,7 @@ fn lane_of(c: &Candidate, lanes: usize) -> usize {
 }
 
 /// What every lane of a run shares.
-struct Common {
+struct LaneShared {
     journeys: Vec<Journey>,
     settings: RunSettings,
     taken: Mutex<foldhash::HashSet<u64>>,
@@ -283,13 +283,13 @@ struct Common {
 
 /// One lane: its executor and its customers' locks.
 struct Lane<E> {
-    common: Arc<Common>,
+    common: Arc<LaneShared>,
     exec: E,
     stripes: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl<E: Executor> Lane<E> {
-    fn new(common: Arc<Common>, exec: E) -> Self {
+    fn new(common: Arc<LaneShared>, exec: E) -> Self {
         Lane {
             common,
             exec,
@@ -355,7 +355,7 @@ impl<E: Executor> Lane<E> {
             Candidate::Resume(e, key) => (e, Some(key)),
         };
         let _turn = self.stripes[stripe(&e.customer.id)].lock().await;
-        let Common {
+        let LaneShared {
             journeys,
             settings,
             taken,

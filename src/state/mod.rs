@@ -520,7 +520,8 @@ impl Store {
 
     /// Parked entries due at `now`.
     pub async fn due(&self, now: DateTime<Utc>) -> Result<Vec<DueEntry>, String> {
-        self.ask(|r| Msg::Due(crate::clock::rfc3339(now), r)).await
+        self.ask(|r| Msg::Resumable(crate::clock::rfc3339(now), r))
+            .await
     }
 
     /// Waits until everything sent so far is committed.

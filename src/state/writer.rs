@@ -18,7 +18,7 @@ pub(super) enum Msg {
     /// A "before" record, acknowledged once written to the redo file.
     Before(Write, Ack),
     Write(Write),
-    Due(String, oneshot::Sender<Result<Vec<DueEntry>, String>>),
+    Resumable(String, oneshot::Sender<Result<Vec<DueEntry>, String>>),
     Shard(
         Option<String>,
         oneshot::Sender<Result<Option<String>, String>>,
@@ -181,7 +181,7 @@ fn handle(
         } => {
             let _ = reply.send(Ok(count(tx, &customer, &channel, &since)?));
         }
-        Msg::Due(at, reply) => {
+        Msg::Resumable(at, reply) => {
             let _ = reply.send(due(tx, &at).map_err(|e| e.to_string()));
         }
         Msg::Shard(given, reply) => {
