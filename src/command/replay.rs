@@ -30,8 +30,8 @@ struct Line {
 }
 
 /// Replays every letter of the file.
-pub async fn replay(c: ReplayConfig) -> Result<Exit, Error> {
-    let lines = read(&c.file).map_err(|e| Error::usage(e.to_string()))?;
+pub async fn replay(config: ReplayConfig) -> Result<Exit, Error> {
+    let lines = read(&config.file).map_err(|e| Error::usage(e.to_string()))?;
     let files: Vec<PathBuf> = lines
         .iter()
         .map(|l| PathBuf::from(&l.letter.journey_file))
@@ -39,18 +39,18 @@ pub async fn replay(c: ReplayConfig) -> Result<Exit, Error> {
         .into_iter()
         .collect();
     let journeys = super::load_journeys(&files, false)?;
-    let (env, redactor) = super::send::real_env(&journeys, &c.env)?;
+    let (env, redactor) = super::send::real_env(&journeys, &config.env)?;
     let http = Http::new(8);
     let safety = Safety {
-        allow_insecure_http: c.allow_insecure_http,
+        allow_insecure_http: config.allow_insecure_http,
         redactor,
     };
     let hosts = super::send::target_hosts(&journeys, &env);
-    if c.ask && !super::send::confirm(&hosts, Some(lines.len())) {
+    if config.ask && !super::send::confirm(&hosts, Some(lines.len())) {
         output::stderr("nothing was sent");
         return Ok(Exit::Ok);
     }
-    let vault = super::vault(&journeys, &c.env);
+    let vault = super::vault(&journeys, &config.env);
     // Opened before anything is sent: a store another run holds (75) or cannot use (3) stops
     // the replay, which would otherwise send what the store would not know of.
     let stores = open_stores(&lines, &vault)?;
@@ -70,7 +70,7 @@ pub async fn replay(c: ReplayConfig) -> Result<Exit, Error> {
             l.journey, l.step, l.customer, l.delivery_id
         );
         match replayer.one(l).await {
-            Ok(note) if !c.quiet => output::stderr(&format!("ok   {name}{note}")),
+            Ok(note) if !config.quiet => output::stderr(&format!("ok   {name}{note}")),
             Ok(_) => {}
             Err(why) => {
                 output::stderr(&format!("FAIL {name}: {why}"));
@@ -81,12 +81,12 @@ pub async fn replay(c: ReplayConfig) -> Result<Exit, Error> {
     if let Some(code) = close_stores(&stores) {
         return Ok(code);
     }
-    rewrite(&c.file, &remaining)?;
+    rewrite(&config.file, &remaining)?;
     let failed = remaining.len();
-    if !c.quiet {
+    if !config.quiet {
         output::stderr(&format!(
             "replay: {failed} still failing, kept in {}",
-            c.file.display()
+            config.file.display()
         ));
     }
     Ok(if failed == 0 {

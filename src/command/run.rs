@@ -37,7 +37,7 @@ pub fn print_problems(report: &RunReport, quiet: bool) {
                 .examples
                 .iter()
                 .map(String::as_str)
-                .filter(|c| !c.is_empty())
+                .filter(|id| !id.is_empty())
                 .collect();
             let examples = match named.is_empty() {
                 true => String::new(),
@@ -80,7 +80,7 @@ fn warn_empty_streams(
 /// What every kind of run shares once files are loaded.
 pub struct Batch<'a> {
     /// The settings.
-    pub c: &'a RunConfig,
+    pub config: &'a RunConfig,
     /// The journeys.
     pub journeys: &'a [Journey],
     /// The fixtures.
@@ -106,68 +106,68 @@ pub struct Batch<'a> {
 }
 
 /// Runs a dry-run, a real run or a test.
-pub async fn run(c: RunConfig) -> Result<Exit> {
-    let journeys = super::load_journeys(&c.journeys, false)?;
-    if let Some(real) = &c.real {
+pub async fn run(config: RunConfig) -> Result<Exit> {
+    let journeys = super::load_journeys(&config.journeys, false)?;
+    if let Some(real) = &config.real {
         super::send::check_waits(&journeys, real)?;
     }
-    let fixtures = Arc::new(crate::fixture::load(&c.fixtures).map_err(fixture_errors)?);
+    let fixtures = Arc::new(crate::fixture::load(&config.fixtures).map_err(fixture_errors)?);
     let unknown = crate::expect::unknown_references(&fixtures, &journeys);
-    if c.mode != Mode::Run && !unknown.errors.is_empty() {
+    if config.mode != Mode::Run && !unknown.errors.is_empty() {
         return Err(fixture_errors(unknown.errors));
     }
-    if c.mode != Mode::Run && !c.quiet {
+    if config.mode != Mode::Run && !config.quiet {
         unknown
             .warnings
             .iter()
             .for_each(|w| output::stderr(&format!("warning: {w}")));
     }
-    if c.mode == Mode::Test && fixtures.expects.is_empty() {
+    if config.mode == Mode::Test && fixtures.expects.is_empty() {
         return Err(Error::usage(
             "the fixtures hold no `expect`: `journey test` has nothing to check (use `journey run --dry-run` to just run)",
         ));
     }
-    let (env, redactor, notice) = match &c.real {
-        None => super::placeholder_env(&journeys, &c.env),
+    let (env, redactor, notice) = match &config.real {
+        None => super::placeholder_env(&journeys, &config.env),
         Some(_) => {
-            let (env, redactor) = super::send::real_env(&journeys, &c.env)?;
+            let (env, redactor) = super::send::real_env(&journeys, &config.env)?;
             (env, redactor, None)
         }
     };
     if let Some(n) = &notice
-        && !c.quiet
+        && !config.quiet
     {
         output::stderr(n);
     }
     let names = journeys.iter().flat_map(|j| j.secret_names.iter().cloned());
     let env_names = journeys.iter().flat_map(|j| j.env_names.iter().cloned());
-    let refs = report::curl::SecretRefs::new(names, env_names, &c.env);
-    let suppress = suppressions(&c)?;
+    let refs = report::curl::SecretRefs::new(names, env_names, &config.env);
+    let suppress = suppressions(&config)?;
     let options = crate::fixture::stream::Options {
-        delimiter: c.csv_delimiter,
+        delimiter: config.csv_delimiter,
     };
     let mut notices: Vec<String> = notice.into_iter().collect();
-    warn_empty_streams(&fixtures, options, &mut notices, c.quiet);
-    let html = c.html.as_ref().map(|_| {
-        let mocked = c.mode != Mode::Run;
+    warn_empty_streams(&fixtures, options, &mut notices, config.quiet);
+    let html = config.html.as_ref().map(|_| {
+        let mocked = config.mode != Mode::Run;
         report::html::Collector::new(
             &journeys,
-            c.html_entries,
+            config.html_entries,
             mocked,
             redactor.clone(),
-            c.now.timestamp(),
+            config.now.timestamp(),
         )
     });
     let batch = Batch {
         refs,
         suppress,
-        c: &c,
+        config: &config,
         journeys: &journeys,
         fixtures,
         env,
         redactor,
-        vault: super::vault(&journeys, &c.env),
-        run_id: run_id(&c),
+        vault: super::vault(&journeys, &config.env),
+        run_id: run_id(&config),
         notices,
         sightings: Default::default(),
         html: std::sync::Mutex::new(html),
@@ -176,15 +176,15 @@ pub async fn run(c: RunConfig) -> Result<Exit> {
         &journeys,
         &batch.fixtures,
         &batch.env,
-        c.now,
+        config.now,
         options,
         &batch.sightings,
     );
     let (list, total) = counted(
-        c.selection.apply(all, &batch.sightings),
+        config.selection.apply(all, &batch.sightings),
         batch.fixtures.streams.is_empty(),
     );
-    match &c.real {
+    match &config.real {
         Some(real) => super::send::send(&batch, real, list, total).await,
         None => dry_run(&batch, list, total).await,
     }
@@ -192,18 +192,18 @@ pub async fn run(c: RunConfig) -> Result<Exit> {
 
 /// Walks every entry with the dry-run executor and computes the exit code.
 async fn dry_run(batch: &Batch<'_>, list: Candidates<'_>, total: Option<usize>) -> Result<Exit> {
-    let c = batch.c;
+    let config = batch.config;
     let mut settings = RunSettings::dry(
-        c.now,
+        config.now,
         batch.env.clone(),
-        c.concurrency,
-        c.seed,
-        c.show.is_some() || c.html.is_some() || c.mode == Mode::Test,
+        config.concurrency,
+        config.seed,
+        config.show.is_some() || config.html.is_some() || config.mode == Mode::Test,
     );
     settings.suppress = Arc::clone(&batch.suppress);
     // `--log` in a dry-run: the same per-attempt lines a real run writes, marked `mocked`; no
     // dead letters (nothing was sent, so nothing is to be sent again).
-    let log = c
+    let log = config
         .log
         .as_deref()
         .map(|p| {
@@ -211,7 +211,7 @@ async fn dry_run(batch: &Batch<'_>, list: Candidates<'_>, total: Option<usize>) 
                 &batch.run_id,
                 batch.redactor.clone(),
                 Some(p),
-                c.log_bodies,
+                config.log_bodies,
                 None,
             )
         })
@@ -232,8 +232,8 @@ async fn dry_run(batch: &Batch<'_>, list: Candidates<'_>, total: Option<usize>) 
 }
 
 /// `--suppress`, loaded; a file that cannot be read is a usage error.
-fn suppressions(c: &RunConfig) -> Result<Arc<crate::gate::suppression::Suppressions>> {
-    let loaded = c
+fn suppressions(config: &RunConfig) -> Result<Arc<crate::gate::suppression::Suppressions>> {
+    let loaded = config
         .suppress
         .as_deref()
         .map(crate::gate::suppression::Suppressions::load)
@@ -251,22 +251,22 @@ impl Batch<'_> {
         exec: &E,
         settings: &RunSettings,
     ) -> anyhow::Result<RunReport> {
-        let c = self.c;
+        let config = self.config;
         let mut tally = Tally::new(
             self.journeys,
-            c.mode,
+            config.mode,
             self.run_id.clone(),
-            crate::clock::rfc3339(c.now),
+            crate::clock::rfc3339(config.now),
         );
         for n in &self.notices {
             tally.notice(n.clone());
         }
         let total = total.map(|t| t as u64);
-        let bar = crate::progress::bar(c.progress == Progress::Bar, total);
-        let beat = crate::progress::Heartbeat::start(c.progress == Progress::Heartbeat, total);
+        let bar = crate::progress::bar(config.progress == Progress::Bar, total);
+        let beat = crate::progress::Heartbeat::start(config.progress == Progress::Heartbeat, total);
         let mut kept = Vec::new();
         let mut shown = Ok(());
-        let mut asked = Asked::new(&c.selection.customers);
+        let mut asked = Asked::new(&config.selection.customers);
         // Taken out for the run and put back for `finish`, which writes the page.
         let mut html = self.html.lock().unwrap_or_else(|e| e.into_inner()).take();
         runner::run(self.journeys, list, exec, settings, |r| {
@@ -277,7 +277,7 @@ impl Batch<'_> {
             asked.see(&r);
             bar.inc(1);
             beat.add(&r);
-            if shown.is_ok() && c.show.is_some() {
+            if shown.is_ok() && config.show.is_some() {
                 shown = self.show(&r);
                 if shown.is_err() {
                     // Like a pipe's reader that has gone (`| head`): start nothing more.
@@ -286,7 +286,7 @@ impl Batch<'_> {
                         .request(crate::execute::stop::StopReason::ClosedOutput);
                 }
             }
-            if c.mode == Mode::Test {
+            if config.mode == Mode::Test {
                 kept.push(r);
             }
         })
@@ -298,13 +298,13 @@ impl Batch<'_> {
         // the report files are still written (the table's own write then ends the run quietly).
         let mut report = tally.finish();
         // A run stopped early may not have reached them.
-        if !settings.stop.is_set() && !c.selection.customers.is_empty() {
+        if !settings.stop.is_set() && !config.selection.customers.is_empty() {
             self.tell_not_entered(&asked, &mut report.notices);
         }
         for g in report.errors.iter_mut().chain(&mut report.warnings) {
             g.message = self.redactor.redact(&g.message);
         }
-        if c.mode == Mode::Test {
+        if config.mode == Mode::Test {
             report.expectations = crate::expect::check_all(
                 &self.fixtures.expects,
                 self.journeys,
@@ -312,7 +312,7 @@ impl Batch<'_> {
                 &self.redactor,
             );
         }
-        thresholds(&mut report, c);
+        thresholds(&mut report, config);
         Ok(report)
     }
 }
@@ -349,17 +349,21 @@ impl Batch<'_> {
     /// Says why each customer asked for did not enter: a warning for one no entry is about at
     /// all, and with `--show paths` a block for each journey (and trigger event) they missed.
     fn tell_not_entered(&self, asked: &Asked<'_>, notices: &mut Vec<String>) {
-        let c = self.c;
+        let config = self.config;
         let input = crate::execute::not_entered::Inputs {
             fixtures: &self.fixtures,
             env: &self.env,
-            now: c.now,
+            now: config.now,
             options: crate::fixture::stream::Options {
-                delimiter: c.csv_delimiter,
+                delimiter: config.csv_delimiter,
             },
         };
-        let missed =
-            crate::execute::not_entered::explain(self.journeys, &input, &c.selection, &asked.seen);
+        let missed = crate::execute::not_entered::explain(
+            self.journeys,
+            &input,
+            &config.selection,
+            &asked.seen,
+        );
         for id in &asked.unseen {
             let mut reasons: Vec<String> = Vec::new();
             for m in missed.iter().filter(|m| m.customer == *id) {
@@ -372,14 +376,14 @@ impl Batch<'_> {
                 false => reasons.join("; "),
             };
             let text = format!("--customer {id}: no entry is about this customer ({why})");
-            warn(notices, c.quiet, self.redactor.redact(&text));
+            warn(notices, config.quiet, self.redactor.redact(&text));
         }
-        if c.show != Some(Show::Paths) {
+        if config.show != Some(Show::Paths) {
             return;
         }
         for m in &missed {
             let text = self.redactor.redact(&crate::execute::not_entered::block(m));
-            match c.output {
+            match config.output {
                 Output::Json => output::stderr(text.trim_end()),
                 Output::Table => {
                     let _ = output::stdout(text.as_bytes());
@@ -392,10 +396,10 @@ impl Batch<'_> {
 impl Batch<'_> {
     /// Prints the requests of one entry as `--show` asks: redacted text, or curl commands.
     fn show(&self, r: &EntryResult) -> std::io::Result<()> {
-        let (c, j) = (self.c, &self.journeys[r.journey]);
-        if c.show == Some(Show::Paths) {
-            let text = report::paths::entry(j, r, c.mode != Mode::Run, &self.redactor);
-            return match c.output {
+        let (config, j) = (self.config, &self.journeys[r.journey]);
+        if config.show == Some(Show::Paths) {
+            let text = report::paths::entry(j, r, config.mode != Mode::Run, &self.redactor);
+            return match config.output {
                 Output::Json => {
                     output::stderr(text.trim_end());
                     Ok(())
@@ -409,16 +413,16 @@ impl Batch<'_> {
                 "{} / {} / customer {}",
                 j.name, j.steps[s.index].id, r.customer
             );
-            let text = match c.show {
+            let text = match config.show {
                 Some(Show::Curl) => self.redactor.redact(&report::curl::command(
                     &title,
                     req,
-                    c.now.timestamp(),
+                    config.now.timestamp(),
                     &self.refs,
                 )),
-                _ => report::show::request(&title, req, c.now.timestamp(), &self.redactor),
+                _ => report::show::request(&title, req, config.now.timestamp(), &self.redactor),
             };
-            match c.output {
+            match config.output {
                 Output::Json => output::stderr(text.trim_end()),
                 Output::Table => output::stdout(text.as_bytes())?,
             }
@@ -428,9 +432,9 @@ impl Batch<'_> {
 }
 
 /// Marks `--max-failure-rate` and `--fail-if-empty` when crossed.
-fn thresholds(report: &mut RunReport, c: &RunConfig) {
+fn thresholds(report: &mut RunReport, config: &RunConfig) {
     let t = &report.totals;
-    if let Some(max) = c.max_failure_rate
+    if let Some(max) = config.max_failure_rate
         && t.deliveries_sent > 0
     {
         let rate = 100.0 * t.deliveries_failed as f64 / t.deliveries_sent as f64;
@@ -440,49 +444,53 @@ fn thresholds(report: &mut RunReport, c: &RunConfig) {
             ));
         }
     }
-    if c.fail_if_empty && t.entries == 0 {
+    if config.fail_if_empty && t.entries == 0 {
         report.thresholds.push("no entries: --fail-if-empty".into());
     }
 }
 
-fn run_id(c: &RunConfig) -> String {
+fn run_id(config: &RunConfig) -> String {
     let mut rng = fastrand::Rng::new();
-    format!("run_{}_{:08x}", c.now.format("%Y%m%dT%H%M%SZ"), rng.u32(..))
+    format!(
+        "run_{}_{:08x}",
+        config.now.format("%Y%m%dT%H%M%SZ"),
+        rng.u32(..)
+    )
 }
 
 /// Writes the report files, prints the summary, and computes the exit code.
 pub fn finish(batch: &Batch<'_>, report: &RunReport) -> Result<Exit> {
-    let (c, journeys) = (batch.c, batch.journeys);
-    if let Some(path) = &c.report {
+    let (config, journeys) = (batch.config, batch.journeys);
+    if let Some(path) = &config.report {
         output::private_file(path, &report::json::render(report))?;
     }
     let page = batch.html.lock().unwrap_or_else(|e| e.into_inner());
-    if let (Some(path), Some(page)) = (&c.html, page.as_ref()) {
+    if let (Some(path), Some(page)) = (&config.html, page.as_ref()) {
         output::private_file(path, &page.render(report, journeys))?;
     }
-    if let Some(path) = &c.junit {
+    if let Some(path) = &config.junit {
         let names: Vec<String> = journeys.iter().map(|j| j.name.clone()).collect();
         output::private_file(path, &report::junit::render(report, &names))?;
     }
-    print_problems(report, c.quiet);
+    print_problems(report, config.quiet);
     for t in &report.thresholds {
         output::stderr(&format!("error: threshold crossed: {t}"));
     }
-    match c.output {
+    match config.output {
         Output::Json => output::stdout(&report::json::render(report))?,
-        Output::Table if !c.quiet => {
+        Output::Table if !config.quiet => {
             let layout = report::table::Layout {
-                color: c.color,
-                width: c.width,
+                color: config.color,
+                width: config.width,
             };
             output::stdout(report::table::render(report, layout).as_bytes())?;
-            if c.mode == Mode::Test {
+            if config.mode == Mode::Test {
                 output::stdout(expectation_lines(report).as_bytes())?;
             }
         }
         Output::Table => {}
     }
-    if c.quiet && c.mode == Mode::Test {
+    if config.quiet && config.mode == Mode::Test {
         for e in report.expectations.iter().filter(|e| e.failure.is_some()) {
             output::stderr(&format!(
                 "FAIL {} {}: {}",
@@ -492,7 +500,7 @@ pub fn finish(batch: &Batch<'_>, report: &RunReport) -> Result<Exit> {
             ));
         }
     }
-    Ok(match c.mode {
+    Ok(match config.mode {
         Mode::Test => exit::for_test(report),
         _ => exit::for_run(report),
     })

@@ -158,7 +158,7 @@ struct Resumable {
 /// Parked entries that are due (a journey no longer loaded is skipped).
 async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Resumable>, String> {
     let mut out = Vec::new();
-    for due in store.due(batch.c.now).await? {
+    for due in store.due(batch.config.now).await? {
         let Some(ji) = batch.journeys.iter().position(|j| j.name == due.journey) else {
             output::stderr(&format!(
                 "warning: entry `{}` waits in journey `{}`, which is not loaded",
@@ -253,7 +253,7 @@ pub async fn send(
     list: Candidates<'_>,
     total: Option<usize>,
 ) -> Result<Exit, Error> {
-    let c = batch.c;
+    let config = batch.config;
     let (store, due_list) = store_and_due(batch, real).await?;
     let (list, total): (Candidates<'_>, Option<usize>) = if real.resume_only {
         // Sightings's fixtures are still read: they may end or update the parked entries.
@@ -282,15 +282,15 @@ pub async fn send(
     };
     let settings = real_settings(batch, real, parts);
     let list = Box::new(list.chain(due_list));
-    let exec = Http::new(c.concurrency);
+    let exec = Http::new(config.concurrency);
     let mut report = batch.execute(list, total, &exec, &settings).await?;
     report.left = left_undone(&stop, total, &report);
     recorded.log.flush();
-    tell_breakers(&protect, &mut report.notices, c.quiet);
+    tell_breakers(&protect, &mut report.notices, config.quiet);
     if let Some(m) = &recorded.mocks {
         m.write(&batch.run_id)?;
     }
-    tell_recorded(&recorded.log, c.quiet);
+    tell_recorded(&recorded.log, config.quiet);
     let store_failed = match &store {
         Some(store) => {
             report.state = Some(store.path().display().to_string());
@@ -323,8 +323,8 @@ fn recorders(batch: &Batch<'_>, real: &RealConfig) -> anyhow::Result<Recorders> 
         NdjsonRecorder::new(
             &batch.run_id,
             batch.redactor.clone(),
-            batch.c.log.as_deref(),
-            batch.c.log_bodies,
+            batch.config.log.as_deref(),
+            batch.config.log_bodies,
             Some(&real.dead_letter),
         )?
         .with_vault(batch.vault.clone()),
@@ -349,13 +349,13 @@ struct RealParts {
 
 /// The settings of a real run: its flags, and the parts it made.
 fn real_settings(batch: &Batch<'_>, real: &RealConfig, parts: RealParts) -> RunSettings {
-    let c = batch.c;
+    let config = batch.config;
     RunSettings {
-        now: c.now,
+        now: config.now,
         env: batch.env.clone(),
-        concurrency: c.concurrency,
-        seed: c.seed,
-        keep_requests: c.show.is_some() || c.html.is_some(),
+        concurrency: config.concurrency,
+        seed: config.seed,
+        keep_requests: config.show.is_some() || config.html.is_some(),
         recorder: parts.recorder,
         sending: crate::execute::runner::Sending::Real(Safety {
             allow_insecure_http: real.allow_insecure_http,
@@ -382,7 +382,7 @@ async fn store_and_due(
         return Ok((None, Vec::new()));
     };
     let path = store.path().display().to_string();
-    if let Err(why) = store.check_shard(batch.c.selection.shard).await {
+    if let Err(why) = store.check_shard(batch.config.selection.shard).await {
         return Err(Error::usage(format!("the state store {path}: {why}")));
     }
     match due_waits(batch, &store).await {

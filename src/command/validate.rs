@@ -12,13 +12,14 @@ use crate::output;
 use crate::report::{Mode, Tally};
 
 /// Validates; exit 2 for unusable files, 1 when an entry cannot be rendered.
-pub async fn validate(c: ValidateConfig) -> Result<Exit> {
-    let journeys = super::load_journeys(&c.journeys, c.strict)?;
-    if c.fixtures.is_empty() {
+pub async fn validate(config: ValidateConfig) -> Result<Exit> {
+    let journeys = super::load_journeys(&config.journeys, config.strict)?;
+    if config.fixtures.is_empty() {
         output::stdout(format!("ok: {} journey(s) valid\n", journeys.len()).as_bytes())?;
         return Ok(Exit::Ok);
     }
-    let fixtures = Arc::new(crate::fixture::load(&c.fixtures).map_err(super::run::fixture_errors)?);
+    let fixtures =
+        Arc::new(crate::fixture::load(&config.fixtures).map_err(super::run::fixture_errors)?);
     let unknown = crate::expect::unknown_references(&fixtures, &journeys);
     if !unknown.errors.is_empty() {
         return Err(super::run::fixture_errors(unknown.errors));
@@ -27,19 +28,19 @@ pub async fn validate(c: ValidateConfig) -> Result<Exit> {
         .warnings
         .iter()
         .for_each(|w| output::stderr(&format!("warning: {w}")));
-    let (env, redactor, notice) = super::placeholder_env(&journeys, &c.env);
+    let (env, redactor, notice) = super::placeholder_env(&journeys, &config.env);
     if let Some(n) = notice {
         output::stderr(&n);
     }
-    let settings = RunSettings::dry(c.now, env.clone(), 32, 0, false);
+    let settings = RunSettings::dry(config.now, env.clone(), 32, 0, false);
     let sightings = entries::Sightings::default();
     let list = entries::all(
         &journeys,
         &fixtures,
         &env,
-        c.now,
+        config.now,
         crate::fixture::stream::Options {
-            delimiter: c.csv_delimiter,
+            delimiter: config.csv_delimiter,
         },
         &sightings,
     );
