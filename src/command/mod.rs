@@ -69,52 +69,60 @@ pub fn vault(journeys: &[Journey], vars: &HashMap<String, String>) -> crate::red
     )
 }
 
+/// What the journeys read from the environment: the secrets' values that are set (to redact),
+/// and every `env.NAME` and `secret.NAME` that is not, sorted.
+pub struct Needs<'a> {
+    /// The values of the secrets that are set.
+    pub secrets: Vec<&'a str>,
+    /// `env.NAME`, then `secret.NAME`, of each variable not set.
+    pub missing: Vec<String>,
+}
+
+impl<'a> Needs<'a> {
+    /// What `journeys` need of `vars`.
+    pub fn of(journeys: &[Journey], vars: &'a HashMap<String, String>) -> Needs<'a> {
+        let missing = |prefix: &str, names: &mut dyn Iterator<Item = &String>| {
+            let set: std::collections::BTreeSet<String> = names
+                .filter(|n| !vars.contains_key(*n))
+                .map(|n| format!("{prefix}.{n}"))
+                .collect();
+            set.into_iter()
+        };
+        let mut env_names = journeys.iter().flat_map(|j| j.env_names.iter());
+        let mut secret_names = journeys.iter().flat_map(|j| j.secret_names.iter());
+        let missing = missing("env", &mut env_names)
+            .chain(missing("secret", &mut secret_names))
+            .collect();
+        let secrets = journeys
+            .iter()
+            .flat_map(|j| j.secret_names.iter())
+            .filter_map(|n| vars.get(n).map(String::as_str))
+            .collect();
+        Needs { secrets, missing }
+    }
+}
+
+/// The variables as templates see them; `placeholders` renders missing ones as `<env.NAME>`.
+pub fn env_vars(vars: &HashMap<String, String>, placeholders: bool) -> EnvVars {
+    EnvVars {
+        values: Arc::new(vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        placeholders,
+    }
+}
+
 /// Environment variables for a run that needs no secrets: missing ones render as placeholders.
 pub fn placeholder_env(
     journeys: &[Journey],
     vars: &HashMap<String, String>,
 ) -> (EnvVars, Redactor, Option<String>) {
-    let env = EnvVars {
-        values: Arc::new(vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-        placeholders: true,
-    };
-    let secrets: Vec<&str> = journeys
-        .iter()
-        .flat_map(|j| j.secret_names.iter())
-        .filter_map(|n| vars.get(n).map(String::as_str))
-        .collect();
-    let missing = |names: Vec<&String>| -> Vec<String> {
-        let mut m: Vec<String> = names
-            .into_iter()
-            .filter(|n| !vars.contains_key(*n))
-            .cloned()
-            .collect();
-        m.sort();
-        m.dedup();
-        m
-    };
-    let env_missing = missing(journeys.iter().flat_map(|j| j.env_names.iter()).collect());
-    let secret_missing = missing(
-        journeys
-            .iter()
-            .flat_map(|j| j.secret_names.iter())
-            .collect(),
-    );
-    let notice = (!env_missing.is_empty() || !secret_missing.is_empty()).then(|| {
-        let list = |p: &str, v: &[String]| {
-            v.iter()
-                .map(|n| format!("{p}.{n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let names = [list("env", &env_missing), list("secret", &secret_missing)]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!("note: not set, rendered as placeholders (signatures use a dummy key): {names}")
+    let needs = Needs::of(journeys, vars);
+    let notice = (!needs.missing.is_empty()).then(|| {
+        format!(
+            "note: not set, rendered as placeholders (signatures use a dummy key): {}",
+            needs.missing.join(", ")
+        )
     });
-    (env, Redactor::new(secrets), notice)
+    (env_vars(vars, true), Redactor::new(needs.secrets), notice)
 }
 
 /// `journey listen`: serves until stopped; a bad answers file or port is a usage error.

@@ -20,7 +20,6 @@ use crate::journey::Journey;
 use crate::journey::plan::StepKind;
 use crate::output;
 use crate::render::context::{EntryContext, Scope};
-use crate::render::value_of;
 use crate::state::{Store, StorePath};
 
 /// One line of the file: the letter and its text as written.
@@ -325,16 +324,8 @@ fn context_of(l: &DeadLetter, env: &crate::render::EnvVars) -> Result<EntryConte
     let event = s.event.clone().map(std::sync::Arc::new);
     let mut ctx = EntryContext::new(&l.journey, &customer, event.as_ref(), env, now);
     ctx.set_entry(&l.entry_key, &identity::trace_id(&l.entry_key));
-    ctx.vars = values(&s.vars);
-    ctx.saved = values(&s.saved);
-    ctx.steps = values(&s.steps);
+    ctx.restore(&s.vars, &s.saved, &s.steps);
     Ok(ctx)
-}
-
-fn values(v: &serde_json::Value) -> crate::render::context::Fields {
-    v.as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), value_of(v))).collect())
-        .unwrap_or_default()
 }
 
 /// Replaces the file with the lines still failing, atomically, keeping it private. The rename

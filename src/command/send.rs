@@ -55,36 +55,14 @@ pub fn real_env(
     journeys: &[Journey],
     vars: &std::collections::HashMap<String, String>,
 ) -> Result<(EnvVars, Redactor), Error> {
-    let mut missing = BTreeSet::new();
-    let mut secrets = Vec::new();
-    for j in journeys {
-        missing.extend(
-            j.env_names
-                .iter()
-                .filter(|n| !vars.contains_key(*n))
-                .map(|n| format!("env.{n}")),
-        );
-        for n in &j.secret_names {
-            match vars.get(n) {
-                Some(v) => secrets.push(v.as_str()),
-                None => {
-                    missing.insert(format!("secret.{n}"));
-                }
-            }
-        }
-    }
-    if !missing.is_empty() {
-        let names: Vec<String> = missing.into_iter().collect();
+    let needs = super::Needs::of(journeys, vars);
+    if !needs.missing.is_empty() {
         return Err(Error::usage(format!(
             "a real run needs every variable its journeys use; not set: {} (set them in the environment; `--dry-run` needs none). Nothing was sent.",
-            names.join(", ")
+            needs.missing.join(", ")
         )));
     }
-    let env = EnvVars {
-        values: Arc::new(vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-        placeholders: false,
-    };
-    Ok((env, Redactor::new(secrets)))
+    Ok((super::env_vars(vars, false), Redactor::new(needs.secrets)))
 }
 
 /// `scheme://host:port` of every webhook step, rendered from literals and `env` alone.

@@ -240,6 +240,24 @@ impl EntryContext {
         }
     }
 
+    /// Takes `vars`, `saved` and `steps` back from where they were kept as JSON (a parked
+    /// entry's snapshot, a dead letter's).
+    pub fn restore(
+        &mut self,
+        vars: &serde_json::Value,
+        saved: &serde_json::Value,
+        steps: &serde_json::Value,
+    ) {
+        let fields = |v: &serde_json::Value| -> Fields {
+            v.as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), value_of(v))).collect())
+                .unwrap_or_default()
+        };
+        self.vars = fields(vars);
+        self.saved = fields(saved);
+        self.steps = fields(steps);
+    }
+
     /// Sets `entry.{key, trace_id}`.
     pub fn set_entry(&mut self, key: &str, trace_id: &str) {
         let entry = map([

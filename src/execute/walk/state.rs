@@ -39,14 +39,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         self.start = stored.start_step;
         self.stored = stored.deliveries;
         if let Some(s) = stored.snapshot {
-            let values = |v: &serde_json::Value| {
-                v.as_object()
-                    .map(|m| m.iter().map(|(k, v)| (k.clone(), value_of(v))).collect())
-                    .unwrap_or_default()
-            };
-            self.ctx.vars = values(&s.vars);
-            self.ctx.saved = values(&s.saved);
-            self.ctx.steps = values(&s.steps);
+            self.ctx.restore(&s.vars, &s.saved, &s.steps);
             if let Ok(now) = crate::clock::parse(&s.now) {
                 self.ctx.now = now.max(self.ctx.now);
             }
