@@ -411,19 +411,22 @@ fn show_paths_says_a_streamed_customer_was_kept_out_by_the_trigger_or_the_shard(
         true => ("1/2", "2/2"),
         false => ("2/2", "1/2"),
     };
-    let out = t.run(&[
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "c.ndjson",
-        "--show",
-        "paths",
-        "--customer",
-        "a1",
-        "--shard",
-        outside,
-    ]);
+    let in_shard = |shard: &str| {
+        t.run(&[
+            "run",
+            "--dry-run",
+            "j.yaml",
+            "--fixtures",
+            "c.ndjson",
+            "--show",
+            "paths",
+            "--customer",
+            "a1",
+            "--shard",
+            shard,
+        ])
+    };
+    let out = in_shard(outside);
     assert!(
         out.stdout.contains(&format!(
             "customer a1 in vip\n  → did not enter: not in shard {outside} (sha256 of the id)"
@@ -431,19 +434,7 @@ fn show_paths_says_a_streamed_customer_was_kept_out_by_the_trigger_or_the_shard(
         "{}",
         out.all()
     );
-    let out = t.run(&[
-        "run",
-        "--dry-run",
-        "j.yaml",
-        "--fixtures",
-        "c.ndjson",
-        "--show",
-        "paths",
-        "--customer",
-        "a1",
-        "--shard",
-        inside,
-    ]);
+    let out = in_shard(inside);
     assert!(
         out.stdout.contains("customer a1 in vip\n  send"),
         "{}",
