@@ -500,10 +500,11 @@ pub fn finish(batch: &Batch<'_>, report: &RunReport) -> Result<Exit> {
             ));
         }
     }
-    Ok(match config.mode {
-        Mode::Test => exit::for_test(report),
-        _ => exit::for_run(report),
-    })
+    let deadline = Some(crate::execute::stop::StopReason::Deadline);
+    if report.stopped_by == deadline && report.left.is_some() {
+        output::stderr("stopped: --max-duration ran out; a later run takes up what is left");
+    }
+    Ok(exit::of(report))
 }
 
 fn expectation_lines(report: &RunReport) -> String {

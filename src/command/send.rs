@@ -277,8 +277,9 @@ pub async fn send(
         None => false,
     };
     watcher.abort();
-    let code = finish(batch, &report)?;
-    Ok(exit_code(code, &stop, report.left.is_some(), store_failed))
+    report.stopped_by = stop.reason();
+    report.store_failed = store_failed;
+    finish(batch, &report)
 }
 
 /// What a real run records to.
@@ -407,7 +408,6 @@ async fn closed(store: &Arc<Store>) -> bool {
     }
 }
 
-/// The report's exit code, raised by a stop signal or a store that could not be written.
 /// What a stopped run left undone: entries not finished (counted when the input's size is
 /// known), or `None` when it stopped with nothing left.
 fn left_undone(stop: &Stop, total: Option<usize>, report: &RunReport) -> Option<Left> {
@@ -429,21 +429,4 @@ fn left_undone(stop: &Stop, total: Option<usize>, report: &RunReport) -> Option<
         reason: reason.into(),
         entries,
     })
-}
-
-fn exit_code(code: Exit, stop: &Stop, left: bool, store_failed: bool) -> Exit {
-    let code = match stop.reason() {
-        Some(StopReason::Interrupt) => code.max(Exit::Interrupted),
-        Some(StopReason::Terminate) => code.max(Exit::Terminated),
-        Some(StopReason::Deadline) if left => {
-            output::stderr("stopped: --max-duration ran out; a later run takes up what is left");
-            code.max(Exit::Deadline)
-        }
-        Some(StopReason::Deadline | StopReason::ClosedOutput) | None => code,
-    };
-    if store_failed {
-        code.max(Exit::State)
-    } else {
-        code
-    }
 }

@@ -66,6 +66,12 @@ pub struct RunReport {
     /// Expectation results, for `test`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub expectations: Vec<ExpectationResult>,
+    /// What stopped the run, if anything (its exit code; `left` says what it left).
+    #[serde(skip)]
+    pub stopped_by: Option<crate::execute::stop::StopReason>,
+    /// The state store could not write what the run recorded (exit 3).
+    #[serde(skip)]
+    pub store_failed: bool,
 }
 
 /// What a stopped run left undone: a later run takes it up.

@@ -53,6 +53,8 @@ impl Tally {
                 failed_outside_steps: Default::default(),
                 left: None,
                 expectations: vec![],
+                stopped_by: None,
+                store_failed: false,
             },
             rows,
             names: journeys.iter().map(|j| j.name.clone()).collect(),
