@@ -1,6 +1,7 @@
 //! The commands: each takes its config, does its work, and returns the exit code computed from what happened.
 
 pub mod graph;
+pub mod prepare;
 pub mod replay;
 pub mod run;
 pub mod send;

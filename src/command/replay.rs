@@ -37,8 +37,21 @@ pub async fn replay(config: ReplayConfig) -> Result<Exit, Error> {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let journeys = super::load_journeys(&files, false)?;
-    let (env, redactor) = super::send::real_env(&journeys, &config.env)?;
+    let super::prepare::Prepared {
+        journeys,
+        env,
+        redactor,
+        ..
+    } = super::prepare::prepare(&super::prepare::Ask {
+        journeys: &files,
+        strict: false,
+        check: &super::prepare::no_check,
+        fixtures: &[],
+        check_references: false,
+        env: super::prepare::Env::Required,
+        vars: &config.env,
+        quiet: config.quiet,
+    })?;
     let http = Http::new(8);
     let safety = Safety {
         allow_insecure_http: config.allow_insecure_http,

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::prepare::{Ask, Env, Prepared, prepare};
 use crate::cli::{Output, Show};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
@@ -19,12 +20,6 @@ use crate::redact::Redactor;
 use crate::render::EnvVars;
 use crate::report::ndjson::NdjsonRecorder;
 use crate::report::{self, Mode, RunReport, Tally};
-
-/// Fixture errors, as one usage error.
-pub fn fixture_errors(errors: Vec<String>) -> Error {
-    let closing = format!("{} error(s) in fixtures; nothing was run", errors.len());
-    Error::usage_all(errors, closing)
-}
 
 /// Prints aggregated errors (and, unless `quiet`, warnings) to stderr: one line per distinct message.
 pub fn print_problems(report: &RunReport, quiet: bool) {
@@ -107,33 +102,35 @@ pub struct Batch<'a> {
 
 /// Runs a dry-run, a real run or a test.
 pub async fn run(config: RunConfig) -> Result<Exit> {
-    let journeys = super::load_journeys(&config.journeys, false)?;
-    if let Some(real) = &config.real {
-        super::send::check_waits(&journeys, real)?;
-    }
-    let fixtures = Arc::new(crate::fixture::load(&config.fixtures).map_err(fixture_errors)?);
-    let unknown = crate::expect::unknown_references(&fixtures, &journeys);
-    if config.mode != Mode::Run && !unknown.errors.is_empty() {
-        return Err(fixture_errors(unknown.errors));
-    }
-    if config.mode != Mode::Run && !config.quiet {
-        unknown
-            .warnings
-            .iter()
-            .for_each(|w| output::stderr(&format!("warning: {w}")));
-    }
+    let check = |journeys: &[Journey]| match &config.real {
+        Some(real) => super::send::check_waits(journeys, real),
+        None => Ok(()),
+    };
+    let prepared = prepare(&Ask {
+        journeys: &config.journeys,
+        strict: false,
+        check: &check,
+        fixtures: &config.fixtures,
+        check_references: config.mode != Mode::Run,
+        env: match config.real {
+            Some(_) => Env::Required,
+            None => Env::Placeholders,
+        },
+        vars: &config.env,
+        quiet: config.quiet,
+    })?;
+    let Prepared {
+        journeys,
+        fixtures,
+        env,
+        redactor,
+        notice,
+    } = prepared;
     if config.mode == Mode::Test && fixtures.expects.is_empty() {
         return Err(Error::usage(
             "the fixtures hold no `expect`: `journey test` has nothing to check (use `journey run --dry-run` to just run)",
         ));
     }
-    let (env, redactor, notice) = match &config.real {
-        None => super::placeholder_env(&journeys, &config.env),
-        Some(_) => {
-            let (env, redactor) = super::send::real_env(&journeys, &config.env)?;
-            (env, redactor, None)
-        }
-    };
     if let Some(n) = &notice
         && !config.quiet
     {

@@ -13,22 +13,26 @@ use crate::report::{Mode, Tally};
 
 /// Validates; exit 2 for unusable files, 1 when an entry cannot be rendered.
 pub async fn validate(config: ValidateConfig) -> Result<Exit> {
-    let journeys = super::load_journeys(&config.journeys, config.strict)?;
+    let super::prepare::Prepared {
+        journeys,
+        fixtures,
+        env,
+        redactor,
+        notice,
+    } = super::prepare::prepare(&super::prepare::Ask {
+        journeys: &config.journeys,
+        strict: config.strict,
+        check: &super::prepare::no_check,
+        fixtures: &config.fixtures,
+        check_references: true,
+        env: super::prepare::Env::Placeholders,
+        vars: &config.env,
+        quiet: false,
+    })?;
     if config.fixtures.is_empty() {
         output::stdout(format!("ok: {} journey(s) valid\n", journeys.len()).as_bytes())?;
         return Ok(Exit::Ok);
     }
-    let fixtures =
-        Arc::new(crate::fixture::load(&config.fixtures).map_err(super::run::fixture_errors)?);
-    let unknown = crate::expect::unknown_references(&fixtures, &journeys);
-    if !unknown.errors.is_empty() {
-        return Err(super::run::fixture_errors(unknown.errors));
-    }
-    unknown
-        .warnings
-        .iter()
-        .for_each(|w| output::stderr(&format!("warning: {w}")));
-    let (env, redactor, notice) = super::placeholder_env(&journeys, &config.env);
     if let Some(n) = notice {
         output::stderr(&n);
     }
