@@ -11,7 +11,7 @@ use crate::execute::deliver::Deliverer;
 use crate::execute::deliver::Delivery;
 use crate::execute::http::Http;
 use crate::execute::recorder::{DeadLetter, NoRecorder};
-use crate::execute::request::{self, Ids};
+use crate::execute::request;
 use crate::execute::result::StepStatus;
 use crate::execute::safety::Safety;
 use crate::exit::Exit;
@@ -278,17 +278,13 @@ async fn send_again(
         return Err(format!("step `{}` is no longer a webhook", l.step));
     };
     let ctx = context_of(l, env)?;
-    let ids = Ids {
-        delivery_id: identity::delivery_id(&j.name, &l.entry_key, &step.id),
-        trace_id: identity::trace_id(&l.entry_key),
-    };
-    let value = ctx.value(&Scope {
-        step: Some(&step.id),
-        delivery: Some((&ids.delivery_id, 1)),
-        response: None,
-    });
-    let req = request::build(w, &value, ids, request::Keys::Given).map_err(|e| e.to_string())?;
-    safety.check(&req, w).map_err(|e| e.to_string())?;
+    let entry = (
+        j.name.as_str(),
+        l.entry_key.as_str(),
+        identity::trace_id(&l.entry_key),
+    );
+    let req = request::for_step(entry, &step.id, w, &ctx, request::Keys::Given, Some(safety))
+        .map_err(|e| e.to_string())?;
     let deliverer = Deliverer {
         exec: http,
         recorder: &NoRecorder,

@@ -52,6 +52,35 @@ pub struct Ids {
 /// The `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("journey/", env!("CARGO_PKG_VERSION"));
 
+/// The request of webhook step `step_id` for the entry `entry_key` (traced as `trace_id`),
+/// rendered against the entry's context, signed with `keys` and, when it is to be sent,
+/// checked by `safety` (its origin, secrets over plain http): a run's walk and `replay` build
+/// every request here.
+pub fn for_step(
+    entry: (&str, &str, String),
+    step_id: &str,
+    w: &WebhookPlan,
+    ctx: &crate::render::context::EntryContext,
+    keys: Keys,
+    safety: Option<&super::safety::Safety>,
+) -> Result<Request, RenderError> {
+    let (journey, entry_key, trace_id) = entry;
+    let ids = Ids {
+        delivery_id: identity::delivery_id(journey, entry_key, step_id),
+        trace_id,
+    };
+    let value = ctx.value(&crate::render::context::Scope {
+        step: Some(step_id),
+        delivery: Some((&ids.delivery_id, 1)),
+        response: None,
+    });
+    let req = build(w, &value, ids, keys)?;
+    if let Some(safety) = safety {
+        safety.check(&req, w)?;
+    }
+    Ok(req)
+}
+
 /// Which keys sign a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keys {

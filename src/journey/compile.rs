@@ -122,18 +122,14 @@ fn placeholder_trigger() -> TriggerPlan {
 }
 
 fn percent(text: &str, c: &mut Compiler) -> Option<f64> {
-    let parsed = text
-        .trim()
-        .strip_suffix('%')
-        .and_then(|n| n.trim().parse::<f64>().ok())
-        .filter(|p| (0.0..=100.0).contains(p));
+    let parsed = super::duration::parse_percent(text);
     if parsed.is_none() {
         c.error(
             "holdout",
             format!("holdout `{text}` must be a percentage such as `10%`"),
         );
     }
-    parsed.map(|p| p / 100.0)
+    parsed
 }
 
 fn step(

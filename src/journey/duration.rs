@@ -68,6 +68,16 @@ fn is_calendar(unit: &str) -> bool {
         )
 }
 
+/// A share written `10%` (0 to 100, decimals allowed), as a fraction: holdouts, and `listen`'s
+/// failure rates.
+pub fn parse_percent(text: &str) -> Option<f64> {
+    text.trim()
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|p| (0.0..=100.0).contains(p))
+        .map(|p| p / 100.0)
+}
+
 /// Parses a rate, `100/s`, `60/m` or `3600/h` (a whole number above 0), as attempts a second:
 /// the one rule for `rate_limit` and `--rate`.
 pub fn parse_rate(text: &str) -> Result<f64, String> {
@@ -175,6 +185,10 @@ mod tests {
 
     #[test]
     fn rates_are_whole_numbers_per_unit() {
+        assert_eq!(parse_percent(" 12.5 %"), Some(0.125));
+        for bad in ["12", "101%", "-1%", "x%"] {
+            assert_eq!(parse_percent(bad), None, "{bad}");
+        }
         assert_eq!(parse_rate("100/s").unwrap(), 100.0);
         assert_eq!(parse_rate("30/m").unwrap(), 0.5);
         for bad in ["1.5/s", "0/s", "10/d", "fast"] {

@@ -91,20 +91,14 @@ impl Responder {
             .chain(file.default.iter().map(|r| ("", r)))
         {
             if let Some(rate) = &rule.failure_rate {
-                let parsed = rate
-                    .0
-                    .trim()
-                    .strip_suffix('%')
-                    .and_then(|n| n.trim().parse::<f64>().ok())
-                    .filter(|p| (0.0..=100.0).contains(p));
-                let p = parsed.ok_or_else(|| {
+                let p = crate::journey::duration::parse_percent(&rate.0).ok_or_else(|| {
                     format!(
                         "{}: failure_rate `{}` of `{key}` must be a percentage such as `10%`",
                         path.display(),
                         rate.0
                     )
                 })?;
-                rates.insert(key.to_string(), p / 100.0);
+                rates.insert(key.to_string(), p);
             }
         }
         Ok(Responder { file, rates })

@@ -11,7 +11,7 @@ use super::deliver::{Deliverer, Delivery, response_value};
 use super::entries::Entry;
 use super::executor::Executor;
 use super::recorder::DeadLetter;
-use super::request::{self, Ids, Request};
+use super::request::{self, Request};
 use super::result::{EntryError, EntryResult, Outcome, StepRecord, StepStatus};
 use super::runner::RunSettings;
 use crate::fixture::Customer;
@@ -269,24 +269,20 @@ impl<'a, E: Executor> Walk<'a, E> {
                 .insert(step.id.clone(), step_value(None, StepStatus::Suppressed));
             return Ok(None);
         }
-        let ids = Ids {
-            delivery_id: identity::delivery_id(&self.j.name, &self.result.key, &step.id),
-            trace_id: self.trace_id.clone(),
-        };
-        let ctx = self.ctx.value(&Scope {
-            step: Some(&step.id),
-            delivery: Some((&ids.delivery_id, 1)),
-            response: None,
-        });
         let keys = match self.settings.env.placeholders {
             true => request::Keys::DummyForPlaceholders,
             false => request::Keys::Given,
         };
-        let req = request::build(w, &ctx, ids, keys)?;
-        if let super::runner::Sending::Real(safety) = &self.settings.sending {
-            safety.check(&req, w)?;
-        }
-        Ok(Some(req))
+        let safety = match &self.settings.sending {
+            super::runner::Sending::Real(safety) => Some(safety),
+            super::runner::Sending::Mocked => None,
+        };
+        let entry = (
+            self.j.name.as_str(),
+            self.result.key.as_str(),
+            self.trace_id.clone(),
+        );
+        request::for_step(entry, &step.id, w, &self.ctx, keys, safety).map(Some)
     }
 
     fn deliverer(&self) -> Deliverer<'a, E> {
