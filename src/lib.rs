@@ -3,6 +3,22 @@
 //! Data flows one way: files → [`journey`] model → compiled plans → entries from [`fixture`]s →
 //! rendered requests ([`render`], [`execute::request`]) → an [`execute::executor::Executor`] →
 //! entry results → [`report`] → table/files → [`exit`] code.
+//!
+//! The folders, each using only those above it (`tests/structure.rs` fails on a cycle):
+//!
+//! | folder | owns |
+//! |---|---|
+//! | `files`, `position`, `clock`, `identity` | paths, file:line:column, the clock, ids and hashes |
+//! | [`render`] | minijinja: templates, expressions, filters, the template context |
+//! | [`journey`] | the model, compiling to plans, validating graphs and templates |
+//! | [`fixture`] | customers, events, mocks, expectations; NDJSON and CSV streams |
+//! | [`state`] | the storage seam ([`state::Storage`]): SQLite, and memory for dry-runs |
+//! | [`gate`] | what an entry passes: suppression, holdout, consent, `exit_when`, windows, caps |
+//! | [`execute`] | entries, the runner's lanes, the walk, executors (http, dry-run), retries |
+//! | [`report`], [`graph`], [`expect`] | the report and one file per format; drawings; expectations |
+//! | [`exit`], [`error`] | the exit code from the report; the one error type |
+//! | [`command`] | one file per subcommand over one [`command::prepare`] |
+//! | [`cli`] → [`config`] | clap, then every default and check, once; [`context`] is the environment |
 
 pub mod cli;
 pub mod clock;

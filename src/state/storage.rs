@@ -1,5 +1,5 @@
 //! The storage seam: what a walk asks of a state store, whatever keeps it. The SQLite
-//! [`Store`](super::Store) keeps entries and deliveries so that re-runs never send twice;
+//! [`Store`] keeps entries and deliveries so that re-runs never send twice;
 //! [`Memory`] serves dry-runs and `--no-state` runs, keeping only what this run's frequency caps
 //! count. A PostgreSQL backend implements the same trait.
 
