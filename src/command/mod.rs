@@ -1,11 +1,11 @@
 //! The commands: each takes its config, does its work, and returns the exit code computed from what happened.
 
-pub mod graph;
-pub mod prepare;
-pub mod replay;
-pub mod run;
-pub mod send;
-pub mod validate;
+pub(crate) mod graph;
+pub(crate) mod prepare;
+pub(crate) mod replay;
+pub(crate) mod run;
+pub(crate) mod send;
+pub(crate) mod validate;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,22 +1,22 @@
 //! Running journeys: entries from triggers, requests, the executor seam (dry-run, HTTP), retries, the runner.
 
-pub mod deliver;
+pub(crate) mod deliver;
 pub mod dry_run;
 pub mod entries;
 pub mod executor;
-pub mod http;
-pub mod in_order;
-pub mod masked;
-pub mod not_entered;
-pub mod plain;
-pub mod protect;
-pub mod recorder;
-pub mod request;
+pub(crate) mod http;
+pub(crate) mod in_order;
+pub(crate) mod masked;
+pub(crate) mod not_entered;
+pub(crate) mod plain;
+pub(crate) mod protect;
+pub(crate) mod recorder;
+pub(crate) mod request;
 pub mod result;
-pub mod retry;
+pub(crate) mod retry;
 pub mod runner;
-pub mod safety;
-pub mod sign;
-pub mod stop;
-pub mod urls;
-pub mod walk;
+pub(crate) mod safety;
+pub(crate) mod sign;
+pub(crate) mod stop;
+pub(crate) mod urls;
+pub(crate) mod walk;

@@ -4,9 +4,9 @@
 //! step, an `exit_when` event may end it ([`exit_when`]); a step waits for its send window
 //! ([`window`]) and is skipped when its channel's frequency cap is reached ([`cap`]).
 
-pub mod cap;
-pub mod consent;
-pub mod exit_when;
-pub mod holdout;
-pub mod suppression;
-pub mod window;
+pub(crate) mod cap;
+pub(crate) mod consent;
+pub(crate) mod exit_when;
+pub(crate) mod holdout;
+pub(crate) mod suppression;
+pub(crate) mod window;

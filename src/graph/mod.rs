@@ -4,8 +4,8 @@
 //! edge a run can take is drawn, and an ending (completed, failed, stopped) is drawn only when an
 //! edge reaches it.
 
-pub mod layout;
-pub mod svg;
+pub(crate) mod layout;
+pub(crate) mod svg;
 
 use crate::journey::Journey;
 use crate::journey::plan::{OnFailure, StepKind, TriggerPlan};

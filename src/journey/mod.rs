@@ -1,12 +1,12 @@
 //! Journey files: the model, loading with positions, compiling to a plan and validating the graph.
 
-pub mod compile;
-pub mod depth;
-pub mod duration;
+pub(crate) mod compile;
+pub(crate) mod depth;
+pub(crate) mod duration;
 pub mod model;
 pub mod plan;
-pub mod validate;
-pub mod yaml;
+pub(crate) mod validate;
+pub(crate) mod yaml;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

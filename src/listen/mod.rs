@@ -1,8 +1,8 @@
 //! `journey listen`: a webhook receiver on 127.0.0.1 that prints what arrives, checks signatures,
 //! flags repeated idempotency keys, and answers from a script.
 
-pub mod respond;
-pub mod verify;
+pub(crate) mod respond;
+pub(crate) mod verify;
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -137,7 +137,7 @@ impl<'a> Compiler<'a> {
     }
 
     /// Compiles a URL template: its values after the origin are percent-encoded by the part of
-    /// the URL they land in ([`super::url`]); the source shown in messages is the one written.
+    /// the URL they land in (`render::url`); the source shown in messages is the one written.
     pub fn url_template(&mut self, field: &str, source: &str) -> Tmpl {
         let encoded = super::url::encode_values(source);
         let mut t = self.template(field, &encoded);

@@ -14,7 +14,7 @@ pub struct EnvVars {
     pub placeholders: bool,
 }
 
-/// Which of the two namespaces a [`VarsObject`] serves.
+/// Which of the two namespaces a `VarsObject` serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Namespace {
     /// `env.NAME`

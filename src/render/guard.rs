@@ -34,11 +34,6 @@ pub struct Shape {
     pub operators: usize,
 }
 
-/// The nesting of `source`; see [`Shape::nesting`].
-pub fn nesting(source: &str) -> usize {
-    measure(source).nesting
-}
-
 /// Measures `source` outside string literals: open brackets plus the unary operators (`not`,
 /// `-`, `+`) stacked on the operand being read, and operators per tag.
 pub fn measure(source: &str) -> Shape {
@@ -151,6 +146,10 @@ pub fn literal_date_formats(source: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn nesting(source: &str) -> usize {
+        measure(source).nesting
+    }
 
     #[test]
     fn counts_brackets_and_unary_runs() {

@@ -1,16 +1,16 @@
 //! Rendering: the minijinja environment, compiled templates and expressions, native-typed bodies, filters.
 
-pub mod ast;
-pub mod body;
-pub mod compare;
-pub mod context;
+pub(crate) mod ast;
+pub(crate) mod body;
+pub(crate) mod compare;
+pub(crate) mod context;
 pub mod engine;
 pub mod env_vars;
-pub mod fast;
-pub mod filters;
-pub mod guard;
-pub mod refs;
-pub mod url;
+pub(crate) mod fast;
+pub(crate) mod filters;
+pub(crate) mod guard;
+pub(crate) mod refs;
+pub(crate) mod url;
 
 pub use body::BodyTemplate;
 pub use engine::{Compiler, Expr, Tmpl};

@@ -1,14 +1,14 @@
 //! The run report: one model, filled as results arrive, then one file per output format.
 
-pub mod curl;
-pub mod html;
-pub mod json;
-pub mod junit;
-pub mod mocks;
-pub mod ndjson;
-pub mod paths;
-pub mod show;
-pub mod table;
+pub(crate) mod curl;
+pub(crate) mod html;
+pub(crate) mod json;
+pub(crate) mod junit;
+pub(crate) mod mocks;
+pub(crate) mod ndjson;
+pub(crate) mod paths;
+pub(crate) mod show;
+pub(crate) mod table;
 pub mod tally;
 
 use std::collections::BTreeMap;

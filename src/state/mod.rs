@@ -10,13 +10,13 @@
 //! it, so an entry costs three writes (before, after, end), not four.
 
 mod checkpoint;
-pub mod lock;
-pub mod path;
+pub(crate) mod lock;
+pub(crate) mod path;
 mod redo;
-pub mod schema;
-pub mod show;
+pub(crate) mod schema;
+pub(crate) mod show;
 mod snapshot;
-pub mod storage;
+pub(crate) mod storage;
 mod writer;
 
 use std::collections::HashMap;
@@ -186,8 +186,6 @@ pub struct DueEntry {
     pub key: String,
     /// The journey.
     pub journey: String,
-    /// The customer id.
-    pub customer: String,
 }
 
 /// The open store; cheap to share.

@@ -288,13 +288,12 @@ fn deliveries(tx: &Connection, key: &str) -> rusqlite::Result<HashMap<String, St
 
 fn due(tx: &rusqlite::Transaction<'_>, at: &str) -> rusqlite::Result<Vec<DueEntry>> {
     let mut stmt = tx.prepare_cached(
-        "SELECT key, journey, customer FROM entries WHERE status = 'waiting' AND due <= ?1 ORDER BY due, key",
+        "SELECT key, journey FROM entries WHERE status = 'waiting' AND due <= ?1 ORDER BY due, key",
     )?;
     stmt.query_map([at], |r| {
         Ok(DueEntry {
             key: r.get(0)?,
             journey: r.get(1)?,
-            customer: r.get(2)?,
         })
     })?
     .collect()
