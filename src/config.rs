@@ -63,13 +63,41 @@ pub struct ValidateConfig {
     pub now: DateTime<Utc>,
 }
 
+/// Which kind of run, with what only a real run has.
+#[derive(Debug)]
+pub enum RunKind {
+    /// `run --dry-run`: answered by mocks.
+    DryRun,
+    /// `test`: a dry-run whose expectations decide.
+    Test,
+    /// `run`: sent for real.
+    Real(Box<RealConfig>),
+}
+
+impl RunConfig {
+    /// The report's mode.
+    pub fn mode(&self) -> Mode {
+        match self.kind {
+            RunKind::DryRun => Mode::DryRun,
+            RunKind::Test => Mode::Test,
+            RunKind::Real(_) => Mode::Run,
+        }
+    }
+
+    /// What only a real run has; `None` for a dry-run or a test.
+    pub fn real(&self) -> Option<&RealConfig> {
+        match &self.kind {
+            RunKind::Real(real) => Some(real),
+            RunKind::DryRun | RunKind::Test => None,
+        }
+    }
+}
+
 /// `run` and `test` settings.
 #[derive(Debug)]
 pub struct RunConfig {
-    /// Dry-run, real run or test.
-    pub mode: Mode,
-    /// Settings only a real run has.
-    pub real: Option<RealConfig>,
+    /// Dry-run, test or real run.
+    pub kind: RunKind,
     /// `--max-failure-rate`.
     pub max_failure_rate: Option<f64>,
     /// `--fail-if-empty`.
@@ -174,7 +202,9 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
             now: Utc::now(),
         })),
         Command::Run(a) => run(a, ctx),
-        Command::Test(a) => run_config(a.common, Mode::Test, ctx).map(|c| Config::Run(Box::new(c))),
+        Command::Test(a) => {
+            run_config(a.common, RunKind::Test, ctx).map(|c| Config::Run(Box::new(c)))
+        }
         Command::Schema => Ok(Config::Schema),
         Command::State { action } => Ok(state(action, ctx)),
         Command::Completions { shell } => Ok(Config::Completions(shell)),
@@ -202,10 +232,11 @@ fn run(a: cli::RunArgs, ctx: &RunContext) -> Result<Config, String> {
     if a.common.fixtures.is_empty() && (a.dry_run || !a.resume_only) {
         return Err("--fixtures is required (only a real `--resume-only` run needs none)".into());
     }
-    let real = (!a.dry_run).then(|| real_config(&a, ctx)).transpose()?;
-    let mode = if a.dry_run { Mode::DryRun } else { Mode::Run };
-    let mut c = run_config(a.common, mode, ctx)?;
-    c.real = real;
+    let kind = match a.dry_run {
+        true => RunKind::DryRun,
+        false => RunKind::Real(Box::new(real_config(&a, ctx)?)),
+    };
+    let mut c = run_config(a.common, kind, ctx)?;
     c.max_failure_rate = a.max_failure_rate;
     c.fail_if_empty = a.fail_if_empty;
     c.suppress = a.suppress;
@@ -296,8 +327,8 @@ fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String>
     })
 }
 
-fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<RunConfig, String> {
-    if a.fixtures.is_empty() && mode != Mode::Run {
+fn run_config(a: cli::CommonRunArgs, kind: RunKind, ctx: &RunContext) -> Result<RunConfig, String> {
+    if a.fixtures.is_empty() && !matches!(kind, RunKind::Real(_)) {
         return Err("--fixtures is required: name the fixture files or folders".into());
     }
     let now = match &a.now {
@@ -311,8 +342,7 @@ fn run_config(a: cli::CommonRunArgs, mode: Mode, ctx: &RunContext) -> Result<Run
         ));
     }
     Ok(RunConfig {
-        mode,
-        real: None,
+        kind,
         max_failure_rate: None,
         fail_if_empty: false,
         suppress: None,
@@ -370,8 +400,8 @@ mod tests {
             &["run", "--dry-run", "j.yaml", "--show", "paths", "-q"],
             &ctx,
         );
-        assert_eq!(c.mode, Mode::DryRun);
-        assert!(c.real.is_none());
+        assert_eq!(c.mode(), Mode::DryRun);
+        assert!(c.real().is_none());
         assert_eq!(c.show, None, "--quiet prints no --show output");
         assert_eq!(c.progress, crate::progress::Progress::Silent);
         assert!(!c.color);
@@ -393,13 +423,16 @@ mod tests {
             ..RunContext::default()
         };
         let c = run_config(&["run", "journeys/j.yaml"], &tty);
-        let real = c.real.expect("a real run");
+        let real = c.real().expect("a real run");
         assert!(real.ask, "asked on a terminal");
         assert!(real.state.is_some(), "a store by default");
         let c = run_config(&["run", "journeys/j.yaml", "--yes", "--no-state"], &tty);
-        let real = c.real.expect("a real run");
+        let real = c.real().expect("a real run");
         assert!(!real.ask && real.state.is_none());
         let cron = run_config(&["run", "journeys/j.yaml"], &RunContext::default());
-        assert!(!cron.real.expect("a real run").ask, "cron has no terminal");
+        assert!(
+            !cron.real().expect("a real run").ask,
+            "cron has no terminal"
+        );
     }
 }

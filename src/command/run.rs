@@ -102,7 +102,7 @@ pub struct Batch<'a> {
 
 /// Runs a dry-run, a real run or a test.
 pub async fn run(config: RunConfig) -> Result<Exit> {
-    let check = |journeys: &[Journey]| match &config.real {
+    let check = |journeys: &[Journey]| match config.real() {
         Some(real) => super::send::check_waits(journeys, real),
         None => Ok(()),
     };
@@ -111,8 +111,8 @@ pub async fn run(config: RunConfig) -> Result<Exit> {
         strict: false,
         check: &check,
         fixtures: &config.fixtures,
-        check_references: config.mode != Mode::Run,
-        env: match config.real {
+        check_references: config.mode() != Mode::Run,
+        env: match config.real() {
             Some(_) => Env::Required,
             None => Env::Placeholders,
         },
@@ -126,7 +126,7 @@ pub async fn run(config: RunConfig) -> Result<Exit> {
         redactor,
         notice,
     } = prepared;
-    if config.mode == Mode::Test && fixtures.expects.is_empty() {
+    if config.mode() == Mode::Test && fixtures.expects.is_empty() {
         return Err(Error::usage(
             "the fixtures hold no `expect`: `journey test` has nothing to check (use `journey run --dry-run` to just run)",
         ));
@@ -146,7 +146,7 @@ pub async fn run(config: RunConfig) -> Result<Exit> {
     let mut notices: Vec<String> = notice.into_iter().collect();
     warn_empty_streams(&fixtures, options, &mut notices, config.quiet);
     let html = config.html.as_ref().map(|_| {
-        let mocked = config.mode != Mode::Run;
+        let mocked = config.mode() != Mode::Run;
         report::html::Collector::new(
             &journeys,
             config.html_entries,
@@ -181,7 +181,7 @@ pub async fn run(config: RunConfig) -> Result<Exit> {
         config.selection.apply(all, &batch.sightings),
         batch.fixtures.streams.is_empty(),
     );
-    match &config.real {
+    match config.real() {
         Some(real) => super::send::send(&batch, real, list, total).await,
         None => dry_run(&batch, list, total).await,
     }
@@ -195,7 +195,7 @@ async fn dry_run(batch: &Batch<'_>, list: Candidates<'_>, total: Option<usize>) 
         batch.env.clone(),
         config.concurrency,
         config.seed,
-        config.show.is_some() || config.html.is_some() || config.mode == Mode::Test,
+        config.show.is_some() || config.html.is_some() || config.mode() == Mode::Test,
     );
     settings.suppress = Arc::clone(&batch.suppress);
     // `--log` in a dry-run: the same per-attempt lines a real run writes, marked `mocked`; no
@@ -251,7 +251,7 @@ impl Batch<'_> {
         let config = self.config;
         let mut tally = Tally::new(
             self.journeys,
-            config.mode,
+            config.mode(),
             self.run_id.clone(),
             crate::clock::rfc3339(config.now),
         );
@@ -283,7 +283,7 @@ impl Batch<'_> {
                         .request(crate::execute::stop::StopReason::ClosedOutput);
                 }
             }
-            if config.mode == Mode::Test {
+            if config.mode() == Mode::Test {
                 kept.push(r);
             }
         })
@@ -301,7 +301,7 @@ impl Batch<'_> {
         for g in report.errors.iter_mut().chain(&mut report.warnings) {
             g.message = self.redactor.redact(&g.message);
         }
-        if config.mode == Mode::Test {
+        if config.mode() == Mode::Test {
             report.expectations = crate::expect::check_all(
                 &self.fixtures.expects,
                 self.journeys,
@@ -395,7 +395,7 @@ impl Batch<'_> {
     fn show(&self, r: &EntryResult) -> std::io::Result<()> {
         let (config, j) = (self.config, &self.journeys[r.journey]);
         if config.show == Some(Show::Paths) {
-            let text = report::paths::entry(j, r, config.mode != Mode::Run, &self.redactor);
+            let text = report::paths::entry(j, r, config.mode() != Mode::Run, &self.redactor);
             return match config.output {
                 Output::Json => {
                     output::stderr(text.trim_end());
@@ -481,13 +481,13 @@ pub fn finish(batch: &Batch<'_>, report: &RunReport) -> Result<Exit> {
                 width: config.width,
             };
             output::stdout(report::table::render(report, layout).as_bytes())?;
-            if config.mode == Mode::Test {
+            if config.mode() == Mode::Test {
                 output::stdout(expectation_lines(report).as_bytes())?;
             }
         }
         Output::Table => {}
     }
-    if config.quiet && config.mode == Mode::Test {
+    if config.quiet && config.mode() == Mode::Test {
         for e in report.expectations.iter().filter(|e| e.failure.is_some()) {
             output::stderr(&format!(
                 "FAIL {} {}: {}",
