@@ -1,7 +1,8 @@
 //! One entry's walk through its journey: steps in order, branches, waits, deliveries, saves.
 
 mod async_steps;
-mod state;
+mod gates;
+mod store;
 
 use std::sync::Arc;
 
@@ -22,11 +23,21 @@ use crate::journey::plan::{OnFailure, StepKind, StepPlan, WebhookPlan};
 use crate::render::context::{EntryContext, Scope};
 use crate::render::{RenderError, map, value_of};
 
+/// Who walks: the customer, the trigger event, when the entry started and the events that can
+/// end it.
+struct Entrant {
+    customer: Customer,
+    event: Option<Arc<serde_json::Value>>,
+    /// When the entry started.
+    started: chrono::DateTime<chrono::Utc>,
+    /// Events that can end the entry (`exit_when`).
+    exits: Vec<crate::fixture::Event>,
+}
+
 /// One entry's walk.
 pub struct Walk<'a, E> {
     j: &'a Journey,
-    customer: Customer,
-    event: Option<Arc<serde_json::Value>>,
+    entrant: Entrant,
     trace_id: String,
     exec: &'a E,
     settings: &'a RunSettings,
@@ -35,10 +46,6 @@ pub struct Walk<'a, E> {
     jobs: Option<tokio::sync::mpsc::UnboundedSender<async_steps::Job>>,
     /// The step to walk from (after a wait).
     start: usize,
-    /// When the entry started.
-    started: chrono::DateTime<chrono::Utc>,
-    /// Events that can end the entry (`exit_when`).
-    exits: Vec<crate::fixture::Event>,
     /// Deliveries already recorded in the state store, by step id.
     stored: std::collections::HashMap<String, crate::state::StoredDelivery>,
 }
@@ -66,8 +73,12 @@ impl<'a, E: Executor> Walk<'a, E> {
         );
         Walk {
             j,
-            customer: e.customer.clone(),
-            event,
+            entrant: Entrant {
+                customer: e.customer.clone(),
+                event,
+                started: e.started,
+                exits: e.exits.clone(),
+            },
             trace_id: String::new(),
             exec,
             settings,
@@ -80,8 +91,6 @@ impl<'a, E: Executor> Walk<'a, E> {
             ),
             jobs: None,
             start: 0,
-            started: e.started,
-            exits: e.exits.clone(),
             stored: Default::default(),
         }
     }
@@ -124,7 +133,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         if self.in_holdout() {
             return None;
         }
-        gate::consent::missing(self.j.consent.as_deref(), &self.customer)
+        gate::consent::missing(self.j.consent.as_deref(), &self.entrant.customer)
     }
 
     /// True when the journey's consent keeps the customer out.
@@ -262,7 +271,7 @@ impl<'a, E: Executor> Walk<'a, E> {
         step: &StepPlan,
         w: &WebhookPlan,
     ) -> Result<Option<Request>, RenderError> {
-        if gate::consent::missing(step.consent.as_deref(), &self.customer).is_some() {
+        if gate::consent::missing(step.consent.as_deref(), &self.entrant.customer).is_some() {
             self.record(i, StepStatus::Suppressed, Delivery::default(), None);
             self.ctx
                 .steps
@@ -318,9 +327,9 @@ impl<'a, E: Executor> Walk<'a, E> {
             return Ok(Err(Next::End(Outcome::Interrupted)));
         }
         Ok(match self.guard(i, step, &req).await {
-            state::Guard::Send => Ok(req),
-            state::Guard::Delivered => Err(Next::Step(step.next)),
-            state::Guard::Stop => Err(Next::End(Outcome::Interrupted)),
+            store::Guard::Send => Ok(req),
+            store::Guard::Delivered => Err(Next::Step(step.next)),
+            store::Guard::Stop => Err(Next::End(Outcome::Interrupted)),
         })
     }
 

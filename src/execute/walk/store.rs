@@ -1,4 +1,5 @@
-//! The walk and the state store: resuming, guarding each delivery, recording outcomes, parking waits.
+//! The walk and the state store: resuming, guarding each delivery, recording outcomes, parking
+//! waits and send windows.
 
 use std::time::Duration;
 
@@ -159,12 +160,12 @@ impl<'a, E: Executor> Walk<'a, E> {
     }
 
     /// The entry, as the store writes its row.
-    fn row(&self) -> crate::state::EntryRow<'_> {
+    pub(super) fn row(&self) -> crate::state::EntryRow<'_> {
         crate::state::EntryRow {
             key: &self.result.key,
             journey: &self.j.name,
             customer: &self.result.customer,
-            started: self.started,
+            started: self.entrant.started,
         }
     }
 
@@ -184,7 +185,7 @@ impl<'a, E: Executor> Walk<'a, E> {
     }
 
     /// Keeps what step `i` waited for, for `--show paths` (only then: it costs a string).
-    fn note_wait(&mut self, i: usize, text: String) {
+    pub(super) fn note_wait(&mut self, i: usize, text: String) {
         if self.settings.keep_requests {
             self.result.waited.push((i, text));
         }
@@ -194,97 +195,13 @@ impl<'a, E: Executor> Walk<'a, E> {
     pub(super) fn snapshot(&self, ctx: &crate::render::context::EntryContext) -> Snapshot {
         let json = |m: &crate::render::context::Fields| serde_json::to_value(m).unwrap_or_default();
         Snapshot {
-            customer: (*self.customer.record).clone(),
-            event: self.event.as_deref().cloned(),
+            customer: (*self.entrant.customer.record).clone(),
+            event: self.entrant.event.as_deref().cloned(),
             vars: json(&ctx.vars),
             saved: json(&ctx.saved),
             steps: json(&ctx.steps),
             now: crate::clock::rfc3339(ctx.now),
-            started: Some(crate::clock::rfc3339(self.started)),
-        }
-    }
-
-    /// `exit_when`: an event of that name for this customer, after the entry started and no
-    /// later than the entry's clock, for which `where` holds.
-    pub(super) fn converted(&self) -> Result<bool, crate::render::RenderError> {
-        let Some(exit) = &self.j.exit_when else {
-            return Ok(false);
-        };
-        let base = || self.ctx.value(&crate::render::context::Scope::default());
-        crate::gate::exit_when::converted(exit, &self.exits, self.started, self.ctx.now, base)
-    }
-}
-
-impl<'a, E: Executor> Walk<'a, E> {
-    /// A send window: outside its hours, a real run with a store parks the entry at this step
-    /// until it opens; a dry-run (or `--fast-forward`) moves the clock to the opening.
-    pub(super) fn window(
-        &mut self,
-        i: usize,
-        step: &StepPlan,
-    ) -> Result<Option<Next>, crate::render::RenderError> {
-        let Some(w) = step.send_window.as_ref().or(self.j.send_window.as_ref()) else {
-            return Ok(None);
-        };
-        let ctx = self.ctx.value(&crate::render::context::Scope::default());
-        let opens = crate::gate::window::opens(w, self.ctx.now, &ctx)?;
-        if opens == self.ctx.now {
-            return Ok(None);
-        }
-        let until = format!(
-            "outside its send window: waited until {}",
-            crate::clock::rfc3339(opens)
-        );
-        self.note_wait(i, until);
-        let parks = !self.settings.fast_forward && opens > self.settings.now;
-        let store = &self.settings.state;
-        if parks && store.keeps_entries() {
-            store.park(&self.row(), i, opens, &self.snapshot(&self.ctx));
-            return Ok(Some(Next::End(Outcome::Waiting)));
-        }
-        self.ctx.now = opens;
-        Ok(None)
-    }
-}
-
-impl<'a, E: Executor> Walk<'a, E> {
-    /// `frequency_cap`: a step whose channel already reached `max` deliveries to this customer
-    /// within `per` (by any journey sharing the store, or this run without one) is skipped as
-    /// `capped`. Returns true when it was.
-    pub(super) async fn capped(&mut self, i: usize, step: &StepPlan) -> bool {
-        let Some(cap) = &step.cap else { return false };
-        let store = &*self.settings.state;
-        match crate::gate::cap::reached(store, &self.result.customer, cap, self.ctx.now).await {
-            Ok(true) => {}
-            Ok(false) => return false,
-            Err(why) => {
-                self.result.warnings.push(format!(
-                    "state store: cannot count `{}` deliveries: {why}",
-                    cap.channel
-                ));
-                return false;
-            }
-        }
-        self.ctx.steps.insert(
-            step.id.clone(),
-            crate::render::map([
-                ("status", minijinja::Value::from(())),
-                ("outcome", "capped".into()),
-            ]),
-        );
-        self.record(i, StepStatus::Capped, Delivery::default(), None);
-        true
-    }
-
-    /// Tells the store of a delivery of the step's channel, for later caps (a store that
-    /// records every delivery knows already).
-    pub(super) fn note_sent(&self, step: &StepPlan, d: &Delivery) {
-        if let Some(channel) = &step.channel
-            && matches!(d.step_status, StepStatus::Ok | StepStatus::Assumed)
-        {
-            self.settings
-                .state
-                .sent(&self.result.customer, channel, self.ctx.now);
+            started: Some(crate::clock::rfc3339(self.entrant.started)),
         }
     }
 }
