@@ -73,7 +73,14 @@ fn hash_u64(parts: &[&str]) -> u64 {
         h.update(p.as_bytes());
         h.update([0u8]);
     }
-    u64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+    first_u64(&h.finalize())
+}
+
+/// The first 8 bytes of a sha256 digest, big-endian, as a number: shards, holdouts, splits.
+pub fn first_u64(digest: &[u8]) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// A deterministic fraction in [0, 1) from a hash of the parts (holdouts).

@@ -199,8 +199,7 @@ pub struct Selection {
 /// True when the customer id falls in shard `k` of `n`: sha256, first 8 bytes, modulo `n`.
 pub fn in_shard(customer: &str, (k, n): (u64, u64)) -> bool {
     use sha2::{Digest, Sha256};
-    let d = Sha256::digest(customer.as_bytes());
-    u64::from_be_bytes(d[..8].try_into().expect("8 bytes")) % n == k - 1
+    crate::identity::first_u64(&Sha256::digest(customer.as_bytes())) % n == k - 1
 }
 
 /// Parses `K/N` with 1 ≤ K ≤ N.
