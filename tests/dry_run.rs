@@ -64,9 +64,7 @@ fn run(t: &Test, extra: &[&str]) -> crate::support::Output {
     t.dry_run(&args)
 }
 
-fn report(out: &crate::support::Output) -> serde_json::Value {
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.all()))
-}
+use crate::support::json as report;
 
 fn step<'a>(r: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     r["steps"]

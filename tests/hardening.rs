@@ -12,12 +12,7 @@ fn step(webhook: &str) -> String {
     )
 }
 
-fn with(server: &TestServer, journey: &str, fixtures: &str) -> Test {
-    let t = Test::new().env("HOOK_URL", &server.url);
-    t.file("j.yaml", journey);
-    t.file("f.yaml", fixtures);
-    t
-}
+use crate::support::against as with;
 
 fn send(t: &Test, extra: &[&str]) -> Output {
     let mut args = vec![

@@ -25,9 +25,7 @@ fn customers(n: usize) -> String {
     format!("customers:\n{list}")
 }
 
-fn report(out: &crate::support::Output) -> serde_json::Value {
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.all()))
-}
+use crate::support::json as report;
 
 fn entered(r: &serde_json::Value, step: &str) -> f64 {
     r["steps"]

@@ -5,12 +5,7 @@ use std::time::Duration;
 use crate::support::server::{Reply, TestServer};
 use crate::support::{Output, Test, terminate};
 
-fn setup(server: &TestServer, journey: &str, fixtures: &str) -> Test {
-    let t = Test::new().env("HOOK_URL", &server.url);
-    t.file("j.yaml", journey);
-    t.file("f.yaml", fixtures);
-    t
-}
+use crate::support::against as setup;
 
 fn send(t: &Test, extra: &[&str]) -> Output {
     let mut args = vec!["run", "j.yaml", "--fixtures", "f.yaml"];

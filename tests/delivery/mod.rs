@@ -14,13 +14,9 @@ const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// A real run with the server's URL and the secrets in the environment.
 fn setup(server: &TestServer, journey: &str, fixtures: &str) -> Test {
-    let t = Test::new()
-        .env("HOOK_URL", &server.url)
+    crate::support::against(server, journey, fixtures)
         .env("TOKEN", TOKEN)
-        .env("WHSEC", WHSEC);
-    t.file("j.yaml", journey);
-    t.file("f.yaml", fixtures);
-    t
+        .env("WHSEC", WHSEC)
 }
 
 fn send(t: &Test, extra: &[&str]) -> Output {

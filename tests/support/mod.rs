@@ -202,3 +202,16 @@ pub fn in_shard(customer: &str, k: u64, n: u64) -> bool {
     let hex = String::from_utf8(out.stdout).unwrap();
     u64::from_str_radix(&hex[..16], 16).unwrap() % n == k - 1
 }
+
+/// A folder with `j.yaml` and `f.yaml`, whose runs send to `server` (`HOOK_URL`).
+pub fn against(server: &server::TestServer, journey: &str, fixtures: &str) -> Test {
+    let t = Test::new().env("HOOK_URL", &server.url);
+    t.file("j.yaml", journey);
+    t.file("f.yaml", fixtures);
+    t
+}
+
+/// The JSON document a run printed on stdout (`--output json`).
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.all()))
+}
