@@ -293,24 +293,31 @@ impl Batch<'_> {
         *self.html.lock().unwrap_or_else(|e| e.into_inner()) = html;
         // A closed stdout stopped the run; it is not an error here, so that the store, the log and
         // the report files are still written (the table's own write then ends the run quietly).
-        let mut report = tally.finish();
+        let mut report = self.finalize(tally, &kept);
         // A run stopped early may not have reached them.
         if !settings.stop.is_set() && !config.selection.customers.is_empty() {
             self.tell_not_entered(&asked, &mut report.notices);
         }
+        Ok(report)
+    }
+
+    /// From what the entries came to, to the report: the tally's totals, errors redacted, the
+    /// expectations checked (for `test`) and the thresholds crossed. Prints nothing.
+    fn finalize(&self, tally: Tally, kept: &[EntryResult]) -> RunReport {
+        let mut report = tally.finish();
         for g in report.errors.iter_mut().chain(&mut report.warnings) {
             g.message = self.redactor.redact(&g.message);
         }
-        if config.mode() == Mode::Test {
+        if self.config.mode() == Mode::Test {
             report.expectations = crate::expect::check_all(
                 &self.fixtures.expects,
                 self.journeys,
-                &kept,
+                kept,
                 &self.redactor,
             );
         }
-        thresholds(&mut report, config);
-        Ok(report)
+        thresholds(&mut report, self.config);
+        report
     }
 }
 
