@@ -46,21 +46,14 @@ pub enum Config {
     },
 }
 
-/// `validate` settings.
+/// `validate` settings: a quiet dry-run of the fixtures (when there are any), checked strictly.
 #[derive(Debug)]
 pub struct ValidateConfig {
-    /// Journey paths.
-    pub journeys: Vec<PathBuf>,
-    /// Fixture paths (may be empty).
-    pub fixtures: Vec<PathBuf>,
     /// Warnings are errors.
     pub strict: bool,
-    /// How CSV fixtures are read (`--csv-delimiter`), as `run` reads them.
-    pub csv_delimiter: u8,
-    /// Environment variables.
-    pub env: HashMap<String, String>,
-    /// The clock.
-    pub now: DateTime<Utc>,
+    /// The dry-run that renders every request (its fixtures may be empty: then only the
+    /// journeys are checked).
+    pub dry: Box<RunConfig>,
 }
 
 /// Which kind of run, with what only a real run has.
@@ -193,16 +186,10 @@ pub const MAX_CONCURRENCY: usize = 10_000;
 /// Builds the config; an `Err` is a usage error (exit 2).
 pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
     match cli.command {
-        Command::Validate(a) => Ok(Config::Validate(ValidateConfig {
-            journeys: a.journeys,
-            fixtures: a.fixtures,
-            strict: a.strict,
-            csv_delimiter: a.csv_delimiter,
-            env: ctx.vars.clone(),
-            now: Utc::now(),
-        })),
+        Command::Validate(a) => validate(a, ctx),
         Command::Run(a) => run(a, ctx),
         Command::Test(a) => {
+            needs_fixtures(&a.common, &RunKind::Test)?;
             run_config(a.common, RunKind::Test, ctx).map(|c| Config::Run(Box::new(c)))
         }
         Command::Schema => Ok(Config::Schema),
@@ -327,10 +314,45 @@ fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String>
     })
 }
 
-fn run_config(a: cli::CommonRunArgs, kind: RunKind, ctx: &RunContext) -> Result<RunConfig, String> {
-    if a.fixtures.is_empty() && !matches!(kind, RunKind::Real(_)) {
-        return Err("--fixtures is required: name the fixture files or folders".into());
+/// `validate` runs as a quiet dry-run with every default of `run`.
+fn validate(a: cli::ValidateArgs, ctx: &RunContext) -> Result<Config, String> {
+    let common = cli::CommonRunArgs {
+        journeys: a.journeys,
+        fixtures: a.fixtures,
+        concurrency: 32,
+        customers: vec![],
+        limit: None,
+        now: None,
+        seed: 0,
+        show: None,
+        report: None,
+        junit: None,
+        html: None,
+        html_entries: 0,
+        quiet: false,
+        log: None,
+        log_bodies: false,
+        shard: None,
+        csv_delimiter: a.csv_delimiter,
+        output: Output::Table,
+    };
+    let mut dry = run_config(common, RunKind::DryRun, ctx)?;
+    dry.progress = crate::progress::Progress::Silent;
+    Ok(Config::Validate(ValidateConfig {
+        strict: a.strict,
+        dry: Box::new(dry),
+    }))
+}
+
+/// `test` reads fixtures (`run` says so itself: only a real `--resume-only` run may have none).
+fn needs_fixtures(a: &cli::CommonRunArgs, kind: &RunKind) -> Result<(), String> {
+    match a.fixtures.is_empty() && !matches!(kind, RunKind::Real(_)) {
+        true => Err("--fixtures is required: name the fixture files or folders".into()),
+        false => Ok(()),
     }
+}
+
+fn run_config(a: cli::CommonRunArgs, kind: RunKind, ctx: &RunContext) -> Result<RunConfig, String> {
     let now = match &a.now {
         Some(t) => crate::clock::parse(t).map_err(|e| format!("--now: {e}"))?,
         None => Utc::now(),

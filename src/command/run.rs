@@ -119,85 +119,107 @@ pub async fn run(config: RunConfig) -> Result<Exit> {
         vars: &config.env,
         quiet: config.quiet,
     })?;
-    let Prepared {
-        journeys,
-        fixtures,
-        env,
-        redactor,
-        notice,
-    } = prepared;
-    if config.mode() == Mode::Test && fixtures.expects.is_empty() {
+    if config.mode() == Mode::Test && prepared.fixtures.expects.is_empty() {
         return Err(Error::usage(
             "the fixtures hold no `expect`: `journey test` has nothing to check (use `journey run --dry-run` to just run)",
         ));
     }
-    if let Some(n) = &notice
+    if let Some(n) = &prepared.notice
         && !config.quiet
     {
         output::stderr(n);
     }
-    let names = journeys.iter().flat_map(|j| j.secret_names.iter().cloned());
-    let env_names = journeys.iter().flat_map(|j| j.env_names.iter().cloned());
-    let refs = report::curl::SecretRefs::new(names, env_names, &config.env);
-    let suppress = suppressions(&config)?;
-    let options = crate::fixture::stream::Options {
-        delimiter: config.csv_delimiter,
-    };
-    let mut notices: Vec<String> = notice.into_iter().collect();
-    warn_empty_streams(&fixtures, options, &mut notices, config.quiet);
-    let html = config.html.as_ref().map(|_| {
-        let mocked = config.mode() != Mode::Run;
-        report::html::Collector::new(
-            &journeys,
-            config.html_entries,
-            mocked,
-            redactor.clone(),
-            config.now.timestamp(),
-        )
-    });
-    let batch = Batch {
-        refs,
-        suppress,
-        config: &config,
-        journeys: &journeys,
-        fixtures,
-        env,
-        redactor,
-        vault: super::vault(&journeys, &config.env),
-        run_id: run_id(&config),
-        notices,
-        sightings: Default::default(),
-        html: std::sync::Mutex::new(html),
-    };
-    let all = entries::all(
-        &journeys,
-        &batch.fixtures,
-        &batch.env,
-        config.now,
-        options,
-        &batch.sightings,
-    );
-    let (list, total) = counted(
-        config.selection.apply(all, &batch.sightings),
-        batch.fixtures.streams.is_empty(),
-    );
+    let batch = Batch::new(&config, &prepared)?;
+    let (list, total) = batch.candidates();
     match config.real() {
         Some(real) => super::send::send(&batch, real, list, total).await,
         None => dry_run(&batch, list, total).await,
     }
 }
 
+impl<'a> Batch<'a> {
+    /// Everything a run shares, from its config and what was prepared.
+    pub fn new(config: &'a RunConfig, prepared: &'a Prepared) -> Result<Batch<'a>> {
+        let journeys = &prepared.journeys;
+        let names = journeys.iter().flat_map(|j| j.secret_names.iter().cloned());
+        let env_names = journeys.iter().flat_map(|j| j.env_names.iter().cloned());
+        let mut notices: Vec<String> = prepared.notice.iter().cloned().collect();
+        warn_empty_streams(
+            &prepared.fixtures,
+            options(config),
+            &mut notices,
+            config.quiet,
+        );
+        let html = config.html.as_ref().map(|_| {
+            let mocked = config.mode() != Mode::Run;
+            report::html::Collector::new(
+                journeys,
+                config.html_entries,
+                mocked,
+                prepared.redactor.clone(),
+                config.now.timestamp(),
+            )
+        });
+        Ok(Batch {
+            refs: report::curl::SecretRefs::new(names, env_names, &config.env),
+            suppress: suppressions(config)?,
+            config,
+            journeys,
+            fixtures: Arc::clone(&prepared.fixtures),
+            env: prepared.env.clone(),
+            redactor: prepared.redactor.clone(),
+            vault: super::vault(journeys, &config.env),
+            run_id: run_id(config),
+            notices,
+            sightings: Default::default(),
+            html: std::sync::Mutex::new(html),
+        })
+    }
+
+    /// The entries to run, as `--customer`, `--shard` and `--limit` choose them, and how many
+    /// when they are all in memory.
+    pub fn candidates(&self) -> (Candidates<'_>, Option<usize>) {
+        let config = self.config;
+        let all = entries::all(
+            self.journeys,
+            &self.fixtures,
+            &self.env,
+            config.now,
+            options(config),
+            &self.sightings,
+        );
+        counted(
+            config.selection.apply(all, &self.sightings),
+            self.fixtures.streams.is_empty(),
+        )
+    }
+
+    /// The settings of a dry-run (and `test`, and `validate`): mocks answer.
+    pub fn dry_settings(&self) -> RunSettings {
+        let config = self.config;
+        let mut settings = RunSettings::dry(
+            config.now,
+            self.env.clone(),
+            config.concurrency,
+            config.seed,
+            config.show.is_some() || config.html.is_some() || config.mode() == Mode::Test,
+        );
+        settings.suppress = Arc::clone(&self.suppress);
+        settings
+    }
+}
+
+/// How streams are read.
+fn options(config: &RunConfig) -> crate::fixture::stream::Options {
+    crate::fixture::stream::Options {
+        delimiter: config.csv_delimiter,
+    }
+}
+
 /// Walks every entry with the dry-run executor and computes the exit code.
 async fn dry_run(batch: &Batch<'_>, list: Candidates<'_>, total: Option<usize>) -> Result<Exit> {
     let config = batch.config;
-    let mut settings = RunSettings::dry(
-        config.now,
-        batch.env.clone(),
-        config.concurrency,
-        config.seed,
-        config.show.is_some() || config.html.is_some() || config.mode() == Mode::Test,
-    );
-    settings.suppress = Arc::clone(&batch.suppress);
+    let mut settings = batch.dry_settings();
     // `--log` in a dry-run: the same per-attempt lines a real run writes, marked `mocked`; no
     // dead letters (nothing was sent, so nothing is to be sent again).
     let log = config

@@ -1,66 +1,48 @@
-//! `journey validate`: checks journey files and, with fixtures, renders every request of every entry.
+//! `journey validate`: checks journey files and, with fixtures, renders every request of every
+//! entry: the same preparation and the same dry-run as `run --dry-run`, said as a verdict.
 
 use std::sync::Arc;
 
+use super::prepare::{Ask, Env, Prepared, no_check, prepare};
+use super::run::Batch;
 use crate::config::ValidateConfig;
 use crate::error::Result;
 use crate::execute::dry_run::DryRun;
-use crate::execute::entries;
-use crate::execute::runner::{self, RunSettings};
 use crate::exit::Exit;
 use crate::output;
-use crate::report::{Mode, Tally};
 
 /// Validates; exit 2 for unusable files, 1 when an entry cannot be rendered.
 pub async fn validate(config: ValidateConfig) -> Result<Exit> {
-    let super::prepare::Prepared {
-        journeys,
-        fixtures,
-        env,
-        redactor,
-        notice,
-    } = super::prepare::prepare(&super::prepare::Ask {
-        journeys: &config.journeys,
+    let dry = &*config.dry;
+    let prepared = prepare(&Ask {
+        journeys: &dry.journeys,
         strict: config.strict,
-        check: &super::prepare::no_check,
-        fixtures: &config.fixtures,
+        check: &no_check,
+        fixtures: &dry.fixtures,
         check_references: true,
-        env: super::prepare::Env::Placeholders,
-        vars: &config.env,
+        env: Env::Placeholders,
+        vars: &dry.env,
         quiet: false,
     })?;
-    if config.fixtures.is_empty() {
-        output::stdout(format!("ok: {} journey(s) valid\n", journeys.len()).as_bytes())?;
+    if dry.fixtures.is_empty() {
+        let ok = format!("ok: {} journey(s) valid\n", prepared.journeys.len());
+        output::stdout(ok.as_bytes())?;
         return Ok(Exit::Ok);
     }
-    if let Some(n) = notice {
-        output::stderr(&n);
+    if let Some(n) = &prepared.notice {
+        output::stderr(n);
     }
-    let settings = RunSettings::dry(config.now, env.clone(), 32, 0, false);
-    let sightings = entries::Sightings::default();
-    let list = entries::all(
-        &journeys,
-        &fixtures,
-        &env,
-        config.now,
-        crate::fixture::stream::Options {
-            delimiter: config.csv_delimiter,
-        },
-        &sightings,
-    );
-    let mut tally = Tally::new(&journeys, Mode::DryRun, String::new(), String::new());
-    runner::run(
-        &journeys,
-        list,
-        &DryRun::new(Arc::clone(&fixtures)),
-        &settings,
-        |r| tally.add(&r),
-    )
-    .await;
-    let mut report = tally.finish();
-    for g in report.errors.iter_mut().chain(&mut report.warnings) {
-        g.message = redactor.redact(&g.message);
-    }
+    rendered(dry, &prepared).await
+}
+
+/// Renders every entry through the dry-run of `run`; says how many could not be.
+async fn rendered(dry: &crate::config::RunConfig, prepared: &Prepared) -> Result<Exit> {
+    let batch = Batch::new(dry, prepared)?;
+    let (list, total) = batch.candidates();
+    let exec = DryRun::new(Arc::clone(&batch.fixtures));
+    let report = batch
+        .execute(list, total, &exec, &batch.dry_settings())
+        .await?;
     super::run::print_problems(&report, false);
     if report.totals.invalid > 0 {
         output::stderr(&format!(
@@ -71,7 +53,7 @@ pub async fn validate(config: ValidateConfig) -> Result<Exit> {
     }
     let msg = format!(
         "ok: {} journey(s) valid, {} entries rendered\n",
-        journeys.len(),
+        prepared.journeys.len(),
         report.totals.entries
     );
     output::stdout(msg.as_bytes())?;
