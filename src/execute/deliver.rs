@@ -183,7 +183,9 @@ impl<E: Executor> Deliverer<'_, E> {
             number,
             context: ctx,
         };
+        let started = std::time::Instant::now();
         let outcome = Box::pin(self.exec.send(attempt)).await;
+        let waited = started.elapsed();
         if let Some(p) = self.protect {
             let status = match &outcome {
                 Outcome::Response(r) => Some(r.status),
@@ -191,11 +193,13 @@ impl<E: Executor> Deliverer<'_, E> {
             };
             p.breakers.record(&host, status);
         }
-        self.record(step, req, number, &outcome);
+        self.record(step, req, number, &outcome, waited);
         Ok(outcome)
     }
 
-    fn record(&self, step: &StepPlan, req: &Request, n: u32, outcome: &Outcome) {
+    /// Records one attempt; `waited` is how long it took, for one that got no response (a
+    /// timeout waited its whole timeout).
+    fn record(&self, step: &StepPlan, req: &Request, n: u32, outcome: &Outcome, waited: Duration) {
         let none: &[(String, String)] = &[];
         let (status, error, latency, body, headers, kind) = match outcome {
             Outcome::Response(r) => (
@@ -209,7 +213,7 @@ impl<E: Executor> Deliverer<'_, E> {
             Outcome::Transport(e) => (
                 None,
                 Some(e.to_string()),
-                Duration::ZERO,
+                waited,
                 &[][..],
                 none,
                 Some(e.kind()),

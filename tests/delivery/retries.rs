@@ -176,6 +176,9 @@ fn timeouts_and_refused_connections_fail_after_retries() {
             .all(|l| l["run_id"].as_str().unwrap().starts_with("run_"))
     );
     assert_eq!(lines[0]["error"], "timeout");
+    // A timeout took the time it waited, not 0 ms.
+    let waited = lines[0]["latency_ms"].as_f64().unwrap();
+    assert!((190.0..2000.0).contains(&waited), "{log}");
     assert_eq!(lines[1]["attempt"], 2);
     assert!(
         lines[2]["error"].as_str().unwrap().contains("connect"),
