@@ -16,7 +16,7 @@ fn output_json_is_exactly_one_document() {
     assert_eq!(out.code, 0, "{}", out.all());
     let doc: serde_json::Value =
         serde_json::from_str(&out.stdout).expect("stdout is one JSON document");
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], 2);
     assert!(doc["run_id"].as_str().unwrap().starts_with("run_"));
     assert_eq!(doc["mode"], "dry_run");
     assert_eq!(doc["totals"]["entries"], 2);
@@ -77,7 +77,7 @@ fn the_table_has_a_row_per_step_and_totals_without_colour() {
     // Columns that are 0 in every row are left out, and named below the table.
     assert!(
         out.stdout.contains(
-            "(0 or none in every row: ok, failed, suppressed, capped, retries, p50, p95)"
+            "(0 or none in every row: ok, failed, suppressed, capped, attempts, retries, timeouts, connect, resets, statuses, p50, p95, p99, max)"
         ),
         "{}",
         out.stdout

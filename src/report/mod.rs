@@ -32,7 +32,7 @@ pub enum Mode {
 /// Everything a run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
-    /// Always 1 for this layout.
+    /// 2 for this layout (1 had no attempts, answers, rates, p99 or max).
     pub schema_version: u32,
     /// The run's id, on every report, log and dead-letter line.
     pub run_id: String,
@@ -173,6 +173,16 @@ pub struct Totals {
     pub capped: u64,
     /// `deliveries_ok / deliveries_sent`, in percent.
     pub success_rate: Option<f64>,
+    /// Attempts made in all (a delivery's retries included; an assumed one makes none).
+    pub attempts: u64,
+    /// Attempts beyond a delivery's first, in percent of all attempts.
+    pub retry_rate: Option<f64>,
+    /// Attempts that timed out, in percent of all attempts.
+    pub timeout_rate: Option<f64>,
+    /// Entries whose delivery an earlier run left in doubt and this run sent again (with the
+    /// same idempotency key), in percent of the deliveries made: the duplicates a partner's
+    /// idempotency must absorb.
+    pub duplicate_rate: Option<f64>,
     /// Entries per second of wall time.
     pub entries_per_second: f64,
 }

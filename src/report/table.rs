@@ -23,13 +23,42 @@ pub fn render(report: &RunReport, layout: Layout) -> String {
         let width = text.lines().next().map_or(0, |l| l.chars().count());
         layout.width.is_none_or(|w| width <= usize::from(w))
     };
-    // Too wide for the terminal: short headers and no `kind` column, then wrapped to fit.
-    let mut out = if fits(&wide) {
-        wide
-    } else {
-        steps_table(report, &columns, layout, Fit::Narrow).to_string()
+    // Too wide for the terminal: the detail columns go, short headers and no `kind` column,
+    // then wrapped to fit.
+    let mut dropped: Vec<&str> = Vec::new();
+    // A table's top border is as wide as the table, and holds no colour.
+    let all_fit = |text: &str| {
+        let widest = text
+            .lines()
+            .filter(|l| l.starts_with('┌'))
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap_or(0);
+        layout.width.is_none_or(|w| widest <= usize::from(w))
     };
-    out.push('\n');
+    let mut out = if fits(&wide) {
+        wide + "\n"
+    } else {
+        // Every column still fits once each journey has its own table: measured unwrapped.
+        let unwrapped = Layout {
+            width: None,
+            ..layout
+        };
+        if all_fit(&per_journey(report, &columns, unwrapped)) {
+            per_journey(report, &columns, layout)
+        } else {
+            let (detail, core): (Vec<&Column>, Vec<&Column>) =
+                columns.iter().copied().partition(|c| c.detail);
+            dropped = detail.iter().map(|c| c.name).collect();
+            per_journey(report, &core, layout)
+        }
+    };
+    if !dropped.is_empty() {
+        out.push_str(&format!(
+            "(in a wider terminal and the JSON report: {})\n",
+            dropped.join(", ")
+        ));
+    }
     let left_out: Vec<&str> = COLUMNS
         .iter()
         .filter(|c| !columns.iter().any(|k| k.name == c.name))
@@ -50,7 +79,7 @@ pub fn render(report: &RunReport, layout: Layout) -> String {
 enum Fit {
     /// Every column, full headers.
     Full,
-    /// No `kind`, short headers, wrapped to the width.
+    /// A table per journey: no `journey` and `kind` columns, short headers, wrapped to the width.
     Narrow,
 }
 
@@ -62,6 +91,8 @@ struct Column {
     value: fn(&StepStats) -> String,
     /// Shown in red when not zero (on a terminal).
     alarm: bool,
+    /// Left out of a table too wide for the terminal (the JSON report has it).
+    detail: bool,
 }
 
 const COLUMNS: &[Column] = &[
@@ -70,56 +101,127 @@ const COLUMNS: &[Column] = &[
         short: "in",
         value: |s| s.entered.to_string(),
         alarm: false,
+        detail: false,
     },
     Column {
         name: "ok",
         short: "ok",
         value: |s| s.ok.to_string(),
         alarm: false,
+        detail: false,
     },
     Column {
         name: "failed",
         short: "fail",
         value: |s| s.failed.to_string(),
         alarm: true,
+        detail: false,
     },
     Column {
         name: "suppressed",
         short: "supp",
         value: |s| s.suppressed.to_string(),
         alarm: false,
+        detail: false,
     },
     Column {
         name: "capped",
         short: "cap",
         value: |s| s.capped.to_string(),
         alarm: false,
+        detail: false,
     },
     Column {
         name: "assumed",
         short: "asm",
         value: |s| s.assumed.to_string(),
         alarm: false,
+        detail: false,
+    },
+    Column {
+        name: "attempts",
+        short: "att",
+        value: |s| s.attempts.to_string(),
+        alarm: false,
+        detail: true,
     },
     Column {
         name: "retries",
         short: "retry",
         value: |s| s.retries.to_string(),
         alarm: false,
+        detail: false,
+    },
+    Column {
+        name: "timeouts",
+        short: "tmo",
+        value: |s| s.timeouts.to_string(),
+        alarm: true,
+        detail: false,
+    },
+    Column {
+        name: "connect",
+        short: "conn",
+        value: |s| s.connect_errors.to_string(),
+        alarm: true,
+        detail: false,
+    },
+    Column {
+        name: "resets",
+        short: "rst",
+        value: |s| s.resets.to_string(),
+        alarm: true,
+        detail: false,
+    },
+    Column {
+        name: "statuses",
+        short: "http",
+        value: statuses,
+        alarm: false,
+        detail: true,
     },
     Column {
         name: "p50",
         short: "p50",
         value: |s| ms(s.p50_ms),
         alarm: false,
+        detail: false,
     },
     Column {
         name: "p95",
         short: "p95",
         value: |s| ms(s.p95_ms),
         alarm: false,
+        detail: false,
+    },
+    Column {
+        name: "p99",
+        short: "p99",
+        value: |s| ms(s.p99_ms),
+        alarm: false,
+        detail: true,
+    },
+    Column {
+        name: "max",
+        short: "max",
+        value: |s| ms(s.max_ms),
+        alarm: false,
+        detail: true,
     },
 ];
+
+/// How many attempts got each status: `200×3 503×1`, or `-`.
+fn statuses(s: &StepStats) -> String {
+    if s.status_codes.is_empty() {
+        return "-".into();
+    }
+    let each: Vec<String> = s
+        .status_codes
+        .iter()
+        .map(|(code, n)| format!("{code}×{n}"))
+        .collect();
+    each.join(" ")
+}
 
 /// The columns with something to say: `entered` always, the others when some row is not 0
 /// (or, for latencies, not `-`).
@@ -135,7 +237,28 @@ fn columns(steps: &[StepStats]) -> Vec<&'static Column> {
         .collect()
 }
 
+/// A narrow table for each journey, under its name: the journey column would take a third of
+/// a narrow terminal.
+fn per_journey(report: &RunReport, columns: &[&Column], layout: Layout) -> String {
+    let mut out = String::new();
+    let mut names: Vec<&str> = report.steps.iter().map(|s| s.journey.as_str()).collect();
+    names.dedup();
+    for name in names {
+        let rows: Vec<&StepStats> = report.steps.iter().filter(|s| s.journey == name).collect();
+        out.push_str(&format!("journey {name}\n"));
+        out.push_str(&table(&rows, columns, layout, Fit::Narrow).to_string());
+        out.push('\n');
+    }
+    out
+}
+
 fn steps_table(report: &RunReport, columns: &[&Column], layout: Layout, fit: Fit) -> Table {
+    let rows: Vec<&StepStats> = report.steps.iter().collect();
+    table(&rows, columns, layout, fit)
+}
+
+/// The rows as a table; a narrow one has no `journey` and `kind` columns and short headers.
+fn table(rows: &[&StepStats], columns: &[&Column], layout: Layout, fit: Fit) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
     t.force_no_tty();
@@ -147,21 +270,25 @@ fn steps_table(report: &RunReport, columns: &[&Column], layout: Layout, fit: Fit
         t.enforce_styling();
     }
     let narrow = fit == Fit::Narrow;
-    let mut header = vec!["journey", "step"];
-    if !narrow {
-        header.push("kind");
-    }
+    let mut header = match narrow {
+        true => vec!["step"],
+        false => vec!["journey", "step", "kind"],
+    };
     header.extend(
         columns
             .iter()
             .map(|c| if narrow { c.short } else { c.name }),
     );
     t.set_header(header);
-    for s in &report.steps {
-        let mut row = vec![Cell::new(&s.journey), Cell::new(&s.step)];
-        if !narrow {
-            row.push(Cell::new(&s.kind));
-        }
+    for s in rows {
+        let mut row = match narrow {
+            true => vec![Cell::new(&s.step)],
+            false => vec![
+                Cell::new(&s.journey),
+                Cell::new(&s.step),
+                Cell::new(&s.kind),
+            ],
+        };
         row.extend(columns.iter().map(|c| {
             let text = (c.value)(s);
             let cell = Cell::new(&text).set_alignment(CellAlignment::Right);
@@ -212,9 +339,14 @@ fn totals(report: &RunReport, color: bool) -> String {
         .success_rate
         .map(|r| format!("{r:.1}%"))
         .unwrap_or_else(|| "-".into());
+    // Retries and timeouts per attempt, when any attempt was made.
+    let rates = match (t.retry_rate, t.timeout_rate) {
+        (Some(r), Some(tm)) => format!(", retry rate {r:.1}%, timeout rate {tm:.1}%"),
+        _ => String::new(),
+    };
     format!(
         "entries: {} completed{custom} / {} / {} / {} suppressed / {} exited / {} holdout / {} waiting / {} already done / {} stopped / {} interrupted ({} in all)\n\
-         deliveries: {} {made} / {} ok / {} failed / {} assumed / {} capped / {} in doubt (sent again with their keys); success rate {rate}\n\
+         deliveries: {} {made} / {} ok / {} failed / {} assumed / {} capped / {} in doubt (sent again with their keys); success rate {rate}{rates}\n\
          duration {:.2}s, {:.0} entries/s, run {}\n",
         t.completed,
         alarm(t.failed, "failed", color),

@@ -38,7 +38,7 @@ impl Tally {
         let n = steps.len();
         Tally {
             report: RunReport {
-                schema_version: 1,
+                schema_version: 2,
                 run_id,
                 mode,
                 started_at,
@@ -212,9 +212,17 @@ impl Tally {
             self.report.steps[row].max_ms = percentile(lat, 1.0);
         }
         let elapsed = self.started.elapsed();
+        let steps = &self.report.steps;
+        let sum = |f: fn(&StepStats) -> u64| steps.iter().map(f).sum::<u64>();
+        let (retries, timeouts) = (sum(|s| s.retries), sum(|s| s.timeouts));
         let t = &mut self.report.totals;
+        t.attempts = sum(|s| s.attempts);
         let made = t.deliveries_sent + t.deliveries_mocked;
-        t.success_rate = (made > 0).then(|| 100.0 * t.deliveries_ok as f64 / made as f64);
+        let percent = |n: u64, of: u64| (of > 0).then(|| 100.0 * n as f64 / of as f64);
+        t.success_rate = percent(t.deliveries_ok, made);
+        t.retry_rate = percent(retries, t.attempts);
+        t.timeout_rate = percent(timeouts, t.attempts);
+        t.duplicate_rate = percent(t.in_doubt, made);
         t.entries_per_second = t.entries as f64 / elapsed.as_secs_f64().max(1e-9);
         self.report.duration_ms = elapsed.as_millis() as u64;
         for (message, count) in crate::render::compare::warnings() {
