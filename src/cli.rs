@@ -92,6 +92,9 @@ pub struct ValidateArgs {
     /// The delimiter of CSV fixtures, as `run` reads them: one character, or `\t` (or `tab`).
     #[arg(long, default_value = ",", value_parser = parse_delimiter)]
     pub csv_delimiter: u8,
+    /// Text, or one JSON document for scripts and CI.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 /// Flags shared by `run` and `test`.
@@ -134,6 +137,10 @@ pub struct CommonRunArgs {
     /// At most this many entries in detail on the --html page (failed and invalid ones first).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub html_entries: usize,
+    /// Write the run's counters and latency histograms for Prometheus (node_exporter's
+    /// textfile collector) to this file, at the end and every 30 s.
+    #[arg(long, value_name = "FILE.prom")]
+    pub metrics: Option<PathBuf>,
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -267,6 +274,9 @@ pub enum StateAction {
         /// The state store (default: JOURNEY_STATE, else the one `run` would use).
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+        /// Text, or one JSON document for scripts.
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Delete ended entries last updated longer ago than --older-than.
     Prune {

@@ -21,7 +21,14 @@ pub enum Config {
     /// `replay`.
     Replay(ReplayConfig),
     /// `state show` (`None`) or `state prune` (how old).
-    State(PathBuf, Option<std::time::Duration>),
+    State {
+        /// The store.
+        path: PathBuf,
+        /// `prune --older-than`, or `None` for `show`.
+        prune: Option<std::time::Duration>,
+        /// Text, or one JSON document (`show --output json`).
+        output: Output,
+    },
     /// `schema`.
     Schema,
     /// `completions`.
@@ -51,6 +58,8 @@ pub enum Config {
 pub struct ValidateConfig {
     /// Warnings are errors.
     pub strict: bool,
+    /// Text, or one JSON document.
+    pub output: Output,
     /// The dry-run that renders every request (its fixtures may be empty: then only the
     /// journeys are checked).
     pub dry: Box<RunConfig>,
@@ -121,6 +130,8 @@ pub struct RunConfig {
     pub html: Option<PathBuf>,
     /// `--html-entries`: at most this many entries in detail on the page.
     pub html_entries: usize,
+    /// `--metrics`: Prometheus text for node_exporter's textfile collector.
+    pub metrics: Option<PathBuf>,
     /// `--quiet`.
     pub quiet: bool,
     /// `--output`.
@@ -231,18 +242,23 @@ fn run(a: cli::RunArgs, ctx: &RunContext) -> Result<Config, String> {
 }
 
 fn state(action: cli::StateAction, ctx: &RunContext) -> Config {
-    let (journeys, state, prune) = match action {
-        cli::StateAction::Show { journeys, state } => (journeys, state, None),
+    let (journeys, state, prune, output) = match action {
+        cli::StateAction::Show {
+            journeys,
+            state,
+            output,
+        } => (journeys, state, None, output),
         cli::StateAction::Prune {
             journeys,
             state,
             older_than,
-        } => (journeys, state, Some(older_than)),
+        } => (journeys, state, Some(older_than), Output::Table),
     };
-    Config::State(
-        store_path(state, &journeys, ctx).shown().to_path_buf(),
+    Config::State {
+        path: store_path(state, &journeys, ctx).shown().to_path_buf(),
         prune,
-    )
+        output,
+    }
 }
 
 /// The store a command names: `--state`, else `JOURNEY_STATE`, else `.journey/state.sqlite`
@@ -329,6 +345,7 @@ fn validate(a: cli::ValidateArgs, ctx: &RunContext) -> Result<Config, String> {
         junit: None,
         html: None,
         html_entries: 0,
+        metrics: None,
         quiet: false,
         log: None,
         log_bodies: false,
@@ -340,6 +357,7 @@ fn validate(a: cli::ValidateArgs, ctx: &RunContext) -> Result<Config, String> {
     dry.progress = crate::progress::Progress::Silent;
     Ok(Config::Validate(ValidateConfig {
         strict: a.strict,
+        output: a.output,
         dry: Box::new(dry),
     }))
 }
@@ -385,6 +403,7 @@ fn run_config(a: cli::CommonRunArgs, kind: RunKind, ctx: &RunContext) -> Result<
         junit: a.junit,
         html: a.html,
         html_entries: a.html_entries,
+        metrics: a.metrics,
         quiet: a.quiet,
         output: a.output,
         log: a.log,

@@ -45,6 +45,20 @@ pub fn private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Replaces a private file whole: written beside it under a name ending `.tmp`, then renamed
+/// over it, so that a reader (node_exporter's textfile collector) never sees half of it. A path
+/// that is not a regular file (`/dev/null`) is written to as it is.
+pub fn replace_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if is_special(path) {
+        return private_file(path, bytes);
+    }
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    private_file(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// True when `path` exists and is not a regular file (after following links): a device, a FIFO,
 /// a socket or a folder. Such a path is never replaced, renamed over or given a mode.
 pub fn is_special(path: &Path) -> bool {

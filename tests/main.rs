@@ -10,6 +10,7 @@ mod hardening;
 mod html;
 mod listen;
 mod logic;
+mod metrics;
 mod rendering;
 mod reports;
 mod secrets;

@@ -183,6 +183,12 @@ fn state_show() {
     let shown = t.run(&["state", "show", "j.yaml"]);
     assert_eq!(shown.code, 0, "{}", shown.all());
     insta::assert_snapshot!("state_show", stable(&shown.stdout, &t));
+    let json = t.run(&["state", "show", "j.yaml", "--output", "json"]);
+    assert_eq!(json.code, 0, "{}", json.all());
+    insta::assert_snapshot!("state_show_json", stable(&json.stdout, &t));
+    let doc = crate::support::json(&json);
+    assert_eq!(doc["entries"]["waiting"], 2);
+    assert_eq!(doc["waiting"][1]["customer"], "c2");
 }
 
 #[test]

@@ -238,6 +238,8 @@ const OUTPUTS: &[&str] = &[
     "--log",
     "--dead-letter",
     "--record-mocks",
+    "--html",
+    "--metrics",
 ];
 
 fn outputs_into(t: &Test, names: &[String]) -> Output {

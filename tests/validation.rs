@@ -446,3 +446,55 @@ fn validate_reads_a_csv_that_run_reads_with_its_delimiter() {
         out.all()
     );
 }
+
+#[test]
+fn validate_output_json_is_one_document_with_the_verdict_and_the_same_exit_code() {
+    let t = Test::new();
+    t.file(
+        "j.yaml",
+        "journey: j\ntrigger: { segment: \"true\" }\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/hook\", body: { email: \"{{ customer.email }}\" } }\n",
+    );
+    t.file("good.yaml", "customers: [{ id: c1, email: a@b.c }]\n");
+    t.file(
+        "bad.yaml",
+        "customers: [{ id: c1, email: a@b.c }, { id: c2 }]\n",
+    );
+    let good = t.run(&[
+        "validate",
+        "j.yaml",
+        "--fixtures",
+        "good.yaml",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(good.code, 0, "{}", good.all());
+    let doc = crate::support::json(&good);
+    assert_eq!(
+        (doc["valid"].clone(), doc["entries"].clone()),
+        (true.into(), 1.into())
+    );
+    let bad = t.run(&[
+        "validate",
+        "j.yaml",
+        "--fixtures",
+        "bad.yaml",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(bad.code, 1, "{}", bad.all());
+    let doc = crate::support::json(&bad);
+    assert_eq!(doc["invalid"], 1);
+    assert_eq!(doc["errors"][0]["examples"][0], "c2");
+    t.file("broken.yaml", "journey: j\nbogus: 1\n");
+    let broken = t.run(&["validate", "broken.yaml", "--output", "json"]);
+    assert_eq!(broken.code, 2, "{}", broken.all());
+    let doc = crate::support::json(&broken);
+    assert_eq!(doc["valid"], false);
+    assert!(
+        doc["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("broken.yaml:2:1"),
+        "{doc}"
+    );
+}

@@ -24,7 +24,11 @@ pub async fn execute(config: Config) -> Result<Exit> {
         Config::Validate(c) => validate::validate(c).await,
         Config::Run(c) => run::run(*c).await,
         Config::Replay(c) => replay::replay(c).await,
-        Config::State(path, prune) => state(&path, prune),
+        Config::State {
+            path,
+            prune,
+            output,
+        } => state(&path, prune, output),
         Config::Schema => print(&journey_schema()),
         Config::Completions(shell) => {
             let mut out = Vec::new();
@@ -159,16 +163,30 @@ pub fn journey_schema() -> String {
     text
 }
 
+/// One JSON document, pretty, on its own.
+pub fn json_line(value: &impl serde::Serialize) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 fn print(text: &str) -> Result<Exit> {
     output::stdout(text.as_bytes())?;
     Ok(Exit::Ok)
 }
 
 /// `journey state show|prune`; a store that cannot be read is exit 3, a held lock 75.
-fn state(path: &std::path::Path, prune: Option<std::time::Duration>) -> Result<Exit> {
+fn state(
+    path: &std::path::Path,
+    prune: Option<std::time::Duration>,
+    output: crate::cli::Output,
+) -> Result<Exit> {
     use crate::state::show;
     let result = match prune {
-        None => show::show(path),
+        None => show::show(path).map(|summary| match output {
+            crate::cli::Output::Table => summary.text(),
+            crate::cli::Output::Json => json_line(&summary),
+        }),
         Some(age) => show::prune(path, age).map(|(e, d)| {
             let reuse = if e + d > 0 {
                 " (the file keeps its size: later runs reuse the space)"

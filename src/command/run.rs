@@ -288,8 +288,10 @@ impl Batch<'_> {
         let mut asked = Asked::new(&config.selection.customers);
         // Taken out for the run and put back for `finish`, which writes the page.
         let mut html = self.html.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut metrics = Metrics::new(config.metrics.as_deref());
         runner::run(self.journeys, list, exec, settings, |r| {
             tally.add(&r);
+            metrics.beat(&tally);
             if let Some(page) = html.as_mut() {
                 page.add(self.journeys, &r);
             }
@@ -340,6 +342,36 @@ impl Batch<'_> {
         }
         thresholds(&mut report, self.config);
         report
+    }
+}
+
+/// `--metrics` during a long run: the file is written again every 30 s, so a dashboard sees a
+/// run that is still going (the last run's gauges come with the final write).
+struct Metrics<'a> {
+    path: Option<&'a std::path::Path>,
+    last: std::time::Instant,
+}
+
+impl<'a> Metrics<'a> {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+    fn new(path: Option<&'a std::path::Path>) -> Self {
+        Metrics {
+            path,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Writes the counters so far when 30 s have passed (a failed write is said once, at the
+    /// end, by the final write).
+    fn beat(&mut self, tally: &Tally) {
+        let Some(path) = self.path else { return };
+        if self.last.elapsed() < Self::EVERY {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let text = report::metrics::render(&tally.snapshot(), None);
+        let _ = output::replace_private(path, text.as_bytes());
     }
 }
 
@@ -530,7 +562,13 @@ pub fn finish(batch: &Batch<'_>, report: &RunReport) -> Result<Exit> {
     if report.stopped_by == deadline && report.left.is_some() {
         output::stderr("stopped: --max-duration ran out; a later run takes up what is left");
     }
-    Ok(exit::of(report))
+    let code = exit::of(report);
+    if let Some(path) = &config.metrics {
+        let ended = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+        let text = report::metrics::render(report, Some((ended, code.code())));
+        output::replace_private(path, text.as_bytes())?;
+    }
+    Ok(code)
 }
 
 fn expectation_lines(report: &RunReport) -> String {

@@ -4,6 +4,7 @@ pub(crate) mod curl;
 pub(crate) mod html;
 pub(crate) mod json;
 pub(crate) mod junit;
+pub(crate) mod metrics;
 pub(crate) mod mocks;
 pub(crate) mod ndjson;
 pub(crate) mod paths;
@@ -72,6 +73,9 @@ pub struct RunReport {
     /// The state store could not write what the run recorded (exit 3).
     #[serde(skip)]
     pub store_failed: bool,
+    /// Entries by journey and outcome, for `--metrics`.
+    #[serde(skip)]
+    pub entries_by_journey: BTreeMap<(String, String), u64>,
 }
 
 /// What a stopped run left undone: a later run takes it up.
@@ -125,9 +129,46 @@ pub struct StepStats {
     pub p99_ms: Option<f64>,
     /// The slowest attempt, in milliseconds.
     pub max_ms: Option<f64>,
+    /// The latencies as a histogram, for `--metrics` (the JSON report has the percentiles).
+    #[serde(skip)]
+    pub histogram: Histogram,
     /// Entries that ended failed or invalid at this step (a failure `on_failure` handled is
     /// not one): what JUnit counts as this step's failures.
     pub ended_failed: u64,
+}
+
+/// Upper bounds of the latency histogram's buckets, in seconds (Prometheus' defaults).
+pub const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Latencies counted into [`BUCKETS`].
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    /// Attempts at or under each bucket's bound (cumulative).
+    pub buckets: Vec<u64>,
+    /// All the latencies added up, in seconds.
+    pub sum_seconds: f64,
+    /// How many.
+    pub count: u64,
+}
+
+impl Histogram {
+    /// The histogram of latencies given in microseconds, sorted.
+    pub fn of_sorted_micros(sorted: &[u32]) -> Histogram {
+        let buckets = BUCKETS
+            .iter()
+            .map(|bound| {
+                let limit = (bound * 1e6) as u32;
+                sorted.partition_point(|l| *l <= limit) as u64
+            })
+            .collect();
+        Histogram {
+            buckets,
+            sum_seconds: sorted.iter().map(|l| f64::from(*l) / 1e6).sum(),
+            count: sorted.len() as u64,
+        }
+    }
 }
 
 /// Totals of a run.

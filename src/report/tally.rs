@@ -1,5 +1,7 @@
 //! Folds entry results into the report as they arrive, in constant memory per step.
 
+use std::collections::BTreeMap;
+
 use super::{ErrorGroup, Mode, RunReport, StepStats, Totals};
 use crate::execute::result::{EntryResult, Outcome, StepStatus};
 use crate::journey::Journey;
@@ -8,7 +10,7 @@ const MAX_ERRORS: usize = 100;
 const EXAMPLES: usize = 3;
 
 /// The report being built.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Tally {
     report: RunReport,
     /// Each journey's rows in `report.steps`: the first, and how many (one per step).
@@ -16,6 +18,8 @@ pub struct Tally {
     /// Each journey's name, by index.
     names: Vec<String>,
     latencies: Vec<Vec<u32>>,
+    /// Entries by outcome, journey by journey.
+    by_journey: Vec<BTreeMap<String, u64>>,
     started: std::time::Instant,
 }
 
@@ -55,10 +59,12 @@ impl Tally {
                 expectations: vec![],
                 stopped_by: None,
                 store_failed: false,
+                entries_by_journey: BTreeMap::new(),
             },
             rows,
             names: journeys.iter().map(|j| j.name.clone()).collect(),
             latencies: vec![Vec::new(); n],
+            by_journey: vec![BTreeMap::new(); journeys.len()],
             started: std::time::Instant::now(),
         }
     }
@@ -100,6 +106,16 @@ impl Tally {
             Outcome::Interrupted => t.interrupted += 1,
             Outcome::Completed | Outcome::Label(_) => t.completed += 1,
         }
+        // Per journey too (for `--metrics`); a word is allocated only the first time it is seen.
+        if let Some(by) = self.by_journey.get_mut(r.journey) {
+            match by.get_mut(r.outcome.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    by.insert(r.outcome.as_str().to_string(), 1);
+                }
+            }
+        }
+        let t = &mut self.report.totals;
         match t.labels.get_mut(r.outcome.as_str()) {
             Some(n) => *n += 1,
             None => {
@@ -202,6 +218,11 @@ impl Tally {
         );
     }
 
+    /// The report so far, for a file written during a long run.
+    pub fn snapshot(&self) -> RunReport {
+        self.clone().finish()
+    }
+
     /// The finished report.
     pub fn finish(mut self) -> RunReport {
         for (row, lat) in self.latencies.iter_mut().enumerate() {
@@ -210,6 +231,13 @@ impl Tally {
             self.report.steps[row].p95_ms = percentile(lat, 0.95);
             self.report.steps[row].p99_ms = percentile(lat, 0.99);
             self.report.steps[row].max_ms = percentile(lat, 1.0);
+            self.report.steps[row].histogram = super::Histogram::of_sorted_micros(lat);
+        }
+        for (name, by) in self.names.iter().zip(&self.by_journey) {
+            for (outcome, n) in by {
+                let key = (name.clone(), outcome.clone());
+                self.report.entries_by_journey.insert(key, *n);
+            }
         }
         let elapsed = self.started.elapsed();
         let steps = &self.report.steps;

@@ -8,8 +8,39 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::{StoreError, unusable};
 
-/// A summary of the store: entries by status and outcome, parked waits, deliveries in doubt.
-pub fn show(shown: &Path) -> Result<String, StoreError> {
+/// What a store holds: entries by status and outcome, deliveries by status (pending ones are in
+/// doubt), and the first parked waits.
+#[derive(Debug, serde::Serialize)]
+pub struct Summary {
+    /// The store, as named.
+    pub store: String,
+    /// Its schema version.
+    pub schema_version: i64,
+    /// Entries by status (`active`, `waiting`, `done`, `failed`).
+    pub entries: std::collections::BTreeMap<String, i64>,
+    /// Ended entries by outcome.
+    pub ended_by_outcome: std::collections::BTreeMap<String, i64>,
+    /// Deliveries by status (`pending` ones are in doubt: the next run sends them again).
+    pub deliveries: std::collections::BTreeMap<String, i64>,
+    /// The first 20 parked entries, soonest due first.
+    pub waiting: Vec<Waiting>,
+}
+
+/// A parked entry.
+#[derive(Debug, serde::Serialize)]
+pub struct Waiting {
+    /// The entry key.
+    pub key: String,
+    /// Its journey.
+    pub journey: String,
+    /// Its customer.
+    pub customer: String,
+    /// When it is due (RFC 3339).
+    pub due: String,
+}
+
+/// The summary of the store at `shown`.
+pub fn show(shown: &Path) -> Result<Summary, StoreError> {
     let path = &existing(
         shown,
         "there is no state store here (pass --state FILE or set JOURNEY_STATE)",
@@ -45,13 +76,16 @@ fn settle(path: &Path) -> Result<(), String> {
     }
 }
 
-fn counts(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<(String, i64)>> {
+fn counts(
+    conn: &Connection,
+    sql: &str,
+) -> rusqlite::Result<std::collections::BTreeMap<String, i64>> {
     let mut stmt = conn.prepare(sql)?;
     stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?
         .collect()
 }
 
-fn list(items: &[(String, i64)]) -> String {
+fn list(items: &std::collections::BTreeMap<String, i64>) -> String {
     if items.is_empty() {
         return "none".into();
     }
@@ -62,20 +96,16 @@ fn list(items: &[(String, i64)]) -> String {
         .join(", ")
 }
 
-fn summary(conn: &Connection, path: &Path) -> rusqlite::Result<String> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let mut out = format!(
-        "state store {} (schema version {version})\n",
-        path.display()
-    );
-    let status = counts(
+fn summary(conn: &Connection, path: &Path) -> rusqlite::Result<Summary> {
+    let schema_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let entries = counts(
         conn,
         // An entry interrupted before it ended or parked has deliveries and no row yet.
         "SELECT status, COUNT(*) FROM (SELECT status FROM entries UNION ALL SELECT 'active' FROM
          (SELECT DISTINCT entry_key FROM deliveries WHERE entry_key NOT IN (SELECT key FROM entries)))
          GROUP BY status ORDER BY status",
     )?;
-    let outcomes = counts(
+    let ended_by_outcome = counts(
         conn,
         "SELECT outcome, COUNT(*) FROM entries WHERE status = 'done' GROUP BY outcome ORDER BY outcome",
     )?;
@@ -83,34 +113,53 @@ fn summary(conn: &Connection, path: &Path) -> rusqlite::Result<String> {
         conn,
         "SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status",
     )?;
-    let _ = writeln!(out, "entries: {}", list(&status));
-    let _ = writeln!(out, "ended by outcome: {}", list(&outcomes));
-    let _ = writeln!(
-        out,
-        "deliveries: {} (pending ones are in doubt: the next run sends them again)",
-        list(&deliveries)
-    );
     let mut stmt = conn.prepare("SELECT key, journey, customer, due FROM entries WHERE status = 'waiting' ORDER BY due, key LIMIT 20")?;
-    let waiting: Vec<String> = stmt
+    let waiting = stmt
         .query_map([], |r| {
-            Ok(format!(
-                "  {} (journey {}, customer {}) due {}",
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?
-            ))
+            Ok(Waiting {
+                key: r.get(0)?,
+                journey: r.get(1)?,
+                customer: r.get(2)?,
+                due: r.get(3)?,
+            })
         })?
         .collect::<rusqlite::Result<_>>()?;
-    if !waiting.is_empty() {
+    Ok(Summary {
+        store: path.display().to_string(),
+        schema_version,
+        entries,
+        ended_by_outcome,
+        deliveries,
+        waiting,
+    })
+}
+
+impl Summary {
+    /// As `state show` prints it.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "state store {} (schema version {})\n",
+            self.store, self.schema_version
+        );
+        let _ = writeln!(out, "entries: {}", list(&self.entries));
+        let _ = writeln!(out, "ended by outcome: {}", list(&self.ended_by_outcome));
         let _ = writeln!(
             out,
-            "waiting (first {}):\n{}",
-            waiting.len(),
-            waiting.join("\n")
+            "deliveries: {} (pending ones are in doubt: the next run sends them again)",
+            list(&self.deliveries)
         );
+        if !self.waiting.is_empty() {
+            let _ = writeln!(out, "waiting (first {}):", self.waiting.len());
+            for w in &self.waiting {
+                let _ = writeln!(
+                    out,
+                    "  {} (journey {}, customer {}) due {}",
+                    w.key, w.journey, w.customer, w.due
+                );
+            }
+        }
+        out
     }
-    Ok(out)
 }
 
 /// Deletes ended entries (and their deliveries) last updated more than `older_than` ago.
