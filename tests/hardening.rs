@@ -14,18 +14,7 @@ fn step(webhook: &str) -> String {
 
 use crate::support::against as with;
 
-fn send(t: &Test, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
-        "--yes",
-        "--no-state",
-    ];
-    args.extend_from_slice(extra);
-    t.run(&args)
-}
+use crate::support::send;
 
 #[test]
 fn a_bom_does_not_void_the_first_line_of_a_suppress_file() {

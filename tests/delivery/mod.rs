@@ -19,18 +19,7 @@ fn setup(server: &TestServer, journey: &str, fixtures: &str) -> Test {
         .env("WHSEC", WHSEC)
 }
 
-fn send(t: &Test, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
-        "--no-state",
-        "--yes",
-    ];
-    args.extend_from_slice(extra);
-    t.run(&args)
-}
+use crate::support::send;
 
 fn one(step: &str) -> String {
     format!("journey: j\ntrigger: {{ segment: \"true\" }}\nsteps:\n{step}")

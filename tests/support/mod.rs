@@ -211,6 +211,21 @@ pub fn against(server: &server::TestServer, journey: &str, fixtures: &str) -> Te
     t
 }
 
+/// `journey run j.yaml --fixtures f.yaml --yes --no-state EXTRA...`: a real run that keeps no
+/// store, so every run sends.
+pub fn send(t: &Test, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--yes",
+        "--no-state",
+    ];
+    args.extend_from_slice(extra);
+    t.run(&args)
+}
+
 /// The JSON document a run printed on stdout (`--output json`).
 pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.all()))
