@@ -212,6 +212,13 @@ pub struct RunArgs {
     /// Write the real responses as a fixture `mocks:` section, to replay the run with --dry-run.
     #[arg(long, value_name = "FILE")]
     pub record_mocks: Option<PathBuf>,
+    /// Send through this proxy (every scheme), over HTTP_PROXY, HTTPS_PROXY and ALL_PROXY;
+    /// NO_PROXY still applies, and loopback is never proxied.
+    #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
+    pub proxy: Option<String>,
+    /// Send to every target directly, whatever the environment's proxies say.
+    #[arg(long)]
+    pub no_proxy: bool,
 }
 
 /// `journey test`.

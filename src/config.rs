@@ -19,7 +19,7 @@ pub enum Config {
     /// `run --dry-run` and `test`.
     Run(Box<RunConfig>),
     /// `replay`.
-    Replay(ReplayConfig),
+    Replay(Box<ReplayConfig>),
     /// `state show` (`None`) or `state prune` (how old).
     State {
         /// The store.
@@ -173,6 +173,8 @@ pub struct RealConfig {
     pub max_duration: Option<std::time::Duration>,
     /// `--rate`, attempts a second.
     pub rate: Option<f64>,
+    /// The proxies requests go through (`--proxy`, `--no-proxy`, else the environment's).
+    pub proxies: crate::execute::proxy::Proxies,
 }
 
 /// `replay` settings.
@@ -188,6 +190,8 @@ pub struct ReplayConfig {
     pub ask: bool,
     /// Environment variables.
     pub env: HashMap<String, String>,
+    /// The environment's proxies.
+    pub proxies: crate::execute::proxy::Proxies,
 }
 
 /// The most entries in flight: each holds a slot and its buffers, and a partner would see this
@@ -207,13 +211,14 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
         Command::State { action } => Ok(state(action, ctx)),
         Command::Completions { shell } => Ok(Config::Completions(shell)),
         Command::Listen(a) => listen(a, ctx),
-        Command::Replay(a) => Ok(Config::Replay(ReplayConfig {
+        Command::Replay(a) => Ok(Config::Replay(Box::new(ReplayConfig {
             file: a.file,
             allow_insecure_http: a.allow_insecure_http,
             quiet: a.quiet,
             ask: ctx.stdin_tty && !a.yes,
             env: ctx.vars.clone(),
-        })),
+            proxies: crate::execute::proxy::Proxies::from_env(&ctx.vars)?,
+        }))),
         Command::Graph(a) => Ok(Config::Graph {
             journey: a.journey,
             format: a.format,
@@ -313,7 +318,13 @@ fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String>
         );
     }
     let home = journey_home(&a.common.journeys);
+    let proxies = match (&a.proxy, a.no_proxy) {
+        (_, true) => crate::execute::proxy::Proxies::none(),
+        (Some(url), false) => crate::execute::proxy::Proxies::given(url, &ctx.vars)?,
+        (None, false) => crate::execute::proxy::Proxies::from_env(&ctx.vars)?,
+    };
     Ok(RealConfig {
+        proxies,
         ask: ctx.stdin_tty && !a.yes,
         fast_forward: a.fast_forward,
         dead_letter: a

@@ -11,6 +11,7 @@ mod html;
 mod listen;
 mod logic;
 mod metrics;
+mod proxy;
 mod rendering;
 mod reports;
 mod secrets;

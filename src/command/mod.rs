@@ -23,7 +23,7 @@ pub async fn execute(config: Config) -> Result<Exit> {
     match config {
         Config::Validate(c) => validate::validate(c).await,
         Config::Run(c) => run::run(*c).await,
-        Config::Replay(c) => replay::replay(c).await,
+        Config::Replay(c) => replay::replay(*c).await,
         Config::State {
             path,
             prune,

@@ -41,6 +41,8 @@ pub struct Ask<'a> {
     pub vars: &'a HashMap<String, String>,
     /// Say no warning.
     pub quiet: bool,
+    /// More values to redact everywhere (a proxy's password).
+    pub secrets: &'a [String],
 }
 
 /// Everything a command runs with.
@@ -76,7 +78,7 @@ pub fn prepare(ask: &Ask<'_>) -> Result<Prepared> {
     let (env, redactor, notice) = match ask.env {
         Env::Placeholders => super::placeholder_env(&journeys, ask.vars),
         Env::Required => {
-            let (env, redactor) = super::send::real_env(&journeys, ask.vars)?;
+            let (env, redactor) = super::send::real_env(&journeys, ask.vars, ask.secrets)?;
             (env, redactor, None)
         }
     };

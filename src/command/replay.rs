@@ -51,8 +51,9 @@ pub async fn replay(config: ReplayConfig) -> Result<Exit, Error> {
         env: super::prepare::Env::Required,
         vars: &config.env,
         quiet: config.quiet,
+        secrets: &config.proxies.secrets(),
     })?;
-    let http = Http::new(8);
+    let http = Http::new(8, std::sync::Arc::new(config.proxies.clone()));
     let safety = Safety {
         allow_insecure_http: config.allow_insecure_http,
         redactor,

@@ -118,6 +118,10 @@ pub async fn run(config: RunConfig) -> Result<Exit> {
         },
         vars: &config.env,
         quiet: config.quiet,
+        secrets: &config
+            .real()
+            .map(|r| r.proxies.secrets())
+            .unwrap_or_default(),
     })?;
     if config.mode() == Mode::Test && prepared.fixtures.expects.is_empty() {
         return Err(Error::usage(
@@ -477,6 +481,7 @@ impl Batch<'_> {
                     req,
                     config.now.timestamp(),
                     &self.refs,
+                    self.proxy_option(req),
                 )),
                 _ => report::show::request(&title, req, config.now.timestamp(), &self.redactor),
             };
@@ -486,6 +491,14 @@ impl Batch<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Batch<'_> {
+    /// The curl option for the proxy a real run sends `req` through, if any.
+    fn proxy_option(&self, req: &crate::execute::request::Request) -> Option<String> {
+        let target = url::Url::parse(&req.url).ok()?;
+        self.config.real()?.proxies.curl_option(&target)
     }
 }
 

@@ -54,6 +54,7 @@ pub fn check_waits(journeys: &[Journey], real: &RealConfig) -> Result<(), Error>
 pub fn real_env(
     journeys: &[Journey],
     vars: &std::collections::HashMap<String, String>,
+    more_secrets: &[String],
 ) -> Result<(EnvVars, Redactor), Error> {
     let needs = super::Needs::of(journeys, vars);
     if !needs.missing.is_empty() {
@@ -62,7 +63,11 @@ pub fn real_env(
             needs.missing.join(", ")
         )));
     }
-    Ok((super::env_vars(vars, false), Redactor::new(needs.secrets)))
+    let secrets = needs
+        .secrets
+        .into_iter()
+        .chain(more_secrets.iter().map(String::as_str));
+    Ok((super::env_vars(vars, false), Redactor::new(secrets)))
 }
 
 /// `scheme://host:port` of every webhook step, rendered from literals and `env` alone.
@@ -260,7 +265,7 @@ pub async fn send(
     };
     let settings = real_settings(batch, real, parts);
     let list = Box::new(list.chain(due_list));
-    let exec = Http::new(config.concurrency);
+    let exec = Http::new(config.concurrency, Arc::new(real.proxies.clone()));
     let mut report = batch.execute(list, total, &exec, &settings).await?;
     report.left = left_undone(&stop, total, &report);
     recorded.log.flush();

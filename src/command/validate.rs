@@ -59,6 +59,7 @@ async fn verdict(config: &ValidateConfig) -> Result<(Verdict, Option<RunReport>)
         env: Env::Placeholders,
         vars: &dry.env,
         quiet: config.output == Output::Json,
+        secrets: &[],
     })?;
     let journeys = prepared.journeys.len();
     if dry.fixtures.is_empty() {

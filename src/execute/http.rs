@@ -6,42 +6,55 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::executor::{Attempt, Executor, Outcome, Response, TransportError};
+use super::proxy::Proxies;
 use crate::journey::model::Method;
 use crate::journey::plan::CONNECT_TIMEOUT;
 
 /// Response bodies are read up to this size; the rest is dropped.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// Sends requests: plain http through [`super::plain`], https over one pooled reqwest client,
-/// built on the first https request (it loads the system's certificates).
+/// Sends requests: plain http through [`super::plain`], https (and anything a proxy carries)
+/// over one pooled reqwest client, built on the first such request (it loads the system's
+/// certificates).
 #[derive(Debug, Clone)]
 pub struct Http {
     client: Arc<OnceLock<Result<reqwest::Client, String>>>,
     plain: Arc<super::plain::Plain>,
     concurrency: usize,
+    proxies: Arc<Proxies>,
 }
 
 impl Http {
-    /// An executor whose connections are reused, that never follows redirects and never uses a
-    /// proxy.
-    pub fn new(concurrency: usize) -> Http {
+    /// An executor whose connections are reused, that never follows redirects, and that sends
+    /// through `proxies` the targets they apply to.
+    pub fn new(concurrency: usize, proxies: Arc<Proxies>) -> Http {
         // Several crates may race to install a provider; either outcome leaves one installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
         Http {
             client: Arc::default(),
             plain: Arc::default(),
             concurrency,
+            proxies,
         }
     }
 
     fn client(&self) -> Result<&reqwest::Client, TransportError> {
         let built = self.client.get_or_init(|| {
-            reqwest::Client::builder()
+            let proxies = Arc::clone(&self.proxies);
+            let builder = reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(CONNECT_TIMEOUT)
                 .pool_max_idle_per_host(self.concurrency.max(1))
                 .tcp_nodelay(true)
-                .no_proxy()
+                .no_proxy();
+            // The one rule decides, not reqwest's own reading of the environment.
+            let builder = match proxies.is_empty() {
+                true => builder,
+                false => builder.proxy(reqwest::Proxy::custom(move |target| {
+                    proxies.for_url(target).cloned()
+                })),
+            };
+            builder
                 .build()
                 .map_err(|e| format!("cannot set up the HTTPS client: {e}"))
         });
@@ -160,8 +173,11 @@ impl Executor for Http {
                 return Outcome::Transport(TransportError::Connect(format!("invalid URL: {e}")));
             }
         };
-        // Credentials in the URL become an Authorization header in reqwest; keep that there.
-        if url.scheme() == "http" && url.username().is_empty() && url.password().is_none() {
+        // Credentials in the URL become an Authorization header in reqwest; keep that there, and
+        // a target a proxy carries (absolute-form, or a CONNECT tunnel).
+        let direct = self.proxies.is_empty() || self.proxies.for_url(&url).is_none();
+        if url.scheme() == "http" && direct && url.username().is_empty() && url.password().is_none()
+        {
             let own = r.attempt_only_headers(a.number, Utc::now().timestamp());
             return self
                 .plain
@@ -183,6 +199,6 @@ impl Executor for Http {
 
     /// A lane has its own client: its connections live on the lane's thread.
     fn for_lane(&self) -> Self {
-        Http::new(self.concurrency)
+        Http::new(self.concurrency, Arc::clone(&self.proxies))
     }
 }

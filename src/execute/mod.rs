@@ -10,6 +10,7 @@ pub(crate) mod masked;
 pub(crate) mod not_entered;
 pub(crate) mod plain;
 pub(crate) mod protect;
+pub(crate) mod proxy;
 pub(crate) mod recorder;
 pub(crate) mod request;
 pub mod result;

@@ -87,12 +87,19 @@ enum Segment {
 }
 
 /// The curl command for one request, with a `#` title line.
-pub fn command(title: &str, req: &Request, unix_seconds: i64, refs: &SecretRefs) -> String {
+pub fn command(
+    title: &str,
+    req: &Request,
+    unix_seconds: i64,
+    refs: &SecretRefs,
+    proxy: Option<String>,
+) -> String {
     let mut lines = vec![format!(
         "curl -sS -X {} {}",
         req.method.as_str(),
         refs.word(&req.url)
     )];
+    lines.extend(proxy);
     let mut notes = vec![];
     let signature_headers = req
         .signer
