@@ -19,9 +19,9 @@ pub enum Command {
     /// Check journey files; with --fixtures, also render every request of every entry.
     Validate(ValidateArgs),
     /// Run journeys over fixtures: send for real, or --dry-run.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Dry-run journeys and check every `expect` in the fixtures.
-    Test(TestArgs),
+    Test(Box<TestArgs>),
     /// Draw a journey as a Mermaid, Graphviz or SVG graph.
     Graph(GraphArgs),
     /// Send dead-lettered deliveries again, with the same idempotency keys.
@@ -219,6 +219,15 @@ pub struct RunArgs {
     /// Send to every target directly, whatever the environment's proxies say.
     #[arg(long)]
     pub no_proxy: bool,
+    /// Also trust the certificates in this PEM file (a private CA), beside the system's.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Show this client certificate (PEM) to servers that ask for one (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
 }
 
 /// `journey test`.

@@ -175,6 +175,10 @@ pub struct RealConfig {
     pub rate: Option<f64>,
     /// The proxies requests go through (`--proxy`, `--no-proxy`, else the environment's).
     pub proxies: crate::execute::proxy::Proxies,
+    /// `--cacert`: more certificates to trust (PEM).
+    pub cacert: Option<PathBuf>,
+    /// `--client-cert` and `--client-key`: the client certificate for mutual TLS (PEM).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// `replay` settings.
@@ -202,7 +206,7 @@ pub const MAX_CONCURRENCY: usize = 10_000;
 pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
     match cli.command {
         Command::Validate(a) => validate(a, ctx),
-        Command::Run(a) => run(a, ctx),
+        Command::Run(a) => run(*a, ctx),
         Command::Test(a) => {
             needs_fixtures(&a.common, &RunKind::Test)?;
             run_config(a.common, RunKind::Test, ctx).map(|c| Config::Run(Box::new(c)))
@@ -325,6 +329,8 @@ fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String>
     };
     Ok(RealConfig {
         proxies,
+        cacert: a.cacert.clone(),
+        client_cert: a.client_cert.clone().zip(a.client_key.clone()),
         ask: ctx.stdin_tty && !a.yes,
         fast_forward: a.fast_forward,
         dead_letter: a

@@ -21,5 +21,6 @@ mod store_files;
 mod streams;
 mod structure;
 mod test_command;
+mod tls;
 mod tools;
 mod validation;

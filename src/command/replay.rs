@@ -53,7 +53,11 @@ pub async fn replay(config: ReplayConfig) -> Result<Exit, Error> {
         quiet: config.quiet,
         secrets: &config.proxies.secrets(),
     })?;
-    let http = Http::new(8, std::sync::Arc::new(config.proxies.clone()));
+    let http = Http::new(
+        8,
+        std::sync::Arc::new(config.proxies.clone()),
+        std::sync::Arc::default(),
+    );
     let safety = Safety {
         allow_insecure_http: config.allow_insecure_http,
         redactor,

@@ -55,6 +55,9 @@ pub enum TransportError {
     Connect(String),
     /// The connection broke.
     Reset(String),
+    /// The server's TLS certificate is not trusted, or it refused ours: trying again changes
+    /// nothing.
+    Untrusted(String),
 }
 
 impl TransportError {
@@ -62,7 +65,7 @@ impl TransportError {
     pub fn kind(&self) -> &'static str {
         match self {
             TransportError::Timeout => "timeout",
-            TransportError::Connect(_) => "connect",
+            TransportError::Connect(_) | TransportError::Untrusted(_) => "connect",
             TransportError::Reset(_) => "reset",
         }
     }
@@ -74,6 +77,7 @@ impl std::fmt::Display for TransportError {
             TransportError::Timeout => write!(f, "timeout"),
             TransportError::Connect(m) => write!(f, "connect error: {m}"),
             TransportError::Reset(m) => write!(f, "connection reset: {m}"),
+            TransportError::Untrusted(m) => write!(f, "TLS: {m}"),
         }
     }
 }

@@ -22,12 +22,64 @@ pub struct Http {
     plain: Arc<super::plain::Plain>,
     concurrency: usize,
     proxies: Arc<Proxies>,
+    tls: Arc<Tls>,
+}
+
+/// What TLS trusts and shows beyond the system's roots.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// More certificates to trust (`--cacert`).
+    pub roots: Vec<reqwest::Certificate>,
+    /// The client certificate and key (`--client-cert`, `--client-key`).
+    pub identity: Option<reqwest::Identity>,
+}
+
+impl Tls {
+    /// Reads `--cacert` and `--client-cert`/`--client-key`; `Err` names the file and why.
+    pub fn load(
+        cacert: Option<&std::path::Path>,
+        client: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<Tls, String> {
+        let read = |p: &std::path::Path, flag: &str| {
+            std::fs::read(p).map_err(|e| format!("{flag} {}: cannot read: {e}", p.display()))
+        };
+        let roots = match cacert {
+            None => Vec::new(),
+            Some(p) => {
+                let roots = reqwest::Certificate::from_pem_bundle(&read(p, "--cacert")?)
+                    .map_err(|e| format!("--cacert {}: not PEM certificates: {e}", p.display()))?;
+                if roots.is_empty() {
+                    return Err(format!(
+                        "--cacert {}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                        p.display()
+                    ));
+                }
+                roots
+            }
+        };
+        let identity = match client {
+            None => None,
+            Some((cert, key)) => {
+                let mut pem = read(cert, "--client-cert")?;
+                pem.push(b'\n');
+                pem.extend(read(key, "--client-key")?);
+                Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    format!(
+                        "--client-cert {} / --client-key {}: not a PEM certificate and key: {e}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?)
+            }
+        };
+        Ok(Tls { roots, identity })
+    }
 }
 
 impl Http {
     /// An executor whose connections are reused, that never follows redirects, and that sends
     /// through `proxies` the targets they apply to.
-    pub fn new(concurrency: usize, proxies: Arc<Proxies>) -> Http {
+    pub fn new(concurrency: usize, proxies: Arc<Proxies>, tls: Arc<Tls>) -> Http {
         // Several crates may race to install a provider; either outcome leaves one installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
         Http {
@@ -35,6 +87,7 @@ impl Http {
             plain: Arc::default(),
             concurrency,
             proxies,
+            tls,
         }
     }
 
@@ -48,6 +101,11 @@ impl Http {
                 .tcp_nodelay(true)
                 .no_proxy();
             // The one rule decides, not reqwest's own reading of the environment.
+            let builder = builder.tls_certs_merge(self.tls.roots.iter().cloned());
+            let builder = match self.tls.identity.clone() {
+                Some(id) => builder.identity(id),
+                None => builder,
+            };
             let builder = match proxies.is_empty() {
                 true => builder,
                 false => builder.proxy(reqwest::Proxy::custom(move |target| {
@@ -136,11 +194,40 @@ fn transport(e: reqwest::Error) -> TransportError {
         msg.push_str(&format!(": {s}"));
         source = s.source();
     }
-    if connect {
+    if let Some(why) = tls_refusal(&e) {
+        TransportError::Untrusted(why)
+    } else if connect {
         TransportError::Connect(msg)
     } else {
         TransportError::Reset(msg)
     }
+}
+
+/// Why TLS refused the connection, in words that say what to do, when it did for a reason that
+/// another try would not change: the server's certificate, or the client's.
+fn tls_refusal(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+            return match tls {
+                rustls::Error::InvalidCertificate(why) => Some(format!(
+                    "the server's certificate is not trusted ({why:?}): if a private CA signed it, pass --cacert FILE"
+                )),
+                rustls::Error::AlertReceived(alert) => Some(format!(
+                    "the server refused the connection ({alert:?}): if it asks for a client certificate, pass --client-cert FILE --client-key FILE"
+                )),
+                _ => None,
+            };
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(why) = tls_refusal(inner)
+        {
+            return Some(why);
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// A response body up to [`MAX_BODY`] (the rest is dropped); `true` when it was read to its end
@@ -199,6 +286,10 @@ impl Executor for Http {
 
     /// A lane has its own client: its connections live on the lane's thread.
     fn for_lane(&self) -> Self {
-        Http::new(self.concurrency, Arc::clone(&self.proxies))
+        Http::new(
+            self.concurrency,
+            Arc::clone(&self.proxies),
+            Arc::clone(&self.tls),
+        )
     }
 }

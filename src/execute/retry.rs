@@ -10,6 +10,8 @@ use crate::journey::plan::RetryPolicy;
 /// True for answers worth another try: transport failures, 408, 429 and 5xx.
 pub fn is_retryable(outcome: &Outcome) -> bool {
     match outcome {
+        // A certificate that is not trusted stays so: no retry storm.
+        Outcome::Transport(super::executor::TransportError::Untrusted(_)) => false,
         Outcome::Transport(_) => true,
         Outcome::Response(r) => {
             r.status == 408 || r.status == 429 || (500..600).contains(&r.status)
