@@ -75,6 +75,15 @@ pub struct ReplayArgs {
     /// Do not ask before sending (cron has no terminal and is never asked).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Also trust the certificates in this PEM file (a private CA), as `run --cacert`.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Show this client certificate (PEM), as `run --client-cert`.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
 }
 
 /// `journey validate`.

@@ -196,6 +196,10 @@ pub struct ReplayConfig {
     pub env: HashMap<String, String>,
     /// The environment's proxies.
     pub proxies: crate::execute::proxy::Proxies,
+    /// `--cacert`.
+    pub cacert: Option<PathBuf>,
+    /// `--client-cert` and `--client-key`.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// The most entries in flight: each holds a slot and its buffers, and a partner would see this
@@ -222,6 +226,8 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
             ask: ctx.stdin_tty && !a.yes,
             env: ctx.vars.clone(),
             proxies: crate::execute::proxy::Proxies::from_env(&ctx.vars)?,
+            cacert: a.cacert,
+            client_cert: a.client_cert.zip(a.client_key),
         }))),
         Command::Graph(a) => Ok(Config::Graph {
             journey: a.journey,

@@ -155,6 +155,22 @@ fn a_private_ca_and_a_client_certificate_reach_a_server_that_requires_them() {
     );
     assert_eq!(mutual.code, 0, "{}", mutual.all());
     assert_eq!(answered.load(Ordering::SeqCst), 2);
+    // The refused deliveries were dead-lettered; replay takes the same TLS flags.
+    let letters = t.read(".journey/dead-letter.ndjson").lines().count();
+    assert!(letters >= 2, "{letters}");
+    let replayed = t.run(&[
+        "replay",
+        ".journey/dead-letter.ndjson",
+        "--yes",
+        "--cacert",
+        "ca.pem",
+        "--client-cert",
+        "client.pem",
+        "--client-key",
+        "client.key",
+    ]);
+    assert_eq!(replayed.code, 0, "{}", replayed.all());
+    assert_eq!(answered.load(Ordering::SeqCst), 2 + letters);
     // A file that is not PEM is a usage error, before anything is sent.
     t.file("bad.pem", "not a certificate\n");
     let bad = send(&t, &["--cacert", "bad.pem"]);

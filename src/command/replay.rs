@@ -53,10 +53,18 @@ pub async fn replay(config: ReplayConfig) -> Result<Exit, Error> {
         quiet: config.quiet,
         secrets: &config.proxies.secrets(),
     })?;
+    let tls = crate::execute::http::Tls::load(
+        config.cacert.as_deref(),
+        config
+            .client_cert
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path())),
+    )
+    .map_err(Error::usage)?;
     let http = Http::new(
         8,
         std::sync::Arc::new(config.proxies.clone()),
-        std::sync::Arc::default(),
+        std::sync::Arc::new(tls),
     );
     let safety = Safety {
         allow_insecure_http: config.allow_insecure_http,
