@@ -176,3 +176,70 @@ fn a_private_ca_and_a_client_certificate_reach_a_server_that_requires_them() {
     let bad = send(&t, &["--cacert", "bad.pem"]);
     assert_eq!(bad.code, 2, "{}", bad.all());
 }
+
+/// A TLS server that offers HTTP/2 over ALPN (and HTTP/1.1), and records the version of each
+/// request it answers.
+fn serve_h2(pki: &Pki) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(pki.server.1.serialize_der());
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![pki.server.0.der().clone()], key.into())
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!(
+        "https://localhost:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let versions = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&versions);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, seen) = (acceptor.clone(), Arc::clone(&seen));
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        seen.lock().unwrap().push(format!("{:?}", req.version()));
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                            ))
+                        }
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+    });
+    (url, versions)
+}
+
+#[test]
+fn a_server_that_offers_http2_over_alpn_is_spoken_to_in_http2() {
+    let probe = Test::new();
+    let pki = pki(&probe);
+    let (url, versions) = serve_h2(&pki);
+    let t = folder(&url);
+    t.file("ca.pem", &probe.read("ca.pem"));
+    let out = send(&t, &["--cacert", "ca.pem"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(*versions.lock().unwrap(), ["HTTP/2.0", "HTTP/2.0"]);
+}
