@@ -243,3 +243,18 @@ fn a_server_that_offers_http2_over_alpn_is_spoken_to_in_http2() {
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(*versions.lock().unwrap(), ["HTTP/2.0", "HTTP/2.0"]);
 }
+
+#[test]
+fn ssl_cert_file_is_honoured_as_the_roots_to_trust() {
+    let probe = Test::new();
+    let pki = pki(&probe);
+    let (url, versions) = serve_h2(&pki);
+    let t = folder(&url);
+    t.file("ca.pem", &probe.read("ca.pem"));
+    let untrusted = send(&t, &[]);
+    assert_eq!(untrusted.code, 1, "{}", untrusted.all());
+    let t = t.env("SSL_CERT_FILE", "ca.pem");
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(versions.lock().unwrap().len(), 2);
+}
