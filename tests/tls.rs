@@ -258,3 +258,41 @@ fn ssl_cert_file_is_honoured_as_the_roots_to_trust() {
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(versions.lock().unwrap().len(), 2);
 }
+
+#[test]
+fn a_step_or_the_defaults_carry_their_own_tls_files() {
+    let probe = Test::new();
+    let pki = pki(&probe);
+    let (url, answered) = serve(&pki);
+    let own = "    webhook: { url: \"{{ env.HOOK_URL }}/hook\", body: {}, tls: { cacert: pki/ca.pem, client_cert: pki/client.pem, client_key: pki/client.key } }\n";
+    let defaults = "defaults: { tls: { cacert: pki/ca.pem, client_cert: pki/client.pem, client_key: pki/client.key } }\n";
+    for journey in [
+        format!("journey: j\ntrigger: {{ segment: \"true\" }}\nsteps:\n  - id: send\n{own}"),
+        format!(
+            "journey: j\ntrigger: {{ segment: \"true\" }}\n{defaults}steps:\n  - id: send\n    webhook: {{ url: \"{{{{ env.HOOK_URL }}}}/hook\", body: {{}} }}\n"
+        ),
+    ] {
+        let t = folder(&url);
+        t.file("j.yaml", &journey);
+        for f in ["ca.pem", "client.pem", "client.key"] {
+            t.file(&format!("pki/{f}"), &probe.read(f));
+        }
+        let out = send(&t, &[]);
+        assert_eq!(out.code, 0, "{journey}\n{}", out.all());
+    }
+    assert_eq!(answered.load(Ordering::SeqCst), 4);
+    // A file that is not there is found before anything runs, at its place in the file.
+    let t = folder(&url);
+    t.file(
+        "j.yaml",
+        &format!("journey: j\ntrigger: {{ segment: \"true\" }}\nsteps:\n  - id: send\n{own}"),
+    );
+    let out = t.run(&["validate", "j.yaml"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("j.yaml:5:"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("pki/ca.pem` is not a file"),
+        "{}",
+        out.stderr
+    );
+}

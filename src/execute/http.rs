@@ -9,6 +9,7 @@ use super::executor::{Attempt, Executor, Outcome, Response, TransportError};
 use super::proxy::Proxies;
 use crate::journey::model::Method;
 use crate::journey::plan::CONNECT_TIMEOUT;
+use crate::journey::plan::TlsFiles;
 
 /// Response bodies are read up to this size; the rest is dropped.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -23,6 +24,9 @@ pub struct Http {
     concurrency: usize,
     proxies: Arc<Proxies>,
     tls: Arc<Tls>,
+    /// Clients of steps with their own `tls`, by setting.
+    by_tls:
+        Arc<std::sync::Mutex<std::collections::HashMap<TlsFiles, Result<reqwest::Client, String>>>>,
 }
 
 /// What TLS trusts and shows beyond the system's roots.
@@ -88,37 +92,65 @@ impl Http {
             concurrency,
             proxies,
             tls,
+            by_tls: Arc::default(),
         }
     }
 
     fn client(&self) -> Result<&reqwest::Client, TransportError> {
-        let built = self.client.get_or_init(|| {
-            let proxies = Arc::clone(&self.proxies);
-            let builder = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(CONNECT_TIMEOUT)
-                .pool_max_idle_per_host(self.concurrency.max(1))
-                .tcp_nodelay(true)
-                .no_proxy();
-            // The one rule decides, not reqwest's own reading of the environment.
-            let builder = builder.tls_certs_merge(self.tls.roots.iter().cloned());
-            let builder = match self.tls.identity.clone() {
-                Some(id) => builder.identity(id),
-                None => builder,
-            };
-            let builder = match proxies.is_empty() {
-                true => builder,
-                false => builder.proxy(reqwest::Proxy::custom(move |target| {
-                    proxies.for_url(target).cloned()
-                })),
-            };
-            builder
-                .build()
-                .map_err(|e| format!("cannot set up the HTTPS client: {e}"))
-        });
+        let built = self.client.get_or_init(|| self.build(&self.tls));
         built
             .as_ref()
             .map_err(|e| TransportError::Connect(e.clone()))
+    }
+
+    /// The client of a step with its own `tls` files: the run's roots and certificate with the
+    /// step's over them, built once per distinct setting.
+    fn client_for(&self, files: &TlsFiles) -> Result<reqwest::Client, TransportError> {
+        let mut clients = self.by_tls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(built) = clients.get(files) {
+            return built.clone().map_err(TransportError::Untrusted);
+        }
+        let built = Tls::load(
+            files.cacert.as_deref(),
+            files
+                .client
+                .as_ref()
+                .map(|(c, k)| (c.as_path(), k.as_path())),
+        )
+        .map(|step| Tls {
+            roots: self.tls.roots.iter().cloned().chain(step.roots).collect(),
+            identity: step.identity.or_else(|| self.tls.identity.clone()),
+        })
+        .and_then(|tls| self.build(&tls));
+        clients.insert(files.clone(), built.clone());
+        built.map_err(TransportError::Untrusted)
+    }
+
+    /// A client that never follows redirects, trusts `tls`'s roots beside the system's, shows
+    /// its certificate, and sends through the run's proxies where they apply.
+    fn build(&self, tls: &Tls) -> Result<reqwest::Client, String> {
+        let proxies = Arc::clone(&self.proxies);
+        let builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_max_idle_per_host(self.concurrency.max(1))
+            .tcp_nodelay(true)
+            .no_proxy()
+            .tls_certs_merge(tls.roots.iter().cloned());
+        let builder = match tls.identity.clone() {
+            Some(id) => builder.identity(id),
+            None => builder,
+        };
+        // The one rule decides, not reqwest's own reading of the environment.
+        let builder = match proxies.is_empty() {
+            true => builder,
+            false => builder.proxy(reqwest::Proxy::custom(move |target| {
+                proxies.for_url(target).cloned()
+            })),
+        };
+        builder
+            .build()
+            .map_err(|e| format!("cannot set up the HTTPS client: {e}"))
     }
 }
 
@@ -136,7 +168,11 @@ impl Http {
     /// Sends one attempt through reqwest (https, or URLs carrying credentials).
     async fn send_tls(&self, url: url::Url, a: Attempt<'_>) -> Outcome {
         let r = a.request;
-        let client = match self.client() {
+        let client = match r.tls.as_deref() {
+            Some(files) => self.client_for(files),
+            None => self.client().cloned(),
+        };
+        let client = match client {
             Ok(client) => client,
             Err(e) => return Outcome::Transport(e),
         };

@@ -38,6 +38,8 @@ pub struct Request {
     /// The query parameters and body fields that read a secret ([`super::masked`]); `None`
     /// when none does (most steps: no shared count to touch per request).
     pub secrets: Option<std::sync::Arc<crate::journey::plan::SecretFields>>,
+    /// The step's own TLS files (`tls`, `defaults.tls`), if any.
+    pub tls: Option<std::sync::Arc<crate::journey::plan::TlsFiles>>,
 }
 
 /// What identifies a delivery.
@@ -150,6 +152,7 @@ pub fn build(
         signer,
         sensitive,
         secrets: plan.secrets.clone(),
+        tls: plan.tls.clone(),
     })
 }
 

@@ -91,6 +91,7 @@ mod tests {
             trace_id: "t".into(),
             signer: None,
             sensitive: vec![],
+            tls: None,
             secrets: Default::default(),
         }
     }

@@ -371,6 +371,12 @@ fn webhook(file: &JourneyFile, w: &model::Webhook, at: &str, c: &mut Compiler) -
             Some(model::IdempotencyHeader::Name(n)) => Some(n.clone()),
         },
         secrets: Default::default(),
+        tls: w
+            .tls
+            .as_ref()
+            .map(|t| (t, format!("{at}.tls")))
+            .or(d.tls.as_ref().map(|t| (t, "defaults.tls".to_string())))
+            .and_then(|(t, field)| tls_files(t, &field, c)),
     };
     let secrets = secret_fields(&plan);
     plan.secrets = (secrets != SecretFields::default()).then(|| Arc::new(secrets));
@@ -534,6 +540,41 @@ fn window(w: &model::SendWindow, at: &str, c: &mut Compiler) -> Option<WindowPla
         to,
         tz: w.tz.as_ref().map(|t| c.template(&format!("{at}.tz"), t)),
     })
+}
+
+/// A `tls:` block's files, relative to the journey file; each must be there (the executor reads
+/// them when it first sends through them). A client certificate comes with its key.
+fn tls_files(t: &model::Tls, at: &str, c: &mut Compiler) -> Option<Arc<super::plan::TlsFiles>> {
+    let base = c
+        .positions
+        .file()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let mut ok = true;
+    let mut file = |name: &str, path: &Option<String>| {
+        let full = base.join(path.as_ref()?);
+        if !full.is_file() {
+            c.error(
+                &format!("{at}.{name}"),
+                format!("`{}` is not a file", full.display()),
+            );
+            ok = false;
+        }
+        Some(full)
+    };
+    let cacert = file("cacert", &t.cacert);
+    let cert = file("client_cert", &t.client_cert);
+    let key = file("client_key", &t.client_key);
+    if cert.is_some() != key.is_some() {
+        c.error(at, "`client_cert` and `client_key` go together");
+        return None;
+    }
+    let files = super::plan::TlsFiles {
+        cacert,
+        client: cert.zip(key),
+    };
+    ok.then(|| Arc::new(files))
 }
 
 /// Reads and compiles a `schema:` file (YAML or JSON), relative to the journey file.

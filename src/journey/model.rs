@@ -95,6 +95,25 @@ pub struct Defaults {
     /// A rate limit such as `100/s`.
     #[serde(default)]
     pub rate_limit: Option<String>,
+    /// TLS for every webhook (a step's own `tls` wins).
+    #[serde(default)]
+    pub tls: Option<Tls>,
+}
+
+/// `tls: {cacert, client_cert, client_key}`: a partner's own CA, or the client certificate it
+/// asks for; paths are relative to the journey file.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// More certificates to trust (PEM), beside the system's roots and `--cacert`.
+    #[serde(default)]
+    pub cacert: Option<String>,
+    /// The client certificate (PEM) for servers that ask for one.
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    pub client_key: Option<String>,
 }
 
 /// `retry: {attempts, backoff, max_backoff}`.
@@ -275,6 +294,9 @@ pub struct Webhook {
     /// A rate limit such as `100/s`.
     #[serde(default)]
     pub rate_limit: Option<String>,
+    /// TLS for this step (over `defaults.tls`).
+    #[serde(default)]
+    pub tls: Option<Tls>,
 }
 
 /// `auth:` — exactly one of `bearer`, `basic` or `header`.

@@ -184,6 +184,17 @@ pub struct WebhookPlan {
     pub schema: Option<BodySchema>,
     /// What of the request reads a secret (masked in every output); `None` when nothing does.
     pub secrets: Option<std::sync::Arc<SecretFields>>,
+    /// The step's own TLS files (from `tls` or `defaults.tls`), if any.
+    pub tls: Option<std::sync::Arc<TlsFiles>>,
+}
+
+/// A step's TLS files, resolved against the journey file's folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsFiles {
+    /// More certificates to trust.
+    pub cacert: Option<std::path::PathBuf>,
+    /// The client certificate and its key.
+    pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// The parts of a webhook's request that read a `secret.*`, found once at compile time: every
