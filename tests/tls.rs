@@ -40,20 +40,13 @@ fn pki(t: &Test) -> Pki {
     Pki { ca, server }
 }
 
-/// A TLS server on 127.0.0.1 that requires a client certificate signed by the CA and answers
-/// every request 200; it counts the requests it answered.
-fn serve(pki: &Pki) -> (String, Arc<AtomicUsize>) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca.der().clone()).unwrap();
-    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
-        .build()
-        .unwrap();
-    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(pki.server.1.serialize_der());
-    let config = rustls::ServerConfig::builder()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![pki.server.0.der().clone()], key.into())
-        .unwrap();
+/// Serves TLS with `config` on a free port of 127.0.0.1, on a thread of its own, handing each
+/// accepted connection to `handle`; returns the `https://localhost:PORT` URL.
+fn tls_server<F, Fut>(config: rustls::ServerConfig, handle: F) -> String
+where
+    F: Fn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -61,8 +54,7 @@ fn serve(pki: &Pki) -> (String, Arc<AtomicUsize>) {
         "https://localhost:{}",
         listener.local_addr().unwrap().port()
     );
-    let answered = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&answered);
+    let handle = Arc::new(handle);
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -74,29 +66,62 @@ fn serve(pki: &Pki) -> (String, Arc<AtomicUsize>) {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
-                let (acceptor, count) = (acceptor.clone(), Arc::clone(&count));
+                let (acceptor, handle) = (acceptor.clone(), Arc::clone(&handle));
                 tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let mut seen = Vec::new();
-                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match tls.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => seen.extend_from_slice(&buf[..n]),
-                        }
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        handle(tls).await;
                     }
-                    count.fetch_add(1, Ordering::SeqCst);
-                    let _ = tls
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                        )
-                        .await;
-                    let _ = tls.shutdown().await;
                 });
             }
         });
+    });
+    url
+}
+
+/// The server's certificate and key, as rustls takes them.
+fn server_cert(
+    pki: &Pki,
+) -> (
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(pki.server.1.serialize_der());
+    (vec![pki.server.0.der().clone()], key.into())
+}
+
+/// A TLS server on 127.0.0.1 that requires a client certificate signed by the CA and answers
+/// every request 200; it counts the requests it answered.
+fn serve(pki: &Pki) -> (String, Arc<AtomicUsize>) {
+    let (certs, key) = server_cert(pki);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.der().clone()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&answered);
+    let url = tls_server(config, move |mut tls| {
+        let count = Arc::clone(&count);
+        async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tls.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+            let _ = tls
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .await;
+            let _ = tls.shutdown().await;
+        }
     });
     (url, answered)
 }
@@ -182,52 +207,29 @@ fn a_private_ca_and_a_client_certificate_reach_a_server_that_requires_them() {
 fn serve_h2(pki: &Pki) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(pki.server.1.serialize_der());
+    let (certs, key) = server_cert(pki);
     let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
-        .with_single_cert(vec![pki.server.0.der().clone()], key.into())
+        .with_single_cert(certs, key)
         .unwrap();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!(
-        "https://localhost:{}",
-        listener.local_addr().unwrap().port()
-    );
     let versions = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = Arc::clone(&versions);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (acceptor, seen) = (acceptor.clone(), Arc::clone(&seen));
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        seen.lock().unwrap().push(format!("{:?}", req.version()));
-                        async move {
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                                http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
-                            ))
-                        }
-                    });
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-        });
+    let url = tls_server(config, move |tls| {
+        let seen = Arc::clone(&seen);
+        async move {
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                seen.lock().unwrap().push(format!("{:?}", req.version()));
+                async move {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                    ))
+                }
+            });
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        }
     });
     (url, versions)
 }

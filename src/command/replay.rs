@@ -42,30 +42,14 @@ pub async fn replay(config: ReplayConfig) -> Result<Exit, Error> {
         env,
         redactor,
         ..
-    } = super::prepare::prepare(&super::prepare::Ask {
-        journeys: &files,
-        strict: false,
-        check: &super::prepare::no_check,
-        fixtures: &[],
-        check_references: false,
-        env: super::prepare::Env::Required,
-        vars: &config.env,
-        quiet: config.quiet,
-        secrets: &config.proxies.secrets(),
-    })?;
-    let tls = crate::execute::http::Tls::load(
+    } = prepared(&config, &files)?;
+    let http = Http::configured(
+        8,
+        &config.proxies,
         config.cacert.as_deref(),
-        config
-            .client_cert
-            .as_ref()
-            .map(|(c, k)| (c.as_path(), k.as_path())),
+        config.client_cert.as_ref(),
     )
     .map_err(Error::usage)?;
-    let http = Http::new(
-        8,
-        std::sync::Arc::new(config.proxies.clone()),
-        std::sync::Arc::new(tls),
-    );
     let safety = Safety {
         allow_insecure_http: config.allow_insecure_http,
         redactor,
@@ -118,6 +102,21 @@ pub async fn replay(config: ReplayConfig) -> Result<Exit, Error> {
         Exit::Ok
     } else {
         Exit::Failures
+    })
+}
+
+/// The letters' journeys, loaded and checked, with every variable they read (a replay sends).
+fn prepared(config: &ReplayConfig, files: &[PathBuf]) -> Result<super::prepare::Prepared, Error> {
+    super::prepare::prepare(&super::prepare::Ask {
+        journeys: files,
+        strict: false,
+        check: &super::prepare::no_check,
+        fixtures: &[],
+        check_references: false,
+        env: super::prepare::Env::Required,
+        vars: &config.env,
+        quiet: config.quiet,
+        secrets: &config.proxies.secrets(),
     })
 }
 

@@ -265,18 +265,13 @@ pub async fn send(
     };
     let settings = real_settings(batch, real, parts);
     let list = Box::new(list.chain(due_list));
-    let tls = crate::execute::http::Tls::load(
+    let exec = Http::configured(
+        config.concurrency,
+        &real.proxies,
         real.cacert.as_deref(),
-        real.client_cert
-            .as_ref()
-            .map(|(c, k)| (c.as_path(), k.as_path())),
+        real.client_cert.as_ref(),
     )
     .map_err(Error::usage)?;
-    let exec = Http::new(
-        config.concurrency,
-        Arc::new(real.proxies.clone()),
-        Arc::new(tls),
-    );
     let mut report = batch.execute(list, total, &exec, &settings).await?;
     report.left = left_undone(&stop, total, &report);
     recorded.log.flush();

@@ -96,6 +96,23 @@ impl Http {
         }
     }
 
+    /// The executor of a real run or a replay: its proxies, and `--cacert` and `--client-cert`
+    /// / `--client-key` read now (`Err` names the file and why).
+    pub fn configured(
+        concurrency: usize,
+        proxies: &Proxies,
+        cacert: Option<&std::path::Path>,
+        client: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+    ) -> Result<Http, String> {
+        let client = client.map(|(c, k)| (c.as_path(), k.as_path()));
+        let tls = Tls::load(cacert, client)?;
+        Ok(Http::new(
+            concurrency,
+            Arc::new(proxies.clone()),
+            Arc::new(tls),
+        ))
+    }
+
     fn client(&self) -> Result<&reqwest::Client, TransportError> {
         let built = self.client.get_or_init(|| self.build(&self.tls));
         built

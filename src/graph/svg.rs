@@ -47,6 +47,16 @@ struct Node {
     class: &'static str,
 }
 
+/// One edge as drawn: the nodes it joins, its label (with a count), its class, and the whole
+/// `when` or label text for the tooltip (none for the entry's own edge).
+struct Link {
+    from: usize,
+    to: usize,
+    label: String,
+    class: &'static str,
+    full: String,
+}
+
 /// The SVG of journey `j`; `counts` adds a run's numbers. Ids inside are prefixed with the
 /// journey's name, so that several drawings can share one page. Each edge's label is laid out
 /// as a small node of its own between the two boxes (as Graphviz does), so labels never overlap.
@@ -54,35 +64,15 @@ pub fn draw(j: &Journey, counts: Option<&Counts>) -> String {
     let edges = edges(j);
     let ends = endings(&edges);
     let nodes = nodes(j, counts, &ends, &edges);
-    let index = |to: To| match to {
-        To::Step(i) => i + 1,
-        end => 1 + j.steps.len() + ends.iter().position(|e| *e == end).unwrap_or(0),
-    };
-    // The entry conditions lead to the first step (a journey always has one).
-    let mut links: Vec<(usize, usize, String, &str)> = vec![(
-        0,
-        1.min(nodes.len() - 1),
-        counts.map_or(String::new(), |c| entries(c.start_edge)),
-        "edge",
-    )];
-    for (k, e) in edges.iter().enumerate() {
-        let taken = counts.and_then(|c| c.edges.get(k).copied());
-        let label = match taken {
-            Some(n) => count_label(&short(&e.label), n),
-            None => short(&e.label),
-        };
-        links.push((e.from + 1, index(e.to), label, edge_class(e, taken)));
-    }
+    let links = links(j, counts, &edges, &ends, nodes.len());
     let mut sizes: Vec<(f64, f64)> = nodes.iter().map(size).collect();
     let mut pairs = Vec::new();
-    for (a, b, label, _) in &links {
+    for link in &links {
         let mid = sizes.len();
-        sizes.push((
-            label_width(label),
-            if label.is_empty() { 0.0 } else { 16.0 },
-        ));
-        pairs.push((*a, mid));
-        pairs.push((mid, *b));
+        let height = if link.label.is_empty() { 0.0 } else { 16.0 };
+        sizes.push((label_width(&link.label), height));
+        pairs.push((link.from, mid));
+        pairs.push((mid, link.to));
     }
     let l = layout(&sizes, &pairs, 0);
     let mut out = String::new();
@@ -96,51 +86,95 @@ pub fn draw(j: &Journey, counts: Option<&Counts>) -> String {
         h = l.height,
         name = esc(&j.name),
     );
-    for (k, (a, b, label, class)) in links.iter().enumerate() {
-        let mid = nodes.len() + k;
-        let (title, full) = match k {
-            0 => (String::new(), String::new()),
-            k => (edges[k - 1].label.clone(), edges[k - 1].label.clone()),
-        };
-        let _ = writeln!(
-            out,
-            r#"<g class="{class}" data-from="{}" data-to="{}" data-label="{}">{}"#,
-            esc(&nodes[*a].id),
-            esc(&nodes[*b].id),
-            esc(&full),
-            if title.is_empty() {
-                String::new()
-            } else {
-                format!("<title>{}</title>", esc(&title))
-            }
-        );
-        let path = route(&l, (2 * k, 2 * k + 1), (*a, mid, *b));
-        let _ = writeln!(
-            out,
-            r##"<path d="{path}" fill="none" marker-end="url(#arrow-{})"/>"##,
-            esc(&j.name)
-        );
-        if !label.is_empty() {
-            let r = l.boxes[mid];
-            let _ = writeln!(
-                out,
-                r#"<rect class="label-bg" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" rx="3"/><text class="label" x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{}</text>"#,
-                r.x,
-                r.y,
-                r.w,
-                r.h,
-                r.cx(),
-                r.y + 12.0,
-                esc(label)
-            );
-        }
-        out.push_str("</g>\n");
+    for (k, link) in links.iter().enumerate() {
+        let ids = (&nodes[link.from].id, &nodes[link.to].id);
+        draw_link(&mut out, &l, (k, nodes.len() + k), link, ids, &j.name);
     }
     for (v, node) in nodes.iter().enumerate() {
         draw_node(&mut out, node, &l.boxes[v]);
     }
     out.push_str("</svg>\n");
     out
+}
+
+/// The entry's edge to the first step (a journey always has one), then every edge of the graph.
+fn links(
+    j: &Journey,
+    counts: Option<&Counts>,
+    edges: &[Edge],
+    ends: &[To],
+    node_count: usize,
+) -> Vec<Link> {
+    let index = |to: To| match to {
+        To::Step(i) => i + 1,
+        end => 1 + j.steps.len() + ends.iter().position(|e| *e == end).unwrap_or(0),
+    };
+    let mut links = vec![Link {
+        from: 0,
+        to: 1.min(node_count - 1),
+        label: counts.map_or(String::new(), |c| entries(c.start_edge)),
+        class: "edge",
+        full: String::new(),
+    }];
+    for (k, e) in edges.iter().enumerate() {
+        let taken = counts.and_then(|c| c.edges.get(k).copied());
+        let label = match taken {
+            Some(n) => count_label(&short(&e.label), n),
+            None => short(&e.label),
+        };
+        links.push(Link {
+            from: e.from + 1,
+            to: index(e.to),
+            label,
+            class: edge_class(e, taken),
+            full: e.label.clone(),
+        });
+    }
+    links
+}
+
+/// One edge: its group, its path through its label node `mid` (the `k`th link), the label.
+fn draw_link(
+    out: &mut String,
+    l: &Layout,
+    (k, mid): (usize, usize),
+    link: &Link,
+    (from, to): (&String, &String),
+    journey: &str,
+) {
+    let title = match link.full.is_empty() {
+        true => String::new(),
+        false => format!("<title>{}</title>", esc(&link.full)),
+    };
+    let _ = writeln!(
+        out,
+        r#"<g class="{}" data-from="{}" data-to="{}" data-label="{}">{title}"#,
+        link.class,
+        esc(from),
+        esc(to),
+        esc(&link.full),
+    );
+    let path = route(l, (2 * k, 2 * k + 1), (link.from, mid, link.to));
+    let _ = writeln!(
+        out,
+        r##"<path d="{path}" fill="none" marker-end="url(#arrow-{})"/>"##,
+        esc(journey)
+    );
+    if !link.label.is_empty() {
+        let r = l.boxes[mid];
+        let _ = writeln!(
+            out,
+            r#"<rect class="label-bg" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" rx="3"/><text class="label" x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{}</text>"#,
+            r.x,
+            r.y,
+            r.w,
+            r.h,
+            r.cx(),
+            r.y + 12.0,
+            esc(&link.label)
+        );
+    }
+    out.push_str("</g>\n");
 }
 
 /// A label cut to fit the drawing; the whole text is the edge's tooltip.
