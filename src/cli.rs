@@ -182,12 +182,17 @@ pub struct RunArgs {
     /// Do not ask for confirmation on a terminal.
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// The state store (default: .journey/state.sqlite beside the first journey; or JOURNEY_STATE).
-    #[arg(long, value_name = "FILE")]
-    pub state: Option<PathBuf>,
+    /// The state store: a SQLite file, or postgres://USER@HOST:PORT/DB[?schema=NAME] shared by
+    /// several hosts (default: .journey/state.sqlite beside the first journey; or JOURNEY_STATE).
+    #[arg(long, value_name = "FILE|URL")]
+    pub state: Option<String>,
     /// Run without the state store: a re-run sends again.
     #[arg(long, conflicts_with = "state")]
     pub no_state: bool,
+    /// How long a PostgreSQL store may stay away mid-run (no new attempts meanwhile) before the
+    /// run stops as SIGTERM would, with exit 3.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::journey::duration::parse)]
+    pub state_timeout: std::time::Duration,
     /// Walk failed entries on from their failed step.
     #[arg(long)]
     pub retry_failed: bool,
@@ -296,9 +301,10 @@ pub enum StateAction {
         /// The journeys whose store to read, as `run` takes them: the store is
         /// `.journey/state.sqlite` beside the first (default: the current folder).
         journeys: Vec<PathBuf>,
-        /// The state store (default: JOURNEY_STATE, else the one `run` would use).
-        #[arg(long, value_name = "FILE")]
-        state: Option<PathBuf>,
+        /// The state store, a file or a postgres:// URL (default: JOURNEY_STATE, else the one
+        /// `run` would use).
+        #[arg(long, value_name = "FILE|URL")]
+        state: Option<String>,
         /// Text, or one JSON document for scripts.
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
@@ -307,12 +313,22 @@ pub enum StateAction {
     Prune {
         /// The journeys whose store to prune, as `run` takes them.
         journeys: Vec<PathBuf>,
-        /// The state store (default: JOURNEY_STATE, else the one `run` would use).
-        #[arg(long, value_name = "FILE")]
-        state: Option<PathBuf>,
+        /// The state store, a file or a postgres:// URL (default: JOURNEY_STATE, else the one
+        /// `run` would use).
+        #[arg(long, value_name = "FILE|URL")]
+        state: Option<String>,
         /// How old an ended entry must be to go.
         #[arg(long, default_value = "90d", value_parser = crate::journey::duration::parse)]
         older_than: std::time::Duration,
+    },
+    /// Copy a store between SQLite and PostgreSQL (the target must be empty), holding both.
+    Copy {
+        /// The store to copy: a file or a postgres:// URL.
+        #[arg(value_name = "FROM")]
+        from: String,
+        /// Where to: a postgres:// URL or a new file.
+        #[arg(value_name = "TO")]
+        to: String,
     },
 }
 

@@ -9,7 +9,7 @@ use crate::cli::{self, Cli, Command, GraphFormat, Output, Show};
 use crate::context::RunContext;
 use crate::execute::entries::Selection;
 use crate::report::Mode;
-use crate::state::StorePath;
+use crate::state::{Location, StorePath};
 
 /// What to do, fully decided.
 #[derive(Debug)]
@@ -20,15 +20,8 @@ pub enum Config {
     Run(Box<RunConfig>),
     /// `replay`.
     Replay(Box<ReplayConfig>),
-    /// `state show` (`None`) or `state prune` (how old).
-    State {
-        /// The store.
-        path: PathBuf,
-        /// `prune --older-than`, or `None` for `show`.
-        prune: Option<std::time::Duration>,
-        /// Text, or one JSON document (`show --output json`).
-        output: Output,
-    },
+    /// `state show|prune|copy`.
+    State(Box<StateConfig>),
     /// `schema`.
     Schema,
     /// `completions`.
@@ -51,6 +44,17 @@ pub enum Config {
         /// The graph language.
         format: GraphFormat,
     },
+}
+
+/// `journey state ...`, fully decided.
+#[derive(Debug)]
+pub enum StateConfig {
+    /// `state show`: text, or one JSON document.
+    Show(Location, Output, crate::state::Opening),
+    /// `state prune --older-than`.
+    Prune(Location, std::time::Duration, crate::state::Opening),
+    /// `state copy FROM TO`.
+    Copy(Location, Location, crate::state::Opening),
 }
 
 /// `validate` settings: a quiet dry-run of the fixtures (when there are any), checked strictly.
@@ -164,7 +168,9 @@ pub struct RealConfig {
     /// `--record-mocks`.
     pub record_mocks: Option<PathBuf>,
     /// The state store (`None` with `--no-state`).
-    pub state: Option<StorePath>,
+    pub state: Option<Location>,
+    /// `--state-timeout`.
+    pub state_timeout: std::time::Duration,
     /// `--retry-failed`.
     pub retry_failed: bool,
     /// `--resume-only`.
@@ -216,7 +222,7 @@ pub fn from_cli(cli: Cli, ctx: &RunContext) -> Result<Config, String> {
             run_config(a.common, RunKind::Test, ctx).map(|c| Config::Run(Box::new(c)))
         }
         Command::Schema => Ok(Config::Schema),
-        Command::State { action } => Ok(state(action, ctx)),
+        Command::State { action } => state(action, ctx),
         Command::Completions { shell } => Ok(Config::Completions(shell)),
         Command::Listen(a) => listen(a, ctx),
         Command::Replay(a) => Ok(Config::Replay(Box::new(ReplayConfig {
@@ -256,33 +262,44 @@ fn run(a: cli::RunArgs, ctx: &RunContext) -> Result<Config, String> {
     Ok(Config::Run(Box::new(c)))
 }
 
-fn state(action: cli::StateAction, ctx: &RunContext) -> Config {
-    let (journeys, state, prune, output) = match action {
+fn state(action: cli::StateAction, ctx: &RunContext) -> Result<Config, String> {
+    let opening = crate::state::Opening {
+        vault: Default::default(),
+        env: ctx.vars.clone(),
+        timeout: std::time::Duration::from_secs(30),
+    };
+    Ok(Config::State(Box::new(match action {
         cli::StateAction::Show {
             journeys,
             state,
             output,
-        } => (journeys, state, None, output),
+        } => StateConfig::Show(store_path(state, &journeys, ctx)?, output, opening),
         cli::StateAction::Prune {
             journeys,
             state,
             older_than,
-        } => (journeys, state, Some(older_than), Output::Table),
-    };
-    Config::State {
-        path: store_path(state, &journeys, ctx).shown().to_path_buf(),
-        prune,
-        output,
-    }
+        } => StateConfig::Prune(store_path(state, &journeys, ctx)?, older_than, opening),
+        cli::StateAction::Copy { from, to } => StateConfig::Copy(
+            Location::given(&from, &ctx.vars)?,
+            Location::given(&to, &ctx.vars)?,
+            opening,
+        ),
+    })))
 }
 
 /// The store a command names: `--state`, else `JOURNEY_STATE`, else `.journey/state.sqlite`
 /// beside the first journey (a file's folder, or the folder given), as `run` and `state` both
-/// find it.
-fn store_path(given: Option<PathBuf>, journeys: &[PathBuf], ctx: &RunContext) -> StorePath {
-    match given.or_else(|| ctx.vars.get("JOURNEY_STATE").map(PathBuf::from)) {
-        Some(path) => StorePath::Given(path),
-        None => StorePath::Default(journey_home(journeys).join(".journey").join("state.sqlite")),
+/// find it. A `postgres://` URL names a PostgreSQL store.
+fn store_path(
+    given: Option<String>,
+    journeys: &[PathBuf],
+    ctx: &RunContext,
+) -> Result<Location, String> {
+    match given.or_else(|| ctx.vars.get("JOURNEY_STATE").cloned()) {
+        Some(text) => Location::given(&text, &ctx.vars),
+        None => Ok(Location::File(StorePath::Default(
+            journey_home(journeys).join(".journey").join("state.sqlite"),
+        ))),
     }
 }
 
@@ -345,7 +362,11 @@ fn real_config(a: &cli::RunArgs, ctx: &RunContext) -> Result<RealConfig, String>
             .unwrap_or_else(|| home.join(".journey").join("dead-letter.ndjson")),
         allow_insecure_http: a.allow_insecure_http,
         record_mocks: a.record_mocks.clone(),
-        state: (!a.no_state).then(|| store_path(a.state.clone(), &a.common.journeys, ctx)),
+        state: match a.no_state {
+            true => None,
+            false => Some(store_path(a.state.clone(), &a.common.journeys, ctx)?),
+        },
+        state_timeout: a.state_timeout,
         retry_failed: a.retry_failed,
         resume_only: a.resume_only,
         max_duration: a.max_duration,

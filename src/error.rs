@@ -87,7 +87,7 @@ impl From<crate::state::StoreError> for Error {
         use crate::state::StoreError;
         match e {
             StoreError::Locked { .. } => Error::Locked(e.to_string()),
-            StoreError::BadPath { .. } => Error::usage(e.to_string()),
+            StoreError::BadPath { .. } | StoreError::Refused { .. } => Error::usage(e.to_string()),
             StoreError::Unusable { .. } => Error::State(e.to_string()),
         }
     }

@@ -46,7 +46,9 @@ pub fn of(report: &RunReport) -> Exit {
         Some(StopReason::Interrupt) => code.max(Exit::Interrupted),
         Some(StopReason::Terminate) => code.max(Exit::Terminated),
         Some(StopReason::Deadline) if report.left.is_some() => code.max(Exit::Deadline),
-        Some(StopReason::Deadline | StopReason::ClosedOutput) | None => code,
+        Some(StopReason::Deadline | StopReason::ClosedOutput | StopReason::StateStore) | None => {
+            code
+        }
     };
     match report.store_failed {
         true => code.max(Exit::State),

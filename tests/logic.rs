@@ -252,7 +252,7 @@ steps:
 
 #[test]
 fn a_frequency_cap_across_journeys_skips_the_third_email() {
-    let fixtures = "customers: [{ id: c1 }]\nevents:\n  - { id: sale1, name: sale, customer: c1, at: 2026-11-20T12:00:00Z }\n";
+    let fixtures = CAP_FIXTURES;
     let dry = Test::new();
     dry.file("flows/a_welcome.yaml", WELCOME);
     dry.file("flows/b_promo.yaml", PROMO);
@@ -277,9 +277,19 @@ fn a_frequency_cap_across_journeys_skips_the_third_email() {
     let row = out.stdout.lines().find(|l| l.contains(" offer ")).unwrap();
     assert!(row.contains(" 1 "), "counted capped: {row}");
     assert!(out.stdout.contains("1 capped"), "{}", out.stdout);
+}
 
+crate::on_both_stores!(a_frequency_cap_across_journeys_counts_the_stores_deliveries);
+
+const CAP_FIXTURES: &str = "customers: [{ id: c1 }]\nevents:\n  - { id: sale1, name: sale, customer: c1, at: 2026-11-20T12:00:00Z }\n";
+
+/// Two runs against one store: the second run's cap counts what the first delivered.
+fn a_frequency_cap_across_journeys_counts_the_stores_deliveries(
+    b: &crate::support::store::Backend,
+) {
+    let fixtures = CAP_FIXTURES;
     let server = TestServer::start();
-    let t = Test::new().env("HOOK_URL", &server.url);
+    let t = b.test().env("HOOK_URL", &server.url);
     t.file("flows/a_welcome.yaml", WELCOME);
     t.file("flows/b_promo.yaml", PROMO);
     t.file("f.yaml", fixtures);
@@ -299,6 +309,16 @@ fn a_frequency_cap_across_journeys_skips_the_third_email() {
         2,
         "welcome sent twice, the promo capped: {:?}",
         bodies(&server)
+    );
+    let soon = format!(
+        "{fixtures}  - {{ id: sale1b, name: sale, customer: c1, at: 2026-11-22T12:00:00Z }}\n"
+    );
+    let next_run = run("2026-11-22T12:00:00Z", &soon);
+    assert!(next_run.stdout.contains("1 capped"), "{}", next_run.all());
+    assert_eq!(
+        bodies(&server).len(),
+        2,
+        "two days later, another run's cap counts the two emails the store holds"
     );
     let later = format!(
         "{fixtures}  - {{ id: sale2, name: sale, customer: c1, at: 2026-11-28T12:00:00Z }}\n"

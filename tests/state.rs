@@ -6,6 +6,28 @@ use crate::support::server::{Reply, TestServer};
 use crate::support::{Output, Test, terminate};
 
 use crate::support::against as setup;
+use crate::support::store::Backend;
+
+crate::on_both_stores!(
+    the_same_run_twice_sends_each_delivery_once,
+    a_killed_run_resumes_and_repeats_only_what_was_in_flight,
+    a_second_concurrent_run_is_refused_with_75,
+    a_parked_wait_resumes_once_due_even_without_fixtures,
+    retry_after_beyond_max_backoff_defers_to_the_next_run,
+    retry_failed_walks_on_from_the_failed_step,
+    tonights_streamed_export_ends_a_parked_entry_and_updates_its_customer,
+    limit_still_reads_tonights_stream_to_its_end_for_the_exits_of_parked_entries,
+    resume_only_still_reads_tonights_stream_for_exits_but_enters_no_one,
+    tonights_order_ends_a_parked_entry_as_exited,
+    sigterm_stops_cleanly_and_the_rerun_repeats_nothing,
+    max_duration_stops_the_same_way,
+    a_customer_without_the_journeys_consent_is_not_entered_until_they_consent,
+    a_parked_entry_whose_customer_withdrew_consent_ends_suppressed,
+    state_show_and_prune,
+    a_replayed_delivery_is_recorded_in_the_store_and_the_next_run_walks_on,
+    an_invalid_entry_ends_failed_not_active_forever,
+    a_store_from_a_newer_journey_is_refused,
+);
 
 fn send(t: &Test, extra: &[&str]) -> Output {
     let mut args = vec!["run", "j.yaml", "--fixtures", "f.yaml"];
@@ -36,19 +58,21 @@ fn keys(server: &TestServer, path: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_same_run_twice_sends_each_delivery_once() {
+fn the_same_run_twice_sends_each_delivery_once(b: &Backend) {
     let server = TestServer::start();
     server.script(
         "/first",
         vec![Reply::json(200, serde_json::json!({ "code": "A1" }))],
     );
-    let t = setup(&server, TWO_STEPS, &customers(3));
+    let t = b.against(&server, TWO_STEPS, &customers(3));
     let first = send(&t, &[]);
     assert_eq!(first.code, 0, "{}", first.all());
+    let state = match t.state_schema() {
+        Some(schema) => format!("?schema={schema}"),
+        None => "state: .journey/state.sqlite".into(),
+    };
     assert!(
-        first.stdout.contains("state: .journey/state.sqlite")
-            || first.stdout.contains("state: ./.journey/state.sqlite"),
+        first.stdout.contains(&state) || first.stdout.contains("state: ./.journey/state.sqlite"),
         "{}",
         first.stdout
     );
@@ -60,6 +84,11 @@ fn the_same_run_twice_sends_each_delivery_once() {
             "{left} was left"
         );
     }
+    assert_eq!(
+        t.path(".journey/state.sqlite").exists(),
+        b.is_file(),
+        "a PostgreSQL run keeps no file"
+    );
     let second = send(&t, &[]);
     assert_eq!(second.code, 0, "{}", second.all());
     assert!(
@@ -70,7 +99,7 @@ fn the_same_run_twice_sends_each_delivery_once() {
     assert_eq!(server.requests_to("/first").len(), 3);
     assert_eq!(server.requests_to("/second").len(), 3);
     #[cfg(unix)]
-    {
+    if b.is_file() {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(t.path(".journey/state.sqlite"))
             .unwrap()
@@ -81,8 +110,7 @@ fn the_same_run_twice_sends_each_delivery_once() {
     }
 }
 
-#[test]
-fn a_killed_run_resumes_and_repeats_only_what_was_in_flight() {
+fn a_killed_run_resumes_and_repeats_only_what_was_in_flight(b: &Backend) {
     let server = TestServer::start();
     server.script(
         "/first",
@@ -92,7 +120,7 @@ fn a_killed_run_resumes_and_repeats_only_what_was_in_flight() {
         "/second",
         vec![Reply::status(200).delay(Duration::from_secs(30))],
     );
-    let t = setup(&server, TWO_STEPS, &customers(6));
+    let t = b.against(&server, TWO_STEPS, &customers(6));
     let mut child = spawn(&t, &[]);
     let started = std::time::Instant::now();
     while server.requests_to("/second").len() < 2 && started.elapsed() < Duration::from_secs(20) {
@@ -107,7 +135,7 @@ fn a_killed_run_resumes_and_repeats_only_what_was_in_flight() {
         "two entries were mid-delivery when killed"
     );
     let sent_first = keys(&server, "/first");
-    let shown = t.run(&["state", "show", "--state", ".journey/state.sqlite"]);
+    let shown = b.show(&t);
     assert!(
         shown.stdout.contains("(schema version 2)"),
         "{}",
@@ -152,14 +180,13 @@ fn a_killed_run_resumes_and_repeats_only_what_was_in_flight() {
     }
 }
 
-#[test]
-fn a_second_concurrent_run_is_refused_with_75() {
+fn a_second_concurrent_run_is_refused_with_75(b: &Backend) {
     let server = TestServer::start();
     server.script(
         "/first",
         vec![Reply::status(200).delay(Duration::from_secs(3))],
     );
-    let t = setup(&server, TWO_STEPS, &customers(1));
+    let t = b.against(&server, TWO_STEPS, &customers(1));
     let mut holder = t.spawn(&["run", "j.yaml", "--fixtures", "f.yaml"]);
     let started = std::time::Instant::now();
     while server.requests().is_empty() && started.elapsed() < Duration::from_secs(20) {
@@ -167,11 +194,11 @@ fn a_second_concurrent_run_is_refused_with_75() {
     }
     let second = send(&t, &[]);
     assert_eq!(second.code, 75, "{}", second.all());
-    assert!(
-        second.stderr.contains("is in use by another run (pid "),
-        "{}",
-        second.stderr
-    );
+    let holder_is = match b.is_file() {
+        true => "is in use by another run (pid ",
+        false => "is in use by another run (journey on ",
+    };
+    assert!(second.stderr.contains(holder_is), "{}", second.stderr);
     assert!(
         second.stderr.contains(&holder.id().to_string()),
         "names the holder: {}",
@@ -235,14 +262,13 @@ steps:
     webhook: { url: "{{ env.HOOK_URL }}/reminder", body: { at: "{{ now }}", ticket: "{{ saved.ticket }}", name: "{{ customer.name }}" } }
 "#;
 
-#[test]
-fn a_parked_wait_resumes_once_due_even_without_fixtures() {
+fn a_parked_wait_resumes_once_due_even_without_fixtures(b: &Backend) {
     let server = TestServer::start();
     server.script(
         "/hello",
         vec![Reply::json(200, serde_json::json!({ "ticket": 42 }))],
     );
-    let t = setup(&server, WAITING, "customers: [{ id: c1, name: Ann }]\n");
+    let t = b.against(&server, WAITING, "customers: [{ id: c1, name: Ann }]\n");
     let first = send(&t, &["--now", "2026-11-20T10:00:00Z"]);
     assert_eq!(first.code, 0, "{}", first.all());
     assert!(first.stdout.contains("1 waiting"), "{}", first.stdout);
@@ -273,8 +299,7 @@ fn a_parked_wait_resumes_once_due_even_without_fixtures() {
         "/hello",
         vec![Reply::json(200, serde_json::json!({ "ticket": 7 }))],
     );
-    let t2 = setup(&server2, WAITING, "customers: [{ id: c9, name: Bo }]\n")
-        .env("HOOK_URL", &server2.url);
+    let t2 = b.against(&server2, WAITING, "customers: [{ id: c9, name: Bo }]\n");
     assert_eq!(send(&t2, &["--now", "2026-11-20T10:00:00Z"]).code, 0);
     let resume = t2.run(&[
         "run",
@@ -291,14 +316,13 @@ fn a_parked_wait_resumes_once_due_even_without_fixtures() {
     );
 }
 
-#[test]
-fn retry_after_beyond_max_backoff_defers_to_the_next_run() {
+fn retry_after_beyond_max_backoff_defers_to_the_next_run(b: &Backend) {
     let server = TestServer::start();
     server.script(
         "/first",
         vec![Reply::status(429).header("Retry-After", "600")],
     );
-    let t = setup(&server, TWO_STEPS, &customers(1));
+    let t = b.against(&server, TWO_STEPS, &customers(1));
     let first = send(&t, &[]);
     assert!(first.stdout.contains("1 waiting"), "{}", first.all());
     assert!(
@@ -317,11 +341,10 @@ fn retry_after_beyond_max_backoff_defers_to_the_next_run() {
     assert_eq!(server.requests_to("/second").len(), 1);
 }
 
-#[test]
-fn retry_failed_walks_on_from_the_failed_step() {
+fn retry_failed_walks_on_from_the_failed_step(b: &Backend) {
     let server = TestServer::start();
     server.script("/second", vec![Reply::status(500)]);
-    let t = setup(&server, TWO_STEPS, &customers(1));
+    let t = b.against(&server, TWO_STEPS, &customers(1));
     let step = |extra: &[&str]| send(&t, extra);
     assert_eq!(step(&[]).code, 1);
     assert_eq!(server.requests_to("/second").len(), 3, "three attempts");
@@ -372,10 +395,9 @@ fn only_k2_is_reminded(
     reminders
 }
 
-#[test]
-fn tonights_streamed_export_ends_a_parked_entry_and_updates_its_customer() {
+fn tonights_streamed_export_ends_a_parked_entry_and_updates_its_customer(b: &Backend) {
     let server = TestServer::start();
-    let t = Test::new().env("HOOK_URL", &server.url);
+    let t = b.test().env("HOOK_URL", &server.url);
     let journey = CART.replace(
         "body: { cart: \"{{ event.id }}\" }",
         "body: { cart: \"{{ event.id }}\", tier: \"{{ customer.attributes.tier }}\" }",
@@ -426,10 +448,9 @@ fn tonights_streamed_export_ends_a_parked_entry_and_updates_its_customer() {
     );
 }
 
-#[test]
-fn limit_still_reads_tonights_stream_to_its_end_for_the_exits_of_parked_entries() {
+fn limit_still_reads_tonights_stream_to_its_end_for_the_exits_of_parked_entries(b: &Backend) {
     let server = TestServer::start();
-    let t = Test::new().env("HOOK_URL", &server.url);
+    let t = b.test().env("HOOK_URL", &server.url);
     t.file("j.yaml", CART);
     let line = |customer: &str, event: &str| {
         format!("{{\"customer\": {{\"id\": \"{customer}\"}}, \"event\": {event}}}\n")
@@ -474,10 +495,9 @@ fn limit_still_reads_tonights_stream_to_its_end_for_the_exits_of_parked_entries(
     );
 }
 
-#[test]
-fn resume_only_still_reads_tonights_stream_for_exits_but_enters_no_one() {
+fn resume_only_still_reads_tonights_stream_for_exits_but_enters_no_one(b: &Backend) {
     let server = TestServer::start();
-    let t = Test::new().env("HOOK_URL", &server.url);
+    let t = b.test().env("HOOK_URL", &server.url);
     t.file("j.yaml", CART);
     let line = |customer: &str, event: &str| {
         format!("{{\"customer\": {{\"id\": \"{customer}\"}}, \"event\": {event}}}\n")
@@ -524,11 +544,10 @@ fn resume_only_still_reads_tonights_stream_for_exits_but_enters_no_one() {
     assert!(server.requests_to("/reminder").is_empty());
 }
 
-#[test]
-fn tonights_order_ends_a_parked_entry_as_exited() {
+fn tonights_order_ends_a_parked_entry_as_exited(b: &Backend) {
     let server = TestServer::start();
     let cart = "customers: [{ id: c1 }, { id: c2 }]\nevents:\n  - { id: k1, name: cart_abandoned, customer: c1, at: 2026-11-20T10:00:00Z }\n  - { id: k2, name: cart_abandoned, customer: c2, at: 2026-11-20T10:00:00Z }\n";
-    let t = setup(&server, CART, cart);
+    let t = b.against(&server, CART, cart);
     let first = send(&t, &["--now", "2026-11-20T11:00:00Z"]);
     assert!(first.stdout.contains("2 waiting"), "{}", first.all());
     let orders = format!(
@@ -552,8 +571,7 @@ fn spawn(t: &Test, extra: &[&str]) -> std::process::Child {
     t.spawn(&[&run[..], extra].concat())
 }
 
-#[test]
-fn sigterm_stops_cleanly_and_the_rerun_repeats_nothing() {
+fn sigterm_stops_cleanly_and_the_rerun_repeats_nothing(b: &Backend) {
     let server = TestServer::start();
     server.script(
         "/first",
@@ -561,7 +579,7 @@ fn sigterm_stops_cleanly_and_the_rerun_repeats_nothing() {
             Reply::json(200, serde_json::json!({ "code": "A" })).delay(Duration::from_millis(600)),
         ],
     );
-    let t = setup(&server, TWO_STEPS, &customers(10));
+    let t = b.against(&server, TWO_STEPS, &customers(10));
     let child = spawn(&t, &["--report", "r.json"]);
     server.wait_for(2);
     let out = terminate(child);
@@ -598,8 +616,7 @@ fn sigterm_stops_cleanly_and_the_rerun_repeats_nothing() {
     }
 }
 
-#[test]
-fn max_duration_stops_the_same_way() {
+fn max_duration_stops_the_same_way(b: &Backend) {
     let server = TestServer::start();
     server.script(
         "/first",
@@ -607,7 +624,7 @@ fn max_duration_stops_the_same_way() {
             Reply::json(200, serde_json::json!({ "code": "A" })).delay(Duration::from_millis(300)),
         ],
     );
-    let t = setup(&server, TWO_STEPS, &customers(8));
+    let t = b.against(&server, TWO_STEPS, &customers(8));
     let out = send(&t, &["--concurrency", "1", "--max-duration", "700ms"]);
     // Stopped with entries left: 124, as timeout(1), so cron can tell an unfinished night.
     assert_eq!(out.code, 124, "{}", out.all());
@@ -628,11 +645,10 @@ fn max_duration_stops_the_same_way() {
     assert_eq!(keys(&server, "/second").len(), 8);
 }
 
-#[test]
-fn a_customer_without_the_journeys_consent_is_not_entered_until_they_consent() {
+fn a_customer_without_the_journeys_consent_is_not_entered_until_they_consent(b: &Backend) {
     let server = TestServer::start();
     let journey = "journey: j\ntrigger: { segment: \"true\" }\nconsent: email\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/send\", body: { id: \"{{ customer.id }}\" } }\n";
-    let t = setup(
+    let t = b.against(
         &server,
         journey,
         "customers:\n  - { id: c1, consent: { email: true } }\n  - { id: c2 }\n",
@@ -640,7 +656,7 @@ fn a_customer_without_the_journeys_consent_is_not_entered_until_they_consent() {
     let out = send(&t, &[]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(server.requests_to("/send").len(), 1);
-    let shown = t.run(&["state", "show", "--state", ".journey/state.sqlite"]);
+    let shown = b.show(&t);
     assert!(shown.stdout.contains("entries: 1 done"), "{}", shown.stdout);
     assert!(!shown.stdout.contains("active"), "{}", shown.stdout);
     t.file(
@@ -661,11 +677,10 @@ fn a_customer_without_the_journeys_consent_is_not_entered_until_they_consent() {
     );
 }
 
-#[test]
-fn a_parked_entry_whose_customer_withdrew_consent_ends_suppressed() {
+fn a_parked_entry_whose_customer_withdrew_consent_ends_suppressed(b: &Backend) {
     let server = TestServer::start();
     let journey = WAITING.replace("steps:", "consent: email\nsteps:");
-    let t = setup(
+    let t = b.against(
         &server,
         &journey,
         "customers: [{ id: c1, name: Ann, consent: { email: true } }]\n",
@@ -678,7 +693,7 @@ fn a_parked_entry_whose_customer_withdrew_consent_ends_suppressed() {
     let due = send(&t, &["--now", "2026-11-22T11:00:00Z"]);
     assert_eq!(due.code, 0, "{}", due.all());
     assert!(server.requests_to("/reminder").is_empty(), "{}", due.all());
-    let shown = t.run(&["state", "show", "--state", ".journey/state.sqlite"]);
+    let shown = b.show(&t);
     assert!(shown.stdout.contains("entries: 1 done"), "{}", shown.stdout);
     assert!(
         shown.stdout.contains("ended by outcome: 1 suppressed"),
@@ -687,20 +702,19 @@ fn a_parked_entry_whose_customer_withdrew_consent_ends_suppressed() {
     );
 }
 
-#[test]
-fn state_show_and_prune() {
+fn state_show_and_prune(b: &Backend) {
     let server = TestServer::start();
     server.script(
         "/hello",
         vec![Reply::json(200, serde_json::json!({ "ticket": 1 }))],
     );
-    let t = setup(
+    let t = b.against(
         &server,
         WAITING,
         "customers: [{ id: c1, name: A }, { id: c2, name: B }]\n",
     );
     assert_eq!(send(&t, &["--now", "2026-11-20T10:00:00Z"]).code, 0);
-    let shown = t.run(&["state", "show", "--state", ".journey/state.sqlite"]);
+    let shown = b.show(&t);
     assert_eq!(shown.code, 0, "{}", shown.all());
     assert!(
         shown.stdout.contains("entries: 2 waiting"),
@@ -720,10 +734,10 @@ fn state_show_and_prune() {
         shown.stdout
     );
     assert_eq!(send(&t, &["--now", "2026-11-23T10:00:00Z"]).code, 0);
-    let via_env = Test::new().env(
-        "JOURNEY_STATE",
-        &t.path(".journey/state.sqlite").display().to_string(),
-    );
+    let store = t
+        .env_value("JOURNEY_STATE")
+        .unwrap_or_else(|| t.path(".journey/state.sqlite").display().to_string());
+    let via_env = Test::new().env("JOURNEY_STATE", &store);
     let done = via_env.run(&["state", "show"]);
     assert!(done.stdout.contains("entries: 2 done"), "{}", done.stdout);
     assert!(
@@ -739,19 +753,23 @@ fn state_show_and_prune() {
         kept.all()
     );
     let pruned = via_env.run(&["state", "prune", "--older-than", "0s"]);
+    let reuse = match b.is_file() {
+        true => " (the file keeps its size: later runs reuse the space)",
+        false => "",
+    };
     assert_eq!(
         pruned.stdout,
-        "pruned 2 ended entries and 4 deliveries (the file keeps its size: later runs reuse the space)\n",
+        format!("pruned 2 ended entries and 4 deliveries{reuse}\n"),
         "{}",
         pruned.all()
     );
-    let missing = Test::new().run(&["state", "show", "--state", "nope.sqlite"]);
+    let (nowhere, says) = match b.fresh() {
+        Some(url) => (url, "there is no state store in schema"),
+        None => ("nope.sqlite".into(), "there is no state store here"),
+    };
+    let missing = Test::new().run(&["state", "show", "--state", &nowhere]);
     assert_eq!(missing.code, 3, "{}", missing.all());
-    assert!(
-        missing.stderr.contains("there is no state store here"),
-        "{}",
-        missing.stderr
-    );
+    assert!(missing.stderr.contains(says), "{}", missing.stderr);
 }
 
 #[test]
@@ -782,15 +800,14 @@ fn journey_state_and_state_move_the_store() {
     );
 }
 
-#[test]
-fn a_replayed_delivery_is_recorded_in_the_store_and_the_next_run_walks_on() {
+fn a_replayed_delivery_is_recorded_in_the_store_and_the_next_run_walks_on(b: &Backend) {
     let server = TestServer::start();
     server.script("/first", vec![Reply::status(500)]);
     let journey = TWO_STEPS.replace(
         "trigger: { segment: \"true\" }",
         "trigger: { segment: \"true\" }\ndefaults: { retry: { attempts: 1 } }",
     );
-    let t = setup(&server, &journey, &customers(3));
+    let t = b.against(&server, &journey, &customers(3));
     let first = send(&t, &[]);
     assert_eq!(first.code, 1, "{}", first.all());
     assert_eq!(keys(&server, "/first").len(), 3);
@@ -801,7 +818,7 @@ fn a_replayed_delivery_is_recorded_in_the_store_and_the_next_run_walks_on() {
     let replay = t.run(&["replay", ".journey/dead-letter.ndjson"]);
     assert_eq!(replay.code, 0, "{}", replay.all());
     assert_eq!(keys(&server, "/first").len(), 6, "each sent again once");
-    let shown = t.run(&["state", "show", "--state", ".journey/state.sqlite"]);
+    let shown = b.show(&t);
     assert!(
         shown.stdout.contains("deliveries: 3 ok"),
         "{}",
@@ -824,14 +841,13 @@ fn a_replayed_delivery_is_recorded_in_the_store_and_the_next_run_walks_on() {
     );
 }
 
-#[test]
-fn an_invalid_entry_ends_failed_not_active_forever() {
+fn an_invalid_entry_ends_failed_not_active_forever(b: &Backend) {
     let server = TestServer::start();
     let journey = TWO_STEPS.replace(
         "{ code: \"{{ saved.code | default('none') }}\" }",
         "{ x: \"{{ customer.attributes.x }}\" }",
     );
-    let t = setup(
+    let t = b.against(
         &server,
         &journey,
         "customers:\n  - { id: c1, attributes: { x: 1 } }\n  - { id: c2 }\n",
@@ -839,7 +855,7 @@ fn an_invalid_entry_ends_failed_not_active_forever() {
     let out = send(&t, &[]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(out.stdout.contains("1 invalid"), "{}", out.stdout);
-    let shown = t.run(&["state", "show", "--state", ".journey/state.sqlite"]);
+    let shown = b.show(&t);
     assert!(!shown.stdout.contains("active"), "{}", shown.stdout);
     assert!(
         shown.stdout.contains("entries: 1 done, 1 failed"),
@@ -964,4 +980,20 @@ fn a_run_killed_through_a_link_is_resumed_through_the_real_path_without_repeats(
         6 + 2,
         "only the two in flight are sent again, with their keys"
     );
+}
+
+fn a_store_from_a_newer_journey_is_refused(b: &Backend) {
+    let server = TestServer::start();
+    let t = b.against(&server, TWO_STEPS, &customers(1));
+    assert_eq!(send(&t, &["--limit", "0"]).code, 0);
+    b.set_schema_version(&t, 99);
+    let out = send(&t, &[]);
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("has schema version 99, newer than this journey knows (2): upgrade journey"),
+        "{}",
+        out.stderr
+    );
+    assert!(server.requests().is_empty(), "nothing is sent");
 }

@@ -24,11 +24,7 @@ pub async fn execute(config: Config) -> Result<Exit> {
         Config::Validate(c) => validate::validate(c).await,
         Config::Run(c) => run::run(*c).await,
         Config::Replay(c) => replay::replay(*c).await,
-        Config::State {
-            path,
-            prune,
-            output,
-        } => state(&path, prune, output),
+        Config::State(c) => state(*c).await,
         Config::Schema => print(&journey_schema()),
         Config::Completions(shell) => {
             let mut out = Vec::new();
@@ -175,26 +171,49 @@ fn print(text: &str) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// `journey state show|prune`; a store that cannot be read is exit 3, a held lock 75.
-fn state(
-    path: &std::path::Path,
-    prune: Option<std::time::Duration>,
-    output: crate::cli::Output,
-) -> Result<Exit> {
-    use crate::state::show;
-    let result = match prune {
-        None => show::show(path).map(|summary| match output {
-            crate::cli::Output::Table => summary.text(),
-            crate::cli::Output::Json => json_line(&summary),
-        }),
-        Some(age) => show::prune(path, age).map(|(e, d)| {
-            let reuse = if e + d > 0 {
-                " (the file keeps its size: later runs reuse the space)"
-            } else {
-                ""
+/// `journey state show|prune|copy`; a store that cannot be read is exit 3, a held lock 75.
+async fn state(c: crate::config::StateConfig) -> Result<Exit> {
+    use crate::config::StateConfig;
+    use crate::state::{Location, pg, show};
+    let text = match c {
+        StateConfig::Show(at, output, how) => {
+            let summary = match &at {
+                Location::File(p) => show::show(p.shown())?,
+                Location::Postgres(t) => pg::show::show(t, &how).await?,
             };
+            match output {
+                crate::cli::Output::Table => summary.text(),
+                crate::cli::Output::Json => json_line(&summary),
+            }
+        }
+        StateConfig::Prune(at, age, how) => {
+            let (e, d, reuse) = match &at {
+                Location::File(p) => {
+                    let (e, d) = show::prune(p.shown(), age)?;
+                    (
+                        e,
+                        d,
+                        " (the file keeps its size: later runs reuse the space)",
+                    )
+                }
+                Location::Postgres(t) => {
+                    let (e, d) = pg::show::prune(t, age, &how).await?;
+                    (e, d, "")
+                }
+            };
+            let reuse = if e + d > 0 { reuse } else { "" };
             format!("pruned {e} ended entries and {d} deliveries{reuse}\n")
-        }),
+        }
+        StateConfig::Copy(from, to, how) => {
+            let copied = crate::state::copy::copy(&from, &to, &how).await?;
+            format!(
+                "copied {} entries and {} deliveries from {} to {}\n",
+                copied.entries,
+                copied.deliveries,
+                from.shown(),
+                to.shown()
+            )
+        }
     };
-    print(&result?)
+    print(&text)
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::config::ReplayConfig;
 use crate::error::Error;
@@ -20,7 +21,7 @@ use crate::journey::Journey;
 use crate::journey::plan::StepKind;
 use crate::output;
 use crate::render::context::{EntryContext, Scope};
-use crate::state::{Store, StorePath};
+use crate::state::{Claim, Location, Opening, Storage};
 
 /// One line of the file: the letter and its text as written.
 struct Line {
@@ -62,7 +63,7 @@ pub async fn replay(config: ReplayConfig) -> Result<Exit, Error> {
     let vault = super::vault(&journeys, &config.env);
     // Opened before anything is sent: a store another run holds (75) or cannot use (3) stops
     // the replay, which would otherwise send what the store would not know of.
-    let stores = open_stores(&lines, &vault)?;
+    let stores = open_stores(&lines, &vault, &config.env).await?;
     let replayer = Replayer {
         journeys: &journeys,
         env: &env,
@@ -87,7 +88,7 @@ pub async fn replay(config: ReplayConfig) -> Result<Exit, Error> {
             }
         }
     }
-    if let Some(code) = close_stores(&stores) {
+    if let Some(code) = close_stores(&stores).await {
         return Ok(code);
     }
     rewrite(&config.file, &remaining)?;
@@ -144,7 +145,7 @@ struct Replayer<'a> {
     http: &'a Http,
     safety: &'a Safety,
     /// The stores the letters came from, by canonical path.
-    stores: &'a BTreeMap<String, Store>,
+    stores: &'a BTreeMap<String, Arc<dyn Storage>>,
     vault: &'a crate::redact::Vault,
 }
 
@@ -156,7 +157,11 @@ impl Replayer<'_> {
         let mut l = letter.clone();
         l.snapshot.vars = self.vault.open(&l.snapshot.vars);
         l.snapshot.saved = self.vault.open(&l.snapshot.saved);
-        let store = l.state.as_ref().and_then(|p| self.stores.get(p));
+        let store = l
+            .state
+            .as_ref()
+            .and_then(|p| self.stores.get(p))
+            .map(|s| s.as_ref());
         if let Some(store) = store
             && delivered_since(store, &l).await
         {
@@ -188,22 +193,34 @@ impl Sent {
     }
 }
 
-/// The stores the letters came from, each opened (and locked) once.
-fn open_stores(
+/// The stores the letters came from, each opened (and held whole) once.
+async fn open_stores(
     lines: &[Line],
     vault: &crate::redact::Vault,
-) -> Result<BTreeMap<String, Store>, Error> {
+    env: &std::collections::HashMap<String, String>,
+) -> Result<BTreeMap<String, Arc<dyn Storage>>, Error> {
+    let how = Opening {
+        vault: vault.clone(),
+        env: env.clone(),
+        timeout: std::time::Duration::from_secs(30),
+    };
     let mut stores = BTreeMap::new();
     for path in lines.iter().filter_map(|l| l.letter.state.clone()) {
         if stores.contains_key(&path) {
             continue;
         }
-        match Store::open(&StorePath::Given(PathBuf::from(&path))) {
+        let opened = match Location::given(&path, env) {
+            Ok(at) => crate::state::open(&at, Claim::Whole, &how)
+                .await
+                .map_err(Error::from),
+            Err(why) => Err(Error::usage(why)),
+        };
+        match opened {
             Ok(store) => {
-                stores.insert(path, store.with_vault(vault.clone()));
+                stores.insert(path, store);
             }
             Err(e) => {
-                return Err(match Error::from(e) {
+                return Err(match e {
                     Error::Usage { lines, .. } => {
                         Error::usage(format!("{}; nothing was sent", lines.join("; ")))
                     }
@@ -219,7 +236,7 @@ fn open_stores(
 
 /// True when the store holds the letter's delivery as delivered (a run with `--retry-failed`
 /// sent it since): sending it again would send it twice.
-async fn delivered_since(store: &Store, l: &DeadLetter) -> bool {
+async fn delivered_since(store: &dyn Storage, l: &DeadLetter) -> bool {
     matches!(
         store.load(&l.entry_key).await,
         Ok(Some(e)) if e.deliveries.get(&l.step).is_some_and(|d| d.status == crate::state::DeliveryState::Ok)
@@ -228,7 +245,7 @@ async fn delivered_since(store: &Store, l: &DeadLetter) -> bool {
 
 /// Records a replayed delivery as a run records one; a delivered one opens its entry again, so
 /// the next run walks it on from the step after it.
-fn record(store: &Store, l: &DeadLetter, sent: &Sent) {
+fn record(store: &dyn Storage, l: &DeadLetter, sent: &Sent) {
     let d = &sent.delivery;
     let ok = d.step_status == StepStatus::Ok;
     let status = match ok {
@@ -254,14 +271,15 @@ fn record(store: &Store, l: &DeadLetter, sent: &Sent) {
 }
 
 /// Closes the stores; exit 3 when one could not write what the replay recorded.
-fn close_stores(stores: &BTreeMap<String, Store>) -> Option<Exit> {
+async fn close_stores(stores: &BTreeMap<String, Arc<dyn Storage>>) -> Option<Exit> {
     let mut failed = None;
     for store in stores.values() {
+        let flushed = store.flush().await;
         store.close();
-        if let Some(why) = store.failure() {
+        if let Err(why) = flushed {
             output::stderr(&format!(
                 "error: the state store {} cannot be written: {why}",
-                store.path().display()
+                store.shown()
             ));
             failed = Some(Exit::State);
         }

@@ -27,7 +27,7 @@ use crate::render::env_vars::Namespace;
 use crate::report::mocks::MockRecorder;
 use crate::report::ndjson::NdjsonRecorder;
 use crate::report::{Left, RunReport};
-use crate::state::Store;
+use crate::state::Storage;
 
 /// A wait parks the entry in the state store; without one, only `--fast-forward` can run it.
 pub fn check_waits(journeys: &[Journey], real: &RealConfig) -> Result<(), Error> {
@@ -108,13 +108,22 @@ pub fn confirm(hosts: &BTreeSet<String>, entries: Option<usize>) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
-/// Opens the store of a real run; a held lock is exit 75, an unusable store exit 3.
-fn open_store(
+/// Opens the store of a real run for its shard; a held lock is exit 75, a shard that does not
+/// fit exit 2, an unusable store exit 3.
+async fn open_store(
+    batch: &Batch<'_>,
     real: &RealConfig,
-    vault: &crate::redact::Vault,
-) -> Result<Option<Arc<Store>>, Error> {
-    let store = real.state.as_ref().map(Store::open).transpose()?;
-    Ok(store.map(|s| Arc::new(s.with_vault(vault.clone()))))
+) -> Result<Option<Arc<dyn Storage>>, Error> {
+    let Some(at) = &real.state else {
+        return Ok(None);
+    };
+    let how = crate::state::Opening {
+        vault: batch.vault.clone(),
+        env: batch.config.env.clone(),
+        timeout: real.state_timeout,
+    };
+    let claim = crate::state::Claim::Run(batch.config.selection.shard);
+    Ok(Some(crate::state::open(at, claim, &how).await?))
 }
 
 /// Says which hosts the circuit breaker stopped (errors) or paused (warnings).
@@ -139,7 +148,7 @@ struct Resumable {
 }
 
 /// Parked entries that are due (a journey no longer loaded is skipped).
-async fn due_waits(batch: &Batch<'_>, store: &Store) -> Result<Vec<Resumable>, String> {
+async fn due_waits(batch: &Batch<'_>, store: &dyn Storage) -> Result<Vec<Resumable>, String> {
     let mut out = Vec::new();
     for due in store.due(batch.config.now).await? {
         let Some(ji) = batch.journeys.iter().position(|j| j.name == due.journey) else {
@@ -255,6 +264,12 @@ pub async fn send(
         return Ok(Exit::Ok);
     }
     let watcher = watch(Arc::clone(&stop), real.max_duration);
+    if let Some(store) = &store {
+        let stopping = Arc::clone(&stop);
+        store.on_failure(Box::new(move || {
+            stopping.request(StopReason::StateStore);
+        }));
+    }
     let protect = Arc::new(Protection::new(batch.journeys, real.rate));
     let recorded = recorders(batch, real)?;
     let parts = RealParts {
@@ -282,7 +297,7 @@ pub async fn send(
     tell_recorded(&recorded.log, config.quiet);
     let store_failed = match &store {
         Some(store) => {
-            report.state = Some(store.path().display().to_string());
+            report.state = Some(store.shown());
             !closed(store).await
         }
         None => false,
@@ -332,7 +347,7 @@ fn recorders(batch: &Batch<'_>, real: &RealConfig) -> anyhow::Result<Recorders> 
 /// What a real run makes for itself before its settings.
 struct RealParts {
     recorder: Arc<dyn Recorder>,
-    state: Option<Arc<Store>>,
+    state: Option<Arc<dyn Storage>>,
     stop: Arc<Stop>,
     protect: Arc<Protection>,
 }
@@ -363,22 +378,19 @@ fn real_settings(batch: &Batch<'_>, real: &RealConfig, parts: RealParts) -> RunS
     }
 }
 
-/// Opens the store (if any), checks its shard and finds the parked entries now due.
+/// Opens the store (if any) for the run's shard and finds the parked entries now due.
 async fn store_and_due(
     batch: &Batch<'_>,
     real: &RealConfig,
-) -> Result<(Option<Arc<Store>>, Vec<Resumable>), Error> {
-    let Some(store) = open_store(real, &batch.vault)? else {
+) -> Result<(Option<Arc<dyn Storage>>, Vec<Resumable>), Error> {
+    let Some(store) = open_store(batch, real).await? else {
         return Ok((None, Vec::new()));
     };
-    let path = store.path().display().to_string();
-    if let Err(why) = store.check_shard(batch.config.selection.shard).await {
-        return Err(Error::usage(format!("the state store {path}: {why}")));
-    }
-    match due_waits(batch, &store).await {
+    match due_waits(batch, store.as_ref()).await {
         Ok(due) => Ok((Some(store), due)),
         Err(why) => Err(Error::State(format!(
-            "the state store {path} cannot be read: {why}"
+            "the state store {} cannot be read: {why}",
+            store.shown()
         ))),
     }
 }
@@ -401,18 +413,17 @@ fn tell_recorded(recorder: &NdjsonRecorder, quiet: bool) {
 }
 
 /// Commits what the store still holds and closes it; `false` (said on stderr) when it cannot.
-async fn closed(store: &Arc<Store>) -> bool {
-    match store.flush().await {
-        Ok(()) => {
-            // Off the runtime: a second signal still aborts at once meanwhile.
-            let closing = Arc::clone(store);
-            let _ = tokio::task::spawn_blocking(move || closing.close()).await;
-            true
-        }
+async fn closed(store: &Arc<dyn Storage>) -> bool {
+    let flushed = store.flush().await;
+    // Off the runtime: a second signal still aborts at once meanwhile.
+    let closing = Arc::clone(store);
+    let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+    match flushed {
+        Ok(()) => true,
         Err(why) => {
             output::stderr(&format!(
                 "error: the state store {} cannot be written: {why}",
-                store.path().display()
+                store.shown()
             ));
             false
         }
@@ -426,6 +437,7 @@ fn left_undone(stop: &Stop, total: Option<usize>, report: &RunReport) -> Option<
         StopReason::Deadline => "max_duration",
         StopReason::Interrupt => "sigint",
         StopReason::Terminate => "sigterm",
+        StopReason::StateStore => "state_store",
         StopReason::ClosedOutput => return None,
     };
     let t = &report.totals;

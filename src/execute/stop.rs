@@ -14,6 +14,8 @@ pub enum StopReason {
     Deadline = 3,
     /// stdout was closed (`| head`): nothing more can be shown.
     ClosedOutput = 4,
+    /// The state store failed (a PostgreSQL server away past `--state-timeout`): exit 3.
+    StateStore = 5,
 }
 
 /// Set once; read before every entry and every attempt, and awaited by every wait (a rate
@@ -86,6 +88,7 @@ impl Stop {
             2 => Some(StopReason::Terminate),
             3 => Some(StopReason::Deadline),
             4 => Some(StopReason::ClosedOutput),
+            5 => Some(StopReason::StateStore),
             _ => None,
         }
     }

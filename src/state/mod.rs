@@ -10,8 +10,11 @@
 //! it, so an entry costs three writes (before, after, end), not four.
 
 mod checkpoint;
+pub(crate) mod copy;
 pub(crate) mod lock;
+mod open;
 pub(crate) mod path;
+pub(crate) mod pg;
 mod redo;
 pub(crate) mod schema;
 pub(crate) mod show;
@@ -27,6 +30,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+pub use open::{Claim, Location, Opening, open};
 pub use path::StorePath;
 use redo::Write;
 pub use snapshot::Snapshot;
@@ -51,6 +55,14 @@ pub enum StoreError {
         /// The store as named.
         path: String,
         /// Why.
+        why: String,
+    },
+    /// This run may not use it as it asks (another shard's store, another split): exit 2.
+    #[error("the state store {path}: {why}")]
+    Refused {
+        /// The store.
+        path: String,
+        /// Why, and what to pass instead.
         why: String,
     },
     /// It cannot be read or written (exit 3).
@@ -225,7 +237,7 @@ impl Drop for Release<'_> {
     }
 }
 
-fn unusable(path: &Path, why: impl std::fmt::Display) -> StoreError {
+pub(crate) fn unusable(path: &Path, why: impl std::fmt::Display) -> StoreError {
     StoreError::Unusable {
         path: path.display().to_string(),
         why: why.to_string(),
@@ -374,22 +386,8 @@ impl Store {
 
     /// The stored entry, if any.
     pub async fn load(&self, key: &str) -> Result<Option<StoredEntry>, String> {
-        let mut entry = self.ask(|r| Msg::Load(key.to_string(), r)).await?;
-        if let Some(e) = &mut entry {
-            for d in e.deliveries.values_mut() {
-                if let serde_json::Value::Object(m) = self
-                    .vault
-                    .open(&serde_json::Value::Object(std::mem::take(&mut d.saved)))
-                {
-                    d.saved = m;
-                }
-            }
-            if let Some(s) = &mut e.snapshot {
-                s.vars = self.vault.open(&s.vars);
-                s.saved = self.vault.open(&s.saved);
-            }
-        }
-        Ok(entry)
+        let entry = self.ask(|r| Msg::Load(key.to_string(), r)).await?;
+        Ok(entry.map(|e| unseal(&self.vault, e)))
     }
 
     /// Whether the store held an entry under `key` when the run began.
@@ -417,15 +415,7 @@ impl Store {
     /// was ready, and the others join it.
     pub async fn before(&self, d: &Pending<'_>) -> Result<(), String> {
         let (reply, answer) = oneshot::channel();
-        let before = Write::Before {
-            id: d.id.into(),
-            entry: d.entry.into(),
-            step: d.step.into(),
-            customer: d.customer.into(),
-            channel: d.channel.map(str::to_string),
-            at: crate::clock::rfc3339(d.at),
-        };
-        let first = self.hold(Msg::Before(before, reply));
+        let first = self.hold(Msg::Before(before(d), reply));
         if first {
             let _release = Release(self);
             tokio::task::yield_now().await;
@@ -463,35 +453,26 @@ impl Store {
         saved: &serde_json::Value,
         attempts: u32,
     ) {
-        let saved = self.vault.seal(saved).to_string();
-        self.send(Msg::Write(Write::After {
-            entry: entry.into(),
-            step: step.into(),
-            status: status.as_str().into(),
+        self.send(Msg::Write(after(
+            &self.vault,
+            entry,
+            step,
+            status,
             http_status,
             saved,
             attempts,
-        }));
+        )));
     }
 
     /// Ends an entry: `done` with its outcome, or `failed`.
     pub fn end(&self, entry: &EntryRow<'_>, failed: bool, outcome: &str) {
-        let status = if failed { "failed" } else { "done" };
-        self.send(Msg::Write(Write::End {
-            row: entry.row(),
-            status: status.into(),
-            outcome: outcome.into(),
-        }));
+        self.send(Msg::Write(end(entry, failed, outcome)));
     }
 
     /// Opens an ended entry again (`replay` delivered its failed step): the next run walks it
     /// on from its first step, past everything delivered.
     pub fn reopen(&self, entry: &EntryRow<'_>) {
-        self.send(Msg::Write(Write::End {
-            row: entry.row(),
-            status: "active".into(),
-            outcome: String::new(),
-        }));
+        self.send(Msg::Write(reopen(entry)));
     }
 
     /// Parks an entry until `due`, to walk on from `start_step` with `snapshot`.
@@ -502,18 +483,13 @@ impl Store {
         due: DateTime<Utc>,
         snapshot: &Snapshot,
     ) {
-        let sealed = Snapshot {
-            vars: self.vault.seal(&snapshot.vars).into_owned(),
-            saved: self.vault.seal(&snapshot.saved).into_owned(),
-            ..snapshot.clone()
-        };
-        let snapshot = serde_json::to_string(&sealed).unwrap_or_default();
-        self.send(Msg::Write(Write::Park {
-            row: entry.row(),
+        self.send(Msg::Write(park(
+            &self.vault,
+            entry,
             start_step,
-            due: crate::clock::rfc3339(due),
+            due,
             snapshot,
-        }));
+        )));
     }
 
     /// Parked entries due at `now`.
@@ -529,6 +505,138 @@ impl Store {
             Some(f) => Err(f),
             None => Ok(()),
         }
+    }
+}
+
+/// A delivery about to be sent, as both stores write it.
+fn before(d: &Pending<'_>) -> Write {
+    Write::Before {
+        id: d.id.into(),
+        entry: d.entry.into(),
+        step: d.step.into(),
+        customer: d.customer.into(),
+        channel: d.channel.map(str::to_string),
+        at: crate::clock::rfc3339(d.at),
+    }
+}
+
+/// A delivery's outcome, its saved values sealed.
+fn after(
+    vault: &crate::redact::Vault,
+    entry: &str,
+    step: &str,
+    status: DeliveryState,
+    http_status: Option<u16>,
+    saved: &serde_json::Value,
+    attempts: u32,
+) -> Write {
+    Write::After {
+        entry: entry.into(),
+        step: step.into(),
+        status: status.as_str().into(),
+        http_status,
+        saved: vault.seal(saved).to_string(),
+        attempts,
+    }
+}
+
+/// An entry's end.
+fn end(entry: &EntryRow<'_>, failed: bool, outcome: &str) -> Write {
+    let status = if failed { "failed" } else { "done" };
+    Write::End {
+        row: entry.row(),
+        status: status.into(),
+        outcome: outcome.into(),
+    }
+}
+
+/// An ended entry opened again.
+fn reopen(entry: &EntryRow<'_>) -> Write {
+    Write::End {
+        row: entry.row(),
+        status: "active".into(),
+        outcome: String::new(),
+    }
+}
+
+/// A parked entry, its snapshot sealed.
+fn park(
+    vault: &crate::redact::Vault,
+    entry: &EntryRow<'_>,
+    start_step: usize,
+    due: DateTime<Utc>,
+    snapshot: &Snapshot,
+) -> Write {
+    let sealed = Snapshot {
+        vars: vault.seal(&snapshot.vars).into_owned(),
+        saved: vault.seal(&snapshot.saved).into_owned(),
+        ..snapshot.clone()
+    };
+    Write::Park {
+        row: entry.row(),
+        start_step,
+        due: crate::clock::rfc3339(due),
+        snapshot: serde_json::to_string(&sealed).unwrap_or_default(),
+    }
+}
+
+/// A stored entry with its secrets read back from their references.
+fn unseal(vault: &crate::redact::Vault, mut e: StoredEntry) -> StoredEntry {
+    for d in e.deliveries.values_mut() {
+        if let serde_json::Value::Object(m) =
+            vault.open(&serde_json::Value::Object(std::mem::take(&mut d.saved)))
+        {
+            d.saved = m;
+        }
+    }
+    if let Some(s) = &mut e.snapshot {
+        s.vars = vault.open(&s.vars);
+        s.saved = vault.open(&s.saved);
+    }
+    e
+}
+
+/// An entry's row as stored: status, outcome, start step, due, snapshot.
+pub(crate) type EntryFields = (String, Option<String>, i64, Option<String>, Option<String>);
+
+/// The entry a row and its deliveries make. An entry's row is written when it ends or parks:
+/// one with deliveries and no row was interrupted, and stands active at its first step.
+fn stored_entry(
+    row: Option<EntryFields>,
+    deliveries: HashMap<String, StoredDelivery>,
+) -> Option<StoredEntry> {
+    let Some((status, outcome, start_step, due, snapshot)) = row else {
+        return (!deliveries.is_empty()).then(|| StoredEntry {
+            status: EntryStatus::Active,
+            start_step: 0,
+            due: None,
+            snapshot: None,
+            deliveries,
+        });
+    };
+    let status = match status.as_str() {
+        "waiting" => EntryStatus::Waiting,
+        "done" => EntryStatus::Done(outcome.unwrap_or_else(|| "completed".into())),
+        "failed" => EntryStatus::Failed,
+        _ => EntryStatus::Active,
+    };
+    Some(StoredEntry {
+        status,
+        start_step: start_step as usize,
+        due: due.and_then(|d| crate::clock::parse(&d).ok()),
+        snapshot: snapshot.and_then(|s| serde_json::from_str(&s).ok()),
+        deliveries,
+    })
+}
+
+/// A delivery as a row keeps it.
+fn stored_delivery(status: &str, http_status: Option<u16>, saved: Option<&str>) -> StoredDelivery {
+    StoredDelivery {
+        status: DeliveryState::parse(status),
+        http_status,
+        saved: saved
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default(),
     }
 }
 

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde::{Deserialize, Serialize};
 
 /// What an entry's row is made with: it is written first when the entry ends or parks.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Row {
     pub key: String,
     pub journey: String,
@@ -22,7 +22,7 @@ pub(super) struct Row {
 }
 
 /// One write of a run.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "w", rename_all = "lowercase")]
 pub(super) enum Write {
     /// A delivery is about to be sent (pending, again when a later run sends it again).

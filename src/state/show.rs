@@ -24,6 +24,9 @@ pub struct Summary {
     pub deliveries: std::collections::BTreeMap<String, i64>,
     /// The first 20 parked entries, soonest due first.
     pub waiting: Vec<Waiting>,
+    /// The runs holding a shared store now, each `journey on HOST pid N` (PostgreSQL only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<Vec<String>>,
 }
 
 /// A parked entry.
@@ -131,6 +134,7 @@ fn summary(conn: &Connection, path: &Path) -> rusqlite::Result<Summary> {
         ended_by_outcome,
         deliveries,
         waiting,
+        runs: None,
     })
 }
 
@@ -148,6 +152,13 @@ impl Summary {
             "deliveries: {} (pending ones are in doubt: the next run sends them again)",
             list(&self.deliveries)
         );
+        if let Some(runs) = &self.runs {
+            let now = match runs.is_empty() {
+                true => "none".to_string(),
+                false => runs.join(", "),
+            };
+            let _ = writeln!(out, "runs holding it now: {now}");
+        }
         if !self.waiting.is_empty() {
             let _ = writeln!(out, "waiting (first {}):", self.waiting.len());
             for w in &self.waiting {

@@ -1,7 +1,8 @@
 //! The storage seam: what a walk asks of a state store, whatever keeps it. The SQLite
 //! [`Store`] keeps entries and deliveries so that re-runs never send twice;
 //! [`Memory`] serves dry-runs and `--no-state` runs, keeping only what this run's frequency caps
-//! count. A PostgreSQL backend implements the same trait.
+//! count; [`super::pg::Postgres`] keeps them in a PostgreSQL database that several hosts share.
+//! A run, a replay and `state` commands hold an `Arc<dyn Storage>` and never ask which.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,7 +11,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
-use super::{DeliveryState, EntryRow, Pending, Snapshot, Store, StoredEntry};
+use super::{DeliveryState, DueEntry, EntryRow, Pending, Snapshot, Store, StoredEntry};
 
 /// A store's answer, later.
 pub type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + 'a>>;
@@ -58,6 +59,25 @@ pub trait Storage: Send + Sync {
     fn sent(&self, customer: &str, channel: &str, at: DateTime<Utc>);
     /// Where it is, for a dead letter to name (`None` in memory).
     fn location(&self) -> Option<String>;
+    /// The stored entry, read whenever asked (replay, resumed waits).
+    fn load<'a>(&'a self, key: &'a str) -> Answer<'a, Option<StoredEntry>>;
+    /// Parked entries due at `now`.
+    fn due(&self, now: DateTime<Utc>) -> Answer<'_, Vec<DueEntry>>;
+    /// Opens an ended entry again (`replay` delivered its failed step).
+    fn reopen(&self, entry: &EntryRow<'_>);
+    /// Waits until everything recorded so far is written.
+    fn flush(&self) -> Answer<'_, ()>;
+    /// Writes what is left and lets go of the store (blocking).
+    fn close(&self);
+    /// The first failure, if any (the run must stop: exit 3).
+    fn failure(&self) -> Option<String>;
+    /// How messages and the summary name it.
+    fn shown(&self) -> String;
+    /// Calls `hook` once if the store fails during the run (a PostgreSQL server that stays away
+    /// longer than `--state-timeout`), so the run stops as SIGTERM would.
+    fn on_failure(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        drop(hook);
+    }
 }
 
 impl Storage for Store {
@@ -116,6 +136,34 @@ impl Storage for Store {
 
     fn location(&self) -> Option<String> {
         Some(self.real_path().display().to_string())
+    }
+
+    fn load<'a>(&'a self, key: &'a str) -> Answer<'a, Option<StoredEntry>> {
+        Box::pin(Store::load(self, key))
+    }
+
+    fn due(&self, now: DateTime<Utc>) -> Answer<'_, Vec<DueEntry>> {
+        Box::pin(Store::due(self, now))
+    }
+
+    fn reopen(&self, entry: &EntryRow<'_>) {
+        Store::reopen(self, entry);
+    }
+
+    fn flush(&self) -> Answer<'_, ()> {
+        Box::pin(Store::flush(self))
+    }
+
+    fn close(&self) {
+        Store::close(self);
+    }
+
+    fn failure(&self) -> Option<String> {
+        Store::failure(self)
+    }
+
+    fn shown(&self) -> String {
+        self.path().display().to_string()
     }
 }
 
@@ -190,6 +238,30 @@ impl Storage for Memory {
 
     fn location(&self) -> Option<String> {
         None
+    }
+
+    fn load<'a>(&'a self, _: &'a str) -> Answer<'a, Option<StoredEntry>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    fn due(&self, _: DateTime<Utc>) -> Answer<'_, Vec<DueEntry>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    fn reopen(&self, _: &EntryRow<'_>) {}
+
+    fn flush(&self) -> Answer<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn close(&self) {}
+
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
+    fn shown(&self) -> String {
+        "memory".into()
     }
 }
 

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::redo::{Redo, Statements, Write};
-use super::{DueEntry, EntryStatus, StoredDelivery, StoredEntry};
+use super::{DueEntry, StoredDelivery, StoredEntry};
 
 /// What the store asks of the writer.
 pub(super) enum Msg {
@@ -240,28 +240,7 @@ fn load(tx: &Connection, key: &str) -> rusqlite::Result<Option<StoredEntry>> {
         })
         .optional()?;
     let deliveries = deliveries(tx, key)?;
-    let Some((status, outcome, start_step, due, snapshot)) = row else {
-        return Ok((!deliveries.is_empty()).then(|| StoredEntry {
-            status: EntryStatus::Active,
-            start_step: 0,
-            due: None,
-            snapshot: None,
-            deliveries,
-        }));
-    };
-    let status = match status.as_str() {
-        "waiting" => EntryStatus::Waiting,
-        "done" => EntryStatus::Done(outcome.unwrap_or_else(|| "completed".into())),
-        "failed" => EntryStatus::Failed,
-        _ => EntryStatus::Active,
-    };
-    Ok(Some(StoredEntry {
-        status,
-        start_step: start_step as usize,
-        due: due.and_then(|d| crate::clock::parse(&d).ok()),
-        snapshot: snapshot.and_then(|s| serde_json::from_str(&s).ok()),
-        deliveries,
-    }))
+    Ok(super::stored_entry(row, deliveries))
 }
 
 /// An entry's deliveries by step id.
@@ -271,16 +250,9 @@ fn deliveries(tx: &Connection, key: &str) -> rusqlite::Result<HashMap<String, St
     )?;
     stmt.query_map([key], |r| {
         let saved: Option<String> = r.get(3)?;
-        let saved = saved
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default();
         Ok((
             r.get::<_, String>(0)?,
-            StoredDelivery {
-                status: super::DeliveryState::parse(&r.get::<_, String>(1)?),
-                http_status: r.get(2)?,
-                saved,
-            },
+            super::stored_delivery(&r.get::<_, String>(1)?, r.get(2)?, saved.as_deref()),
         ))
     })?
     .collect()

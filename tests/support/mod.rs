@@ -2,6 +2,7 @@
 //! printed, and a recording HTTP server.
 
 pub mod server;
+pub mod store;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,11 @@ impl Test {
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self
+    }
+
+    /// The value an environment variable is set to for every run, if set.
+    pub fn env_value(&self, k: &str) -> Option<String> {
+        self.env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone())
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
