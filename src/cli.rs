@@ -184,7 +184,7 @@ pub struct RunArgs {
     pub yes: bool,
     /// The state store: a SQLite file, or postgres://USER@HOST:PORT/DB[?schema=NAME] shared by
     /// several hosts (default: .journey/state.sqlite beside the first journey; or JOURNEY_STATE).
-    #[arg(long, value_name = "FILE|URL")]
+    #[arg(long, value_name = "FILE|URL", value_hint = clap::ValueHint::FilePath)]
     pub state: Option<String>,
     /// Run without the state store: a re-run sends again.
     #[arg(long, conflicts_with = "state")]
@@ -303,7 +303,7 @@ pub enum StateAction {
         journeys: Vec<PathBuf>,
         /// The state store, a file or a postgres:// URL (default: JOURNEY_STATE, else the one
         /// `run` would use).
-        #[arg(long, value_name = "FILE|URL")]
+        #[arg(long, value_name = "FILE|URL", value_hint = clap::ValueHint::FilePath)]
         state: Option<String>,
         /// Text, or one JSON document for scripts.
         #[arg(long, value_enum, default_value_t = Output::Table)]
@@ -315,7 +315,7 @@ pub enum StateAction {
         journeys: Vec<PathBuf>,
         /// The state store, a file or a postgres:// URL (default: JOURNEY_STATE, else the one
         /// `run` would use).
-        #[arg(long, value_name = "FILE|URL")]
+        #[arg(long, value_name = "FILE|URL", value_hint = clap::ValueHint::FilePath)]
         state: Option<String>,
         /// How old an ended entry must be to go.
         #[arg(long, default_value = "90d", value_parser = crate::journey::duration::parse)]
