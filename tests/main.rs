@@ -11,6 +11,7 @@ mod html;
 mod listen;
 mod logic;
 mod metrics;
+mod postgres;
 mod proxy;
 mod rendering;
 mod reports;

@@ -81,7 +81,7 @@ pub struct RunReport {
 /// What a stopped run left undone: a later run takes it up.
 #[derive(Debug, Clone, Serialize)]
 pub struct Left {
-    /// Why the run stopped: `max_duration`, `sigint` or `sigterm`.
+    /// Why the run stopped: `max_duration`, `sigint`, `sigterm` or `state_store`.
     pub reason: String,
     /// Entries not finished, when the input's size is known.
     pub entries: Option<u64>,

@@ -381,6 +381,7 @@ fn left_line(left: &super::Left) -> String {
     let why = match left.reason.as_str() {
         "max_duration" => "--max-duration ran out",
         "sigint" => "stopped by SIGINT",
+        "state_store" => "stopped: the state store failed",
         _ => "stopped by SIGTERM",
     };
     match left.entries {

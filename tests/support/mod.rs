@@ -56,7 +56,11 @@ impl Test {
 
     /// The value an environment variable is set to for every run, if set.
     pub fn env_value(&self, k: &str) -> Option<String> {
-        self.env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        self.env
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

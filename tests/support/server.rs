@@ -156,10 +156,15 @@ impl TestServer {
             .collect()
     }
 
+    /// How many requests have arrived (without copying them).
+    pub fn count(&self) -> usize {
+        self.inner.lock().unwrap().requests.len()
+    }
+
     /// Waits (20 s at most) until `n` requests have arrived.
     pub fn wait_for(&self, n: usize) {
         let started = std::time::Instant::now();
-        while self.requests().len() < n && started.elapsed() < Duration::from_secs(20) {
+        while self.count() < n && started.elapsed() < Duration::from_secs(20) {
             std::thread::sleep(Duration::from_millis(10));
         }
     }

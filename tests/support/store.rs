@@ -19,8 +19,18 @@ pub enum Backend {
     Postgres {
         base: String,
         made: Mutex<Vec<String>>,
-        _shared: std::sync::RwLockReadGuard<'static, ()>,
+        _server: Hold,
     },
+}
+
+/// How a test holds the server: beside other tests, or alone (it restarts the server).
+#[allow(
+    dead_code,
+    reason = "held for its drop: the lock lasts as long as the test"
+)]
+pub enum Hold {
+    Shared(std::sync::RwLockReadGuard<'static, ()>),
+    Alone(std::sync::RwLockWriteGuard<'static, ()>),
 }
 
 /// Runs `f` on the SQLite store, then on PostgreSQL when `JOURNEY_TEST_POSTGRES` is set.
@@ -92,7 +102,19 @@ impl Backend {
         Some(Backend::Postgres {
             base,
             made: Mutex::new(Vec::new()),
-            _shared: shared,
+            _server: Hold::Shared(shared),
+        })
+    }
+
+    /// A PostgreSQL backend whose test has the server to itself (it stops and starts it).
+    pub fn postgres_alone() -> Option<Backend> {
+        let base = database()?;
+        let alone = SERVER.write().unwrap_or_else(|e| e.into_inner());
+        sql(&base, "SELECT 1");
+        Some(Backend::Postgres {
+            base,
+            made: Mutex::new(Vec::new()),
+            _server: Hold::Alone(alone),
         })
     }
 
@@ -163,7 +185,7 @@ impl Backend {
 impl Drop for Backend {
     fn drop(&mut self) {
         if let Backend::Postgres { base, made, .. } = self {
-            for name in made.lock().map(|m| m.clone()).unwrap_or_default() {
+            for name in made.get_mut().map(|m| m.clone()).unwrap_or_default() {
                 sql(base, &format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"));
             }
         }

@@ -351,6 +351,7 @@ async fn through(
     batch: &Batch,
 ) -> Result<Vec<Answer>, String> {
     let mut since: Option<Instant> = None;
+    let mut first_error: Option<String> = None;
     loop {
         let outcome = match link.as_ref() {
             Some(l) => attempt(l, batch).await.map_err(|mut f| {
@@ -368,6 +369,7 @@ async fn through(
             Err(Failure { why, .. }) => why,
         };
         let started = *since.get_or_insert_with(Instant::now);
+        let error = first_error.get_or_insert(error).clone();
         if started.elapsed() >= dial.timeout {
             return Err(format!(
                 "the server did not answer for {} ({error})",
