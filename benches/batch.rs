@@ -3,7 +3,8 @@
 //! else the bench's own axum receiver, with a warning):
 //! (1) `wrk` (a standard load generator, before and after each round; skipped when it is not
 //! installed), (2) a 1-step journey over 200,000 streamed NDJSON customers without and with the
-//! state store, (3) a dry-run of 1,000,000 customers through a 3-step journey with 10-field
+//! SQLite state store and, when `JOURNEY_TEST_POSTGRES` names a database, with the PostgreSQL
+//! store (a schema of its own each round, dropped after), (3) a dry-run of 1,000,000 customers through a 3-step journey with 10-field
 //! bodies. Prints entries/s and the ratio to the load generator (medians of `BENCH_ROUNDS`
 //! rounds, 3 by default) and peak memory (GNU time). `BENCH_SCALE=0.1` shrinks every size.
 //! `BENCH_BASELINE=/path/to/journey` also runs another build in each round (alternating which
@@ -93,17 +94,57 @@ type Figures = (f64, Option<f64>);
 /// Picks one journey's figures out of a round.
 type Pick = fn(&Round) -> Figures;
 
-/// One round's figures: entries per second and peak MB, for the three journeys.
+/// One round's figures: entries per second and peak MB, for each mode.
 struct Round {
-    without: (f64, Option<f64>),
-    with: (f64, Option<f64>),
-    dry: (f64, Option<f64>),
+    without: Figures,
+    with: Figures,
+    /// With the PostgreSQL store (when `JOURNEY_TEST_POSTGRES` is set, for this build only).
+    pg: Option<Figures>,
+    dry: Figures,
 }
 
-fn round(bin: &str, dir: &Path, url: &str, real_n: usize, dry_n: usize) -> Round {
+/// Runs SQL on the bench's database.
+fn sql(base: &str, text: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("JOURNEY_TEST_POSTGRES={base}: {e}"));
+        tokio::spawn(conn);
+        client.batch_execute(text).await.unwrap();
+    });
+}
+
+/// The real run with a fresh PostgreSQL store, dropped after.
+fn with_postgres(bin: &str, dir: &Path, url: &str, real_n: usize, base: &str) -> Figures {
+    let schema = format!("bench_{}_{}", std::process::id(), fastrand::u32(..));
+    let store = format!("{base}?schema={schema}");
+    let figures = journey(
+        bin,
+        dir,
+        url,
+        real_n,
+        &[
+            "run",
+            "one.yaml",
+            "--fixtures",
+            "real.ndjson",
+            "--state",
+            &store,
+        ],
+    );
+    sql(base, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+    figures
+}
+
+fn round(bin: &str, dir: &Path, url: &str, real_n: usize, dry_n: usize, pg: Option<&str>) -> Round {
     let _ = std::fs::remove_file(dir.join("s.sqlite"));
     let _ = std::fs::remove_file(dir.join("s.sqlite.lock"));
     Round {
+        pg: pg.map(|base| with_postgres(bin, dir, url, real_n, base)),
         without: journey(
             bin,
             dir,
@@ -160,6 +201,10 @@ fn main() {
     // round, each round is compared with the mean of the two, and the medians are reported.
     let this = env!("CARGO_BIN_EXE_journey");
     let other = std::env::var("BENCH_BASELINE").ok();
+    let pg = std::env::var("JOURNEY_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let pg = pg.as_deref();
     let mut loads = vec![wrk(&url)];
     let mut measured = Vec::new();
     let mut base = Vec::new();
@@ -167,14 +212,14 @@ fn main() {
         let d = dir.path();
         match &other {
             Some(o) if i % 2 == 1 => {
-                base.push(round(o, d, &url, real_n, dry_n));
-                measured.push(round(this, d, &url, real_n, dry_n));
+                base.push(round(o, d, &url, real_n, dry_n, None));
+                measured.push(round(this, d, &url, real_n, dry_n, pg));
             }
             Some(o) => {
-                measured.push(round(this, d, &url, real_n, dry_n));
-                base.push(round(o, d, &url, real_n, dry_n));
+                measured.push(round(this, d, &url, real_n, dry_n, pg));
+                base.push(round(o, d, &url, real_n, dry_n, None));
             }
-            None => measured.push(round(this, d, &url, real_n, dry_n)),
+            None => measured.push(round(this, d, &url, real_n, dry_n, pg)),
         }
         loads.push(wrk(&url));
     }
@@ -230,13 +275,25 @@ fn main() {
         ratio(|r| r.with),
         peak(|r| r.with)
     );
+    if pg.is_some() {
+        let pg_of = |r: &Round| r.pg.unwrap_or((0.0, None));
+        let of_sqlite = median(measured.iter().map(|r| pg_of(r).0 / r.with.0).collect());
+        println!(
+            "  real run, {real_n} NDJSON, PostgreSQL store   {:>9.0} entries/s  {}  peak {}  ({of_sqlite:.2}x of the SQLite store)",
+            rate(pg_of),
+            ratio(pg_of),
+            peak(pg_of)
+        );
+    } else {
+        println!("  PostgreSQL store: JOURNEY_TEST_POSTGRES is not set, not measured");
+    }
     println!(
         "  dry-run, {dry_n} NDJSON, 3 steps x 10 fields {:>9.0} entries/s  peak {}",
         rate(|r| r.dry),
         peak(|r| r.dry)
     );
     println!(
-        "  targets: real >= 0.50x (no store) / 0.35x (store) of wrk; dry-run >= 200000/s; peak < 100 MB"
+        "  targets: real >= 0.50x (no store) / 0.35x (SQLite) of wrk; PostgreSQL >= 0.60x of SQLite; dry-run >= 250000/s; peak < 100 MB"
     );
     if let Some(o) = &other {
         println!("this build against BENCH_BASELINE={o}, round by round:");

@@ -35,7 +35,7 @@ CREATE TABLE deliveries (
     channel TEXT,                  -- for frequency caps
     sent_at TEXT,                  -- the entry's clock when sent
     PRIMARY KEY (entry_key, step)
-);
+) WITH (fillfactor = 50);          -- room on the page: a delivery's outcome is a HOT update
 CREATE INDEX deliveries_by_channel ON deliveries(customer, channel, sent_at) WHERE channel IS NOT NULL;
 "#,
 )];

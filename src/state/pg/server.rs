@@ -51,18 +51,22 @@ pub(super) struct Dial {
     pub shown: String,
 }
 
-/// Both connections, with their statements.
+/// The connections, with their statements: one writes (and holds the run's locks), one reads.
 pub(super) struct Link {
-    writer: Client,
+    writer: Writer,
     reader: Client,
-    w: Writes,
     r: Reads,
 }
 
+/// A connection that writes, with its statements.
+struct Writer {
+    client: Client,
+    w: Writes,
+}
+
 struct Writes {
-    before: Statement,
-    after: Statement,
-    entries: Statement,
+    /// A segment's befores, afters and entry rows, as one statement.
+    segment: Statement,
 }
 
 struct Reads {
@@ -80,22 +84,30 @@ impl Link {
             why,
         };
         let pw = dial.password.as_deref();
-        let mut writer = connect(&dial.target, pw, dial.timeout)
+        let mut holder = connect(&dial.target, pw, dial.timeout)
             .await
             .map_err(unusable)?;
-        super::schema::migrate(&mut writer, &dial.target.schema, dial.key)
+        super::schema::migrate(&mut holder, &dial.target.schema, dial.key)
             .await
             .map_err(unusable)?;
-        super::claim::claim(&writer, dial.key, dial.claim, &dial.shown).await?;
+        super::claim::claim(&holder, dial.key, dial.claim, &dial.shown).await?;
         let reader = connect(&dial.target, pw, dial.timeout)
             .await
             .map_err(unusable)?;
-        let w = Writes::prepare(&writer).await.map_err(unusable)?;
+        // Every statement of a run finds its rows by key: an index, never a scan of the table
+        // (a plan made while the table was small would otherwise scan it as it grows).
+        for c in [&holder, &reader] {
+            c.batch_execute(
+                "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off",
+            )
+            .await
+            .map_err(|e| unusable(why(e)))?;
+        }
+        let w = Writes::prepare(&holder).await.map_err(unusable)?;
         let r = Reads::prepare(&reader).await.map_err(unusable)?;
         Ok(Link {
-            writer,
+            writer: Writer { client: holder, w },
             reader,
-            w,
             r,
         })
     }
@@ -117,35 +129,30 @@ impl Link {
     }
 
     fn closed(&self) -> bool {
-        self.writer.is_closed() || self.reader.is_closed()
+        self.reader.is_closed() || self.writer.client.is_closed()
     }
 }
 
 impl Writes {
     async fn prepare(c: &Client) -> Result<Writes, String> {
         Ok(Writes {
-            before: c
+            segment: c
                 .prepare(
-                    "INSERT INTO deliveries (id, entry_key, step, status, updated, customer, channel, sent_at)
-                     SELECT i, e, s, 'pending', $7, c, ch, a
-                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(i, e, s, c, ch, a)
-                     ON CONFLICT (entry_key, step) DO UPDATE SET status = 'pending', updated = EXCLUDED.updated, sent_at = EXCLUDED.sent_at",
-                )
-                .await
-                .map_err(why)?,
-            after: c
-                .prepare(
-                    "UPDATE deliveries d SET status = u.st, http_status = u.hs, saved = u.sv, attempts = d.attempts + u.at, updated = $7
-                     FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::int4[]) AS u(e, s, st, hs, sv, at)
-                     WHERE d.entry_key = u.e AND d.step = u.s",
-                )
-                .await
-                .map_err(why)?,
-            entries: c
-                .prepare(
-                    "INSERT INTO entries (key, journey, customer, status, outcome, start_step, due, snapshot, started, updated)
-                     SELECT k, j, c, st, o, ss, du, sn, sa, $10
-                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::text[], $8::text[], $9::text[])
+                    "WITH befores AS (
+                       INSERT INTO deliveries (id, entry_key, step, status, updated, customer, channel, sent_at)
+                       SELECT i, e, s, 'pending', $22, c, ch, a
+                       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(i, e, s, c, ch, a)
+                       ON CONFLICT (entry_key, step) DO UPDATE SET status = 'pending', updated = EXCLUDED.updated, sent_at = EXCLUDED.sent_at
+                       RETURNING 1
+                     ), afters AS (
+                       UPDATE deliveries d SET status = u.st, http_status = u.hs, saved = u.sv, attempts = d.attempts + u.at, updated = $22
+                       FROM unnest($7::text[], $8::text[], $9::text[], $10::int4[], $11::text[], $12::int4[]) AS u(e, s, st, hs, sv, at)
+                       WHERE d.entry_key = u.e AND d.step = u.s
+                       RETURNING 1
+                     )
+                     INSERT INTO entries (key, journey, customer, status, outcome, start_step, due, snapshot, started, updated)
+                     SELECT k, j, c, st, o, ss, du, sn, sa, $22
+                     FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::int4[], $19::text[], $20::text[], $21::text[])
                        AS u(k, j, c, st, o, ss, du, sn, sa)
                      ON CONFLICT (key) DO UPDATE SET status = EXCLUDED.status, updated = EXCLUDED.updated,
                        outcome = CASE WHEN EXCLUDED.status = 'waiting' THEN entries.outcome ELSE EXCLUDED.outcome END,
@@ -282,39 +289,126 @@ pub(super) struct Shared {
     pub hook: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
-/// The thread's loop: batches until every sender is gone.
+/// Batches in flight at once on the writer: the next is in the server's hands while the one
+/// before it commits, so its round trip and the flush of the one before overlap.
+const DEPTH: usize = 2;
+
+/// A batch, and how it went.
+type Done = (Batch, Result<Vec<Answer>, Failure>);
+
+/// The thread's loop, until every sender is gone: batches as they come, up to [`DEPTH`] in
+/// flight on the one writer (which runs them in order). A batch that waits for a flush, and
+/// anything after a failure, goes alone, after everything before it. When the server goes
+/// away, what was in flight finishes or fails, and what failed goes through again, in order,
+/// as the store reconnects.
 pub(super) async fn serve(
-    mut link: Option<Link>,
+    link: Option<Link>,
     dial: Dial,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     shared: Arc<Shared>,
 ) {
+    let mut link = link.map(Arc::new);
     // Writes that could not be made once the store failed, kept for a last try at the flush.
     let mut held: Vec<Write> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut batch = Batch::default();
-        batch.take(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(m) => batch.take(m),
-                Err(_) => break,
+    let mut inflight = futures_util::stream::FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some((batch, result)) = futures_util::StreamExt::next(&mut inflight), if !inflight.is_empty() => {
+                let mut again = Vec::new();
+                settle(batch, result, &mut again);
+                if !again.is_empty() {
+                    drain(&mut inflight, &mut again).await;
+                    for b in again {
+                        alone(&mut link, &dial, &shared, &mut held, b).await;
+                    }
+                }
+            }
+            msg = rx.recv(), if inflight.len() < DEPTH => {
+                let Some(first) = msg else { break };
+                let batch = collect(first, &mut rx);
+                let by_itself = !batch.flushes.is_empty() || failed(&shared).is_some();
+                match (by_itself, link.clone()) {
+                    (false, Some(l)) => inflight.push_back(async move {
+                        let result = attempt(&l, &batch).await;
+                        (batch, result)
+                    }),
+                    _ => {
+                        let mut again = Vec::new();
+                        drain(&mut inflight, &mut again).await;
+                        again.push(batch);
+                        for b in again {
+                            alone(&mut link, &dial, &shared, &mut held, b).await;
+                        }
+                    }
+                }
             }
         }
-        if let Some(why) = failed(&shared) {
+    }
+    let mut again = Vec::new();
+    drain(&mut inflight, &mut again).await;
+    for b in again {
+        alone(&mut link, &dial, &shared, &mut held, b).await;
+    }
+}
+
+/// Waits for every batch in flight, in order, answering those that went through and keeping
+/// the rest (a batch after one that failed is kept too: it goes through again after it).
+async fn drain(
+    inflight: &mut futures_util::stream::FuturesOrdered<impl std::future::Future<Output = Done>>,
+    again: &mut Vec<Batch>,
+) {
+    while let Some((b, r)) = futures_util::StreamExt::next(inflight).await {
+        match again.is_empty() {
+            true => settle(b, r, again),
+            false => again.push(b),
+        }
+    }
+}
+
+/// The messages waiting now, up to [`MAX_BATCH`], after `first`.
+fn collect(first: Msg, rx: &mut mpsc::UnboundedReceiver<Msg>) -> Batch {
+    let mut batch = Batch::default();
+    batch.take(first);
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(m) => batch.take(m),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Answers a batch that went through; keeps one that failed for [`alone`].
+fn settle(batch: Batch, result: Result<Vec<Answer>, Failure>, failed: &mut Vec<Batch>) {
+    match result {
+        Ok(answers) => batch.answer(answers),
+        Err(_) => failed.push(batch),
+    }
+}
+
+/// One batch on its own: through the reconnecting path, or held once the store has failed.
+async fn alone(
+    link: &mut Option<Arc<Link>>,
+    dial: &Dial,
+    shared: &Shared,
+    held: &mut Vec<Write>,
+    mut batch: Batch,
+) {
+    if let Some(why) = failed(shared) {
+        held.append(&mut batch.writes);
+        if !batch.flushes.is_empty() && rescue(link, dial, held).await {
+            held.clear();
+        }
+        batch.refuse(&why);
+        return;
+    }
+    match through(link, dial, &batch).await {
+        Ok(answers) => batch.answer(answers),
+        Err(why) => {
+            fail(shared, dial, &why);
             held.append(&mut batch.writes);
-            if !batch.flushes.is_empty() && rescue(&mut link, &dial, &held).await {
-                held.clear();
-            }
             batch.refuse(&why);
-            continue;
-        }
-        match through(&mut link, &dial, &batch).await {
-            Ok(answers) => batch.answer(answers),
-            Err(why) => {
-                fail(&shared, &dial, &why);
-                held.append(&mut batch.writes);
-                batch.refuse(&why);
-            }
         }
     }
 }
@@ -346,7 +440,7 @@ fn fail(shared: &Shared, dial: &Dial, why: &str) {
 /// Makes the batch's writes and reads, reconnecting while the server is away (for
 /// `--state-timeout` from the first failure); `Err` once that runs out or the store refuses.
 async fn through(
-    link: &mut Option<Link>,
+    link: &mut Option<Arc<Link>>,
     dial: &Dial,
     batch: &Batch,
 ) -> Result<Vec<Answer>, String> {
@@ -386,7 +480,7 @@ async fn through(
         *link = None;
         tokio::time::sleep(RETRY).await;
         match Link::open(dial).await {
-            Ok(l) => *link = Some(l),
+            Ok(l) => *link = Some(Arc::new(l)),
             Err(super::super::StoreError::Unusable { .. }) => {}
             Err(other) => return Err(format!("on reconnecting: {other}")),
         }
@@ -408,7 +502,8 @@ impl From<tokio_postgres::Error> for Failure {
             || match e.code() {
                 Some(code) => {
                     let c = code.code();
-                    c.starts_with("08") || c.starts_with("57P")
+                    // 40P01/40001: two batches met on a row; going through again settles it.
+                    c.starts_with("08") || c.starts_with("57P") || c.starts_with("40")
                 }
                 None => e.as_db_error().is_none(),
             };
@@ -418,7 +513,7 @@ impl From<tokio_postgres::Error> for Failure {
 
 /// A last try, at the flush of a failed store, to write what it holds: what was delivered is
 /// then not forgotten if the server came back meanwhile.
-async fn rescue(link: &mut Option<Link>, dial: &Dial, held: &[Write]) -> bool {
+async fn rescue(link: &mut Option<Arc<Link>>, dial: &Dial, held: &[Write]) -> bool {
     if held.is_empty() {
         return true;
     }
@@ -431,7 +526,7 @@ async fn rescue(link: &mut Option<Link>, dial: &Dial, held: &[Write]) -> bool {
 
 /// One try: the writes in one transaction on the writer, the reads meanwhile on the reader.
 async fn attempt(link: &Link, batch: &Batch) -> Result<Vec<Answer>, Failure> {
-    let writes = write(link, &batch.writes);
+    let writes = write(&link.writer, &batch.writes);
     let reads = futures_util::future::join_all(batch.reads.iter().map(|r| read(link, r)));
     let (written, answers) = tokio::join!(writes, reads);
     written?;
@@ -501,36 +596,36 @@ fn entry_of(rows: &[tokio_postgres::Row]) -> Option<StoredEntry> {
     super::super::stored_entry(row, deliveries)
 }
 
-/// The writes, in one transaction: a segment's befores, afters and entry rows each go as one
-/// statement. A segment ends where order would matter (an outcome, then a later "before" of
-/// the same delivery).
-async fn write(link: &Link, writes: &[Write]) -> Result<(), Failure> {
+/// The writes, in one transaction sent as one pipeline (BEGIN, a segment's befores, afters
+/// and entry rows each as one statement, COMMIT), so the batch costs one round trip. A
+/// segment ends where order would matter (an outcome, then a later "before" of the same
+/// delivery). A statement that fails aborts the transaction, and its COMMIT rolls back.
+async fn write(writer: &Writer, writes: &[Write]) -> Result<(), Failure> {
     if writes.is_empty() {
         return Ok(());
     }
     let now = crate::clock::rfc3339(chrono::Utc::now());
-    let c = &link.writer;
-    c.batch_execute("BEGIN").await.map_err(Failure::from)?;
-    let mut result = Ok(());
-    for segment in segments(writes) {
-        if let Err(e) = segment.run(c, &link.w, &now).await {
-            result = Err(e);
-            break;
-        }
+    let c = &writer.client;
+    let segments = segments(writes);
+    if let [one] = &segments[..] {
+        // One statement is a transaction of its own.
+        return one.run(c, &writer.w, &now).await;
     }
-    match result {
-        Ok(()) => c.batch_execute("COMMIT").await.map_err(Failure::from),
-        Err(e) => {
-            let _ = c.batch_execute("ROLLBACK").await;
-            Err(e)
-        }
-    }
+    let begin = c.batch_execute("BEGIN");
+    let statements =
+        futures_util::future::join_all(segments.iter().map(|s| s.run(c, &writer.w, &now)));
+    let commit = c.batch_execute("COMMIT");
+    let (begun, made, committed) = tokio::join!(begin, statements, commit);
+    begun.map_err(Failure::from)?;
+    made.into_iter().collect::<Result<(), Failure>>()?;
+    committed.map_err(Failure::from)
 }
 
-/// Writes that can go as one statement per kind.
+/// Writes that can go as one statement: no row is touched twice by it.
 #[derive(Default)]
 struct Segment<'a> {
-    befores: Vec<&'a Write>,
+    /// "Before" records by delivery (the last wins).
+    befores: indexmap::IndexMap<(&'a str, &'a str), &'a Write>,
     /// Outcomes by delivery, merged (the last status, the attempts added up).
     afters: indexmap::IndexMap<(&'a str, &'a str), AfterRow<'a>>,
     entries: indexmap::IndexMap<&'a str, &'a Write>,
@@ -543,16 +638,20 @@ struct AfterRow<'a> {
     attempts: u32,
 }
 
+/// The writes in segments: a new one starts where a delivery's "before" and outcome would
+/// meet in one statement (order matters there; a statement sees neither's effect).
 fn segments(writes: &[Write]) -> Vec<Segment<'_>> {
     let mut out = vec![Segment::default()];
     for w in writes {
-        let seg = out.last_mut().expect("one segment at least");
         match w {
             Write::Before { entry, step, .. } => {
-                if seg.afters.contains_key(&(entry.as_str(), step.as_str())) {
+                let key = (entry.as_str(), step.as_str());
+                if last(&mut out).afters.contains_key(&key) {
                     out.push(Segment::default());
                 }
-                out.last_mut().expect("pushed").befores.push(w);
+                let seg = last(&mut out);
+                seg.befores.shift_remove(&key);
+                seg.befores.insert(key, w);
             }
             Write::After {
                 entry,
@@ -562,21 +661,23 @@ fn segments(writes: &[Write]) -> Vec<Segment<'_>> {
                 saved,
                 attempts,
             } => {
-                let row = seg
-                    .afters
-                    .entry((entry.as_str(), step.as_str()))
-                    .or_insert(AfterRow {
-                        status,
-                        http_status: *http_status,
-                        saved,
-                        attempts: 0,
-                    });
+                let key = (entry.as_str(), step.as_str());
+                if last(&mut out).befores.contains_key(&key) {
+                    out.push(Segment::default());
+                }
+                let row = last(&mut out).afters.entry(key).or_insert(AfterRow {
+                    status,
+                    http_status: *http_status,
+                    saved,
+                    attempts: 0,
+                });
                 row.status = status;
                 row.http_status = *http_status;
                 row.saved = saved;
                 row.attempts += attempts;
             }
             Write::End { row, .. } | Write::Park { row, .. } => {
+                let seg = last(&mut out);
                 seg.entries.shift_remove(row.key.as_str());
                 seg.entries.insert(row.key.as_str(), w);
             }
@@ -585,92 +686,75 @@ fn segments(writes: &[Write]) -> Vec<Segment<'_>> {
     out
 }
 
+fn last<'s, 'a>(segments: &'s mut [Segment<'a>]) -> &'s mut Segment<'a> {
+    segments.last_mut().expect("one segment at least")
+}
+
 impl Segment<'_> {
     async fn run(&self, c: &Client, w: &Writes, now: &str) -> Result<(), Failure> {
-        let befores = async {
-            if self.befores.is_empty() {
-                return Ok(());
-            }
-            let mut cols: [Vec<Option<&str>>; 6] = Default::default();
-            let mut seen = std::collections::HashSet::new();
-            // The last "before" of a delivery wins (a statement may touch a row once).
-            for b in self.befores.iter().rev() {
-                if let Write::Before {
-                    id,
-                    entry,
-                    step,
-                    customer,
-                    channel,
-                    at,
-                } = b
-                    && seen.insert((entry.as_str(), step.as_str()))
-                {
-                    for (col, v) in cols.iter_mut().zip([
-                        Some(id.as_str()),
-                        Some(entry),
-                        Some(step),
-                        Some(customer),
-                        channel.as_deref(),
-                        Some(at),
-                    ]) {
-                        col.push(v);
-                    }
+        let mut b: [Vec<Option<&str>>; 6] = Default::default();
+        for w in self.befores.values() {
+            if let Write::Before {
+                id,
+                entry,
+                step,
+                customer,
+                channel,
+                at,
+            } = w
+            {
+                let values = [
+                    Some(id.as_str()),
+                    Some(entry),
+                    Some(step),
+                    Some(customer),
+                    channel.as_deref(),
+                    Some(at),
+                ];
+                for (col, v) in b.iter_mut().zip(values) {
+                    col.push(v);
                 }
             }
-            let [a, b, c2, d, e, f] = &cols;
-            c.execute(&w.before, &[a, b, c2, d, e, f, &now])
-                .await
-                .map(drop)
-                .map_err(Failure::from)
-        };
-        let afters = async {
-            if self.afters.is_empty() {
-                return Ok(());
-            }
-            let keys = self.afters.keys();
-            let entries: Vec<&str> = keys.clone().map(|(e, _)| *e).collect();
-            let steps: Vec<&str> = keys.map(|(_, s)| *s).collect();
-            let rows = self.afters.values();
-            let status: Vec<&str> = rows.clone().map(|r| r.status).collect();
-            let http: Vec<Option<i32>> =
-                rows.clone().map(|r| r.http_status.map(i32::from)).collect();
-            let saved: Vec<&str> = rows.clone().map(|r| r.saved).collect();
-            let attempts: Vec<i32> = rows.map(|r| r.attempts as i32).collect();
-            c.execute(
-                &w.after,
-                &[&entries, &steps, &status, &http, &saved, &attempts, &now],
-            )
-            .await
-            .map(drop)
-            .map_err(Failure::from)
-        };
-        let entries = async {
-            if self.entries.is_empty() {
-                return Ok(());
-            }
-            let rows = EntryRows::of(self.entries.values().copied());
-            c.execute(
-                &w.entries,
-                &[
-                    &rows.key,
-                    &rows.journey,
-                    &rows.customer,
-                    &rows.status,
-                    &rows.outcome,
-                    &rows.start_step,
-                    &rows.due,
-                    &rows.snapshot,
-                    &rows.started,
-                    &now,
-                ],
-            )
-            .await
-            .map(drop)
-            .map_err(Failure::from)
-        };
-        // Sent one after another without waiting (the connection pipelines them), run in order.
-        let (b, a, e) = tokio::join!(befores, afters, entries);
-        b.and(a).and(e)
+        }
+        let keys = self.afters.keys();
+        let a_entries: Vec<&str> = keys.clone().map(|(e, _)| *e).collect();
+        let a_steps: Vec<&str> = keys.map(|(_, s)| *s).collect();
+        let rows = self.afters.values();
+        let a_status: Vec<&str> = rows.clone().map(|r| r.status).collect();
+        let a_http: Vec<Option<i32>> = rows.clone().map(|r| r.http_status.map(i32::from)).collect();
+        let a_saved: Vec<&str> = rows.clone().map(|r| r.saved).collect();
+        let a_attempts: Vec<i32> = rows.map(|r| r.attempts as i32).collect();
+        let e = EntryRows::of(self.entries.values().copied());
+        c.execute(
+            &w.segment,
+            &[
+                &b[0],
+                &b[1],
+                &b[2],
+                &b[3],
+                &b[4],
+                &b[5],
+                &a_entries,
+                &a_steps,
+                &a_status,
+                &a_http,
+                &a_saved,
+                &a_attempts,
+                &e.key,
+                &e.journey,
+                &e.customer,
+                &e.status,
+                &e.outcome,
+                &e.start_step,
+                &e.due,
+                &e.snapshot,
+                &e.started,
+                &now,
+            ],
+        )
+        .await
+        .map(drop)
+        .map_err(Failure::from)
     }
 }
 
@@ -724,5 +808,53 @@ impl<'a> EntryRows<'a> {
             rows.started.push(&row.started);
         }
         rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn before(entry: &str, step: &str) -> Write {
+        Write::Before {
+            id: format!("{entry}/{step}"),
+            entry: entry.into(),
+            step: step.into(),
+            customer: "c".into(),
+            channel: None,
+            at: "t".into(),
+        }
+    }
+
+    fn after(entry: &str, step: &str, status: &str, attempts: u32) -> Write {
+        Write::After {
+            entry: entry.into(),
+            step: step.into(),
+            status: status.into(),
+            http_status: Some(200),
+            saved: "{}".into(),
+            attempts,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_one_statement_unless_a_delivery_would_meet_itself() {
+        let plain = [before("e1", "a"), after("e2", "a", "ok", 1), before("e3", "a")];
+        let one = segments(&plain);
+        assert_eq!(one.len(), 1);
+        assert_eq!((one[0].befores.len(), one[0].afters.len()), (2, 1));
+        // A step walked twice: its outcome, then its next "before", in order.
+        let again = [after("e1", "a", "ok", 1), before("e1", "a")];
+        assert_eq!(segments(&again).len(), 2);
+        let then = [before("e1", "a"), after("e1", "a", "failed", 3)];
+        assert_eq!(segments(&then).len(), 2);
+    }
+
+    #[test]
+    fn outcomes_of_one_delivery_in_one_statement_are_merged() {
+        let twice = [after("e1", "a", "failed", 3), after("e1", "a", "ok", 1)];
+        let seg = segments(&twice);
+        let row = &seg[0].afters[&("e1", "a")];
+        assert_eq!((row.status, row.attempts), ("ok", 4));
     }
 }
