@@ -16,6 +16,7 @@ mod proxy;
 mod rendering;
 mod reports;
 mod secrets;
+mod shares;
 mod snapshots;
 mod state;
 mod store_files;

@@ -69,14 +69,6 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Whether `id` is in shard `k` of `n` (the README's rule: the first 8 bytes of the id's
-/// sha256, big-endian, modulo `n`, is `k - 1`).
-fn in_shard(id: &str, k: u64, n: u64) -> bool {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(id.as_bytes());
-    u64::from_be_bytes(d[..8].try_into().unwrap()) % n == k - 1
-}
-
 #[test]
 fn two_hosts_on_two_shards_send_each_customer_exactly_once_and_hold_their_own_shard() {
     let Some(b) = Backend::postgres() else { return };
@@ -160,7 +152,7 @@ fn a_host_killed_mid_run_is_finished_by_another_with_only_the_requests_in_flight
     let by_customer = sent(&server);
     let shard: Vec<String> = (0..30_000)
         .map(|i| format!("c{i:05}"))
-        .filter(|id| in_shard(id, 1, 2))
+        .filter(|id| crate::support::in_shard_fast(id, 1, 2))
         .collect();
     assert!(at_kill < shard.len(), "killed before the end: {at_kill}");
     for id in &shard {

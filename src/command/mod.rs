@@ -5,6 +5,7 @@ pub(crate) mod prepare;
 pub(crate) mod replay;
 pub(crate) mod run;
 pub(crate) mod send;
+mod shares;
 pub(crate) mod validate;
 
 use std::collections::HashMap;

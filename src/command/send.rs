@@ -7,6 +7,7 @@ use std::sync::Arc;
 use minijinja::context;
 
 use super::run::{Batch, finish};
+use super::shares;
 use crate::config::RealConfig;
 use crate::error::Error;
 use crate::execute::entries::Candidates;
@@ -270,7 +271,27 @@ pub async fn send(
             stopping.request(StopReason::StateStore);
         }));
     }
-    let protect = Arc::new(Protection::new(batch.journeys, real.rate));
+    let sharing = crate::execute::protect::Sharing {
+        hosts: config.selection.shard.map_or(1, |(_, n)| n),
+        shared_store: store.as_ref().is_some_and(|s| s.shared()),
+    };
+    let protect = Arc::new(Protection::new(batch.journeys, real.rate, sharing));
+    let mut notices = Vec::new();
+    if !sharing.shared_store && protect.wants_dynamic(batch.journeys) {
+        super::run::warn(
+            &mut notices,
+            config.quiet,
+            "rate_share: dynamic divides a limit through a shared PostgreSQL store (--state postgres://...); with this store each host keeps 1/N of it (static)".into(),
+        );
+    }
+    let coordinator = store.as_ref().filter(|s| s.shared()).map(|s| {
+        shares::coordinate(
+            Arc::clone(s),
+            Arc::clone(&protect),
+            Arc::clone(&stop),
+            sharing.hosts,
+        )
+    });
     let recorded = recorders(batch, real)?;
     let parts = RealParts {
         recorder: Arc::clone(&recorded.all),
@@ -295,6 +316,11 @@ pub async fn send(
         m.write(&batch.run_id)?;
     }
     tell_recorded(&recorded.log, config.quiet);
+    if let Some(c) = coordinator {
+        c.leave().await;
+    }
+    report.rate_shares = protect.shares_used(sharing);
+    report.notices.extend(notices);
     let store_failed = match &store {
         Some(store) => {
             report.state = Some(store.shown());

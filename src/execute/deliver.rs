@@ -193,6 +193,12 @@ impl<E: Executor> Deliverer<'_, E> {
                 _ => None,
             };
             p.breakers.record(&host, status);
+            if let Outcome::Response(r) = &outcome
+                && r.status == 429
+                && let Some(pause) = retry::retry_after(r, chrono::Utc::now())
+            {
+                p.asked_pause(&host, pause);
+            }
         }
         self.record(step, req, number, &outcome, waited);
         Ok(outcome)

@@ -41,6 +41,7 @@ pub fn compile(file: &JourneyFile, c: &mut Compiler) -> Journey {
             .send_window
             .as_ref()
             .and_then(|w| window(w, "send_window", c)),
+        rate_share_dynamic: file.defaults.rate_share == Some(model::RateShare::Dynamic),
         vars: file
             .vars
             .iter()
@@ -365,6 +366,7 @@ fn webhook(file: &JourneyFile, w: &model::Webhook, at: &str, c: &mut Compiler) -
             .as_ref()
             .or(d.rate_limit.as_ref())
             .and_then(|r| super::duration::parse_rate(r).ok()),
+        rate_share_dynamic: w.rate_share.or(d.rate_share) == Some(model::RateShare::Dynamic),
         idempotency_header: match &w.idempotency_header {
             None | Some(model::IdempotencyHeader::Enabled(true)) => Some("Idempotency-Key".into()),
             Some(model::IdempotencyHeader::Enabled(false)) => None,

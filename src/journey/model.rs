@@ -95,6 +95,10 @@ pub struct Defaults {
     /// A rate limit such as `100/s`.
     #[serde(default)]
     pub rate_limit: Option<String>,
+    /// How hosts running shards of one export divide every rate limit: `static` (1/N each, the
+    /// default) or `dynamic` (the hosts running now, through a shared PostgreSQL store).
+    #[serde(default)]
+    pub rate_share: Option<RateShare>,
     /// TLS for every webhook (a step's own `tls` wins).
     #[serde(default)]
     pub tls: Option<Tls>,
@@ -294,6 +298,9 @@ pub struct Webhook {
     /// A rate limit such as `100/s`.
     #[serde(default)]
     pub rate_limit: Option<String>,
+    /// How hosts running shards divide this step's `rate_limit` (over `defaults.rate_share`).
+    #[serde(default)]
+    pub rate_share: Option<RateShare>,
     /// TLS for this step (over `defaults.tls`).
     #[serde(default)]
     pub tls: Option<Tls>,
@@ -354,6 +361,17 @@ pub struct HmacSign {
     pub secret: String,
     /// The header that carries the signature.
     pub header: String,
+}
+
+/// How hosts running shards of one export (`--shard K/N`) divide a rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RateShare {
+    /// Each host sends at most 1/N of it.
+    Static,
+    /// The hosts running now divide it among themselves (a shared PostgreSQL store): a host
+    /// that finishes or dies leaves its share to the others within a second or two.
+    Dynamic,
 }
 
 /// `idempotency_header: NAME` or `false`.

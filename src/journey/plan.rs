@@ -29,6 +29,8 @@ pub struct Journey {
     pub vars: Vec<(String, Tmpl)>,
     /// Quiet hours for every webhook step.
     pub send_window: Option<WindowPlan>,
+    /// `defaults.rate_share: dynamic` (also how `--rate` is divided).
+    pub rate_share_dynamic: bool,
     /// The steps, in file order.
     pub steps: Vec<StepPlan>,
     /// Every `env.NAME` its templates read.
@@ -180,6 +182,8 @@ pub struct WebhookPlan {
     pub idempotency_header: Option<String>,
     /// At most this many attempts a second (`rate_limit`, else the defaults').
     pub rate: Option<f64>,
+    /// The hosts running shards divide `rate` as they run (`rate_share: dynamic`).
+    pub rate_share_dynamic: bool,
     /// The JSON Schema the rendered body must satisfy.
     pub schema: Option<BodySchema>,
     /// What of the request reads a secret (masked in every output); `None` when nothing does.

@@ -57,6 +57,10 @@ pub struct RunReport {
     pub thresholds: Vec<String>,
     /// The state store used, if any.
     pub state: Option<String>,
+    /// This host's share of each rate limit it divided with other hosts (`--shard K/N`,
+    /// `rate_share: dynamic`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rate_shares: Vec<crate::execute::protect::ShareUsed>,
     /// Entries per journey that ended failed or invalid before any step (an event for an
     /// unknown customer, a trigger's `where` that cannot be evaluated).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]

@@ -373,7 +373,46 @@ fn totals(report: &RunReport, color: bool) -> String {
         .as_ref()
         .map(|s| format!("state: {s}\n"))
         .unwrap_or_default()
+        + &shares_line(&report.rate_shares)
         + &report.left.as_ref().map(left_line).unwrap_or_default()
+}
+
+/// `rate: one/send 1000/s of 2000/s (1 of 2 shards, static)`: this host's share of each limit.
+fn shares_line(shares: &[crate::execute::protect::ShareUsed]) -> String {
+    if shares.is_empty() {
+        return String::new();
+    }
+    let rate = |r: f64| {
+        let r = (r * 10.0).round() / 10.0;
+        format!("{r}")
+    };
+    let each: Vec<String> = shares
+        .iter()
+        .map(|s| {
+            let used = match s.share_per_second_min == s.share_per_second_max {
+                true => rate(s.share_per_second_min),
+                false => format!(
+                    "{}-{}",
+                    rate(s.share_per_second_min),
+                    rate(s.share_per_second_max)
+                ),
+            };
+            let how = match s.mode {
+                crate::execute::protect::ShareMode::Static => {
+                    format!("1 of {} shards, static", s.hosts)
+                }
+                crate::execute::protect::ShareMode::Dynamic => {
+                    "divided among the hosts running, dynamic".to_string()
+                }
+            };
+            format!(
+                "{} {used}/s of {}/s ({how})",
+                s.limit,
+                rate(s.limit_per_second)
+            )
+        })
+        .collect();
+    format!("rate: this host's share: {}\n", each.join("; "))
 }
 
 /// `left: 38 entries (--max-duration ran out); a later run takes them up`.

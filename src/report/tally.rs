@@ -54,6 +54,7 @@ impl Tally {
                 notices: vec![],
                 thresholds: vec![],
                 state: None,
+                rate_shares: Vec::new(),
                 failed_outside_steps: Default::default(),
                 left: None,
                 expectations: vec![],

@@ -34,7 +34,7 @@ pub use open::{Claim, Location, Opening, open};
 pub use path::StorePath;
 use redo::Write;
 pub use snapshot::Snapshot;
-pub use storage::{Memory, Storage};
+pub use storage::{Coordinated, Coordination, Memory, Storage};
 use writer::Msg;
 
 /// Why the store cannot be used.

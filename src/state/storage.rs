@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use super::{DeliveryState, DueEntry, EntryRow, Pending, Snapshot, Store, StoredEntry};
 
 /// A store's answer, later.
-pub type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + 'a>>;
+pub type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
 
 /// What the walk and the runner ask of a state store.
 pub trait Storage: Send + Sync {
@@ -73,6 +73,26 @@ pub trait Storage: Send + Sync {
     fn failure(&self) -> Option<String>;
     /// How messages and the summary name it.
     fn shown(&self) -> String;
+    /// True when other hosts share the store as the run goes (PostgreSQL): rate limits and
+    /// a partner's pauses can be divided and heard through it.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Leases this host (`holder`) its share of each limit in `limits` for a short while, tells
+    /// the pauses this host was asked for, and hears its shares and which partner hosts are
+    /// paused, for how much longer. Alone, every limit is this host's.
+    fn coordinate(&self, c: Coordination) -> Answer<'_, Coordinated> {
+        let shares = c.limits.into_iter().collect();
+        Box::pin(std::future::ready(Ok(Coordinated {
+            shares,
+            pauses: Vec::new(),
+        })))
+    }
+    /// This host's shares go to the others at once (it finished).
+    fn leave<'a>(&'a self, holder: &'a str) -> Answer<'a, ()> {
+        let _ = holder;
+        Box::pin(std::future::ready(Ok(())))
+    }
     /// Calls `hook` once if the store fails during the run (a PostgreSQL server that stays away
     /// longer than `--state-timeout`), so the run stops as SIGTERM would.
     fn on_failure(&self, hook: Box<dyn Fn() + Send + Sync>) {
@@ -165,6 +185,30 @@ impl Storage for Store {
     fn shown(&self) -> String {
         self.path().display().to_string()
     }
+}
+
+/// What a host tells the others that share its store, every half second of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Coordination {
+    /// Who this host is (`journey on HOST pid N`, and a random part).
+    pub holder: String,
+    /// The limits it shares dynamically (`journey/step`, `--rate`), attempts a second.
+    pub limits: Vec<(String, f64)>,
+    /// `N` of `--shard K/N`.
+    pub hosts: u64,
+    /// Its first lease: at most 1/N, as hosts that start together cannot see each other yet.
+    pub first: bool,
+    /// The pauses partners asked it for since it last told: host, and for how long.
+    pub pauses: Vec<(String, std::time::Duration)>,
+}
+
+/// What it hears back.
+#[derive(Debug, Clone, Default)]
+pub struct Coordinated {
+    /// This host's share of each limit now, attempts a second.
+    pub shares: std::collections::HashMap<String, f64>,
+    /// Partner hosts paused now, and for how much longer.
+    pub pauses: Vec<(String, std::time::Duration)>,
 }
 
 /// A run without a store: nothing outlives it; this run's deliveries per customer and channel

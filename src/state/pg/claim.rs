@@ -21,17 +21,40 @@ pub async fn claim(client: &Client, key: i32, claim: Claim, shown: &str) -> Resu
         }
         return Ok(());
     };
-    split(client, key, n, shown).await?;
-    if !try_lock(client, key, 0, true).await.map_err(unusable)? {
-        return Err(held(client, key, None, shown).await);
-    }
-    if !try_lock(client, key, k as i64, false)
+    // Hosts starting at once take their shards one after another: the first records the
+    // split before the next reads it.
+    client
+        .batch_execute("BEGIN")
         .await
-        .map_err(unusable)?
-    {
-        return Err(held(client, key, Some((k, n)), shown).await);
+        .map_err(|e| unusable(why(e)))?;
+    let claimed = async {
+        client
+            .execute("SELECT pg_advisory_xact_lock($1, -2)", &[&key])
+            .await
+            .map_err(|e| unusable(why(e)))?;
+        split(client, key, n, shown).await?;
+        if !try_lock(client, key, 0, true).await.map_err(unusable)? {
+            return Err(held(client, key, None, shown).await);
+        }
+        if !try_lock(client, key, k as i64, false)
+            .await
+            .map_err(unusable)?
+        {
+            return Err(held(client, key, Some((k, n)), shown).await);
+        }
+        Ok(())
     }
-    Ok(())
+    .await;
+    let end = if claimed.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    client
+        .batch_execute(end)
+        .await
+        .map_err(|e| unusable(why(e)))?;
+    claimed
 }
 
 /// Records the split `n` when the store has none or another and no run holds it; refuses

@@ -272,6 +272,18 @@ impl Storage for Postgres {
         self.shown.clone()
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn coordinate(&self, c: super::Coordination) -> Answer<'_, super::Coordinated> {
+        Box::pin(self.ask(move |reply| Msg::Coordinate(c, reply)))
+    }
+
+    fn leave<'a>(&'a self, holder: &'a str) -> Answer<'a, ()> {
+        Box::pin(self.ask(move |reply| Msg::Leave(holder.to_string(), reply)))
+    }
+
     fn on_failure(&self, hook: Box<dyn Fn() + Send + Sync>) {
         if let Ok(mut h) = self.shared.hook.lock() {
             *h = Some(hook);

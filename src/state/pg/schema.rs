@@ -37,6 +37,17 @@ CREATE TABLE deliveries (
     PRIMARY KEY (entry_key, step)
 ) WITH (fillfactor = 50);          -- room on the page: a delivery's outcome is a HOT update
 CREATE INDEX deliveries_by_channel ON deliveries(customer, channel, sent_at) WHERE channel IS NOT NULL;
+-- Hosts running shards at once: who holds a share of which rate limit, until when (renewed
+-- every half second; a host that dies drops out when its lease runs out).
+CREATE TABLE rate_leases (
+    key TEXT NOT NULL,             -- journey/step, or --rate
+    holder TEXT NOT NULL,
+    share DOUBLE PRECISION NOT NULL, -- attempts a second
+    expires TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (key, holder)
+);
+-- A partner's 429 with Retry-After, heard by one host, slows every host.
+CREATE TABLE pauses (host TEXT PRIMARY KEY, until TIMESTAMPTZ NOT NULL);
 "#,
 )];
 

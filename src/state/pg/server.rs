@@ -32,6 +32,13 @@ pub(super) enum Msg {
     Due(String, oneshot::Sender<Result<Vec<DueEntry>, String>>),
     /// Answered once everything sent before it is committed.
     Flush(Ack),
+    /// A host's shares and pauses, told and heard.
+    Coordinate(
+        super::super::Coordination,
+        oneshot::Sender<Result<super::super::Coordinated, String>>,
+    ),
+    /// A host's shares given up.
+    Leave(String, Ack),
 }
 
 pub(super) type Ack = oneshot::Sender<Result<(), String>>;
@@ -205,6 +212,11 @@ enum Read {
         reply: oneshot::Sender<Result<u32, String>>,
     },
     Due(String, oneshot::Sender<Result<Vec<DueEntry>, String>>),
+    Coordinate(
+        super::super::Coordination,
+        oneshot::Sender<Result<super::super::Coordinated, String>>,
+    ),
+    Leave(String, Ack),
 }
 
 /// A read's answer, kept until the batch has gone through.
@@ -212,6 +224,8 @@ enum Answer {
     Load(Option<Box<StoredEntry>>),
     Count(u32),
     Due(Vec<DueEntry>),
+    Coordinated(super::super::Coordinated),
+    Left,
 }
 
 /// The messages of one batch, sorted.
@@ -245,6 +259,8 @@ impl Batch {
                 reply,
             }),
             Msg::Due(at, reply) => self.reads.push(Read::Due(at, reply)),
+            Msg::Coordinate(c, reply) => self.reads.push(Read::Coordinate(c, reply)),
+            Msg::Leave(holder, reply) => self.reads.push(Read::Leave(holder, reply)),
         }
     }
 
@@ -262,6 +278,8 @@ impl Batch {
                 Read::Load(_, reply) => drop(reply.send(Err(why.to_string()))),
                 Read::Count { reply, .. } => drop(reply.send(Err(why.to_string()))),
                 Read::Due(_, reply) => drop(reply.send(Err(why.to_string()))),
+                Read::Coordinate(_, reply) => drop(reply.send(Err(why.to_string()))),
+                Read::Leave(_, reply) => drop(reply.send(Err(why.to_string()))),
             }
         }
     }
@@ -275,6 +293,8 @@ impl Batch {
                 (Read::Load(_, reply), Answer::Load(e)) => drop(reply.send(Ok(e.map(|e| *e)))),
                 (Read::Count { reply, .. }, Answer::Count(n)) => drop(reply.send(Ok(n))),
                 (Read::Due(_, reply), Answer::Due(d)) => drop(reply.send(Ok(d))),
+                (Read::Coordinate(_, reply), Answer::Coordinated(c)) => drop(reply.send(Ok(c))),
+                (Read::Leave(_, reply), Answer::Left) => drop(reply.send(Ok(()))),
                 _ => {}
             }
         }
@@ -552,6 +572,13 @@ async fn read(link: &Link, r: &Read) -> Result<Answer, Failure> {
                 .map_err(Failure::from)?;
             Ok(Answer::Count(row.get::<_, i64>(0) as u32))
         }
+        Read::Coordinate(co, _) => coordinate(c, co).await.map(Answer::Coordinated),
+        Read::Leave(holder, _) => {
+            c.execute("DELETE FROM rate_leases WHERE holder = $1", &[holder])
+                .await
+                .map_err(Failure::from)?;
+            Ok(Answer::Left)
+        }
         Read::Due(at, _) => {
             let rows = c.query(&link.r.due, &[at]).await.map_err(Failure::from)?;
             Ok(Answer::Due(
@@ -564,6 +591,76 @@ async fn read(link: &Link, r: &Read) -> Result<Answer, Failure> {
             ))
         }
     }
+}
+
+/// Leases the host its share of each limit for two seconds (a host that dies drops out
+/// within them): an even split among the hosts holding a lease, but never more than the others
+/// leave free, so a host that joins waits for the others to give up theirs (each does within
+/// half a second) instead of sending over the limit meanwhile; and at first no more than 1/N,
+/// since hosts that start together do not see each other's leases yet. Also records the pauses the
+/// host was asked for and reads which partner hosts are paused. The database's clock decides,
+/// so the hosts' clocks need not agree.
+async fn coordinate(
+    c: &Client,
+    co: &super::super::Coordination,
+) -> Result<super::super::Coordinated, Failure> {
+    let keys: Vec<&str> = co.limits.iter().map(|(k, _)| k.as_str()).collect();
+    let others = c
+        .query(
+            "SELECT key, count(*), coalesce(sum(share), 0)::float8 FROM rate_leases
+             WHERE key = ANY($1) AND holder <> $2 AND expires >= now() GROUP BY key",
+            &[&keys, &co.holder],
+        )
+        .await
+        .map_err(Failure::from)?;
+    let others: HashMap<String, (i64, f64)> = others
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    let shares: HashMap<String, f64> = co
+        .limits
+        .iter()
+        .map(|(key, limit)| {
+            let (n, held) = others.get(key).copied().unwrap_or((0, 0.0));
+            let even = limit / (n + 1) as f64;
+            let first = co.first.then_some(limit / co.hosts.max(1) as f64);
+            let share = even.min(limit - held).min(first.unwrap_or(f64::MAX));
+            (key.clone(), share.max(even / 100.0))
+        })
+        .collect();
+    let mine: Vec<f64> = keys.iter().map(|k| shares[*k]).collect();
+    let lease_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&keys, &co.holder, &mine];
+    let lease = c.execute(
+        "INSERT INTO rate_leases (key, holder, share, expires)
+         SELECT k, $2, s, now() + interval '2 seconds' FROM unnest($1::text[], $3::float8[]) AS u(k, s)
+         ON CONFLICT (key, holder) DO UPDATE SET share = EXCLUDED.share, expires = EXCLUDED.expires",
+        &lease_params,
+    );
+    let hosts: Vec<&str> = co.pauses.iter().map(|(h, _)| h.as_str()).collect();
+    let secs: Vec<f64> = co.pauses.iter().map(|(_, d)| d.as_secs_f64()).collect();
+    let pause_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&hosts, &secs];
+    let pause = c.execute(
+        "INSERT INTO pauses (host, until)
+         SELECT h, now() + make_interval(secs => s) FROM unnest($1::text[], $2::float8[]) AS u(h, s)
+         ON CONFLICT (host) DO UPDATE SET until = GREATEST(pauses.until, EXCLUDED.until)",
+        &pause_params,
+    );
+    let paused = c.query(
+        "SELECT host, extract(epoch FROM until - now())::float8 FROM pauses WHERE until > now()",
+        &[],
+    );
+    let (leased, told, heard) = tokio::join!(lease, pause, paused);
+    leased.map_err(Failure::from)?;
+    told.map_err(Failure::from)?;
+    let pauses = heard
+        .map_err(Failure::from)?
+        .iter()
+        .map(|r| {
+            let left: f64 = r.get(1);
+            (r.get(0), std::time::Duration::from_secs_f64(left.max(0.0)))
+        })
+        .collect();
+    Ok(super::super::Coordinated { shares, pauses })
 }
 
 /// The entry the load's rows make (one row of nulls: nothing stored).
@@ -839,7 +936,11 @@ mod tests {
 
     #[test]
     fn a_batch_is_one_statement_unless_a_delivery_would_meet_itself() {
-        let plain = [before("e1", "a"), after("e2", "a", "ok", 1), before("e3", "a")];
+        let plain = [
+            before("e1", "a"),
+            after("e2", "a", "ok", 1),
+            before("e3", "a"),
+        ];
         let one = segments(&plain);
         assert_eq!(one.len(), 1);
         assert_eq!((one[0].befores.len(), one[0].afters.len()), (2, 1));
