@@ -103,21 +103,6 @@ struct Round {
     dry: Figures,
 }
 
-/// Runs SQL on the bench's database.
-fn sql(base: &str, text: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("JOURNEY_TEST_POSTGRES={base}: {e}"));
-        tokio::spawn(conn);
-        client.batch_execute(text).await.unwrap();
-    });
-}
-
 /// The real run with a fresh PostgreSQL store, dropped after.
 fn with_postgres(bin: &str, dir: &Path, url: &str, real_n: usize, base: &str) -> Figures {
     let schema = format!("bench_{}_{}", std::process::id(), fastrand::u32(..));
@@ -136,7 +121,7 @@ fn with_postgres(bin: &str, dir: &Path, url: &str, real_n: usize, base: &str) ->
             &store,
         ],
     );
-    sql(base, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+    common::sql(base, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
     figures
 }
 

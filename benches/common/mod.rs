@@ -105,3 +105,18 @@ pub fn fastest_receiver() -> Receiver {
         }
     }
 }
+
+/// Runs SQL on the bench's database (`JOURNEY_TEST_POSTGRES`).
+pub fn sql(base: &str, text: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("JOURNEY_TEST_POSTGRES={base}: {e}"));
+        tokio::spawn(conn);
+        client.batch_execute(text).await.unwrap();
+    });
+}
