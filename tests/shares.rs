@@ -129,8 +129,8 @@ fn dynamic_shares_give_a_finished_hosts_share_to_the_one_still_running() {
     last.sort();
     let tail = last[last.len() - 1] - last[last.len() - 81];
     assert!(
-        tail < Duration::from_secs_f64(2.9),
-        "host 2 rose to the whole limit: its last 80 requests took {tail:?}"
+        tail < Duration::from_secs_f64(3.5),
+        "host 2 rose to the whole limit: its last 80 requests took {tail:?} (4 s at its half)"
     );
     let report: serde_json::Value = serde_json::from_str(&t.read("r2.json")).unwrap();
     let share = &report["rate_shares"][0];
@@ -153,9 +153,9 @@ fn dynamic_shares_give_a_finished_hosts_share_to_the_one_still_running() {
 fn a_429_with_retry_after_heard_by_one_host_pauses_both() {
     let Some(b) = Backend::postgres() else { return };
     let server = TestServer::start();
-    // The 30th request is told to wait 3 s; every other is answered at once.
+    // The 30th request is told to wait 4 s; every other is answered at once.
     let mut replies = vec![Reply::status(200); 29];
-    replies.push(Reply::status(429).header("Retry-After", "3"));
+    replies.push(Reply::status(429).header("Retry-After", "4"));
     replies.push(Reply::status(200));
     server.script("/send", replies);
     let t = b.test().env("HOOK_URL", &server.url);
@@ -170,33 +170,28 @@ fn a_429_with_retry_after_heard_by_one_host_pauses_both() {
     let mut at: Vec<Instant> = requests.iter().map(|r| r.at).collect();
     at.sort();
     let told = at[29];
-    // The other host hears of it within a second; then neither sends until the pause ends.
+    // The other host hears of it within a second (two half-second renewals); then neither
+    // sends until the pause ends.
     let quiet: Vec<_> = at
         .iter()
         .filter(|a| {
-            **a > told + Duration::from_millis(1200) && **a < told + Duration::from_millis(2700)
+            **a > told + Duration::from_millis(1500) && **a < told + Duration::from_millis(3500)
         })
         .collect();
-    let timeline: Vec<String> = {
-        let mut r = requests.clone();
-        r.sort_by_key(|r| r.at);
-        r.iter()
-            .map(|x| {
-                format!(
-                    "{:?} {} {}",
-                    x.at - at[0],
-                    x.json()["id"],
-                    in_shard_fast(x.json()["id"].as_str().unwrap(), 1, 2)
-                )
-            })
-            .collect()
-    };
+    // On failure, when each host sent (shard 1 `true`, shard 2 `false`).
+    let mut sorted = requests.clone();
+    sorted.sort_by_key(|r| r.at);
+    let timeline: Vec<String> = sorted
+        .iter()
+        .map(|r| {
+            let id = r.json()["id"].as_str().unwrap().to_string();
+            let shard1 = in_shard_fast(&id, 1, 2);
+            format!("{:?} {id} {shard1}", r.at - at[0])
+        })
+        .collect();
     assert!(
         quiet.is_empty(),
-        "{}\n{}\n{:#?}\nboth hosts paused: {} requests from 1.2 s to 2.7 s after the 429",
-        outs[0].stderr,
-        outs[1].stderr,
-        timeline,
+        "both hosts paused: {} requests from 1.5 s to 3.5 s after the 429\n{timeline:#?}",
         quiet.len()
     );
     assert_eq!(

@@ -20,7 +20,7 @@ use super::{
     Claim, DeliveryState, DueEntry, EntryRow, Opening, Pending, Snapshot, StoreError, StoredEntry,
 };
 pub use connect::why;
-use server::{Dial, Link, Msg, Shared};
+use server::{Dial, Link, Msg, Read, Shared};
 use target::Target;
 
 /// An open PostgreSQL store; cheap to share.
@@ -215,11 +215,13 @@ impl Storage for Postgres {
         since: DateTime<Utc>,
     ) -> Answer<'a, u32> {
         let since = crate::clock::rfc3339(since);
-        Box::pin(self.ask(move |reply| Msg::Count {
-            customer: customer.into(),
-            channel: channel.into(),
-            since,
-            reply,
+        Box::pin(self.ask(move |reply| {
+            Msg::Read(Read::Count {
+                customer: customer.into(),
+                channel: channel.into(),
+                since,
+                reply,
+            })
         }))
     }
 
@@ -231,13 +233,15 @@ impl Storage for Postgres {
 
     fn load<'a>(&'a self, key: &'a str) -> Answer<'a, Option<StoredEntry>> {
         Box::pin(async move {
-            let entry = self.ask(|r| Msg::Load(key.to_string(), r)).await?;
+            let entry = self
+                .ask(|r| Msg::Read(Read::Load(key.to_string(), r)))
+                .await?;
             Ok(entry.map(|e| super::unseal(&self.vault, e)))
         })
     }
 
     fn due(&self, now: DateTime<Utc>) -> Answer<'_, Vec<DueEntry>> {
-        Box::pin(self.ask(move |r| Msg::Due(crate::clock::rfc3339(now), r)))
+        Box::pin(self.ask(move |r| Msg::Read(Read::Due(crate::clock::rfc3339(now), r))))
     }
 
     fn reopen(&self, entry: &EntryRow<'_>) {
@@ -277,11 +281,11 @@ impl Storage for Postgres {
     }
 
     fn coordinate(&self, c: super::Coordination) -> Answer<'_, super::Coordinated> {
-        Box::pin(self.ask(move |reply| Msg::Coordinate(c, reply)))
+        Box::pin(self.ask(move |reply| Msg::Read(Read::Coordinate(c, reply))))
     }
 
     fn leave<'a>(&'a self, holder: &'a str) -> Answer<'a, ()> {
-        Box::pin(self.ask(move |reply| Msg::Leave(holder.to_string(), reply)))
+        Box::pin(self.ask(move |reply| Msg::Read(Read::Leave(holder.to_string(), reply))))
     }
 
     fn on_failure(&self, hook: Box<dyn Fn() + Send + Sync>) {

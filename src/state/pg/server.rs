@@ -22,23 +22,10 @@ pub(super) enum Msg {
     Before(Write, Ack),
     /// Any other write.
     Write(Write),
-    Load(String, oneshot::Sender<Result<Option<StoredEntry>, String>>),
-    Count {
-        customer: String,
-        channel: String,
-        since: String,
-        reply: oneshot::Sender<Result<u32, String>>,
-    },
-    Due(String, oneshot::Sender<Result<Vec<DueEntry>, String>>),
+    /// A read, answered with the batch it came in.
+    Read(Read),
     /// Answered once everything sent before it is committed.
     Flush(Ack),
-    /// A host's shares and pauses, told and heard.
-    Coordinate(
-        super::super::Coordination,
-        oneshot::Sender<Result<super::super::Coordinated, String>>,
-    ),
-    /// A host's shares given up.
-    Leave(String, Ack),
 }
 
 pub(super) type Ack = oneshot::Sender<Result<(), String>>;
@@ -203,7 +190,7 @@ impl Reads {
 }
 
 /// A read, with whom to answer.
-enum Read {
+pub(super) enum Read {
     Load(String, oneshot::Sender<Result<Option<StoredEntry>, String>>),
     Count {
         customer: String,
@@ -212,10 +199,12 @@ enum Read {
         reply: oneshot::Sender<Result<u32, String>>,
     },
     Due(String, oneshot::Sender<Result<Vec<DueEntry>, String>>),
+    /// A host's shares and pauses, told and heard.
     Coordinate(
         super::super::Coordination,
         oneshot::Sender<Result<super::super::Coordinated, String>>,
     ),
+    /// A host's shares given up.
     Leave(String, Ack),
 }
 
@@ -246,21 +235,7 @@ impl Batch {
             }
             Msg::Write(w) => self.writes.push(w),
             Msg::Flush(ack) => self.flushes.push(ack),
-            Msg::Load(k, reply) => self.reads.push(Read::Load(k, reply)),
-            Msg::Count {
-                customer,
-                channel,
-                since,
-                reply,
-            } => self.reads.push(Read::Count {
-                customer,
-                channel,
-                since,
-                reply,
-            }),
-            Msg::Due(at, reply) => self.reads.push(Read::Due(at, reply)),
-            Msg::Coordinate(c, reply) => self.reads.push(Read::Coordinate(c, reply)),
-            Msg::Leave(holder, reply) => self.reads.push(Read::Leave(holder, reply)),
+            Msg::Read(r) => self.reads.push(r),
         }
     }
 
