@@ -248,7 +248,7 @@ fn the_server_restarted_under_a_run_holds_it_up_then_a_longer_outage_stops_it_an
     let server = TestServer::start();
     server.script(
         "/send",
-        vec![Reply::status(200).delay(Duration::from_millis(5))],
+        vec![Reply::status(200).delay(Duration::from_millis(20))],
     );
     let (t, url) = folder(&b, &server, 1500);
     // A restart shorter than --state-timeout: the run waits for the store, then goes on.
@@ -285,7 +285,7 @@ fn the_server_restarted_under_a_run_holds_it_up_then_a_longer_outage_stops_it_an
     let server2 = TestServer::start();
     server2.script(
         "/send",
-        vec![Reply::status(200).delay(Duration::from_millis(5))],
+        vec![Reply::status(200).delay(Duration::from_millis(20))],
     );
     let (t2, url2) = folder(&b, &server2, 1500);
     let args2 = run_args(&url2, &["--concurrency", "8", "--state-timeout", "2s"]);
