@@ -101,6 +101,9 @@ pub struct ValidateArgs {
     /// The delimiter of CSV fixtures, as `run` reads them: one character, or `\t` (or `tab`).
     #[arg(long, default_value = ",", value_parser = parse_delimiter)]
     pub csv_delimiter: u8,
+    /// A YAML file of `alerts:` for every journey (checked like the journeys' own).
+    #[arg(long = "alert", value_name = "FILE")]
+    pub alerts: Vec<PathBuf>,
     /// Text, or one JSON document for scripts and CI.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -162,6 +165,9 @@ pub struct CommonRunArgs {
     /// Only the customers of shard K of N (sha256 of the id): N hosts split one export.
     #[arg(long, value_name = "K/N", value_parser = crate::execute::entries::parse_shard)]
     pub shard: Option<(u64, u64)>,
+    /// A YAML file of `alerts:` for every journey of the run: who to tell when it fails.
+    #[arg(long = "alert", value_name = "FILE")]
+    pub alerts: Vec<PathBuf>,
     /// The delimiter of CSV fixtures: one character, or `\t` (or `tab`) for tab-separated files.
     #[arg(long, default_value = ",", value_parser = parse_delimiter)]
     pub csv_delimiter: u8,

@@ -112,6 +112,8 @@ pub struct RunConfig {
     pub suppress: Option<PathBuf>,
     /// `--csv-delimiter` (an ASCII character).
     pub csv_delimiter: u8,
+    /// `--alert FILE`s: alerts for every journey.
+    pub alerts: Vec<PathBuf>,
     /// Journey paths.
     pub journeys: Vec<PathBuf>,
     /// Fixture paths.
@@ -394,6 +396,7 @@ fn validate(a: cli::ValidateArgs, ctx: &RunContext) -> Result<Config, String> {
         log: None,
         log_bodies: false,
         shard: None,
+        alerts: a.alerts,
         csv_delimiter: a.csv_delimiter,
         output: Output::Table,
     };
@@ -431,6 +434,7 @@ fn run_config(a: cli::CommonRunArgs, kind: RunKind, ctx: &RunContext) -> Result<
         fail_if_empty: false,
         suppress: None,
         csv_delimiter: a.csv_delimiter,
+        alerts: a.alerts,
         journeys: a.journeys,
         fixtures: a.fixtures,
         selection: Selection {

@@ -16,10 +16,12 @@
 //! | `gate` | what an entry passes: suppression, holdout, consent, `exit_when`, windows, caps |
 //! | [`execute`] | entries, the runner's lanes, the walk, executors (http, dry-run), retries |
 //! | [`report`], `graph`, `expect` | the report and one file per format; drawings; expectations |
+//! | `alert` | messages to the team's channel when a journey's results call for it |
 //! | [`exit`], [`error`] | the exit code from the report; the one error type |
 //! | [`command`] | one file per subcommand over one `command::prepare` |
 //! | [`cli`] → [`config`] | clap, then every default and check, once; [`context`] is the environment |
 
+pub(crate) mod alert;
 pub mod cli;
 pub(crate) mod clock;
 pub mod command;

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod alerts;
 mod delivery;
 mod dry_run;
 mod examples;

@@ -43,6 +43,8 @@ pub struct Ask<'a> {
     pub quiet: bool,
     /// More values to redact everywhere (a proxy's password).
     pub secrets: &'a [String],
+    /// `--alert FILE`s: alerts for every journey.
+    pub alerts: &'a [PathBuf],
 }
 
 /// Everything a command runs with.
@@ -61,7 +63,8 @@ pub struct Prepared {
 
 /// Loads and checks everything `ask` names; the first thing that is unusable is the error.
 pub fn prepare(ask: &Ask<'_>) -> Result<Prepared> {
-    let journeys = super::load_journeys(ask.journeys, ask.strict)?;
+    let mut journeys = super::load_journeys(ask.journeys, ask.strict)?;
+    with_alerts(&mut journeys, ask.alerts)?;
     (ask.check)(&journeys)?;
     let fixtures = Arc::new(crate::fixture::load(ask.fixtures).map_err(fixture_errors)?);
     if ask.check_references {
@@ -89,6 +92,33 @@ pub fn prepare(ask: &Ask<'_>) -> Result<Prepared> {
         redactor,
         notice,
     })
+}
+
+/// Adds the alerts of each `--alert FILE` to every journey (and the variables they read).
+fn with_alerts(journeys: &mut [Journey], files: &[PathBuf]) -> Result<()> {
+    let mut errors = Vec::new();
+    for file in files {
+        match crate::journey::load_alerts(file) {
+            Ok((alerts, env, secret)) => {
+                for j in journeys.iter_mut() {
+                    j.alerts.extend(alerts.iter().cloned());
+                    j.env_names.extend(env.iter().cloned());
+                    j.secret_names.extend(secret.iter().cloned());
+                }
+            }
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    match errors.is_empty() {
+        true => Ok(()),
+        false => {
+            let closing = format!(
+                "{} error(s) in --alert files; nothing was run",
+                errors.len()
+            );
+            Err(Error::usage_all(errors, closing))
+        }
+    }
 }
 
 /// Fixture errors, as one usage error.

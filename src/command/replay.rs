@@ -31,7 +31,7 @@ struct Line {
 
 /// Replays every letter of the file.
 pub async fn replay(config: ReplayConfig) -> Result<Exit, Error> {
-    let lines = read(&config.file).map_err(|e| Error::usage(e.to_string()))?;
+    let (lines, alerts) = read(&config.file).map_err(|e| Error::usage(e.to_string()))?;
     let files: Vec<PathBuf> = lines
         .iter()
         .map(|l| PathBuf::from(&l.letter.journey_file))
@@ -72,7 +72,9 @@ pub async fn replay(config: ReplayConfig) -> Result<Exit, Error> {
         stores: &stores,
         vault: &vault,
     };
-    let mut remaining = Vec::new();
+    // Alerts that could not be delivered stay in the file: a person reads them.
+    let kept = alerts.len();
+    let mut remaining = alerts;
     for line in lines {
         let l = &line.letter;
         let name = format!(
@@ -92,7 +94,7 @@ pub async fn replay(config: ReplayConfig) -> Result<Exit, Error> {
         return Ok(code);
     }
     rewrite(&config.file, &remaining)?;
-    let failed = remaining.len();
+    let failed = remaining.len() - kept;
     if !config.quiet {
         output::stderr(&format!(
             "replay: {failed} still failing, kept in {}",
@@ -118,15 +120,25 @@ fn prepared(config: &ReplayConfig, files: &[PathBuf]) -> Result<super::prepare::
         vars: &config.env,
         quiet: config.quiet,
         secrets: &config.proxies.secrets(),
+        alerts: &[],
     })
 }
 
-fn read(file: &std::path::Path) -> Result<Vec<Line>, String> {
+/// The letters of the file, and its lines about alerts (not deliveries: nothing to replay).
+fn read(file: &std::path::Path) -> Result<(Vec<Line>, Vec<String>), String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
-    text.lines()
+    let is_alert =
+        |t: &str| serde_json::from_str::<serde_json::Value>(t).is_ok_and(|v| v["kind"] == "alert");
+    let alerts = text
+        .lines()
+        .filter(|t| is_alert(t))
+        .map(String::from)
+        .collect();
+    let letters = text
+        .lines()
         .enumerate()
-        .filter(|(_, t)| !t.trim().is_empty())
+        .filter(|(_, t)| !t.trim().is_empty() && !is_alert(t))
         .map(|(i, t)| {
             serde_json::from_str(t)
                 .map(|letter| Line {
@@ -135,7 +147,8 @@ fn read(file: &std::path::Path) -> Result<Vec<Line>, String> {
                 })
                 .map_err(|e| format!("{}:{}: not a dead letter ({e})", file.display(), i + 1))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((letters, alerts))
 }
 
 /// What every letter is sent with.

@@ -122,6 +122,7 @@ pub async fn run(config: RunConfig) -> Result<Exit> {
             .real()
             .map(|r| r.proxies.secrets())
             .unwrap_or_default(),
+        alerts: &config.alerts,
     })?;
     if config.mode() == Mode::Test && prepared.fixtures.expects.is_empty() {
         return Err(Error::usage(
@@ -244,7 +245,8 @@ async fn dry_run(batch: &Batch<'_>, list: Candidates<'_>, total: Option<usize>) 
         settings.recorder = Arc::clone(log) as Arc<dyn crate::execute::recorder::Recorder>;
     }
     let exec = DryRun::new(Arc::clone(&batch.fixtures));
-    let report = batch.execute(list, total, &exec, &settings).await?;
+    let mut report = batch.execute(list, total, &exec, &settings).await?;
+    report.alerts = alerts_shown(batch, &report)?;
     if let Some(log) = &log {
         log.flush();
         for f in log.failures() {
@@ -530,6 +532,45 @@ fn run_id(config: &RunConfig) -> String {
 }
 
 /// Writes the report files, prints the summary, and computes the exit code.
+/// The alerts a dry-run or `test` would send: rendered, shown with `--show requests`, sent
+/// nowhere.
+fn alerts_shown(batch: &Batch<'_>, report: &RunReport) -> Result<Vec<crate::report::AlertOutcome>> {
+    let facts = alert_facts(batch, &[], None);
+    let (fired, mut outcomes) = crate::alert::fire(report, batch.journeys, &facts, &batch.env);
+    show_alerts(batch, &fired)?;
+    outcomes.extend(crate::alert::shown(&fired, &batch.redactor));
+    Ok(outcomes)
+}
+
+/// With `--show requests`, each alert as it would be sent.
+pub fn show_alerts(batch: &Batch<'_>, fired: &[crate::alert::Fired]) -> Result<()> {
+    if batch.config.show == Some(crate::cli::Show::Requests) && !fired.is_empty() {
+        output::stdout(crate::alert::show_text(fired, &batch.redactor).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// What an alert says of the run beside its report.
+pub fn alert_facts(
+    batch: &Batch<'_>,
+    stopped_hosts: &[String],
+    dead_letter: Option<&std::path::Path>,
+) -> crate::alert::Facts {
+    crate::alert::Facts {
+        host: hostname::get()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default(),
+        stopped_hosts: stopped_hosts.to_vec(),
+        report: batch
+            .config
+            .report
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        dead_letter: dead_letter.map(|p| p.display().to_string()),
+    }
+}
+
 pub fn finish(batch: &Batch<'_>, report: &RunReport) -> Result<Exit> {
     let (config, journeys) = (batch.config, batch.journeys);
     if let Some(path) = &config.report {

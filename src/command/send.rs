@@ -320,6 +320,7 @@ pub async fn send(
         c.leave().await;
     }
     report.rate_shares = protect.shares_used(sharing);
+    report.alerts = send_alerts(batch, real, &report, &protect).await?;
     report.notices.extend(notices);
     let store_failed = match &store {
         Some(store) => {
@@ -332,6 +333,27 @@ pub async fn send(
     report.stopped_by = stop.reason();
     report.store_failed = store_failed;
     finish(batch, &report)
+}
+
+/// Sends the alerts whose `when` holds; what became of each (never an error of the run).
+async fn send_alerts(
+    batch: &Batch<'_>,
+    real: &RealConfig,
+    report: &RunReport,
+    protect: &Protection,
+) -> Result<Vec<crate::report::AlertOutcome>, Error> {
+    let stopped = protect.breakers.stopped();
+    let facts = super::run::alert_facts(batch, &stopped, Some(&real.dead_letter));
+    let (fired, mut outcomes) = crate::alert::fire(report, batch.journeys, &facts, &batch.env);
+    super::run::show_alerts(batch, &fired)?;
+    let how = crate::alert::Sending {
+        redactor: &batch.redactor,
+        allow_insecure_http: real.allow_insecure_http,
+        dead_letter: Some(&real.dead_letter),
+        run_id: &batch.run_id,
+    };
+    outcomes.extend(crate::alert::send_all(&fired, &how).await);
+    Ok(outcomes)
 }
 
 /// What a real run records to.

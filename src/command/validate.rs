@@ -60,6 +60,7 @@ async fn verdict(config: &ValidateConfig) -> Result<(Verdict, Option<RunReport>)
         vars: &dry.env,
         quiet: config.output == Output::Json,
         secrets: &[],
+        alerts: &dry.alerts,
     })?;
     let journeys = prepared.journeys.len();
     if dry.fixtures.is_empty() {

@@ -48,6 +48,12 @@ pub fn compile(file: &JourneyFile, c: &mut Compiler) -> Journey {
             .map(|(k, v)| (k.clone(), c.template(&format!("vars.{k}"), &v.0)))
             .collect(),
         steps,
+        alerts: file
+            .alerts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| alert(a, &format!("alerts[{i}]"), i, c))
+            .collect(),
         env_names: Default::default(),
         secret_names: Default::default(),
     };
@@ -623,4 +629,52 @@ fn body_schema(path: &str, at: &str, c: &mut Compiler) -> Option<BodySchema> {
             None
         }
     }
+}
+
+/// An alert of a journey file or of `--alert FILE` (`at` is its field path).
+pub(crate) fn alert(
+    a: &model::Alert,
+    at: &str,
+    i: usize,
+    c: &mut Compiler,
+) -> Option<crate::journey::plan::AlertPlan> {
+    use crate::journey::plan::{AlertPlan, AlertTo};
+    let url = |field: &str, url: &str, c: &mut Compiler| {
+        if let Err(msg) = super::validate::check_origin(url) {
+            c.error(field, msg);
+        }
+        c.url_template(field, url)
+    };
+    let to = match (&a.slack, &a.teams, &a.webhook) {
+        (Some(u), None, None) => AlertTo::Slack(url(&format!("{at}.slack"), u, c)),
+        (None, Some(u), None) => AlertTo::Teams(url(&format!("{at}.teams"), u, c)),
+        (None, None, Some(w)) => AlertTo::Webhook {
+            url: url(&format!("{at}.webhook.url"), &w.url, c),
+            headers: w
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    let field = format!("{at}.webhook.headers.{k}");
+                    (k.clone(), c.template(&field, &v.0))
+                })
+                .collect(),
+            body: w
+                .body
+                .as_ref()
+                .map(|b| BodyTemplate::compile(c, &format!("{at}.webhook.body"), b)),
+        },
+        _ => {
+            c.error(
+                at,
+                "an alert goes to one of `slack`, `teams` or `webhook`: give exactly one",
+            );
+            return None;
+        }
+    };
+    let when = c.expression(&format!("{at}.when"), &a.when)?;
+    Some(AlertPlan {
+        name: a.name.clone().unwrap_or_else(|| format!("alert {}", i + 1)),
+        when,
+        to,
+    })
 }

@@ -96,3 +96,32 @@ fn load_one(path: &Path, strict: bool, out: &mut Loaded) -> Option<Journey> {
     out.errors.append(&mut c.errors);
     (!failed).then_some(journey)
 }
+
+/// An `--alert FILE`'s alerts, and the `env` and `secret` names they read.
+pub type AlertsLoaded = (
+    Vec<plan::AlertPlan>,
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+);
+
+/// `--alert FILE`: its alerts, compiled, with the `env` and `secret` names they read; or every
+/// error, each with file:line:column.
+pub fn load_alerts(path: &Path) -> Result<AlertsLoaded, Vec<String>> {
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("--alert {}: cannot read: {e}", path.display())])?;
+    let file = yaml::from_str_lenient::<model::AlertFile>(path, &source).map_err(|(e, _)| e)?;
+    let positions = Positions::read(path, &source);
+    let mut c = Compiler::new(&positions);
+    let alerts: Vec<plan::AlertPlan> = file
+        .alerts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| compile::alert(a, &format!("alerts[{i}]"), i, &mut c))
+        .collect();
+    if !c.errors.is_empty() {
+        return Err(c.errors);
+    }
+    let raw = yaml::value(path, &source).unwrap_or(serde_yaml::Value::Null);
+    let (env, secret) = validate::referenced_vars(&raw);
+    Ok((alerts, env, secret))
+}

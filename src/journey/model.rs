@@ -37,6 +37,53 @@ pub struct JourneyFile {
     pub vars: IndexMap<String, Text>,
     /// The steps, in order; the first one runs first.
     pub steps: Vec<Step>,
+    /// Who to tell, and when, about the run's results for this journey.
+    #[serde(default)]
+    pub alerts: Vec<Alert>,
+}
+
+/// An alert: a message to a channel the team watches when `when` holds for the run's results.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Alert {
+    /// What it is called in messages and the report (default: `alert N`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// An expression over the run's results for the journey: `failed > 0`,
+    /// `failure_rate >= 5`, `invalid > 100`, `stopped_hosts | length > 0`, `state_failed`.
+    pub when: String,
+    /// A Slack incoming-webhook URL: a short summary and the top errors as blocks.
+    #[serde(default)]
+    pub slack: Option<String>,
+    /// A Microsoft Teams incoming-webhook URL: the same summary as a message card.
+    #[serde(default)]
+    pub teams: Option<String>,
+    /// Any HTTP endpoint (an email provider's API, a pager), with a body of its own.
+    #[serde(default)]
+    pub webhook: Option<AlertWebhook>,
+}
+
+/// An alert's own request: a URL whose origin comes from literals and `env`, headers (which may
+/// read `secret.*` for the endpoint's key) and a JSON body over `run` and `env`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertWebhook {
+    /// Where to send it.
+    pub url: String,
+    /// Headers.
+    #[serde(default)]
+    pub headers: IndexMap<String, Text>,
+    /// A JSON body, rendered leaf by leaf over `run` and `env` (default: the summary).
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+}
+
+/// `--alert FILE`: alerts for every journey of a run.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertFile {
+    /// The alerts.
+    pub alerts: Vec<Alert>,
 }
 
 /// Where entries come from: an event name or a customer segment.

@@ -33,6 +33,8 @@ pub struct Journey {
     pub rate_share_dynamic: bool,
     /// The steps, in file order.
     pub steps: Vec<StepPlan>,
+    /// Who to tell about the run's results, and when (its own and `--alert FILE`'s).
+    pub alerts: Vec<AlertPlan>,
     /// Every `env.NAME` its templates read.
     pub env_names: BTreeSet<String>,
     /// Every `secret.NAME` its templates read.
@@ -327,5 +329,52 @@ impl Journey {
     /// The index of a step by id.
     pub fn step_index(&self, id: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.id == id)
+    }
+}
+
+/// An alert, compiled.
+#[derive(Debug, Clone)]
+pub struct AlertPlan {
+    /// Its name (`alert N` when it has none).
+    pub name: String,
+    /// When it fires: an expression over the run's results for the journey.
+    pub when: Expr,
+    /// Where it goes.
+    pub to: AlertTo,
+}
+
+/// Where an alert goes.
+#[derive(Debug, Clone)]
+pub enum AlertTo {
+    /// A Slack incoming webhook (its URL).
+    Slack(Tmpl),
+    /// A Microsoft Teams incoming webhook (its URL).
+    Teams(Tmpl),
+    /// Any endpoint, with its headers and, if given, its own body.
+    Webhook {
+        /// The URL.
+        url: Tmpl,
+        /// Headers, in order.
+        headers: Vec<(String, Tmpl)>,
+        /// The body (default: the summary as JSON).
+        body: Option<crate::render::body::BodyTemplate>,
+    },
+}
+
+impl AlertTo {
+    /// `slack`, `teams` or `webhook`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AlertTo::Slack(_) => "slack",
+            AlertTo::Teams(_) => "teams",
+            AlertTo::Webhook { .. } => "webhook",
+        }
+    }
+
+    /// The URL template.
+    pub fn url(&self) -> &Tmpl {
+        match self {
+            AlertTo::Slack(u) | AlertTo::Teams(u) | AlertTo::Webhook { url: u, .. } => u,
+        }
     }
 }

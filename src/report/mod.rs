@@ -68,6 +68,9 @@ pub struct RunReport {
     /// What a stopped run left undone (`--max-duration`, a signal), if anything.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub left: Option<Left>,
+    /// The alerts that fired, and what became of them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertOutcome>,
     /// Expectation results, for `test`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub expectations: Vec<ExpectationResult>,
@@ -261,4 +264,24 @@ impl RunReport {
     pub fn has_failures(&self) -> bool {
         self.totals.failed > 0 || self.totals.invalid > 0 || !self.thresholds.is_empty()
     }
+}
+
+/// What became of an alert, as the report says it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertOutcome {
+    /// The journey.
+    pub journey: String,
+    /// The alert's name.
+    pub name: String,
+    /// `slack`, `teams` or `webhook`.
+    pub to: String,
+    /// `sent`, `failed`, or `shown` (a dry-run or `test`: nothing is sent).
+    pub state: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why it could not be delivered, or rendered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The body, as it was (or would be) sent.
+    pub body: serde_json::Value,
 }

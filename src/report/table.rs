@@ -374,7 +374,26 @@ fn totals(report: &RunReport, color: bool) -> String {
         .map(|s| format!("state: {s}\n"))
         .unwrap_or_default()
         + &shares_line(&report.rate_shares)
+        + &alerts_line(&report.alerts)
         + &report.left.as_ref().map(left_line).unwrap_or_default()
+}
+
+/// `alerts: failures (journey j) to slack: sent`.
+fn alerts_line(alerts: &[crate::report::AlertOutcome]) -> String {
+    if alerts.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = alerts
+        .iter()
+        .map(|a| {
+            let state = match a.state.as_str() {
+                "shown" => "would be sent (nothing is sent in a dry-run)",
+                s => s,
+            };
+            format!("{} (journey {}) to {}: {state}", a.name, a.journey, a.to)
+        })
+        .collect();
+    format!("alerts: {}\n", each.join("; "))
 }
 
 /// `rate: one/send 1000/s of 2000/s (1 of 2 shards, static)`: this host's share of each limit.

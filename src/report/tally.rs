@@ -57,6 +57,7 @@ impl Tally {
                 rate_shares: Vec::new(),
                 failed_outside_steps: Default::default(),
                 left: None,
+                alerts: Vec::new(),
                 expectations: vec![],
                 stopped_by: None,
                 store_failed: false,

@@ -1,0 +1,165 @@
+//! Alerts: when a journey's results call for it (`failed > 0`, `failure_rate >= 5`, a stopped
+//! host, a failed store), a message to the channel the team watches — Slack, Teams or any
+//! webhook. A dry-run and `test` render and show them; a real run sends them, retried, and never
+//! lets them change its outcome: an alert that cannot be delivered is an error line, a count in
+//! the report and a line in the dead-letter file.
+
+mod context;
+mod deliver;
+mod message;
+
+pub use context::Facts;
+pub use deliver::{Sending, send_all};
+
+use crate::journey::Journey;
+use crate::journey::plan::AlertTo;
+use crate::report::{AlertOutcome, RunReport};
+
+/// An alert whose `when` held, rendered.
+#[derive(Debug, Clone)]
+pub struct Fired {
+    /// The journey.
+    pub journey: String,
+    /// The alert's name.
+    pub name: String,
+    /// `slack`, `teams` or `webhook`.
+    pub to: &'static str,
+    /// Where it goes.
+    pub url: String,
+    /// Headers (values may hold the endpoint's key).
+    pub headers: Vec<(String, String)>,
+    /// Whether a header reads a secret.
+    pub secret_headers: bool,
+    /// The JSON body (it never holds a secret: its templates see `run` and `env` only).
+    pub body: serde_json::Value,
+}
+
+/// The alerts whose `when` holds for each journey's results; an alert that cannot be rendered
+/// or evaluated is an outcome of its own (`failed`, with why), never an error of the run.
+pub fn fire(
+    report: &RunReport,
+    journeys: &[Journey],
+    facts: &Facts,
+    env: &crate::render::EnvVars,
+) -> (Vec<Fired>, Vec<AlertOutcome>) {
+    let mut fired = Vec::new();
+    let mut broken = Vec::new();
+    for j in journeys {
+        if j.alerts.is_empty() {
+            continue;
+        }
+        let run = context::run(report, j, facts);
+        for a in &j.alerts {
+            match render(a, j, &run, env) {
+                Ok(Some(f)) => fired.push(f),
+                Ok(None) => {}
+                Err(why) => broken.push(AlertOutcome {
+                    journey: j.name.clone(),
+                    name: a.name.clone(),
+                    to: a.to.kind().into(),
+                    state: "failed".into(),
+                    attempts: 0,
+                    error: Some(why),
+                    body: serde_json::Value::Null,
+                }),
+            }
+        }
+    }
+    (fired, broken)
+}
+
+/// One alert: `None` when its `when` does not hold.
+fn render(
+    a: &crate::journey::plan::AlertPlan,
+    j: &Journey,
+    run: &serde_json::Value,
+    env: &crate::render::EnvVars,
+) -> Result<Option<Fired>, String> {
+    use crate::render::env_vars::Namespace;
+    // `when` reads the results by name (`failed > 0`) or under `run`.
+    let mut top = run.as_object().cloned().unwrap_or_default();
+    top.insert("run".into(), run.clone());
+    let when = crate::render::value_of(&top);
+    if !a.when.is_true(&when).map_err(|e| e.to_string())? {
+        return Ok(None);
+    }
+    let ctx = minijinja::context! { run => crate::render::value_of(run), env => env.value(Namespace::Env) };
+    let with_secrets = minijinja::context! {
+        run => crate::render::value_of(run),
+        env => env.value(Namespace::Env),
+        secret => env.value(Namespace::Secret),
+    };
+    let url = a.to.url().render(&ctx).map_err(|e| e.to_string())?;
+    let (headers, body) = match &a.to {
+        AlertTo::Slack(_) => (Vec::new(), message::slack(run)),
+        AlertTo::Teams(_) => (Vec::new(), message::teams(run)),
+        AlertTo::Webhook { headers, body, .. } => {
+            let headers = headers
+                .iter()
+                .map(|(k, t)| {
+                    Ok((
+                        k.clone(),
+                        t.render(&with_secrets).map_err(|e| e.to_string())?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let body = match body {
+                Some(b) => {
+                    let mut out = Vec::new();
+                    b.write(&ctx, &mut out).map_err(|e| e.to_string())?;
+                    serde_json::from_slice(&out).map_err(|e| e.to_string())?
+                }
+                None => message::summary_json(run),
+            };
+            (headers, body)
+        }
+    };
+    let secret_headers = match &a.to {
+        AlertTo::Webhook { headers, .. } => headers.iter().any(|(_, t)| t.reads_secret()),
+        _ => false,
+    };
+    Ok(Some(Fired {
+        journey: j.name.clone(),
+        name: a.name.clone(),
+        to: a.to.kind(),
+        url,
+        headers,
+        secret_headers,
+        body,
+    }))
+}
+
+/// The alerts of a dry-run or `test`: rendered, shown, not sent.
+pub fn shown(fired: &[Fired], redactor: &crate::redact::Redactor) -> Vec<AlertOutcome> {
+    fired
+        .iter()
+        .map(|f| AlertOutcome {
+            journey: f.journey.clone(),
+            name: f.name.clone(),
+            to: f.to.into(),
+            state: "shown".into(),
+            attempts: 0,
+            error: None,
+            body: redactor.redact_json(&f.body),
+        })
+        .collect()
+}
+
+/// `--show requests`: each alert as it would be sent.
+pub fn show_text(fired: &[Fired], redactor: &crate::redact::Redactor) -> String {
+    fired
+        .iter()
+        .map(|f| {
+            let body =
+                serde_json::to_string_pretty(&redactor.redact_json(&f.body)).unwrap_or_default();
+            format!(
+                "### alert {} (journey {}) → {}\nPOST {}\n\n{}\n\n",
+                f.name,
+                f.journey,
+                f.to,
+                redactor.redact(&f.url),
+                body
+            )
+        })
+        .collect()
+}
