@@ -144,9 +144,14 @@ fn a_dry_run_shows_the_alert_and_sends_nothing() {
             "{CUSTOMERS}mocks:\n  send:\n    - when: \"customer.id == 'c2'\"\n      status: 500\n"
         ),
     );
-    let out = t.dry_run(&["--show", "requests"]);
+    let out = t.dry_run(&["--show", "requests", "--html", "r.html"]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(server.requests().is_empty(), "a dry-run sends nothing");
+    assert!(
+        t.read("r.html")
+            .contains("alert failures (journey onboarding) to slack: would be sent"),
+        "the HTML report lists it"
+    );
     assert!(
         out.stdout
             .contains("### alert failures (journey onboarding) → slack"),
@@ -268,5 +273,109 @@ fn an_alert_keeps_the_runs_safety_rules() {
         refused.stderr.contains("alerts.yaml:3:"),
         "{}",
         refused.stderr
+    );
+}
+
+crate::on_both_stores!(a_resolved_alert_says_once_that_the_journey_is_clean_again);
+
+fn a_resolved_alert_says_once_that_the_journey_is_clean_again(b: &crate::support::store::Backend) {
+    let server = TestServer::start();
+    server.script(
+        "/send",
+        vec![Reply::status(200), Reply::status(500), Reply::status(200)],
+    );
+    let t = b
+        .test()
+        .env("HOOK_URL", &server.url)
+        .env("SLACK_WEBHOOK_URL", &format!("{}/slack", server.url))
+        .env("API_KEY", "sk_live_never_in_an_alert");
+    t.file(
+        "j.yaml",
+        &JOURNEY.replace(
+            "    when: \"failed > 0\"\n",
+            "    when: \"failed > 0\"\n    resolved: true\n",
+        ),
+    );
+    t.file("f.yaml", CUSTOMERS);
+    let args = [
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "f.yaml",
+        "--yes",
+        "--concurrency",
+        "1",
+    ];
+    assert_eq!(t.run(&args).code, 1);
+    assert_eq!(server.requests_to("/slack").len(), 1, "the failure");
+    // Tonight's new customer goes through: the journey is clean again.
+    t.file(
+        "f.yaml",
+        &format!("{CUSTOMERS}  - {{ id: c3, email: cy@example.com }}\n"),
+    );
+    let clean = t.run(&args);
+    assert_eq!(clean.code, 0, "{}", clean.all());
+    let slack = server.requests_to("/slack");
+    assert_eq!(slack.len(), 2, "{}", clean.all());
+    let text = slack[1].json()["text"].as_str().unwrap().to_string();
+    assert!(
+        text.starts_with("resolved: journey onboarding is clean again on "),
+        "{text}"
+    );
+    let again = t.run(&args);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(
+        server.requests_to("/slack").len(),
+        2,
+        "resolved once, not every clean run"
+    );
+}
+
+#[test]
+fn every_sends_a_long_runs_alert_while_it_goes_at_most_that_often() {
+    let server = TestServer::start();
+    server.script(
+        "/send",
+        vec![Reply::status(500).delay(std::time::Duration::from_millis(250))],
+    );
+    let t = folder(&server, &format!("{}/slack", server.url));
+    t.file(
+        "j.yaml",
+        &JOURNEY.replace(
+            "    when: \"failed > 0\"\n",
+            "    when: \"failed > 0\"\n    every: 1s\n",
+        ),
+    );
+    let twelve: String = (1..=12)
+        .map(|i| format!("  - {{ id: c{i}, email: x{i}@example.com }}\n"))
+        .collect();
+    t.file("f.yaml", &format!("customers:\n{twelve}"));
+    let started = std::time::Instant::now();
+    let out = run(&t, &["--output", "json"]);
+    let took = started.elapsed();
+    assert_eq!(out.code, 1, "{}", out.all());
+    let slack = server.requests_to("/slack");
+    let sends = server.requests_to("/send");
+    let most = took.as_secs_f64().ceil() as usize + 1;
+    assert!(
+        slack.len() >= 2 && slack.len() <= most,
+        "{} alerts in {took:?} with every: 1s",
+        slack.len()
+    );
+    assert!(
+        slack[0].at < sends.last().unwrap().at,
+        "the first alert went while the run was still sending"
+    );
+    let report = json(&out);
+    let sent = report["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["state"] == "sent")
+        .count();
+    assert_eq!(
+        sent,
+        slack.len(),
+        "the report counts every alert the run sent"
     );
 }

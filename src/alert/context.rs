@@ -4,7 +4,6 @@
 
 use serde_json::{Value, json};
 
-use crate::journey::Journey;
 use crate::report::RunReport;
 
 /// What the run knows beside its report.
@@ -38,9 +37,9 @@ const OUTCOMES: &[&str] = &[
 const ERRORS: usize = 5;
 
 /// One journey's results.
-pub fn run(report: &RunReport, j: &Journey, facts: &Facts) -> Value {
+pub fn run(report: &RunReport, journey: &str, facts: &Facts) -> Value {
     let mut run = serde_json::Map::new();
-    run.insert("journey".into(), json!(j.name));
+    run.insert("journey".into(), json!(journey));
     run.insert("run_id".into(), json!(report.run_id));
     run.insert("mode".into(), json!(report.mode));
     run.insert("host".into(), json!(facts.host));
@@ -48,14 +47,14 @@ pub fn run(report: &RunReport, j: &Journey, facts: &Facts) -> Value {
     for o in OUTCOMES {
         let n = report
             .entries_by_journey
-            .get(&(j.name.clone(), o.to_string()))
+            .get(&(journey.to_string(), o.to_string()))
             .copied()
             .unwrap_or(0);
         entries += n;
         run.insert((*o).into(), json!(n));
     }
     run.insert("entries".into(), json!(entries));
-    let steps = report.steps.iter().filter(|s| s.journey == j.name);
+    let steps = report.steps.iter().filter(|s| s.journey == journey);
     let (sent, ok, failed) = steps.fold((0, 0, 0), |(a, b, c), s| {
         (a + s.ok + s.failed, b + s.ok, c + s.failed)
     });
@@ -70,7 +69,7 @@ pub fn run(report: &RunReport, j: &Journey, facts: &Facts) -> Value {
     run.insert("success_rate".into(), json!(rate(ok)));
     run.insert("stopped_hosts".into(), json!(facts.stopped_hosts));
     run.insert("state_failed".into(), json!(report.store_failed));
-    let mine = format!("journey `{}`", j.name);
+    let mine = format!("journey `{journey}`");
     let errors: Vec<Value> = report
         .errors
         .iter()

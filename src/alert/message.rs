@@ -29,6 +29,20 @@ pub fn summary(run: &Value) -> String {
     text
 }
 
+/// `resolved: journey j is clean again on HOST — run RUN`, for a resolution; else [`summary`].
+fn headline(run: &Value) -> String {
+    match run["resolved"] == json!(true) {
+        true => format!(
+            "resolved: journey {} is clean again on {} — run {} ({})",
+            run["journey"].as_str().unwrap_or(""),
+            run["host"].as_str().unwrap_or(""),
+            run["run_id"].as_str().unwrap_or(""),
+            run["mode"].as_str().unwrap_or(""),
+        ),
+        false => summary(run),
+    }
+}
+
 /// Each error: `message (N entries, e.g. c1, c2)`.
 fn errors(run: &Value) -> Vec<String> {
     run["errors"]
@@ -55,7 +69,7 @@ fn errors(run: &Value) -> Vec<String> {
 
 /// A Slack incoming-webhook message.
 pub fn slack(run: &Value) -> Value {
-    let text = summary(run);
+    let text = headline(run);
     let mut blocks = vec![json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } })];
     for e in errors(run) {
         blocks.push(
@@ -74,13 +88,13 @@ pub fn teams(run: &Value) -> Value {
     json!({
         "@type": "MessageCard",
         "@context": "https://schema.org/extensions",
-        "summary": summary(run),
-        "text": summary(run),
+        "summary": headline(run),
+        "text": headline(run),
         "sections": [{ "facts": facts }],
     })
 }
 
 /// The summary and the results, for a webhook without a body of its own.
 pub fn summary_json(run: &Value) -> Value {
-    json!({ "text": summary(run), "run": run })
+    json!({ "text": headline(run), "run": run })
 }

@@ -7,15 +7,17 @@
 mod context;
 mod deliver;
 mod message;
+pub(crate) mod watch;
 
 pub use context::Facts;
 pub use deliver::{Sending, send_all};
+pub use watch::Watch;
 
 use crate::journey::Journey;
-use crate::journey::plan::AlertTo;
+use crate::journey::plan::{AlertPlan, AlertTo};
 use crate::report::{AlertOutcome, RunReport};
 
-/// An alert whose `when` held, rendered.
+/// An alert whose `when` held (or a resolved one), rendered.
 #[derive(Debug, Clone)]
 pub struct Fired {
     /// The journey.
@@ -32,15 +34,44 @@ pub struct Fired {
     pub secret_headers: bool,
     /// The JSON body (it never holds a secret: its templates see `run` and `env` only).
     pub body: serde_json::Value,
+    /// This says the journey is clean again (a `resolved: true` alert that fired before).
+    pub resolution: bool,
+    /// The alert keeps what it said in the state store (`resolved: true`).
+    pub remembered: bool,
 }
 
-/// The alerts whose `when` holds for each journey's results; an alert that cannot be rendered
-/// or evaluated is an outcome of its own (`failed`, with why), never an error of the run.
+impl Fired {
+    /// The key the state store keeps a fired `resolved: true` alert by.
+    pub fn key(&self) -> String {
+        mark(&self.journey, &self.name)
+    }
+}
+
+/// `alert:JOURNEY/NAME`.
+fn mark(journey: &str, name: &str) -> String {
+    format!("alert:{journey}/{name}")
+}
+
+/// What an alert is evaluated and rendered with.
+pub struct Scene<'a> {
+    /// The run's report (or, during the run, its counts so far).
+    pub report: &'a RunReport,
+    /// What the run knows beside it.
+    pub facts: &'a Facts,
+    /// The environment.
+    pub env: &'a crate::render::EnvVars,
+    /// The keys of the `resolved: true` alerts that fired before and are not resolved.
+    pub marks: &'a [String],
+}
+
+/// The alerts whose `when` holds for each journey's results (only those `pick` takes), and the
+/// `resolved: true` alerts that fired before and whose `when` no longer holds; an alert that
+/// cannot be rendered or evaluated is an outcome of its own (`failed`, with why), never an error
+/// of the run.
 pub fn fire(
-    report: &RunReport,
+    scene: &Scene<'_>,
     journeys: &[Journey],
-    facts: &Facts,
-    env: &crate::render::EnvVars,
+    pick: &dyn Fn(&str, &AlertPlan) -> bool,
 ) -> (Vec<Fired>, Vec<AlertOutcome>) {
     let mut fired = Vec::new();
     let mut broken = Vec::new();
@@ -48,9 +79,15 @@ pub fn fire(
         if j.alerts.is_empty() {
             continue;
         }
-        let run = context::run(report, j, facts);
-        for a in &j.alerts {
-            match render(a, j, &run, env) {
+        let run = context::run(scene.report, &j.name, scene.facts);
+        for a in j.alerts.iter().filter(|a| pick(&j.name, a)) {
+            let was = a.resolved && scene.marks.contains(&mark(&j.name, &a.name));
+            let rendered = holds(a, &run).and_then(|now| match (now, was) {
+                (true, _) => render(a, &j.name, &run, scene.env, false).map(Some),
+                (false, true) => render(a, &j.name, &run, scene.env, true).map(Some),
+                (false, false) => Ok(None),
+            });
+            match rendered {
                 Ok(Some(f)) => fired.push(f),
                 Ok(None) => {}
                 Err(why) => broken.push(AlertOutcome {
@@ -68,31 +105,36 @@ pub fn fire(
     (fired, broken)
 }
 
-/// One alert: `None` when its `when` does not hold.
-fn render(
-    a: &crate::journey::plan::AlertPlan,
-    j: &Journey,
-    run: &serde_json::Value,
-    env: &crate::render::EnvVars,
-) -> Result<Option<Fired>, String> {
-    use crate::render::env_vars::Namespace;
-    // `when` reads the results by name (`failed > 0`) or under `run`.
+/// Whether `when` holds: it reads the results by name (`failed > 0`) or under `run`.
+fn holds(a: &AlertPlan, run: &serde_json::Value) -> Result<bool, String> {
     let mut top = run.as_object().cloned().unwrap_or_default();
     top.insert("run".into(), run.clone());
-    let when = crate::render::value_of(&top);
-    if !a.when.is_true(&when).map_err(|e| e.to_string())? {
-        return Ok(None);
-    }
-    let ctx = minijinja::context! { run => crate::render::value_of(run), env => env.value(Namespace::Env) };
+    a.when
+        .is_true(&crate::render::value_of(&top))
+        .map_err(|e| e.to_string())
+}
+
+/// One alert's message (or, `resolution`, the message that the journey is clean again).
+fn render(
+    a: &AlertPlan,
+    journey: &str,
+    run: &serde_json::Value,
+    env: &crate::render::EnvVars,
+    resolution: bool,
+) -> Result<Fired, String> {
+    use crate::render::env_vars::Namespace;
+    let mut run = run.clone();
+    run["resolved"] = serde_json::json!(resolution);
+    let ctx = minijinja::context! { run => crate::render::value_of(&run), env => env.value(Namespace::Env) };
     let with_secrets = minijinja::context! {
-        run => crate::render::value_of(run),
+        run => crate::render::value_of(&run),
         env => env.value(Namespace::Env),
         secret => env.value(Namespace::Secret),
     };
     let url = a.to.url().render(&ctx).map_err(|e| e.to_string())?;
     let (headers, body) = match &a.to {
-        AlertTo::Slack(_) => (Vec::new(), message::slack(run)),
-        AlertTo::Teams(_) => (Vec::new(), message::teams(run)),
+        AlertTo::Slack(_) => (Vec::new(), message::slack(&run)),
+        AlertTo::Teams(_) => (Vec::new(), message::teams(&run)),
         AlertTo::Webhook { headers, body, .. } => {
             let headers = headers
                 .iter()
@@ -109,7 +151,7 @@ fn render(
                     b.write(&ctx, &mut out).map_err(|e| e.to_string())?;
                     serde_json::from_slice(&out).map_err(|e| e.to_string())?
                 }
-                None => message::summary_json(run),
+                None => message::summary_json(&run),
             };
             (headers, body)
         }
@@ -118,15 +160,17 @@ fn render(
         AlertTo::Webhook { headers, .. } => headers.iter().any(|(_, t)| t.reads_secret()),
         _ => false,
     };
-    Ok(Some(Fired {
-        journey: j.name.clone(),
+    Ok(Fired {
+        journey: journey.to_string(),
         name: a.name.clone(),
         to: a.to.kind(),
         url,
         headers,
         secret_headers,
         body,
-    }))
+        resolution,
+        remembered: a.resolved,
+    })
 }
 
 /// The alerts of a dry-run or `test`: rendered, shown, not sent.

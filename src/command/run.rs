@@ -98,6 +98,8 @@ pub struct Batch<'a> {
     pub sightings: entries::Sightings,
     /// What `--html` keeps of the entries as they end.
     pub html: std::sync::Mutex<Option<report::html::Collector>>,
+    /// The alerts with `every`, checked while a real run goes.
+    pub watch: std::sync::Mutex<Option<crate::alert::Watch>>,
 }
 
 /// Runs a dry-run, a real run or a test.
@@ -178,6 +180,7 @@ impl<'a> Batch<'a> {
             notices,
             sightings: Default::default(),
             html: std::sync::Mutex::new(html),
+            watch: std::sync::Mutex::new(None),
         })
     }
 
@@ -295,9 +298,13 @@ impl Batch<'_> {
         // Taken out for the run and put back for `finish`, which writes the page.
         let mut html = self.html.lock().unwrap_or_else(|e| e.into_inner()).take();
         let mut metrics = Metrics::new(config.metrics.as_deref());
+        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner()).take();
         runner::run(self.journeys, list, exec, settings, |r| {
             tally.add(&r);
             metrics.beat(&tally);
+            if let Some(w) = watch.as_mut() {
+                w.beat(&tally, self.journeys);
+            }
             if let Some(page) = html.as_mut() {
                 page.add(self.journeys, &r);
             }
@@ -321,6 +328,7 @@ impl Batch<'_> {
         bar.finish_and_clear();
         beat.stop();
         *self.html.lock().unwrap_or_else(|e| e.into_inner()) = html;
+        *self.watch.lock().unwrap_or_else(|e| e.into_inner()) = watch;
         // A closed stdout stopped the run; it is not an error here, so that the store, the log and
         // the report files are still written (the table's own write then ends the run quietly).
         let mut report = self.finalize(tally, &kept);
@@ -536,7 +544,13 @@ fn run_id(config: &RunConfig) -> String {
 /// nowhere.
 fn alerts_shown(batch: &Batch<'_>, report: &RunReport) -> Result<Vec<crate::report::AlertOutcome>> {
     let facts = alert_facts(batch, &[], None);
-    let (fired, mut outcomes) = crate::alert::fire(report, batch.journeys, &facts, &batch.env);
+    let scene = crate::alert::Scene {
+        report,
+        facts: &facts,
+        env: &batch.env,
+        marks: &[],
+    };
+    let (fired, mut outcomes) = crate::alert::fire(&scene, batch.journeys, &|_, _| true);
     show_alerts(batch, &fired)?;
     outcomes.extend(crate::alert::shown(&fired, &batch.redactor));
     Ok(outcomes)

@@ -265,6 +265,17 @@ pub async fn send(
         return Ok(Exit::Ok);
     }
     let watcher = watch(Arc::clone(&stop), real.max_duration);
+    *batch.watch.lock().unwrap_or_else(|e| e.into_inner()) = crate::alert::Watch::start(
+        batch.journeys,
+        super::run::alert_facts(batch, &[], Some(&real.dead_letter)),
+        batch.env.clone(),
+        crate::alert::watch::Sender {
+            redactor: batch.redactor.clone(),
+            allow_insecure_http: real.allow_insecure_http,
+            dead_letter: Some(real.dead_letter.clone()),
+            run_id: batch.run_id.clone(),
+        },
+    );
     if let Some(store) = &store {
         let stopping = Arc::clone(&stop);
         store.on_failure(Box::new(move || {
@@ -320,7 +331,7 @@ pub async fn send(
         c.leave().await;
     }
     report.rate_shares = protect.shares_used(sharing);
-    report.alerts = send_alerts(batch, real, &report, &protect).await?;
+    report.alerts = send_alerts(batch, real, &report, &protect, store.as_deref()).await?;
     report.notices.extend(notices);
     let store_failed = match &store {
         Some(store) => {
@@ -335,16 +346,35 @@ pub async fn send(
     finish(batch, &report)
 }
 
-/// Sends the alerts whose `when` holds; what became of each (never an error of the run).
+/// Sends the alerts whose `when` holds (an alert with `every` only when it was not sent within
+/// it during the run) and the resolutions of those that fired before; what became of each,
+/// the run's own included (never an error of the run). The store keeps which `resolved: true`
+/// alerts fired.
 async fn send_alerts(
     batch: &Batch<'_>,
     real: &RealConfig,
     report: &RunReport,
     protect: &Protection,
+    store: Option<&dyn Storage>,
 ) -> Result<Vec<crate::report::AlertOutcome>, Error> {
+    let mut watch = batch.watch.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let during = watch.as_mut().map(|w| w.finish()).unwrap_or_default();
+    let marks = match store {
+        Some(s) => s.alert_marks().await.unwrap_or_default(),
+        None => Vec::new(),
+    };
     let stopped = protect.breakers.stopped();
     let facts = super::run::alert_facts(batch, &stopped, Some(&real.dead_letter));
-    let (fired, mut outcomes) = crate::alert::fire(report, batch.journeys, &facts, &batch.env);
+    let scene = crate::alert::Scene {
+        report,
+        facts: &facts,
+        env: &batch.env,
+        marks: &marks,
+    };
+    let due = |journey: &str, a: &crate::journey::plan::AlertPlan| {
+        watch.as_ref().is_none_or(|w| w.due(journey, a))
+    };
+    let (fired, mut outcomes) = crate::alert::fire(&scene, batch.journeys, &due);
     super::run::show_alerts(batch, &fired)?;
     let how = crate::alert::Sending {
         redactor: &batch.redactor,
@@ -352,8 +382,39 @@ async fn send_alerts(
         dead_letter: Some(&real.dead_letter),
         run_id: &batch.run_id,
     };
-    outcomes.extend(crate::alert::send_all(&fired, &how).await);
+    let sent = crate::alert::send_all(&fired, &how).await;
+    if let Some(store) = store {
+        remember(store, batch.journeys, &fired, &sent, &during);
+    }
+    outcomes.extend(during);
+    outcomes.extend(sent);
     Ok(outcomes)
+}
+
+/// Keeps in the store which `resolved: true` alerts fired (sent at the end or during the run),
+/// and forgets those whose resolution was sent.
+fn remember(
+    store: &dyn Storage,
+    journeys: &[crate::journey::Journey],
+    fired: &[crate::alert::Fired],
+    sent: &[crate::report::AlertOutcome],
+    during: &[crate::report::AlertOutcome],
+) {
+    for (f, o) in fired.iter().zip(sent).filter(|(f, _)| f.remembered) {
+        if o.state == "sent" {
+            store.mark_alert(&f.key(), !f.resolution);
+        }
+    }
+    for o in during.iter().filter(|o| o.state == "sent") {
+        let remembered = journeys
+            .iter()
+            .filter(|j| j.name == o.journey)
+            .flat_map(|j| &j.alerts)
+            .any(|a| a.name == o.name && a.resolved);
+        if remembered {
+            store.mark_alert(&format!("alert:{}/{}", o.journey, o.name), true);
+        }
+    }
 }
 
 /// What a real run records to.

@@ -675,6 +675,8 @@ pub(crate) fn alert(
     Some(AlertPlan {
         name: a.name.clone().unwrap_or_else(|| format!("alert {}", i + 1)),
         when,
+        every: a.every.map(|d| d.0),
+        resolved: a.resolved,
         to,
     })
 }

@@ -52,6 +52,15 @@ pub struct Alert {
     /// An expression over the run's results for the journey: `failed > 0`,
     /// `failure_rate >= 5`, `invalid > 100`, `stopped_hosts | length > 0`, `state_failed`.
     pub when: String,
+    /// During a long run, also checked every this long (and sent again at most this often);
+    /// without it, an alert is checked once, at the end of the run.
+    #[serde(default)]
+    pub every: Option<Dur>,
+    /// Also say when the journey is clean again: the next run whose results no longer meet
+    /// `when`, after this alert fired, sends one "resolved" message (the state store keeps
+    /// that it fired).
+    #[serde(default)]
+    pub resolved: bool,
     /// A Slack incoming-webhook URL: a short summary and the top errors as blocks.
     #[serde(default)]
     pub slack: Option<String>,

@@ -339,6 +339,10 @@ pub struct AlertPlan {
     pub name: String,
     /// When it fires: an expression over the run's results for the journey.
     pub when: Expr,
+    /// During a long run, checked (and sent again at most) this often; `None`: at the end.
+    pub every: Option<std::time::Duration>,
+    /// Say when the journey is clean again.
+    pub resolved: bool,
     /// Where it goes.
     pub to: AlertTo,
 }

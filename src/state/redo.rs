@@ -50,6 +50,9 @@ pub(super) enum Write {
         status: String,
         outcome: String,
     },
+    /// An alert of `resolved: true` fired (`fired`), or said it is resolved: `key` is kept, or
+    /// dropped, in `meta`.
+    Mark { key: String, fired: bool },
     /// An entry parked until `due`, to walk on from `start_step` with `snapshot`.
     Park {
         row: Row,
@@ -68,6 +71,8 @@ pub(super) struct Statements<'c> {
     end: Statement<'c>,
     park: Statement<'c>,
     mark: Statement<'c>,
+    alert_on: Statement<'c>,
+    alert_off: Statement<'c>,
 }
 
 impl<'c> Statements<'c> {
@@ -93,6 +98,10 @@ impl<'c> Statements<'c> {
             mark: conn.prepare(
                 "INSERT INTO meta (key, value) VALUES ('redo', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1",
             )?,
+            alert_on: conn.prepare(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+            )?,
+            alert_off: conn.prepare("DELETE FROM meta WHERE key = ?1")?,
         })
     }
 
@@ -143,6 +152,8 @@ impl<'c> Statements<'c> {
                 row.started,
                 updated
             ]),
+            Write::Mark { key, fired: true } => self.alert_on.execute(params![key, updated]),
+            Write::Mark { key, fired: false } => self.alert_off.execute(params![key]),
             Write::Park {
                 row,
                 start_step,

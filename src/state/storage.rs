@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
+use super::writer::Msg;
 use super::{DeliveryState, DueEntry, EntryRow, Pending, Snapshot, Store, StoredEntry};
 
 /// A store's answer, later.
@@ -92,6 +93,14 @@ pub trait Storage: Send + Sync {
     fn leave<'a>(&'a self, holder: &'a str) -> Answer<'a, ()> {
         let _ = holder;
         Box::pin(std::future::ready(Ok(())))
+    }
+    /// The alerts of `resolved: true` that fired and are not resolved yet, by key.
+    fn alert_marks(&self) -> Answer<'_, Vec<String>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+    /// Keeps (`fired`) or drops an alert's key.
+    fn mark_alert(&self, key: &str, fired: bool) {
+        let _ = (key, fired);
     }
     /// Calls `hook` once if the store fails during the run (a PostgreSQL server that stays away
     /// longer than `--state-timeout`), so the run stops as SIGTERM would.
@@ -184,6 +193,17 @@ impl Storage for Store {
 
     fn shown(&self) -> String {
         self.path().display().to_string()
+    }
+
+    fn alert_marks(&self) -> Answer<'_, Vec<String>> {
+        Box::pin(self.ask(Msg::Marks))
+    }
+
+    fn mark_alert(&self, key: &str, fired: bool) {
+        self.send(Msg::Write(super::redo::Write::Mark {
+            key: key.to_string(),
+            fired,
+        }));
     }
 }
 

@@ -30,6 +30,8 @@ pub(super) enum Msg {
         reply: oneshot::Sender<Result<u32, String>>,
     },
     Flush(Ack),
+    /// The keys of the alerts that fired and are not resolved yet.
+    Marks(oneshot::Sender<Result<Vec<String>, String>>),
     /// Messages made together, in order.
     Batch(Vec<Msg>),
 }
@@ -188,6 +190,9 @@ fn handle(
             let _ = reply.send(Ok(shard(tx, given.as_deref())?));
         }
         Msg::Flush(reply) => acks.flushes.push(reply),
+        Msg::Marks(reply) => {
+            let _ = reply.send(marks(tx).map_err(|e| e.to_string()));
+        }
         Msg::Batch(msgs) => {
             for msg in msgs {
                 handle(tx, statements, redo, msg, now, acks)?;
@@ -269,4 +274,11 @@ fn due(tx: &rusqlite::Transaction<'_>, at: &str) -> rusqlite::Result<Vec<DueEntr
         })
     })?
     .collect()
+}
+
+/// The keys of the alerts that fired and are not resolved yet.
+fn marks(tx: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt =
+        tx.prepare_cached("SELECT key FROM meta WHERE key LIKE 'alert:%' ORDER BY key")?;
+    stmt.query_map([], |r| r.get(0))?.collect()
 }

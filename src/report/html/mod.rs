@@ -233,7 +233,21 @@ fn run_section(out: &mut String, report: &RunReport) {
             let n = l.entries.map_or("some".into(), |n| n.to_string());
             format!("stopped ({}): {n} entries left for a later run", l.reason)
         }))
-        .chain(report.notices.iter().cloned());
+        .chain(report.notices.iter().cloned())
+        .chain(report.alerts.iter().map(|a| {
+            let state = match a.state.as_str() {
+                "shown" => "would be sent (a dry-run sends nothing)".to_string(),
+                "failed" => format!(
+                    "✗ could not be delivered: {}",
+                    a.error.as_deref().unwrap_or("")
+                ),
+                s => s.to_string(),
+            };
+            format!(
+                "alert {} (journey {}) to {}: {state}",
+                a.name, a.journey, a.to
+            )
+        }));
     list(out, "", lines);
     if !report.expectations.is_empty() {
         let failed = failed_expectations(report);

@@ -288,6 +288,15 @@ impl Storage for Postgres {
         Box::pin(self.ask(move |reply| Msg::Read(Read::Leave(holder.to_string(), reply))))
     }
 
+    fn alert_marks(&self) -> Answer<'_, Vec<String>> {
+        Box::pin(self.ask(|reply| Msg::Read(Read::Marks(reply))))
+    }
+
+    fn mark_alert(&self, key: &str, fired: bool) {
+        let (ack, _) = oneshot::channel();
+        self.send(Msg::Read(Read::Mark(key.to_string(), fired, ack)));
+    }
+
     fn on_failure(&self, hook: Box<dyn Fn() + Send + Sync>) {
         if let Ok(mut h) = self.shared.hook.lock() {
             *h = Some(hook);

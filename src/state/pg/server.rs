@@ -206,6 +206,10 @@ pub(super) enum Read {
     ),
     /// A host's shares given up.
     Leave(String, Ack),
+    /// The keys of the alerts that fired and are not resolved yet.
+    Marks(oneshot::Sender<Result<Vec<String>, String>>),
+    /// An alert's key kept (fired) or dropped (resolved).
+    Mark(String, bool, Ack),
 }
 
 /// A read's answer, kept until the batch has gone through.
@@ -215,6 +219,7 @@ enum Answer {
     Due(Vec<DueEntry>),
     Coordinated(super::super::Coordinated),
     Left,
+    Marks(Vec<String>),
 }
 
 /// The messages of one batch, sorted.
@@ -254,7 +259,10 @@ impl Batch {
                 Read::Count { reply, .. } => drop(reply.send(Err(why.to_string()))),
                 Read::Due(_, reply) => drop(reply.send(Err(why.to_string()))),
                 Read::Coordinate(_, reply) => drop(reply.send(Err(why.to_string()))),
-                Read::Leave(_, reply) => drop(reply.send(Err(why.to_string()))),
+                Read::Leave(_, reply) | Read::Mark(_, _, reply) => {
+                    drop(reply.send(Err(why.to_string())))
+                }
+                Read::Marks(reply) => drop(reply.send(Err(why.to_string()))),
             }
         }
     }
@@ -269,7 +277,10 @@ impl Batch {
                 (Read::Count { reply, .. }, Answer::Count(n)) => drop(reply.send(Ok(n))),
                 (Read::Due(_, reply), Answer::Due(d)) => drop(reply.send(Ok(d))),
                 (Read::Coordinate(_, reply), Answer::Coordinated(c)) => drop(reply.send(Ok(c))),
-                (Read::Leave(_, reply), Answer::Left) => drop(reply.send(Ok(()))),
+                (Read::Leave(_, reply) | Read::Mark(_, _, reply), Answer::Left) => {
+                    drop(reply.send(Ok(())))
+                }
+                (Read::Marks(reply), Answer::Marks(m)) => drop(reply.send(Ok(m))),
                 _ => {}
             }
         }
@@ -554,6 +565,26 @@ async fn read(link: &Link, r: &Read) -> Result<Answer, Failure> {
                 .map_err(Failure::from)?;
             Ok(Answer::Left)
         }
+        Read::Marks(_) => {
+            let rows = c
+                .query(
+                    "SELECT key FROM meta WHERE key LIKE 'alert:%' ORDER BY key",
+                    &[],
+                )
+                .await
+                .map_err(Failure::from)?;
+            Ok(Answer::Marks(rows.iter().map(|r| r.get(0)).collect()))
+        }
+        Read::Mark(key, fired, _) => {
+            let sql = match fired {
+                true => {
+                    "INSERT INTO meta (key, value) VALUES ($1, now()::text) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+                }
+                false => "DELETE FROM meta WHERE key = $1",
+            };
+            c.execute(sql, &[key]).await.map_err(Failure::from)?;
+            Ok(Answer::Left)
+        }
         Read::Due(at, _) => {
             let rows = c.query(&link.r.due, &[at]).await.map_err(Failure::from)?;
             Ok(Answer::Due(
@@ -748,6 +779,8 @@ fn segments(writes: &[Write]) -> Vec<Segment<'_>> {
                 row.saved = saved;
                 row.attempts += attempts;
             }
+            // An alert's mark goes as a read of its own ([`Read::Mark`]).
+            Write::Mark { .. } => {}
             Write::End { row, .. } | Write::Park { row, .. } => {
                 let seg = last(&mut out);
                 seg.entries.shift_remove(row.key.as_str());
