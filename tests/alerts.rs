@@ -202,7 +202,7 @@ fn an_alert_file_reaches_every_journey_and_validate_checks_alerts() {
     );
     t.file(
         "alerts.yaml",
-        "alerts:\n  - name: every run\n    when: \"entries > 0\"\n    webhook:\n      url: \"{{ env.SLACK_WEBHOOK_URL }}\"\n      body: { journey: \"{{ run.journey }}\", entries: \"{{ run.entries }}\" }\n",
+        "alerts:\n  - name: every run\n    when: \"entries > 0\"\n    link: \"https://dash.example/runs/{{ run.run_id }}\"\n    retry: { attempts: 1 }\n    webhook:\n      url: \"{{ env.SLACK_WEBHOOK_URL }}\"\n      auth: { bearer: \"{{ secret.API_KEY }}\" }\n      body: { journey: \"{{ run.journey }}\", entries: \"{{ run.entries }}\", link: \"{{ run.link }}\" }\n",
     );
     let out = t.run(&[
         "run",
@@ -215,12 +215,25 @@ fn an_alert_file_reaches_every_journey_and_validate_checks_alerts() {
         "alerts.yaml",
     ]);
     assert_eq!(out.code, 0, "{}", out.all());
-    let mut sent: Vec<serde_json::Value> = server
-        .requests_to("/hook")
-        .iter()
-        .map(|r| r.json())
-        .collect();
+    let hooks = server.requests_to("/hook");
+    for r in &hooks {
+        assert_eq!(
+            r.header("authorization"),
+            Some("Bearer sk_live_never_in_an_alert"),
+            "auth, as a journey's webhook takes it"
+        );
+    }
+    let mut sent: Vec<serde_json::Value> = hooks.iter().map(|r| r.json()).collect();
     sent.sort_by_key(|v| v["journey"].to_string());
+    for v in sent.iter_mut() {
+        let link = v.as_object_mut().unwrap().remove("link").unwrap();
+        assert!(
+            link.as_str()
+                .unwrap()
+                .starts_with("https://dash.example/runs/run_"),
+            "the team's link: {link}"
+        );
+    }
     assert_eq!(
         sent,
         [

@@ -1,5 +1,6 @@
-//! Sending alerts: each is tried three times (a transport error, 408, 429 or 5xx is tried
-//! again after 1 s, then 2 s, or what `Retry-After` asks up to 10 s), with the run's safety
+//! Sending alerts: each is tried `retry.attempts` times (3 by default: a transport error, 408,
+//! 429 or 5xx is tried again after 1 s, then 2 s, or what `Retry-After` asks up to
+//! `max_backoff`), each attempt within its `timeout` (10 s by default), with the run's safety
 //! rules; one that cannot be delivered is said on stderr, counted and written to the
 //! dead-letter file. Nothing here changes the run's exit code.
 
@@ -24,9 +25,7 @@ pub struct Sending<'a> {
 /// Sends every alert; what became of each.
 pub async fn send_all(fired: &[Fired], how: &Sending<'_>) -> Vec<AlertOutcome> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build();
+    let client = reqwest::Client::builder().build();
     let mut out = Vec::new();
     for f in fired {
         let (attempts, result) = match &client {
@@ -75,9 +74,12 @@ async fn send(client: &reqwest::Client, f: &Fired, insecure: bool) -> (u32, Resu
         );
     }
     let mut last = String::new();
-    for attempt in 1..=3u32 {
+    let tries = f.retry.attempts.max(1);
+    let mut backoff = f.retry.backoff;
+    for attempt in 1..=tries {
         let mut req = client
             .post(url.clone())
+            .timeout(f.timeout)
             .header("content-type", "application/json")
             .body(f.body.to_string());
         for (k, v) in &f.headers {
@@ -95,18 +97,19 @@ async fn send(client: &reqwest::Client, f: &Fired, insecure: bool) -> (u32, Resu
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(|s| Duration::from_secs(s.min(10)))
+                    .map(|s| Duration::from_secs(s).min(f.retry.max_backoff))
             }
             Err(e) => {
                 last = e.to_string();
                 None
             }
         };
-        if attempt < 3 {
-            tokio::time::sleep(wait.unwrap_or(Duration::from_secs(attempt as u64))).await;
+        if attempt < tries {
+            tokio::time::sleep(wait.unwrap_or(backoff)).await;
+            backoff = (backoff * 2).min(f.retry.max_backoff);
         }
     }
-    (3, Err(last))
+    (tries, Err(last))
 }
 
 /// Appends the alert to the dead-letter file (`replay` leaves such lines as they are).

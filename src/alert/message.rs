@@ -43,6 +43,14 @@ fn headline(run: &Value) -> String {
     }
 }
 
+/// The line, and the team's link after it when there is one.
+fn with_link(text: String, run: &Value) -> String {
+    match run["link"].as_str() {
+        Some(link) => format!("{text} — {link}"),
+        None => text,
+    }
+}
+
 /// Each error: `message (N entries, e.g. c1, c2)`.
 fn errors(run: &Value) -> Vec<String> {
     run["errors"]
@@ -69,7 +77,7 @@ fn errors(run: &Value) -> Vec<String> {
 
 /// A Slack incoming-webhook message.
 pub fn slack(run: &Value) -> Value {
-    let text = headline(run);
+    let text = with_link(headline(run), run);
     let mut blocks = vec![json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } })];
     for e in errors(run) {
         blocks.push(
@@ -89,7 +97,7 @@ pub fn teams(run: &Value) -> Value {
         "@type": "MessageCard",
         "@context": "https://schema.org/extensions",
         "summary": headline(run),
-        "text": headline(run),
+        "text": with_link(headline(run), run),
         "sections": [{ "facts": facts }],
     })
 }

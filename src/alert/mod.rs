@@ -34,6 +34,10 @@ pub struct Fired {
     pub secret_headers: bool,
     /// The JSON body (it never holds a secret: its templates see `run` and `env` only).
     pub body: serde_json::Value,
+    /// Total timeout of one attempt.
+    pub timeout: std::time::Duration,
+    /// Tries in all, and their backoff.
+    pub retry: crate::journey::plan::RetryPolicy,
     /// This says the journey is clean again (a `resolved: true` alert that fired before).
     pub resolution: bool,
     /// The alert keeps what it said in the state store (`resolved: true`).
@@ -126,6 +130,10 @@ fn render(
     let mut run = run.clone();
     run["resolved"] = serde_json::json!(resolution);
     let ctx = minijinja::context! { run => crate::render::value_of(&run), env => env.value(Namespace::Env) };
+    if let Some(link) = &a.link {
+        run["link"] = serde_json::json!(link.render(&ctx).map_err(|e| e.to_string())?);
+    }
+    let ctx = minijinja::context! { run => crate::render::value_of(&run), env => env.value(Namespace::Env) };
     let with_secrets = minijinja::context! {
         run => crate::render::value_of(&run),
         env => env.value(Namespace::Env),
@@ -135,8 +143,9 @@ fn render(
     let (headers, body) = match &a.to {
         AlertTo::Slack(_) => (Vec::new(), message::slack(&run)),
         AlertTo::Teams(_) => (Vec::new(), message::teams(&run)),
-        AlertTo::Webhook { headers, body, .. } => {
-            let headers = headers
+        AlertTo::Webhook(w) => {
+            let (headers, auth, body) = (&w.headers, &w.auth, &w.body);
+            let mut headers = headers
                 .iter()
                 .map(|(k, t)| {
                     Ok((
@@ -145,6 +154,9 @@ fn render(
                     ))
                 })
                 .collect::<Result<Vec<_>, String>>()?;
+            if let Some(auth) = auth {
+                headers.push(auth_header(auth, &with_secrets)?);
+            }
             let body = match body {
                 Some(b) => {
                     let mut out = Vec::new();
@@ -157,7 +169,10 @@ fn render(
         }
     };
     let secret_headers = match &a.to {
-        AlertTo::Webhook { headers, .. } => headers.iter().any(|(_, t)| t.reads_secret()),
+        AlertTo::Webhook(w) => {
+            w.headers.iter().any(|(_, t)| t.reads_secret())
+                || w.auth.as_ref().is_some_and(auth_reads_secret)
+        }
         _ => false,
     };
     Ok(Fired {
@@ -168,9 +183,38 @@ fn render(
         headers,
         secret_headers,
         body,
+        timeout: a.timeout,
+        retry: a.retry,
         resolution,
         remembered: a.resolved,
     })
+}
+
+/// The header `auth` makes.
+fn auth_header(
+    auth: &crate::journey::plan::AuthPlan,
+    ctx: &minijinja::Value,
+) -> Result<(String, String), String> {
+    use crate::journey::plan::AuthPlan;
+    let render = |t: &crate::render::Tmpl| t.render(ctx).map_err(|e| e.to_string());
+    Ok(match auth {
+        AuthPlan::Bearer(t) => ("Authorization".into(), format!("Bearer {}", render(t)?)),
+        AuthPlan::Basic(user, password) => {
+            use base64::Engine;
+            let pair = format!("{}:{}", render(user)?, render(password)?);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            ("Authorization".into(), format!("Basic {encoded}"))
+        }
+        AuthPlan::Header(name, t) => (name.clone(), render(t)?),
+    })
+}
+
+fn auth_reads_secret(auth: &crate::journey::plan::AuthPlan) -> bool {
+    use crate::journey::plan::AuthPlan;
+    match auth {
+        AuthPlan::Bearer(t) | AuthPlan::Header(_, t) => t.reads_secret(),
+        AuthPlan::Basic(u, p) => u.reads_secret() || p.reads_secret(),
+    }
 }
 
 /// The alerts of a dry-run or `test`: rendered, shown, not sent.

@@ -638,7 +638,7 @@ pub(crate) fn alert(
     i: usize,
     c: &mut Compiler,
 ) -> Option<crate::journey::plan::AlertPlan> {
-    use crate::journey::plan::{AlertPlan, AlertTo};
+    use crate::journey::plan::{AlertPlan, AlertTo, AlertWebhookPlan};
     let url = |field: &str, url: &str, c: &mut Compiler| {
         if let Err(msg) = super::validate::check_origin(url) {
             c.error(field, msg);
@@ -648,7 +648,7 @@ pub(crate) fn alert(
     let to = match (&a.slack, &a.teams, &a.webhook) {
         (Some(u), None, None) => AlertTo::Slack(url(&format!("{at}.slack"), u, c)),
         (None, Some(u), None) => AlertTo::Teams(url(&format!("{at}.teams"), u, c)),
-        (None, None, Some(w)) => AlertTo::Webhook {
+        (None, None, Some(w)) => AlertTo::Webhook(Box::new(AlertWebhookPlan {
             url: url(&format!("{at}.webhook.url"), &w.url, c),
             headers: w
                 .headers
@@ -658,11 +658,15 @@ pub(crate) fn alert(
                     (k.clone(), c.template(&field, &v.0))
                 })
                 .collect(),
+            auth: w
+                .auth
+                .as_ref()
+                .map(|x| auth(x, &format!("{at}.webhook.auth"), c)),
             body: w
                 .body
                 .as_ref()
                 .map(|b| BodyTemplate::compile(c, &format!("{at}.webhook.body"), b)),
-        },
+        })),
         _ => {
             c.error(
                 at,
@@ -677,6 +681,31 @@ pub(crate) fn alert(
         when,
         every: a.every.map(|d| d.0),
         resolved: a.resolved,
+        link: a
+            .link
+            .as_ref()
+            .map(|l| c.template(&format!("{at}.link"), l)),
+        timeout: a
+            .timeout
+            .map_or(std::time::Duration::from_secs(10), |d| d.0),
+        retry: RetryPolicy {
+            attempts: a
+                .retry
+                .as_ref()
+                .and_then(|r| r.attempts)
+                .unwrap_or(3)
+                .max(1),
+            backoff: a
+                .retry
+                .as_ref()
+                .and_then(|r| r.backoff)
+                .map_or(std::time::Duration::from_secs(1), |d| d.0),
+            max_backoff: a
+                .retry
+                .as_ref()
+                .and_then(|r| r.max_backoff)
+                .map_or(std::time::Duration::from_secs(10), |d| d.0),
+        },
         to,
     })
 }

@@ -61,6 +61,16 @@ pub struct Alert {
     /// that it fired).
     #[serde(default)]
     pub resolved: bool,
+    /// A link the team sets (their dashboard, the run's logs), a template over `run` and `env`:
+    /// in the message of `slack` and `teams`, and `run.link` in a webhook's body.
+    #[serde(default)]
+    pub link: Option<String>,
+    /// Total timeout of one attempt (default 10s).
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    /// Tries in all and their backoff (default: 3 tries, 1 s then 2 s; `Retry-After` is honoured).
+    #[serde(default)]
+    pub retry: Option<Retry>,
     /// A Slack incoming-webhook URL: a short summary and the top errors as blocks.
     #[serde(default)]
     pub slack: Option<String>,
@@ -82,6 +92,9 @@ pub struct AlertWebhook {
     /// Headers.
     #[serde(default)]
     pub headers: IndexMap<String, Text>,
+    /// Authentication, as a journey's webhook takes it (`bearer`, `basic`, `header`).
+    #[serde(default)]
+    pub auth: Option<Auth>,
     /// A JSON body, rendered leaf by leaf over `run` and `env` (default: the summary).
     #[serde(default)]
     pub body: Option<serde_json::Value>,

@@ -343,6 +343,12 @@ pub struct AlertPlan {
     pub every: Option<std::time::Duration>,
     /// Say when the journey is clean again.
     pub resolved: bool,
+    /// The team's link, over `run` and `env`.
+    pub link: Option<Tmpl>,
+    /// Total timeout of one attempt.
+    pub timeout: std::time::Duration,
+    /// Tries in all, and the backoff before the second (doubled each time, up to the cap).
+    pub retry: RetryPolicy,
     /// Where it goes.
     pub to: AlertTo,
 }
@@ -355,14 +361,20 @@ pub enum AlertTo {
     /// A Microsoft Teams incoming webhook (its URL).
     Teams(Tmpl),
     /// Any endpoint, with its headers and, if given, its own body.
-    Webhook {
-        /// The URL.
-        url: Tmpl,
-        /// Headers, in order.
-        headers: Vec<(String, Tmpl)>,
-        /// The body (default: the summary as JSON).
-        body: Option<crate::render::body::BodyTemplate>,
-    },
+    Webhook(Box<AlertWebhookPlan>),
+}
+
+/// An alert's own request.
+#[derive(Debug, Clone)]
+pub struct AlertWebhookPlan {
+    /// The URL.
+    pub url: Tmpl,
+    /// Headers, in order.
+    pub headers: Vec<(String, Tmpl)>,
+    /// `auth`, as a journey's webhook takes it.
+    pub auth: Option<AuthPlan>,
+    /// The body (default: the summary as JSON).
+    pub body: Option<crate::render::body::BodyTemplate>,
 }
 
 impl AlertTo {
@@ -371,14 +383,15 @@ impl AlertTo {
         match self {
             AlertTo::Slack(_) => "slack",
             AlertTo::Teams(_) => "teams",
-            AlertTo::Webhook { .. } => "webhook",
+            AlertTo::Webhook(_) => "webhook",
         }
     }
 
     /// The URL template.
     pub fn url(&self) -> &Tmpl {
         match self {
-            AlertTo::Slack(u) | AlertTo::Teams(u) | AlertTo::Webhook { url: u, .. } => u,
+            AlertTo::Slack(u) | AlertTo::Teams(u) => u,
+            AlertTo::Webhook(w) => &w.url,
         }
     }
 }
