@@ -33,19 +33,9 @@ fn folder(server: &TestServer, slack: &str) -> Test {
     t
 }
 
+/// `support::send` (a real run without a store), one entry at a time.
 fn run(t: &Test, extra: &[&str]) -> crate::support::Output {
-    let mut args = vec![
-        "run",
-        "j.yaml",
-        "--fixtures",
-        "f.yaml",
-        "--yes",
-        "--no-state",
-        "--concurrency",
-        "1",
-    ];
-    args.extend_from_slice(extra);
-    t.run(&args)
+    crate::support::send(t, &[&["--concurrency", "1"], extra].concat())
 }
 
 #[test]
