@@ -12,7 +12,7 @@
 //! | [`render`] | minijinja: templates, expressions, filters, the template context |
 //! | [`journey`] | the model, compiling to plans, validating graphs and templates |
 //! | [`fixture`] | customers, events, mocks, expectations; NDJSON and CSV streams |
-//! | `state` | the storage seam (`state::Storage`): SQLite, and memory for dry-runs |
+//! | `state` | the storage seam (`state::Storage`): SQLite, PostgreSQL (shared by hosts), and memory for dry-runs |
 //! | `gate` | what an entry passes: suppression, holdout, consent, `exit_when`, windows, caps |
 //! | [`execute`] | entries, the runner's lanes, the walk, executors (http, dry-run), retries |
 //! | [`report`], `graph`, `expect` | the report and one file per format; drawings; expectations |
