@@ -184,56 +184,58 @@ async fn pg_to_file(
         .await
         .map_err(&src)?;
     let tx = conn.transaction().map_err(dst)?;
-    {
-        let mut put = tx
-            .prepare(
-                "INSERT INTO entries (key, journey, customer, status, outcome, start_step, due, snapshot, started, updated)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )
-            .map_err(dst)?;
-        for r in &entries {
-            put.execute(params![
-                r.get::<_, String>(0),
-                r.get::<_, String>(1),
-                r.get::<_, String>(2),
-                r.get::<_, String>(3),
-                r.get::<_, Option<String>>(4),
-                r.get::<_, i32>(5),
-                r.get::<_, Option<String>>(6),
-                r.get::<_, Option<String>>(7),
-                r.get::<_, String>(8),
-                r.get::<_, String>(9),
-            ])
-            .map_err(dst)?;
-        }
-        let mut put = tx
-            .prepare(
-                "INSERT INTO deliveries (entry_key, step, id, status, http_status, saved, attempts, updated, customer, channel, sent_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )
-            .map_err(dst)?;
-        for r in &deliveries {
-            put.execute(params![
-                r.get::<_, String>(0),
-                r.get::<_, String>(1),
-                r.get::<_, String>(2),
-                r.get::<_, String>(3),
-                r.get::<_, Option<i32>>(4),
-                r.get::<_, Option<String>>(5),
-                r.get::<_, i32>(6),
-                r.get::<_, String>(7),
-                r.get::<_, Option<String>>(8),
-                r.get::<_, Option<String>>(9),
-                r.get::<_, Option<String>>(10),
-            ])
-            .map_err(dst)?;
-        }
-    }
+    put_rows(&tx, &entries, &deliveries).map_err(dst)?;
     tx.commit().map_err(dst)?;
     Ok(Copied {
         entries: entries.len(),
         deliveries: deliveries.len(),
     })
+}
+
+/// PostgreSQL's rows, as they are, into the file's tables.
+fn put_rows(
+    tx: &rusqlite::Transaction<'_>,
+    entries: &[tokio_postgres::Row],
+    deliveries: &[tokio_postgres::Row],
+) -> rusqlite::Result<()> {
+    let mut put = tx.prepare(
+        "INSERT INTO entries (key, journey, customer, status, outcome, start_step, due, snapshot, started, updated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    for r in entries {
+        put.execute(params![
+            r.get::<_, String>(0),
+            r.get::<_, String>(1),
+            r.get::<_, String>(2),
+            r.get::<_, String>(3),
+            r.get::<_, Option<String>>(4),
+            r.get::<_, i32>(5),
+            r.get::<_, Option<String>>(6),
+            r.get::<_, Option<String>>(7),
+            r.get::<_, String>(8),
+            r.get::<_, String>(9),
+        ])?;
+    }
+    let mut put = tx.prepare(
+        "INSERT INTO deliveries (entry_key, step, id, status, http_status, saved, attempts, updated, customer, channel, sent_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for r in deliveries {
+        put.execute(params![
+            r.get::<_, String>(0),
+            r.get::<_, String>(1),
+            r.get::<_, String>(2),
+            r.get::<_, String>(3),
+            r.get::<_, Option<i32>>(4),
+            r.get::<_, Option<String>>(5),
+            r.get::<_, i32>(6),
+            r.get::<_, String>(7),
+            r.get::<_, Option<String>>(8),
+            r.get::<_, Option<String>>(9),
+            r.get::<_, Option<String>>(10),
+        ])?;
+    }
+    Ok(())
 }
 
 fn file_entries(conn: &rusqlite::Connection, offset: i64) -> rusqlite::Result<Vec<Entry>> {
