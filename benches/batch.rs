@@ -103,24 +103,17 @@ struct Round {
     dry: Figures,
 }
 
+/// The real run of the 1-step journey over the NDJSON customers, with `store` (its flags).
+fn real(bin: &str, dir: &Path, url: &str, n: usize, store: &[&str]) -> Figures {
+    let run = ["run", "one.yaml", "--fixtures", "real.ndjson"];
+    journey(bin, dir, url, n, &[&run[..], store].concat())
+}
+
 /// The real run with a fresh PostgreSQL store, dropped after.
 fn with_postgres(bin: &str, dir: &Path, url: &str, real_n: usize, base: &str) -> Figures {
     let schema = format!("bench_{}_{}", std::process::id(), fastrand::u32(..));
     let store = format!("{base}?schema={schema}");
-    let figures = journey(
-        bin,
-        dir,
-        url,
-        real_n,
-        &[
-            "run",
-            "one.yaml",
-            "--fixtures",
-            "real.ndjson",
-            "--state",
-            &store,
-        ],
-    );
+    let figures = real(bin, dir, url, real_n, &["--state", &store]);
     common::sql(base, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
     figures
 }
@@ -130,27 +123,8 @@ fn round(bin: &str, dir: &Path, url: &str, real_n: usize, dry_n: usize, pg: Opti
     let _ = std::fs::remove_file(dir.join("s.sqlite.lock"));
     Round {
         pg: pg.map(|base| with_postgres(bin, dir, url, real_n, base)),
-        without: journey(
-            bin,
-            dir,
-            url,
-            real_n,
-            &["run", "one.yaml", "--fixtures", "real.ndjson", "--no-state"],
-        ),
-        with: journey(
-            bin,
-            dir,
-            url,
-            real_n,
-            &[
-                "run",
-                "one.yaml",
-                "--fixtures",
-                "real.ndjson",
-                "--state",
-                "s.sqlite",
-            ],
-        ),
+        without: real(bin, dir, url, real_n, &["--no-state"]),
+        with: real(bin, dir, url, real_n, &["--state", "s.sqlite"]),
         dry: journey(
             bin,
             dir,

@@ -13,27 +13,14 @@ use std::time::{Duration, Instant};
 fn counting_receiver() -> (String, Arc<Mutex<Vec<Instant>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let kept = Arc::clone(&seen);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = axum::Router::new().fallback(move || {
-                let kept = Arc::clone(&kept);
-                async move {
-                    kept.lock().unwrap().push(Instant::now());
-                    "{}"
-                }
-            });
-            axum::serve(listener, app).await.unwrap();
-        });
+    let app = axum::Router::new().fallback(move || {
+        let kept = Arc::clone(&kept);
+        async move {
+            kept.lock().unwrap().push(Instant::now());
+            "{}"
+        }
     });
-    (format!("http://{}", rx.recv().unwrap()), seen)
+    (common::serve(app), seen)
 }
 
 /// The most arrivals within any one second.

@@ -5,6 +5,11 @@
 /// A receiver on 127.0.0.1 that answers `{}` to everything, on its own one-thread runtime;
 /// its base URL.
 pub fn receiver() -> String {
+    serve(axum::Router::new().fallback(|| async { "{}" }))
+}
+
+/// Serves `app` on a free port of 127.0.0.1, on its own one-thread runtime; its base URL.
+pub fn serve(app: axum::Router) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -15,9 +20,7 @@ pub fn receiver() -> String {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, axum::Router::new().fallback(|| async { "{}" }))
-                .await
-                .unwrap();
+            axum::serve(listener, app).await.unwrap();
         });
     });
     format!("http://{}", rx.recv().unwrap())

@@ -379,9 +379,7 @@ impl Store {
     ) -> Result<T, String> {
         let (reply, answer) = oneshot::channel();
         self.send(make(reply));
-        answer
-            .await
-            .unwrap_or_else(|_| Err("the state store stopped".into()))
+        answered(answer).await
     }
 
     /// The stored entry, if any.
@@ -420,9 +418,7 @@ impl Store {
             let _release = Release(self);
             tokio::task::yield_now().await;
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err("the state store stopped".into()))
+        answered(answer).await
     }
 
     /// Deliveries of `channel` to `customer` sent after `since` (pending ones count: they may
@@ -506,6 +502,13 @@ impl Store {
             None => Ok(()),
         }
     }
+}
+
+/// The answer a store's thread sends back; if the thread has gone, it says so.
+async fn answered<T>(answer: oneshot::Receiver<Result<T, String>>) -> Result<T, String> {
+    answer
+        .await
+        .unwrap_or_else(|_| Err("the state store stopped".into()))
 }
 
 /// A delivery about to be sent, as both stores write it.

@@ -97,9 +97,7 @@ impl Postgres {
     ) -> Result<T, String> {
         let (reply, answer) = oneshot::channel();
         self.send(make(reply));
-        answer
-            .await
-            .unwrap_or_else(|_| Err("the state store stopped".into()))
+        super::answered(answer).await
     }
 }
 

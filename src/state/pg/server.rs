@@ -627,11 +627,9 @@ async fn coordinate(
         .limits
         .iter()
         .map(|(key, limit)| {
-            let (n, held) = others.get(key).copied().unwrap_or((0, 0.0));
-            let even = limit / (n + 1) as f64;
-            let first = co.first.then_some(limit / co.hosts.max(1) as f64);
-            let share = even.min(limit - held).min(first.unwrap_or(f64::MAX));
-            (key.clone(), share.max(even / 100.0))
+            let others = others.get(key).copied().unwrap_or((0, 0.0));
+            let first = co.first.then_some(co.hosts);
+            (key.clone(), share_of(*limit, others, first))
         })
         .collect();
     let mine: Vec<f64> = keys.iter().map(|k| shares[*k]).collect();
@@ -642,31 +640,50 @@ async fn coordinate(
          ON CONFLICT (key, holder) DO UPDATE SET share = EXCLUDED.share, expires = EXCLUDED.expires",
         &lease_params,
     );
-    let hosts: Vec<&str> = co.pauses.iter().map(|(h, _)| h.as_str()).collect();
-    let secs: Vec<f64> = co.pauses.iter().map(|(_, d)| d.as_secs_f64()).collect();
-    let pause_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&hosts, &secs];
-    let pause = c.execute(
+    let (leased, pauses) = tokio::join!(lease, pauses(c, &co.pauses));
+    leased.map_err(Failure::from)?;
+    let pauses = pauses?;
+    Ok(super::super::Coordinated { shares, pauses })
+}
+
+/// A host's share of `limit`: an even split among it and the `others` holding a lease (how
+/// many, and how much they hold), never more than they leave free, and on its `first` lease
+/// (`Some(N)`) no more than 1/N; at least a hundredth of the even split, so it keeps asking.
+fn share_of(limit: f64, (others, held): (i64, f64), first: Option<u64>) -> f64 {
+    let even = limit / (others + 1) as f64;
+    let cap = first.map_or(f64::MAX, |n| limit / n.max(1) as f64);
+    even.min(limit - held).min(cap).max(even / 100.0)
+}
+
+/// Records the pauses partners asked this host for, and reads every partner host paused now,
+/// with how much longer.
+async fn pauses(
+    c: &Client,
+    told: &[(String, std::time::Duration)],
+) -> Result<Vec<(String, std::time::Duration)>, Failure> {
+    let hosts: Vec<&str> = told.iter().map(|(h, _)| h.as_str()).collect();
+    let secs: Vec<f64> = told.iter().map(|(_, d)| d.as_secs_f64()).collect();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&hosts, &secs];
+    let record = c.execute(
         "INSERT INTO pauses (host, until)
          SELECT h, now() + make_interval(secs => s) FROM unnest($1::text[], $2::float8[]) AS u(h, s)
          ON CONFLICT (host) DO UPDATE SET until = GREATEST(pauses.until, EXCLUDED.until)",
-        &pause_params,
+        &params,
     );
-    let paused = c.query(
+    let read = c.query(
         "SELECT host, extract(epoch FROM until - now())::float8 FROM pauses WHERE until > now()",
         &[],
     );
-    let (leased, told, heard) = tokio::join!(lease, pause, paused);
-    leased.map_err(Failure::from)?;
-    told.map_err(Failure::from)?;
-    let pauses = heard
+    let (recorded, heard) = tokio::join!(record, read);
+    recorded.map_err(Failure::from)?;
+    Ok(heard
         .map_err(Failure::from)?
         .iter()
         .map(|r| {
             let left: f64 = r.get(1);
             (r.get(0), std::time::Duration::from_secs_f64(left.max(0.0)))
         })
-        .collect();
-    Ok(super::super::Coordinated { shares, pauses })
+        .collect())
 }
 
 /// The entry the load's rows make (one row of nulls: nothing stored).
@@ -797,38 +814,8 @@ fn last<'s, 'a>(segments: &'s mut [Segment<'a>]) -> &'s mut Segment<'a> {
 
 impl Segment<'_> {
     async fn run(&self, c: &Client, w: &Writes, now: &str) -> Result<(), Failure> {
-        let mut b: [Vec<Option<&str>>; 6] = Default::default();
-        for w in self.befores.values() {
-            if let Write::Before {
-                id,
-                entry,
-                step,
-                customer,
-                channel,
-                at,
-            } = w
-            {
-                let values = [
-                    Some(id.as_str()),
-                    Some(entry),
-                    Some(step),
-                    Some(customer),
-                    channel.as_deref(),
-                    Some(at),
-                ];
-                for (col, v) in b.iter_mut().zip(values) {
-                    col.push(v);
-                }
-            }
-        }
-        let keys = self.afters.keys();
-        let a_entries: Vec<&str> = keys.clone().map(|(e, _)| *e).collect();
-        let a_steps: Vec<&str> = keys.map(|(_, s)| *s).collect();
-        let rows = self.afters.values();
-        let a_status: Vec<&str> = rows.clone().map(|r| r.status).collect();
-        let a_http: Vec<Option<i32>> = rows.clone().map(|r| r.http_status.map(i32::from)).collect();
-        let a_saved: Vec<&str> = rows.clone().map(|r| r.saved).collect();
-        let a_attempts: Vec<i32> = rows.map(|r| r.attempts as i32).collect();
+        let b = before_columns(self.befores.values().copied());
+        let a = AfterRows::of(&self.afters);
         let e = EntryRows::of(self.entries.values().copied());
         c.execute(
             &w.segment,
@@ -839,12 +826,12 @@ impl Segment<'_> {
                 &b[3],
                 &b[4],
                 &b[5],
-                &a_entries,
-                &a_steps,
-                &a_status,
-                &a_http,
-                &a_saved,
-                &a_attempts,
+                &a.entry,
+                &a.step,
+                &a.status,
+                &a.http_status,
+                &a.saved,
+                &a.attempts,
                 &e.key,
                 &e.journey,
                 &e.customer,
@@ -860,6 +847,61 @@ impl Segment<'_> {
         .await
         .map(drop)
         .map_err(Failure::from)
+    }
+}
+
+/// "Before" records as columns: id, entry, step, customer, channel, when.
+fn before_columns<'a>(befores: impl Iterator<Item = &'a Write>) -> [Vec<Option<&'a str>>; 6] {
+    let mut columns: [Vec<Option<&str>>; 6] = Default::default();
+    for w in befores {
+        if let Write::Before {
+            id,
+            entry,
+            step,
+            customer,
+            channel,
+            at,
+        } = w
+        {
+            let values = [
+                Some(id.as_str()),
+                Some(entry),
+                Some(step),
+                Some(customer),
+                channel.as_deref(),
+                Some(at),
+            ];
+            for (col, v) in columns.iter_mut().zip(values) {
+                col.push(v);
+            }
+        }
+    }
+    columns
+}
+
+/// Outcomes as columns.
+#[derive(Default)]
+struct AfterRows<'a> {
+    entry: Vec<&'a str>,
+    step: Vec<&'a str>,
+    status: Vec<&'a str>,
+    http_status: Vec<Option<i32>>,
+    saved: Vec<&'a str>,
+    attempts: Vec<i32>,
+}
+
+impl<'a> AfterRows<'a> {
+    fn of(afters: &indexmap::IndexMap<(&'a str, &'a str), AfterRow<'a>>) -> AfterRows<'a> {
+        let mut rows = AfterRows::default();
+        for ((entry, step), r) in afters {
+            rows.entry.push(entry);
+            rows.step.push(step);
+            rows.status.push(r.status);
+            rows.http_status.push(r.http_status.map(i32::from));
+            rows.saved.push(r.saved);
+            rows.attempts.push(r.attempts as i32);
+        }
+        rows
     }
 }
 
@@ -957,6 +999,18 @@ mod tests {
         assert_eq!(segments(&again).len(), 2);
         let then = [before("e1", "a"), after("e1", "a", "failed", 3)];
         assert_eq!(segments(&then).len(), 2);
+    }
+
+    #[test]
+    fn a_share_is_an_even_split_of_what_the_others_leave_free() {
+        assert_eq!(share_of(40.0, (0, 0.0), None), 40.0, "alone");
+        assert_eq!(share_of(40.0, (1, 20.0), None), 20.0, "two");
+        assert_eq!(share_of(40.0, (0, 0.0), Some(2)), 20.0, "first lease: 1/N");
+        assert_eq!(
+            share_of(40.0, (1, 40.0), None),
+            0.2,
+            "a newcomer waits for room"
+        );
     }
 
     #[test]
