@@ -124,7 +124,7 @@ pub struct RunConfig {
     pub now: DateTime<Utc>,
     /// Jitter seed.
     pub seed: u64,
-    /// Entries in flight.
+    /// Requests in flight at once.
     pub concurrency: usize,
     /// `--show`.
     pub show: Option<Show>,
