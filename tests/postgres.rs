@@ -327,7 +327,8 @@ fn state_copy_moves_a_store_between_sqlite_and_postgresql_and_refuses_a_full_tar
     server.script("/send", vec![Reply::status(200)]);
     let t = Test::new().env("HOOK_URL", &server.url);
     t.file("j.yaml", ONE_STEP);
-    t.file("export.ndjson", &export(50));
+    // More than one chunk of rows each way (a store of any size is copied in bounded memory).
+    t.file("export.ndjson", &export(2500));
     let file_run = t.run(&[
         "run",
         "j.yaml",
@@ -342,15 +343,19 @@ fn state_copy_moves_a_store_between_sqlite_and_postgresql_and_refuses_a_full_tar
     assert_eq!(copied.code, 0, "{}", copied.all());
     assert!(
         copied.stdout.starts_with(
-            "copied 50 entries and 50 deliveries from .journey/state.sqlite to postgres://"
+            "copied 2500 entries and 2500 deliveries from .journey/state.sqlite to postgres://"
         ),
         "{}",
         copied.stdout
     );
     // The run goes on from PostgreSQL: nothing is sent again.
     let on_pg = t.run(&run_args(&url, &["--shard", "1/1"]));
-    assert!(on_pg.stdout.contains("50 already done"), "{}", on_pg.all());
-    assert_eq!(server.count(), 50);
+    assert!(
+        on_pg.stdout.contains("2500 already done"),
+        "{}",
+        on_pg.all()
+    );
+    assert_eq!(server.count(), 2500);
     let again = t.run(&["state", "copy", ".journey/state.sqlite", &url]);
     assert_eq!(again.code, 2, "{}", again.all());
     assert!(
@@ -367,6 +372,14 @@ fn state_copy_moves_a_store_between_sqlite_and_postgresql_and_refuses_a_full_tar
     };
     assert_eq!(shown("back.sqlite"), shown(".journey/state.sqlite"));
     assert_eq!(shown(&url), shown("back.sqlite"));
+    // And from the copy back: every entry is there, and nothing is sent again.
+    let on_back = t.run(&run_args("back.sqlite", &["--shard", "1/1"]));
+    assert!(
+        on_back.stdout.contains("2500 already done"),
+        "{}",
+        on_back.all()
+    );
+    assert_eq!(server.count(), 2500);
     let into_full = t.run(&["state", "copy", &url, "back.sqlite"]);
     assert_eq!(into_full.code, 2, "{}", into_full.all());
 }

@@ -368,7 +368,12 @@ impl<E: Executor> Lane<E> {
             Candidate::Entry(e) => (e, None),
             Candidate::Resume(e, key) => (e, Some(key)),
         };
-        let _turn = self.stripes[stripe(&e.customer.id)].lock().await;
+        // Nobody else's turn, nearly always: taken at once, without a future to poll.
+        let lock = &self.stripes[stripe(&e.customer.id)];
+        let _turn = match lock.try_lock() {
+            Ok(turn) => turn,
+            Err(_) => lock.lock().await,
+        };
         let LaneShared {
             journeys,
             settings,

@@ -1,14 +1,15 @@
 //! `journey state copy FROM TO`: a store moved between backends (SQLite → PostgreSQL, and
-//! back), every entry and delivery as it stands, holding both stores whole. A target that
-//! already holds entries is refused: merging two histories could contact someone twice.
+//! back), every entry and delivery as it stands, holding both stores whole, a chunk of rows at a
+//! time. A target that already holds entries is refused: merging two histories could contact
+//! someone twice.
 
 use rusqlite::params;
 
 use super::pg::target::Target;
 use super::{Location, Opening, StoreError};
 
-/// Rows a chunk moves at once.
-const CHUNK: i64 = 5000;
+/// Rows a chunk moves at once: what is held in memory, whatever the store's size.
+const CHUNK: i64 = 1000;
 
 /// An entry row, every column.
 struct Entry {
@@ -111,25 +112,21 @@ async fn file_to_pg(
         entries: 0,
         deliveries: 0,
     };
-    let mut offset = 0;
+    let mut after = String::new();
     loop {
-        let chunk = file_entries(&conn, offset).map_err(src)?;
-        if chunk.is_empty() {
-            break;
-        }
-        offset += chunk.len() as i64;
+        let chunk = file_entries(&conn, &after).map_err(src)?;
+        let Some(last) = chunk.last() else { break };
+        after = last.key.clone();
         copied.entries += chunk.len();
         super::pg::schema::put_entries(&tx, &chunk_entries(&chunk))
             .await
             .map_err(&e)?;
     }
-    offset = 0;
+    let mut after = (String::new(), String::new());
     loop {
-        let chunk = file_deliveries(&conn, offset).map_err(src)?;
-        if chunk.is_empty() {
-            break;
-        }
-        offset += chunk.len() as i64;
+        let chunk = file_deliveries(&conn, &after).map_err(src)?;
+        let Some(last) = chunk.last() else { break };
+        after = (last.entry_key.clone(), last.step.clone());
         copied.deliveries += chunk.len();
         super::pg::schema::put_deliveries(&tx, &chunk_deliveries(&chunk))
             .await
@@ -159,7 +156,7 @@ async fn pg_to_file(
     how: &Opening,
 ) -> Result<Copied, StoreError> {
     let shown_from = from.shown();
-    let client = super::pg::schema::open_whole(from, how).await?;
+    let mut client = super::pg::schema::open_whole(from, how).await?;
     let shown = to.shown().display().to_string();
     let (mut conn, _lock) = open_file(to)?;
     let dst = |x: rusqlite::Error| unusable(&shown)(x.to_string());
@@ -176,29 +173,41 @@ async fn pg_to_file(
             why: "it already holds entries: copy into a new file".into(),
         });
     }
-    let src = unusable(&shown_from);
-    let entries = super::pg::schema::all_entries(&client)
-        .await
-        .map_err(&src)?;
-    let deliveries = super::pg::schema::all_deliveries(&client)
-        .await
-        .map_err(&src)?;
     let tx = conn.transaction().map_err(dst)?;
-    put_rows(&tx, &entries, &deliveries).map_err(dst)?;
+    use super::pg::schema::{DELIVERY_ROWS, ENTRY_ROWS, read_chunks};
+    let chunk = CHUNK as i32;
+    let entries = read_chunks(&mut client, ENTRY_ROWS, chunk, |r| put_entries(&tx, r)).await;
+    let entries = chunked(entries, &shown_from, &shown)?;
+    let deliveries = read_chunks(&mut client, DELIVERY_ROWS, chunk, |r| {
+        put_deliveries(&tx, r)
+    })
+    .await;
+    let deliveries = chunked(deliveries, &shown_from, &shown)?;
     tx.commit().map_err(dst)?;
     Ok(Copied {
-        entries: entries.len(),
-        deliveries: deliveries.len(),
+        entries,
+        deliveries,
     })
 }
 
-/// PostgreSQL's rows, as they are, into the file's tables.
-fn put_rows(
+/// A chunked read's count, or the store that failed (the source, or the file taking the rows).
+fn chunked(
+    r: Result<usize, super::pg::schema::Chunked<rusqlite::Error>>,
+    from: &str,
+    to: &str,
+) -> Result<usize, StoreError> {
+    r.map_err(|e| match e {
+        super::pg::schema::Chunked::Source(why) => unusable(from)(why),
+        super::pg::schema::Chunked::Sink(why) => unusable(to)(why.to_string()),
+    })
+}
+
+/// PostgreSQL's entry rows, as they are, into the file's table.
+fn put_entries(
     tx: &rusqlite::Transaction<'_>,
     entries: &[tokio_postgres::Row],
-    deliveries: &[tokio_postgres::Row],
 ) -> rusqlite::Result<()> {
-    let mut put = tx.prepare(
+    let mut put = tx.prepare_cached(
         "INSERT INTO entries (key, journey, customer, status, outcome, start_step, due, snapshot, started, updated)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
@@ -216,7 +225,15 @@ fn put_rows(
             r.get::<_, String>(9),
         ])?;
     }
-    let mut put = tx.prepare(
+    Ok(())
+}
+
+/// PostgreSQL's delivery rows, as they are, into the file's table.
+fn put_deliveries(
+    tx: &rusqlite::Transaction<'_>,
+    deliveries: &[tokio_postgres::Row],
+) -> rusqlite::Result<()> {
+    let mut put = tx.prepare_cached(
         "INSERT INTO deliveries (entry_key, step, id, status, http_status, saved, attempts, updated, customer, channel, sent_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
@@ -238,12 +255,14 @@ fn put_rows(
     Ok(())
 }
 
-fn file_entries(conn: &rusqlite::Connection, offset: i64) -> rusqlite::Result<Vec<Entry>> {
+/// The next chunk of entries, by key after `after`: each chunk found through the index, not by
+/// skipping the ones before it.
+fn file_entries(conn: &rusqlite::Connection, after: &str) -> rusqlite::Result<Vec<Entry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT key, journey, customer, status, outcome, start_step, due, snapshot, started, updated
-         FROM entries ORDER BY key LIMIT ?1 OFFSET ?2",
+         FROM entries WHERE key > ?1 ORDER BY key LIMIT ?2",
     )?;
-    stmt.query_map([CHUNK, offset], |r| {
+    stmt.query_map(params![after, CHUNK], |r| {
         Ok(Entry {
             key: r.get(0)?,
             journey: r.get(1)?,
@@ -260,12 +279,16 @@ fn file_entries(conn: &rusqlite::Connection, offset: i64) -> rusqlite::Result<Ve
     .collect()
 }
 
-fn file_deliveries(conn: &rusqlite::Connection, offset: i64) -> rusqlite::Result<Vec<Delivery>> {
+/// The next chunk of deliveries, by (entry, step) after `after`.
+fn file_deliveries(
+    conn: &rusqlite::Connection,
+    after: &(String, String),
+) -> rusqlite::Result<Vec<Delivery>> {
     let mut stmt = conn.prepare_cached(
         "SELECT entry_key, step, id, status, http_status, saved, attempts, updated, customer, channel, sent_at
-         FROM deliveries ORDER BY entry_key, step LIMIT ?1 OFFSET ?2",
+         FROM deliveries WHERE (entry_key, step) > (?1, ?2) ORDER BY entry_key, step LIMIT ?3",
     )?;
-    stmt.query_map([CHUNK, offset], |r| {
+    stmt.query_map(params![after.0, after.1, CHUNK], |r| {
         Ok(Delivery {
             entry_key: r.get(0)?,
             step: r.get(1)?,

@@ -223,23 +223,45 @@ pub async fn put_deliveries(
 }
 
 /// Every entry row, every column, in the order of [`EntryColumns`].
-pub async fn all_entries(client: &Client) -> Result<Vec<tokio_postgres::Row>, String> {
-    client
-        .query(
-            "SELECT key, journey, customer, status, outcome, start_step, due, snapshot, started, updated FROM entries ORDER BY key",
-            &[],
-        )
-        .await
-        .map_err(why)
-}
+pub const ENTRY_ROWS: &str = "SELECT key, journey, customer, status, outcome, start_step, due, snapshot, started, updated FROM entries ORDER BY key";
 
 /// Every delivery row, every column, in the order of [`DeliveryColumns`].
-pub async fn all_deliveries(client: &Client) -> Result<Vec<tokio_postgres::Row>, String> {
-    client
-        .query(
-            "SELECT entry_key, step, id, status, http_status, saved, attempts, updated, customer, channel, sent_at FROM deliveries ORDER BY entry_key, step",
-            &[],
-        )
+pub const DELIVERY_ROWS: &str = "SELECT entry_key, step, id, status, http_status, saved, attempts, updated, customer, channel, sent_at FROM deliveries ORDER BY entry_key, step";
+
+/// Why reading rows in chunks stopped: the database, or what took a chunk.
+pub enum Chunked<E> {
+    /// The database failed.
+    Source(String),
+    /// `each` failed.
+    Sink(E),
+}
+
+/// The rows of `sql`, `chunk` at a time (a cursor, in one snapshot), handed to `each`: a store
+/// of any size in bounded memory. How many there were.
+pub async fn read_chunks<E>(
+    client: &mut Client,
+    sql: &str,
+    chunk: i32,
+    mut each: impl FnMut(&[tokio_postgres::Row]) -> Result<(), E>,
+) -> Result<usize, Chunked<E>> {
+    let source = |e| Chunked::Source(why(e));
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
         .await
-        .map_err(why)
+        .map_err(source)?;
+    let portal = tx.bind(sql, &[]).await.map_err(source)?;
+    let mut read = 0;
+    loop {
+        let rows = tx.query_portal(&portal, chunk).await.map_err(source)?;
+        if rows.is_empty() {
+            break;
+        }
+        read += rows.len();
+        each(&rows).map_err(Chunked::Sink)?;
+    }
+    tx.commit().await.map_err(source)?;
+    Ok(read)
 }
