@@ -118,10 +118,7 @@ pub struct CommonRunArgs {
     /// Fixture files or folders (customers, events, mocks, expect).
     #[arg(long = "fixtures", short = 'f')]
     pub fixtures: Vec<PathBuf>,
-    /// Requests in flight at once.
-    ///
-    /// With a PostgreSQL state store, up to four times as many entries are under way: the next
-    /// ones' deliveries are recorded while these requests are out.
+    /// Entries in flight at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
     /// Only this customer (repeatable).

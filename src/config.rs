@@ -124,7 +124,7 @@ pub struct RunConfig {
     pub now: DateTime<Utc>,
     /// Jitter seed.
     pub seed: u64,
-    /// Requests in flight at once.
+    /// Entries in flight.
     pub concurrency: usize,
     /// `--show`.
     pub show: Option<Show>,

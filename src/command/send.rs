@@ -286,8 +286,7 @@ pub async fn send(
         hosts: config.selection.shard.map_or(1, |(_, n)| n),
         shared_store: store.as_ref().is_some_and(|s| s.shared()),
     };
-    let protect =
-        Arc::new(Protection::new(batch.journeys, real.rate, sharing).in_flight(config.concurrency));
+    let protect = Arc::new(Protection::new(batch.journeys, real.rate, sharing));
     let mut notices = Vec::new();
     if !sharing.shared_store && protect.wants_dynamic(batch.journeys) {
         super::run::warn(

@@ -166,20 +166,16 @@ impl<E: Executor> Deliverer<'_, E> {
             .protect
             .map(|_| super::protect::host_of(&req.url))
             .unwrap_or_default();
-        // The request's slot (of `--concurrency`), held until its answer is read.
-        let _slot = match self.protect {
-            Some(p) => {
-                let before = async { p.before(self.journey, &step.id, &host).await };
-                // `before` first: when nothing makes it wait it is ready at once, and the stop is
-                // never registered with (a lock shared by every lane).
-                tokio::select! {
-                    biased;
-                    r = before => r?,
-                    _ = self.stop.stopped() => return Err("the run was stopped".into()),
-                }
+        if let Some(p) = self.protect {
+            let before = async { p.before(self.journey, &step.id, &host).await };
+            // `before` first: when nothing makes it wait it is ready at once, and the stop is
+            // never registered with (a lock shared by every lane).
+            tokio::select! {
+                biased;
+                r = before => r?,
+                _ = self.stop.stopped() => return Err("the run was stopped".into()),
             }
-            None => None,
-        };
+        }
         let attempt = Attempt {
             journey: self.journey,
             step: &step.id,

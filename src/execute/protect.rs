@@ -137,9 +137,6 @@ pub struct Protection {
     pub told: Mutex<Vec<(String, Duration)>>,
     /// Whether a `429` with `Retry-After` pauses the whole host (the store is shared).
     pub shared_pauses: bool,
-    /// `--concurrency`: requests in flight at once, when more entries than that may be under
-    /// way (a run with a state store records entries ahead of their requests).
-    pub slots: Option<tokio::sync::Semaphore>,
 }
 
 /// What divides the limits: the shard (`--shard K/N`) and whether the store is shared.
@@ -194,38 +191,16 @@ impl Protection {
             breakers: Breakers::default(),
             told: Mutex::new(Vec::new()),
             shared_pauses: sharing.shared_store,
-            slots: None,
         }
     }
 
-    /// At most `n` requests in flight at once, however many entries are under way.
-    pub fn in_flight(mut self, n: usize) -> Protection {
-        self.slots = Some(tokio::sync::Semaphore::new(n.max(1)));
-        self
-    }
-
-    /// Whether requests take a slot of their own (so entries may run ahead of them).
-    pub fn limits_in_flight(&self) -> bool {
-        self.slots.is_some()
-    }
-
-    /// Waits for the breaker, a slot and the pacers before an attempt, and holds the slot (when
-    /// requests have slots) until it is dropped; `Err` when the host is stopped.
-    pub async fn before(
-        &self,
-        journey: &str,
-        step: &str,
-        host: &str,
-    ) -> Result<Option<tokio::sync::SemaphorePermit<'_>>, String> {
+    /// Waits for the breaker and the pacers before an attempt; `Err` when the host is stopped.
+    pub async fn before(&self, journey: &str, step: &str, host: &str) -> Result<(), String> {
         match self.breakers.gate(host) {
             Gate::Stopped(why) => return Err(why),
             Gate::Paused(left) => tokio::time::sleep(left).await,
             Gate::Open => {}
         }
-        let slot = match &self.slots {
-            Some(slots) => Some(slots.acquire().await.map_err(|e| e.to_string())?),
-            None => None,
-        };
         if let Some(g) = &self.global {
             g.wait().await;
         }
@@ -234,7 +209,7 @@ impl Protection {
         {
             p.wait().await;
         }
-        Ok(slot)
+        Ok(())
     }
 
     /// True when a journey asks for `rate_share: dynamic` on a limit it has.

@@ -35,7 +35,7 @@ pub struct RunSettings {
     pub now: DateTime<Utc>,
     /// Environment variables (with placeholders for dry-runs).
     pub env: EnvVars,
-    /// Requests in flight at once (entries, unless a store lets them run ahead).
+    /// Entries in flight at once.
     pub concurrency: usize,
     /// Seed of the backoff jitter.
     pub seed: u64,
@@ -124,7 +124,7 @@ pub async fn run<E: Executor>(
     });
     let concurrency = settings.concurrency.max(1);
     let lanes = lane_count(settings).min(concurrency);
-    let width = (concurrency * ahead(settings)).div_ceil(lanes);
+    let width = concurrency.div_ceil(lanes);
     let spawned = (lanes > 1)
         .then(|| spawn_lanes(lanes, width, &common, exec))
         .and_then(Result::ok);
@@ -132,7 +132,7 @@ pub async fn run<E: Executor>(
         let lane = Lane::new(common, exec.clone());
         let candidates = futures_util::stream::iter(candidates);
         return lane
-            .drive(candidates, width, |results| {
+            .drive(candidates, concurrency, |results| {
                 results.into_iter().flatten().for_each(&mut sink);
                 true
             })
@@ -145,20 +145,6 @@ pub async fn run<E: Executor>(
         sink,
     )
     .await;
-}
-
-/// Entries under way per request in flight: as many as the store asks for (a store across a
-/// network lets entries have their deliveries recorded while others' requests are out), when
-/// each request takes one of `--concurrency` slots of its own. Otherwise an entry is its request.
-fn ahead(settings: &RunSettings) -> usize {
-    let slots = settings
-        .protect
-        .as_ref()
-        .is_some_and(|p| p.limits_in_flight());
-    match slots && settings.state.keeps_entries() {
-        true => settings.state.ahead().max(1),
-        false => 1,
-    }
 }
 
 /// Lanes for a run. A dry-run is all CPU: one lane per core, and one more, because the reader

@@ -79,13 +79,6 @@ pub trait Storage: Send + Sync {
     fn shared(&self) -> bool {
         false
     }
-    /// How many times `--concurrency` entries may be under way. A store whose "before" records
-    /// take a round trip to a server (PostgreSQL) lets entries run ahead of their requests, so
-    /// the requests never wait for it; the price is that after a crash, the deliveries recorded
-    /// and not yet sent are in doubt too (sent again, once, with their keys).
-    fn ahead(&self) -> usize {
-        1
-    }
     /// Leases this host (`holder`) its share of each limit in `limits` for a short while, tells
     /// the pauses this host was asked for, and hears its shares and which partner hosts are
     /// paused, for how much longer. Alone, every limit is this host's.

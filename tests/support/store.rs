@@ -118,15 +118,6 @@ impl Backend {
         })
     }
 
-    /// How many times `--concurrency` entries a run on this backend has under way: a
-    /// PostgreSQL store records entries ahead of their requests.
-    pub fn ahead(&self) -> usize {
-        match self {
-            Backend::File => 1,
-            Backend::Postgres { .. } => 4,
-        }
-    }
-
     /// True on the SQLite file.
     pub fn is_file(&self) -> bool {
         matches!(self, Backend::File)

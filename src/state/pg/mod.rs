@@ -278,12 +278,6 @@ impl Storage for Postgres {
         true
     }
 
-    /// Measured on 2 cores with the server local, against the same build with 1 (alternating
-    /// runs of 200,000 entries): 2 made 1.44x the entries a second, 3 1.6x, 4 1.7x, 6 no more.
-    fn ahead(&self) -> usize {
-        4
-    }
-
     fn coordinate(&self, c: super::Coordination) -> Answer<'_, super::Coordinated> {
         Box::pin(self.ask(move |reply| Msg::Read(Read::Coordinate(c, reply))))
     }
