@@ -27,6 +27,7 @@ crate::on_both_stores!(
     a_replayed_delivery_is_recorded_in_the_store_and_the_next_run_walks_on,
     an_invalid_entry_ends_failed_not_active_forever,
     a_store_from_a_newer_journey_is_refused,
+    requests_in_flight_stay_within_concurrency,
 );
 
 fn send(t: &Test, extra: &[&str]) -> Output {
@@ -996,4 +997,26 @@ fn a_store_from_a_newer_journey_is_refused(b: &Backend) {
         out.stderr
     );
     assert!(server.requests().is_empty(), "nothing is sent");
+}
+
+/// `--concurrency` bounds what the partner sees at once, and, with a store, what a crash can
+/// leave in doubt: an entry's turn ends only once its outcome is recorded.
+fn requests_in_flight_stay_within_concurrency(b: &Backend) {
+    let server = TestServer::start();
+    server.script(
+        "/first",
+        vec![Reply::status(200).delay(Duration::from_millis(40))],
+    );
+    let one =
+        crate::support::one_step("j", r#"{ id: "{{ customer.id }}" }"#).replace("/hook", "/first");
+    let t = b.against(&server, &one, &customers(30));
+    let out = send(&t, &["--concurrency", "3"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("30 completed"), "{}", out.stdout);
+    assert_eq!(server.requests_to("/first").len(), 30);
+    assert_eq!(
+        server.max_in_flight("/first"),
+        3,
+        "at most --concurrency requests at once, and that many"
+    );
 }

@@ -89,10 +89,12 @@ impl Link {
             .await
             .map_err(unusable)?;
         // Every statement of a run finds its rows by key: an index, never a scan of the table
-        // (a plan made while the table was small would otherwise scan it as it grows).
+        // (a plan made while the table was small would otherwise scan it as it grows). No JIT:
+        // a plan's cost grows with the tables, and past `jit_above_cost` each statement was
+        // compiled again (10 to 40 ms each: a re-run of 1,000,000 entries took 5x as long).
         for c in [&holder, &reader] {
             c.batch_execute(
-                "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off",
+                "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off; SET jit = off",
             )
             .await
             .map_err(|e| unusable(why(e)))?;
@@ -107,19 +109,22 @@ impl Link {
     }
 
     /// The keys of every stored entry, hashed: 8 bytes an entry.
+    /// They stream in as the server sends them: a row is hashed and dropped, so a store of
+    /// millions of entries costs its hashes, not its rows.
     pub async fn known(&self) -> Result<foldhash::HashSet<u64>, String> {
+        use futures_util::TryStreamExt;
         let rows = self
             .reader
-            .query(
+            .query_raw(
                 "SELECT key FROM entries UNION SELECT entry_key FROM deliveries",
-                &[],
+                std::iter::empty::<&str>(),
             )
             .await
             .map_err(why)?;
-        Ok(rows
-            .iter()
-            .map(|r| crate::identity::hash_key(r.get::<_, &str>(0)))
-            .collect())
+        rows.map_ok(|r| crate::identity::hash_key(r.get::<_, &str>(0)))
+            .try_collect()
+            .await
+            .map_err(why)
     }
 
     fn closed(&self) -> bool {
@@ -165,8 +170,8 @@ impl Reads {
         Ok(Reads {
             load: c
                 .prepare(
-                    "SELECT e.status, e.outcome, e.start_step, e.due, e.snapshot, d.step, d.status, d.http_status, d.saved
-                     FROM (SELECT $1::text AS k) q
+                    "SELECT e.status, e.outcome, e.start_step, e.due, e.snapshot, d.step, d.status, d.http_status, d.saved, q.k
+                     FROM unnest($1::text[]) AS q(k)
                      LEFT JOIN entries e ON e.key = q.k
                      LEFT JOIN deliveries d ON d.entry_key = q.k",
                 )
@@ -530,22 +535,61 @@ async fn rescue(link: &mut Option<Arc<Link>>, dial: &Dial, held: &[Write]) -> bo
     through(link, dial, &batch).await.is_ok()
 }
 
-/// One try: the writes in one transaction on the writer, the reads meanwhile on the reader.
+/// One try: the writes in one transaction on the writer, the reads meanwhile on the reader
+/// (the batch's stored entries in one statement: a re-run of everyone loads each entry it meets).
 async fn attempt(link: &Link, batch: &Batch) -> Result<Vec<Answer>, Failure> {
     let writes = write(&link.writer, &batch.writes);
-    let reads = futures_util::future::join_all(batch.reads.iter().map(|r| read(link, r)));
-    let (written, answers) = tokio::join!(writes, reads);
+    let keys: Vec<&str> = batch
+        .reads
+        .iter()
+        .filter_map(|r| match r {
+            Read::Load(key, _) => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    let loads = load(link, &keys);
+    let others = batch.reads.iter().filter(|r| !matches!(r, Read::Load(..)));
+    let others = futures_util::future::join_all(others.map(|r| read(link, r)));
+    let (written, loaded, others) = tokio::join!(writes, loads, others);
     written?;
-    answers.into_iter().collect()
+    let mut loaded = loaded?.into_iter();
+    let mut others = others.into_iter();
+    batch
+        .reads
+        .iter()
+        .map(|r| match r {
+            Read::Load(..) => Ok(Answer::Load(loaded.next().flatten().map(Box::new))),
+            _ => others.next().unwrap_or(Ok(Answer::Left)),
+        })
+        .collect()
+}
+
+/// The stored entries of `keys`, in their order, in one statement.
+async fn load(link: &Link, keys: &[&str]) -> Result<Vec<Option<StoredEntry>>, Failure> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = link
+        .reader
+        .query(&link.r.load, &[&keys])
+        .await
+        .map_err(Failure::from)?;
+    let mut by_key: HashMap<&str, Vec<&tokio_postgres::Row>> = HashMap::new();
+    for r in &rows {
+        by_key.entry(r.get(9)).or_default().push(r);
+    }
+    Ok(keys
+        .iter()
+        .map(|k| entry_of(by_key.get(k).map_or(&[][..], Vec::as_slice)))
+        .collect())
 }
 
 async fn read(link: &Link, r: &Read) -> Result<Answer, Failure> {
     let c = &link.reader;
     match r {
-        Read::Load(key, _) => {
-            let rows = c.query(&link.r.load, &[key]).await.map_err(Failure::from)?;
-            Ok(Answer::Load(entry_of(&rows).map(Box::new)))
-        }
+        Read::Load(key, _) => Ok(Answer::Load(
+            load(link, &[key]).await?.pop().flatten().map(Box::new),
+        )),
         Read::Count {
             customer,
             channel,
@@ -687,7 +731,7 @@ async fn pauses(
 }
 
 /// The entry the load's rows make (one row of nulls: nothing stored).
-fn entry_of(rows: &[tokio_postgres::Row]) -> Option<StoredEntry> {
+fn entry_of(rows: &[&tokio_postgres::Row]) -> Option<StoredEntry> {
     let first = rows.first()?;
     let row: Option<EntryFields> = first.get::<_, Option<String>>(0).map(|status| {
         (
