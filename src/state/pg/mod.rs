@@ -231,9 +231,7 @@ impl Storage for Postgres {
 
     fn load<'a>(&'a self, key: &'a str) -> Answer<'a, Option<StoredEntry>> {
         Box::pin(async move {
-            let entry = self
-                .ask(|r| Msg::Read(Read::Load(key.to_string(), r)))
-                .await?;
+            let entry = self.ask(|r| Msg::Load(key.to_string(), r)).await?;
             Ok(entry.map(|e| super::unseal(&self.vault, e)))
         })
     }

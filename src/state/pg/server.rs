@@ -22,13 +22,18 @@ pub(super) enum Msg {
     Before(Write, Ack),
     /// Any other write.
     Write(Write),
-    /// A read, answered with the batch it came in.
+    /// A stored entry, loaded with the batch's others in one statement.
+    Load(String, LoadReply),
+    /// Any other read, answered with the batch it came in.
     Read(Read),
     /// Answered once everything sent before it is committed.
     Flush(Ack),
 }
 
 pub(super) type Ack = oneshot::Sender<Result<(), String>>;
+
+/// Where a stored entry (or `None`, for a new one) goes.
+pub(super) type LoadReply = oneshot::Sender<Result<Option<StoredEntry>, String>>;
 
 /// Most messages one batch takes.
 const MAX_BATCH: usize = 8192;
@@ -196,7 +201,6 @@ impl Reads {
 
 /// A read, with whom to answer.
 pub(super) enum Read {
-    Load(String, oneshot::Sender<Result<Option<StoredEntry>, String>>),
     Count {
         customer: String,
         channel: String,
@@ -219,7 +223,6 @@ pub(super) enum Read {
 
 /// A read's answer, kept until the batch has gone through.
 enum Answer {
-    Load(Option<Box<StoredEntry>>),
     Count(u32),
     Due(Vec<DueEntry>),
     Coordinated(super::super::Coordinated),
@@ -233,7 +236,14 @@ struct Batch {
     writes: Vec<Write>,
     befores: Vec<Ack>,
     flushes: Vec<Ack>,
+    loads: Vec<(String, LoadReply)>,
     reads: Vec<Read>,
+}
+
+/// A batch's answers: its stored entries, in the order of its loads, and its other reads'.
+struct Answers {
+    loads: Vec<Option<StoredEntry>>,
+    reads: Vec<Answer>,
 }
 
 impl Batch {
@@ -245,12 +255,13 @@ impl Batch {
             }
             Msg::Write(w) => self.writes.push(w),
             Msg::Flush(ack) => self.flushes.push(ack),
+            Msg::Load(key, reply) => self.loads.push((key, reply)),
             Msg::Read(r) => self.reads.push(r),
         }
     }
 
     fn len(&self) -> usize {
-        self.writes.len() + self.flushes.len() + self.reads.len()
+        self.writes.len() + self.flushes.len() + self.loads.len() + self.reads.len()
     }
 
     /// Answers every read, "before" and flush with `why`.
@@ -258,9 +269,11 @@ impl Batch {
         for ack in self.befores.into_iter().chain(self.flushes) {
             let _ = ack.send(Err(why.to_string()));
         }
+        for (_, reply) in self.loads {
+            let _ = reply.send(Err(why.to_string()));
+        }
         for r in self.reads {
             match r {
-                Read::Load(_, reply) => drop(reply.send(Err(why.to_string()))),
                 Read::Count { reply, .. } => drop(reply.send(Err(why.to_string()))),
                 Read::Due(_, reply) => drop(reply.send(Err(why.to_string()))),
                 Read::Coordinate(_, reply) => drop(reply.send(Err(why.to_string()))),
@@ -272,13 +285,15 @@ impl Batch {
         }
     }
 
-    fn answer(self, answers: Vec<Answer>) {
+    fn answer(self, answers: Answers) {
         for ack in self.befores.into_iter().chain(self.flushes) {
             let _ = ack.send(Ok(()));
         }
-        for (r, a) in self.reads.into_iter().zip(answers) {
+        for ((_, reply), e) in self.loads.into_iter().zip(answers.loads) {
+            let _ = reply.send(Ok(e));
+        }
+        for (r, a) in self.reads.into_iter().zip(answers.reads) {
             match (r, a) {
-                (Read::Load(_, reply), Answer::Load(e)) => drop(reply.send(Ok(e.map(|e| *e)))),
                 (Read::Count { reply, .. }, Answer::Count(n)) => drop(reply.send(Ok(n))),
                 (Read::Due(_, reply), Answer::Due(d)) => drop(reply.send(Ok(d))),
                 (Read::Coordinate(_, reply), Answer::Coordinated(c)) => drop(reply.send(Ok(c))),
@@ -305,7 +320,7 @@ pub(super) struct Shared {
 const DEPTH: usize = 2;
 
 /// A batch, and how it went.
-type Done = (Batch, Result<Vec<Answer>, Failure>);
+type Done = (Batch, Result<Answers, Failure>);
 
 /// The thread's loop, until every sender is gone: batches as they come, up to [`DEPTH`] in
 /// flight on the one writer (which runs them in order). A batch that waits for a flush, and
@@ -391,7 +406,7 @@ fn collect(first: Msg, rx: &mut mpsc::UnboundedReceiver<Msg>) -> Batch {
 }
 
 /// Answers a batch that went through; keeps one that failed for [`alone`].
-fn settle(batch: Batch, result: Result<Vec<Answer>, Failure>, failed: &mut Vec<Batch>) {
+fn settle(batch: Batch, result: Result<Answers, Failure>, failed: &mut Vec<Batch>) {
     match result {
         Ok(answers) => batch.answer(answers),
         Err(_) => failed.push(batch),
@@ -454,7 +469,7 @@ async fn through(
     link: &mut Option<Arc<Link>>,
     dial: &Dial,
     batch: &Batch,
-) -> Result<Vec<Answer>, String> {
+) -> Result<Answers, String> {
     let mut since: Option<Instant> = None;
     let mut first_error: Option<String> = None;
     loop {
@@ -537,31 +552,17 @@ async fn rescue(link: &mut Option<Arc<Link>>, dial: &Dial, held: &[Write]) -> bo
 
 /// One try: the writes in one transaction on the writer, the reads meanwhile on the reader
 /// (the batch's stored entries in one statement: a re-run of everyone loads each entry it meets).
-async fn attempt(link: &Link, batch: &Batch) -> Result<Vec<Answer>, Failure> {
+async fn attempt(link: &Link, batch: &Batch) -> Result<Answers, Failure> {
     let writes = write(&link.writer, &batch.writes);
-    let keys: Vec<&str> = batch
-        .reads
-        .iter()
-        .filter_map(|r| match r {
-            Read::Load(key, _) => Some(key.as_str()),
-            _ => None,
-        })
-        .collect();
+    let keys: Vec<&str> = batch.loads.iter().map(|(key, _)| key.as_str()).collect();
     let loads = load(link, &keys);
-    let others = batch.reads.iter().filter(|r| !matches!(r, Read::Load(..)));
-    let others = futures_util::future::join_all(others.map(|r| read(link, r)));
-    let (written, loaded, others) = tokio::join!(writes, loads, others);
+    let reads = futures_util::future::join_all(batch.reads.iter().map(|r| read(link, r)));
+    let (written, loads, reads) = tokio::join!(writes, loads, reads);
     written?;
-    let mut loaded = loaded?.into_iter();
-    let mut others = others.into_iter();
-    batch
-        .reads
-        .iter()
-        .map(|r| match r {
-            Read::Load(..) => Ok(Answer::Load(loaded.next().flatten().map(Box::new))),
-            _ => others.next().unwrap_or(Ok(Answer::Left)),
-        })
-        .collect()
+    Ok(Answers {
+        loads: loads?,
+        reads: reads.into_iter().collect::<Result<_, _>>()?,
+    })
 }
 
 /// The stored entries of `keys`, in their order, in one statement.
@@ -587,9 +588,6 @@ async fn load(link: &Link, keys: &[&str]) -> Result<Vec<Option<StoredEntry>>, Fa
 async fn read(link: &Link, r: &Read) -> Result<Answer, Failure> {
     let c = &link.reader;
     match r {
-        Read::Load(key, _) => Ok(Answer::Load(
-            load(link, &[key]).await?.pop().flatten().map(Box::new),
-        )),
         Read::Count {
             customer,
             channel,
