@@ -512,3 +512,73 @@ impl Test {
             .to_string()
     }
 }
+
+/// The collation of the store's key columns, as `table.column=collation` (none: the database's).
+fn key_collations(base: &str, schema: &str) -> Vec<String> {
+    sql(
+        base,
+        &format!(
+            "SELECT table_name || '.' || column_name || '=' || COALESCE(collation_name, 'default')
+             FROM information_schema.columns
+             WHERE table_schema = '{schema}' AND table_name IN ('entries', 'deliveries')
+               AND column_name IN ('key', 'entry_key', 'step')
+             ORDER BY 1"
+        ),
+    )
+    .into_iter()
+    .filter_map(|r| r.into_iter().next().flatten())
+    .collect()
+}
+
+#[test]
+fn a_store_of_schema_version_2_is_upgraded_and_its_keys_compare_byte_by_byte() {
+    let Some(b) = Backend::postgres() else { return };
+    let Backend::Postgres { base, .. } = &b else {
+        unreachable!()
+    };
+    let server = TestServer::start();
+    server.script("/send", vec![Reply::status(200)]);
+    let (t, url) = folder(&b, &server, 300);
+    let schema = url.split("schema=").nth(1).unwrap().to_string();
+    let first = t.run(&run_args(&url, &["--limit", "200"]));
+    assert_eq!(first.code, 0, "{}", first.all());
+    // As a journey of schema version 2 left it: keys in the database's own collation.
+    sql(
+        base,
+        &format!(
+            "ALTER TABLE \"{schema}\".entries ALTER COLUMN key TYPE TEXT COLLATE \"default\";
+             ALTER TABLE \"{schema}\".deliveries ALTER COLUMN entry_key TYPE TEXT COLLATE \"default\",
+               ALTER COLUMN step TYPE TEXT COLLATE \"default\";
+             UPDATE \"{schema}\".meta SET value = '2' WHERE key = 'schema_version'"
+        ),
+    );
+    assert_eq!(
+        key_collations(base, &schema),
+        [
+            "deliveries.entry_key=default",
+            "deliveries.step=default",
+            "entries.key=default"
+        ]
+    );
+    let rest = t.run(&run_args(&url, &[]));
+    assert_eq!(rest.code, 0, "{}", rest.all());
+    assert!(rest.stdout.contains("100 completed"), "{}", rest.stdout);
+    assert!(rest.stdout.contains("200 already done"), "{}", rest.stdout);
+    assert_eq!(
+        key_collations(base, &schema),
+        [
+            "deliveries.entry_key=C",
+            "deliveries.step=C",
+            "entries.key=C"
+        ]
+    );
+    let shown = t.run(&["state", "show", "--state", &url]);
+    assert!(
+        shown.stdout.contains("(schema version 3)"),
+        "{}",
+        shown.stdout
+    );
+    let sent = sent(&server);
+    assert_eq!(sent.len(), 300, "every customer once");
+    assert!(sent.values().all(|keys| keys.len() == 1), "none twice");
+}

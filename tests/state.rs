@@ -138,7 +138,7 @@ fn a_killed_run_resumes_and_repeats_only_what_was_in_flight(b: &Backend) {
     let sent_first = keys(&server, "/first");
     let shown = b.show(&t);
     assert!(
-        shown.stdout.contains("(schema version 2)"),
+        shown.stdout.contains("(schema version 3)"),
         "{}",
         shown.stdout
     );
@@ -992,7 +992,7 @@ fn a_store_from_a_newer_journey_is_refused(b: &Backend) {
     assert_eq!(out.code, 3, "{}", out.all());
     assert!(
         out.stderr
-            .contains("has schema version 99, newer than this journey knows (2): upgrade journey"),
+            .contains("has schema version 99, newer than this journey knows (3): upgrade journey"),
         "{}",
         out.stderr
     );

@@ -279,6 +279,7 @@ fn record(store: &dyn Storage, l: &DeadLetter, sent: &Sent) {
             journey: &l.journey,
             customer: &l.customer,
             started,
+            fresh: false,
         });
     }
 }

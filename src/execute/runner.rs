@@ -406,7 +406,7 @@ impl<E: Executor> Lane<E> {
             Err(why) => return walk.interrupted(&why),
         };
         match stored {
-            None => Box::pin(walk.run()).await,
+            None => Box::pin(walk.fresh().run()).await,
             Some(s) => match s.status {
                 EntryStatus::Done(_) => walk.already_done(),
                 EntryStatus::Failed if !settings.retry_failed => walk.already_done(),

@@ -165,6 +165,9 @@ pub struct Pending<'a> {
     pub channel: Option<&'a str>,
     /// The entry's clock.
     pub at: DateTime<Utc>,
+    /// The entry had no rows in the store when this run began it: this is the delivery's first
+    /// record, and a store may insert it without looking for one first.
+    pub fresh: bool,
 }
 
 /// An entry, as its row is written when it ends or parks.
@@ -178,6 +181,9 @@ pub struct EntryRow<'a> {
     pub customer: &'a str,
     /// When the entry started.
     pub started: DateTime<Utc>,
+    /// The entry had no rows in the store when this run began it: this is its row's first
+    /// write (see [`Pending::fresh`]).
+    pub fresh: bool,
 }
 
 impl EntryRow<'_> {
@@ -187,6 +193,7 @@ impl EntryRow<'_> {
             journey: self.journey.into(),
             customer: self.customer.into(),
             started: crate::clock::rfc3339(self.started),
+            fresh: self.fresh,
         }
     }
 }
@@ -520,6 +527,7 @@ fn before(d: &Pending<'_>) -> Write {
         customer: d.customer.into(),
         channel: d.channel.map(str::to_string),
         at: crate::clock::rfc3339(d.at),
+        fresh: d.fresh,
     }
 }
 
@@ -722,6 +730,7 @@ mod tests {
             customer: "c1",
             channel: None,
             at: now,
+            fresh: false,
         };
         let (a, b) = (pending("a"), pending("b"));
         let mut first = Box::pin(store.before(&a));

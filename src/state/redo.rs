@@ -19,6 +19,10 @@ pub(super) struct Row {
     pub journey: String,
     pub customer: String,
     pub started: String,
+    /// The row's first write (the entry had none when the run began it); not kept in the redo
+    /// file, whose lines are applied as they may have been made already.
+    #[serde(skip)]
+    pub fresh: bool,
 }
 
 /// One write of a run.
@@ -34,6 +38,10 @@ pub(super) enum Write {
         channel: Option<String>,
         /// The entry's clock when sent.
         at: String,
+        /// The delivery's first record (see [`crate::state::Pending::fresh`]); not kept in the
+        /// redo file.
+        #[serde(skip)]
+        fresh: bool,
     },
     /// A delivery's outcome and what its step saved.
     After {
@@ -120,6 +128,7 @@ impl<'c> Statements<'c> {
                 customer,
                 channel,
                 at,
+                ..
             } => self
                 .before
                 .execute(params![id, entry, step, updated, customer, channel, at]),
@@ -312,6 +321,7 @@ mod tests {
             customer: "c1",
             channel: Some("email"),
             at: chrono::Utc::now(),
+            fresh: false,
         }
     }
 
@@ -335,6 +345,7 @@ mod tests {
             customer: "c1".into(),
             channel: Some("email".into()),
             at: at.into(),
+            fresh: false,
         }
     }
 
@@ -357,6 +368,7 @@ mod tests {
             journey: "j".into(),
             customer: "c2".into(),
             started: now.into(),
+            fresh: false,
         };
         redo.push(
             now,

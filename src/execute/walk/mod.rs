@@ -48,6 +48,8 @@ pub struct Walk<'a, E> {
     start: usize,
     /// Deliveries already recorded in the state store, by step id.
     stored: std::collections::HashMap<String, crate::state::StoredDelivery>,
+    /// The store held nothing of this entry when this run began it.
+    fresh: bool,
 }
 
 /// Where the walk goes after a step.
@@ -92,6 +94,7 @@ impl<'a, E: Executor> Walk<'a, E> {
             jobs: None,
             start: 0,
             stored: Default::default(),
+            fresh: false,
         }
     }
 

@@ -35,6 +35,13 @@ impl<'a, E: Executor> Walk<'a, E> {
         self
     }
 
+    /// An entry the store holds nothing of: its records are the first (a store may insert them
+    /// without looking for earlier ones).
+    pub fn fresh(mut self) -> Self {
+        self.fresh = true;
+        self
+    }
+
     /// Walks on from where the store says the entry stands.
     pub fn resume(mut self, stored: StoredEntry) -> Self {
         self.start = stored.start_step;
@@ -99,6 +106,7 @@ impl<'a, E: Executor> Walk<'a, E> {
                 customer: &self.result.customer,
                 channel: step.channel.as_deref(),
                 at: self.ctx.now,
+                fresh: self.fresh,
             })
             .await
         {
@@ -166,6 +174,7 @@ impl<'a, E: Executor> Walk<'a, E> {
             journey: &self.j.name,
             customer: &self.result.customer,
             started: self.entrant.started,
+            fresh: self.fresh,
         }
     }
 

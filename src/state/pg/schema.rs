@@ -6,9 +6,10 @@ use tokio_postgres::Client;
 use super::connect::why;
 
 /// Each migration takes the store to the version beside it.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    2,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        2,
+        r#"
 CREATE TABLE entries (
     key TEXT PRIMARY KEY,
     journey TEXT NOT NULL,
@@ -49,7 +50,18 @@ CREATE TABLE rate_leases (
 -- A partner's 429 with Retry-After, heard by one host, slows every host.
 CREATE TABLE pauses (host TEXT PRIMARY KEY, until TIMESTAMPTZ NOT NULL);
 "#,
-)];
+    ),
+    (
+        3,
+        r#"
+-- Keys compare byte by byte (as SQLite's do): the database's own collation (e.g. C.UTF-8 or
+-- en_US.UTF-8) sorts through strcoll, which cost the store's writer 7% of its time on every
+-- index it walked. Orders by key now match the SQLite store's.
+ALTER TABLE entries ALTER COLUMN key TYPE TEXT COLLATE "C";
+ALTER TABLE deliveries ALTER COLUMN entry_key TYPE TEXT COLLATE "C", ALTER COLUMN step TYPE TEXT COLLATE "C";
+"#,
+    ),
+];
 
 /// The version this build writes.
 pub const VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
