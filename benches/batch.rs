@@ -98,7 +98,7 @@ type Pick = fn(&Round) -> Figures;
 struct Round {
     without: Figures,
     with: Figures,
-    /// With the PostgreSQL store (when `JOURNEY_TEST_POSTGRES` is set, for this build only).
+    /// With the PostgreSQL store (when `JOURNEY_TEST_POSTGRES` is set; the baseline too).
     pg: Option<Figures>,
     dry: Figures,
 }
@@ -171,12 +171,12 @@ fn main() {
         let d = dir.path();
         match &other {
             Some(o) if i % 2 == 1 => {
-                base.push(round(o, d, &url, real_n, dry_n, None));
+                base.push(round(o, d, &url, real_n, dry_n, pg));
                 measured.push(round(this, d, &url, real_n, dry_n, pg));
             }
             Some(o) => {
                 measured.push(round(this, d, &url, real_n, dry_n, pg));
-                base.push(round(o, d, &url, real_n, dry_n, None));
+                base.push(round(o, d, &url, real_n, dry_n, pg));
             }
             None => measured.push(round(this, d, &url, real_n, dry_n, pg)),
         }
@@ -256,11 +256,14 @@ fn main() {
     );
     if let Some(o) = &other {
         println!("this build against BENCH_BASELINE={o}, round by round:");
-        let modes: [(&str, Pick); 3] = [
+        let mut modes: Vec<(&str, Pick)> = vec![
             ("real run, --no-state", |r| r.without),
             ("real run, state store", |r| r.with),
             ("dry-run, 3 steps", |r| r.dry),
         ];
+        if pg.is_some() {
+            modes.push(("real run, PostgreSQL", |r| r.pg.unwrap_or((0.0, None))));
+        }
         for (name, pick) in modes {
             let ratios: Vec<f64> = measured
                 .iter()
