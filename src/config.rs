@@ -269,6 +269,7 @@ fn state(action: cli::StateAction, ctx: &RunContext) -> Result<Config, String> {
         vault: Default::default(),
         env: ctx.vars.clone(),
         timeout: std::time::Duration::from_secs(30),
+        home: crate::state::Home::Thread,
     };
     Ok(Config::State(Box::new(match action {
         cli::StateAction::Show {

@@ -216,6 +216,8 @@ async fn open_stores(
         vault: vault.clone(),
         env: env.clone(),
         timeout: std::time::Duration::from_secs(30),
+        // One letter at a time, on this runtime.
+        home: crate::state::Home::Runtime,
     };
     let mut stores = BTreeMap::new();
     for path in lines.iter().filter_map(|l| l.letter.state.clone()) {
@@ -289,7 +291,8 @@ async fn close_stores(stores: &BTreeMap<String, Arc<dyn Storage>>) -> Option<Exi
     let mut failed = None;
     for store in stores.values() {
         let flushed = store.flush().await;
-        store.close();
+        let closing = Arc::clone(store);
+        let _ = tokio::task::spawn_blocking(move || closing.close()).await;
         if let Err(why) = flushed {
             output::stderr(&format!(
                 "error: the state store {} cannot be written: {why}",

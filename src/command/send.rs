@@ -122,6 +122,10 @@ async fn open_store(
         vault: batch.vault.clone(),
         env: batch.config.env.clone(),
         timeout: real.state_timeout,
+        home: match crate::execute::runner::real_lanes(batch.config.concurrency) {
+            1 => crate::state::Home::Runtime,
+            _ => crate::state::Home::Thread,
+        },
     };
     let claim = crate::state::Claim::Run(batch.config.selection.shard);
     Ok(Some(crate::state::open(at, claim, &how).await?))

@@ -123,7 +123,7 @@ pub async fn run<E: Executor>(
         going
     });
     let concurrency = settings.concurrency.max(1);
-    let lanes = lane_count(settings).min(concurrency);
+    let lanes = lane_count(settings, concurrency);
     let width = concurrency.div_ceil(lanes);
     let spawned = (lanes > 1)
         .then(|| spawn_lanes(lanes, width, &common, exec))
@@ -155,12 +155,21 @@ pub async fn run<E: Executor>(
 /// the CPU per entry of one with two and was 1.2x (no store) to 1.3x (store) faster; a dry-run
 /// with two lanes was 1.4x faster than with one, and with three took 0.92x the time of two
 /// (median of 6 alternating pairs of 1,000,000 entries).
-fn lane_count(settings: &RunSettings) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+fn lane_count(settings: &RunSettings, concurrency: usize) -> usize {
     match settings.sending {
-        Sending::Real(_) => (cores / 2).max(1),
-        Sending::Mocked => cores + 1,
+        Sending::Real(_) => real_lanes(concurrency),
+        Sending::Mocked => (cores() + 1).min(concurrency),
     }
+}
+
+/// Lanes of a real run with `concurrency` entries in flight. With one, the lane runs on the
+/// caller's runtime, and so may the state store's client ([`crate::state::Home::Runtime`]).
+pub fn real_lanes(concurrency: usize) -> usize {
+    (cores() / 2).max(1).min(concurrency.max(1))
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The ends of the lanes' channels, and their threads.

@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-pub use open::{Claim, Location, Opening, open};
+pub use open::{Claim, Home, Location, Opening, open};
 pub use path::StorePath;
 use redo::Write;
 pub use snapshot::Snapshot;

@@ -68,7 +68,8 @@ pub trait Storage: Send + Sync {
     fn reopen(&self, entry: &EntryRow<'_>);
     /// Waits until everything recorded so far is written.
     fn flush(&self) -> Answer<'_, ()>;
-    /// Writes what is left and lets go of the store (blocking).
+    /// Writes what is left and lets go of the store. It blocks: call it off the runtime
+    /// (`spawn_blocking`), where a store's loop may be a task waiting to write the rest.
     fn close(&self);
     /// The first failure, if any (the run must stop: exit 3).
     fn failure(&self) -> Option<String>;

@@ -30,8 +30,16 @@ pub struct Postgres {
     known: foldhash::HashSet<u64>,
     shown: String,
     shared: Arc<Shared>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    serving: Mutex<Option<Serving>>,
     vault: crate::redact::Vault,
+}
+
+/// Where the store's loop runs ([`super::Home`]), and how closing waits for it to end.
+enum Serving {
+    /// Its own thread: joined.
+    Thread(std::thread::JoinHandle<()>),
+    /// A task on the opening runtime: its end drops the sender of this channel.
+    Task(std::sync::mpsc::Receiver<()>),
 }
 
 impl Postgres {
@@ -61,24 +69,38 @@ impl Postgres {
             path: shown.clone(),
             why,
         };
-        let thread = std::thread::Builder::new()
-            .name("state-store".into())
-            .spawn(move || run_thread(dial, rx, serving, ready))
-            .map_err(|e| unusable(e.to_string()))?;
+        let serving = match how.home {
+            super::Home::Thread => std::thread::Builder::new()
+                .name("state-store".into())
+                .spawn(move || run_thread(dial, rx, serving, ready))
+                .map(Serving::Thread)
+                .map_err(|e| unusable(e.to_string()))?,
+            super::Home::Runtime => {
+                let (ended, end) = std::sync::mpsc::channel::<()>();
+                tokio::spawn(async move {
+                    let _ended = ended;
+                    run(dial, rx, serving, ready).await
+                });
+                Serving::Task(end)
+            }
+        };
         let known = match opened.await {
             Ok(Ok(known)) => known,
             Ok(Err(e)) => {
-                let _ = thread.join();
+                // It has ended, or ends now that nothing is left to serve.
+                if let Serving::Thread(thread) = serving {
+                    let _ = thread.join();
+                }
                 return Err(e);
             }
-            Err(_) => return Err(unusable("the store's thread ended".into())),
+            Err(_) => return Err(unusable("the store's loop ended".into())),
         };
         Ok(Postgres {
             tx: Mutex::new(Some(tx)),
             known,
             shown,
             shared,
-            thread: Mutex::new(Some(thread)),
+            serving: Mutex::new(Some(serving)),
             vault: how.vault.clone(),
         })
     }
@@ -121,28 +143,36 @@ fn run_thread(
             return;
         }
     };
-    runtime.block_on(async move {
-        let link = match Link::open(&dial).await {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = ready.send(Err(e));
-                return;
-            }
-        };
-        match link.known().await {
-            Ok(known) => {
-                let _ = ready.send(Ok(known));
-            }
-            Err(why) => {
-                let _ = ready.send(Err(StoreError::Unusable {
-                    path: dial.shown.clone(),
-                    why,
-                }));
-                return;
-            }
+    runtime.block_on(run(dial, rx, shared, ready));
+}
+
+/// The store's loop, wherever it runs: connects, says which entries are stored, then serves.
+async fn run(
+    dial: Dial,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    shared: Arc<Shared>,
+    ready: oneshot::Sender<Result<foldhash::HashSet<u64>, StoreError>>,
+) {
+    let link = match Link::open(&dial).await {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
         }
-        server::serve(Some(link), dial, rx, shared).await;
-    });
+    };
+    match link.known().await {
+        Ok(known) => {
+            let _ = ready.send(Ok(known));
+        }
+        Err(why) => {
+            let _ = ready.send(Err(StoreError::Unusable {
+                path: dial.shown.clone(),
+                why,
+            }));
+            return;
+        }
+    }
+    server::serve(Some(link), dial, rx, shared).await;
 }
 
 impl Storage for Postgres {
@@ -255,12 +285,15 @@ impl Storage for Postgres {
     }
 
     fn close(&self) {
-        // The thread's only sender: dropping it ends the thread once it has written the rest.
+        // The loop's only sender: dropping it ends the loop once it has written the rest.
         if let Ok(mut tx) = self.tx.lock() {
             tx.take();
         }
-        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
-            let _ = t.join();
+        match self.serving.lock().ok().and_then(|mut s| s.take()) {
+            Some(Serving::Thread(t)) => drop(t.join()),
+            // Until the task ends (or its runtime drops it).
+            Some(Serving::Task(end)) => drop(end.recv()),
+            None => {}
         }
     }
 
@@ -296,6 +329,112 @@ impl Storage for Postgres {
     fn on_failure(&self, hook: Box<dyn Fn() + Send + Sync>) {
         if let Ok(mut h) = self.shared.hook.lock() {
             *h = Some(hook);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Home, Location};
+
+    /// What another connection reads of the store's one entry.
+    async fn committed(base: &str, schema: &str) -> Vec<String> {
+        let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT d.status || ' ' || e.status FROM \"{schema}\".deliveries d
+                     JOIN \"{schema}\".entries e ON e.key = d.entry_key"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        client
+            .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
+    /// Opens a store of its own at `home` on a runtime of the test's, records an entry without
+    /// waiting for its writes, and closes it on another thread, which then reads what was
+    /// committed. The runtime is left still meanwhile: a store whose loop is a task on it has
+    /// written nothing until the runtime runs again, so closing must wait for that.
+    fn recorded_then_closed(base: &str, home: Home) -> Vec<String> {
+        let schema = format!("unit_home_{home:?}_{}", std::process::id()).to_lowercase();
+        let url = format!("{base}?schema={schema}");
+        let Ok(Location::Postgres(target)) = Location::given(&url, &Default::default()) else {
+            panic!("{url} is a PostgreSQL store");
+        };
+        let how = Opening {
+            home,
+            timeout: std::time::Duration::from_secs(10),
+            ..Default::default()
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = runtime.block_on(async {
+            let store = Postgres::open(&target, Claim::Run(None), &how)
+                .await
+                .unwrap();
+            let at = Utc::now();
+            let pending = Pending {
+                id: "d1",
+                entry: "e1",
+                step: "send",
+                customer: "c1",
+                channel: None,
+                at,
+                fresh: true,
+            };
+            store.before(&pending).await.unwrap();
+            // Neither is waited for: closing must write them.
+            let saved = serde_json::json!({});
+            store.after("e1", "send", DeliveryState::Ok, Some(200), &saved, 1);
+            let row = EntryRow {
+                key: "e1",
+                journey: "j",
+                customer: "c1",
+                started: at,
+                fresh: true,
+            };
+            store.end(&row, false, "completed");
+            store
+        });
+        let base = base.to_string();
+        let closing = std::thread::spawn(move || {
+            store.close();
+            let reading = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            reading.block_on(committed(&base, &schema))
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        runtime.block_on(async {
+            while !closing.is_finished() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        });
+        closing.join().unwrap()
+    }
+
+    #[test]
+    fn a_store_on_its_thread_or_on_the_runtime_writes_everything_before_it_closes() {
+        let Ok(base) = std::env::var("JOURNEY_TEST_POSTGRES") else {
+            eprintln!("JOURNEY_TEST_POSTGRES is not set: this PostgreSQL test did not run");
+            return;
+        };
+        for home in [Home::Thread, Home::Runtime] {
+            let rows = recorded_then_closed(&base, home);
+            assert_eq!(rows, ["ok done"], "{home:?}");
         }
     }
 }

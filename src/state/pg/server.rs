@@ -1,8 +1,9 @@
-//! The store's own thread: two connections (one writes and holds the run's locks, one reads),
-//! messages taken in batches, each batch's writes made in one statement (a part per kind), so
-//! the database's latency is paid per batch. A "before" record is acknowledged
-//! once its transaction commits. When the server goes away, nothing new is acknowledged while
-//! it reconnects, for `--state-timeout`; then the store fails and the run stops.
+//! The store's loop (a thread of its own, or a task beside the run's lane): two connections
+//! (one writes and holds the run's locks, one reads), messages taken in batches, each batch's
+//! writes made in one statement (a part per kind), so the database's latency is paid per batch.
+//! A "before" record is acknowledged once its transaction commits. When the server goes away,
+//! nothing new is acknowledged while it reconnects, for `--state-timeout`; then the store fails
+//! and the run stops.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,7 @@ use super::super::{Claim, DueEntry, EntryFields, StoredDelivery, StoredEntry};
 use super::connect::{connect, why};
 use super::target::Target;
 
-/// What the store asks of its thread.
+/// What the store asks of its loop.
 pub(super) enum Msg {
     /// A "before" record, acknowledged once committed.
     Before(Write, Ack),
@@ -41,7 +42,7 @@ const MAX_BATCH: usize = 8192;
 /// How often a lost server is tried again.
 const RETRY: Duration = Duration::from_millis(500);
 
-/// What the thread needs to connect again.
+/// What the loop needs to connect again.
 pub(super) struct Dial {
     pub target: Target,
     pub password: Option<String>,
@@ -326,7 +327,7 @@ impl Batch {
     }
 }
 
-/// What the thread shares with the store's handle.
+/// What the loop shares with the store's handle.
 pub(super) struct Shared {
     /// The first failure.
     pub failure: Mutex<Option<String>>,
@@ -341,7 +342,7 @@ const DEPTH: usize = 2;
 /// A batch, and how it went.
 type Done = (Batch, Result<Answers, Failure>);
 
-/// The thread's loop, until every sender is gone: batches as they come, up to [`DEPTH`] in
+/// The loop, until every sender is gone: batches as they come, up to [`DEPTH`] in
 /// flight on the one writer (which runs them in order). A batch that waits for a flush, and
 /// anything after a failure, goes alone, after everything before it. When the server goes
 /// away, what was in flight finishes or fails, and what failed goes through again, in order,
