@@ -582,3 +582,145 @@ fn a_store_of_schema_version_2_is_upgraded_and_its_keys_compare_byte_by_byte() {
     assert_eq!(sent.len(), 300, "every customer once");
     assert!(sent.values().all(|keys| keys.len() == 1), "none twice");
 }
+
+/// A TCP relay to the PostgreSQL server. [`Relay::cut`] stops passing the server's replies on
+/// the connections open then and, a moment later, closes them: the server has done what it was
+/// sent, and its client never hears so. Connections made after go through as before.
+struct Relay {
+    port: u16,
+    open: std::sync::Arc<std::sync::Mutex<Vec<Carried>>>,
+}
+
+/// A connection the relay carries: both ends, and whether the server's replies still pass.
+struct Carried {
+    client: std::net::TcpStream,
+    server: std::net::TcpStream,
+    passing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    /// Relays 127.0.0.1:(a free port) to `upstream` (`host:port`).
+    fn start(upstream: &str) -> Relay {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open: Arc<Mutex<Vec<Carried>>> = Arc::default();
+        let carried = Arc::clone(&open);
+        let upstream = upstream.to_string();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let passing = Arc::new(AtomicBool::new(true));
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    None,
+                );
+                pipe(
+                    server.try_clone().unwrap(),
+                    client.try_clone().unwrap(),
+                    Some(Arc::clone(&passing)),
+                );
+                carried.lock().unwrap().push(Carried {
+                    client,
+                    server,
+                    passing,
+                });
+            }
+        });
+        Relay { port, open }
+    }
+
+    /// Swallows the replies on every open connection, then closes them.
+    fn cut(&self) {
+        let cut: Vec<Carried> = std::mem::take(&mut *self.open.lock().unwrap());
+        for c in &cut {
+            c.passing.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        for c in cut {
+            let _ = c.client.shutdown(std::net::Shutdown::Both);
+            let _ = c.server.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Copies `from` to `to` until either ends; drops what it reads while `passing` is false.
+fn pipe(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    passing: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+) {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let pass = passing
+                .as_ref()
+                .is_none_or(|p| p.load(std::sync::atomic::Ordering::SeqCst));
+            if pass && to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
+}
+
+/// `url` with its `host:port` replaced by `authority`, and that `host:port`.
+fn through(url: &str, authority: &str) -> (String, String) {
+    let at = url.find('@').expect("a user in the URL") + 1;
+    let end = at + url[at..].find('/').expect("a database in the URL");
+    let upstream = url[at..end].to_string();
+    (
+        format!("{}{authority}{}", &url[..at], &url[end..]),
+        upstream,
+    )
+}
+
+#[test]
+fn outcomes_committed_when_the_answer_was_lost_are_not_counted_again() {
+    let Some(b) = Backend::postgres() else { return };
+    let server = TestServer::start();
+    server.script(
+        "/send",
+        vec![Reply::status(200).delay(Duration::from_millis(5))],
+    );
+    let (t, direct) = folder(&b, &server, 2000);
+    let (_, upstream) = through(&direct, "");
+    let relay = Relay::start(&upstream);
+    let (url, _) = through(&direct, &format!("127.0.0.1:{}", relay.port));
+    let args = run_args(&url, &["--concurrency", "8", "--state-timeout", "30s"]);
+    let run = t.spawn(&args);
+    wait_until("the run to be under way", || server.count() >= 300);
+    // Batches go on reaching the server and are committed; their answers never come back.
+    relay.cut();
+    let out: Output = run.wait_with_output().unwrap().into();
+    assert_eq!(out.code, 0, "{}", out.all());
+    let by_customer = sent(&server);
+    assert_eq!(by_customer.len(), 2000);
+    assert!(by_customer.values().all(|k| k.len() == 1), "nothing twice");
+    let schema = direct.split("schema=").nth(1).unwrap();
+    let base = crate::support::store::database().unwrap();
+    let counts = sql(
+        &base,
+        &format!(
+            "SELECT attempts, count(*) FROM \"{schema}\".deliveries GROUP BY attempts ORDER BY attempts"
+        ),
+    );
+    let counts: Vec<(String, String)> = counts
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect();
+    assert_eq!(
+        counts,
+        [("1".to_string(), "2000".to_string())],
+        "each delivery took one attempt, counted once"
+    );
+}

@@ -163,7 +163,7 @@ fn segment(how: [&str; 2]) -> String {
            FROM json_to_recordset($1::json) AS u(i text, e text, s text, c text, ch text, a text)
            {befores}
          ), afters AS (
-           UPDATE deliveries d SET status = u.st, http_status = u.hs, saved = u.sv, attempts = d.attempts + u.at, updated = $4
+           UPDATE deliveries d SET status = u.st, http_status = u.hs, saved = u.sv, attempts = d.attempts + CASE WHEN d.updated = $4 THEN 0 ELSE u.at END, updated = $4
            FROM json_to_recordset($2::json) AS u(e text, s text, st text, hs int4, sv text, at int4)
            WHERE d.entry_key = u.e AND d.step = u.s
          )
@@ -253,6 +253,8 @@ enum Answer {
 /// The messages of one batch, sorted.
 #[derive(Default)]
 struct Batch {
+    /// Written as the `updated` of every row it writes, the same each time it goes ([`stamp`]).
+    stamp: String,
     writes: Vec<Write>,
     befores: Vec<Ack>,
     flushes: Vec<Ack>,
@@ -414,7 +416,10 @@ async fn drain(
 
 /// The messages waiting now, up to [`MAX_BATCH`], after `first`.
 fn collect(first: Msg, rx: &mut mpsc::UnboundedReceiver<Msg>) -> Batch {
-    let mut batch = Batch::default();
+    let mut batch = Batch {
+        stamp: stamp(),
+        ..Batch::default()
+    };
     batch.take(first);
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {
@@ -423,6 +428,21 @@ fn collect(first: Msg, rx: &mut mpsc::UnboundedReceiver<Msg>) -> Batch {
         }
     }
     batch
+}
+
+/// A batch's stamp: when it was made, a nanosecond after the last batch's when the clock has not
+/// moved on, so no two batches share one. It is the same each time the batch goes: a batch that
+/// went through, and goes again because the server went away before it said so, finds its own
+/// stamp on the rows it wrote, and the attempts of its outcomes are not added up again.
+fn stamp() -> String {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let next = |last: i64| now.max(last + 1);
+    let last = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| Some(next(l)))
+        .unwrap_or(now);
+    crate::clock::rfc3339(chrono::DateTime::from_timestamp_nanos(next(last)))
 }
 
 /// Answers a batch that went through; keeps one that failed for [`alone`].
@@ -535,6 +555,7 @@ async fn through(
 
 /// Why a try failed, and whether the session was lost (worth connecting again) or the server
 /// refused (it would refuse again).
+#[derive(Debug)]
 struct Failure {
     lost: bool,
     why: String,
@@ -564,6 +585,7 @@ async fn rescue(link: &mut Option<Arc<Link>>, dial: &Dial, held: &[Write]) -> bo
         return true;
     }
     let batch = Batch {
+        stamp: stamp(),
         writes: held.to_vec(),
         ..Batch::default()
     };
@@ -573,7 +595,7 @@ async fn rescue(link: &mut Option<Arc<Link>>, dial: &Dial, held: &[Write]) -> bo
 /// One try: the writes in one transaction on the writer, the reads meanwhile on the reader
 /// (the batch's stored entries in one statement: a re-run of everyone loads each entry it meets).
 async fn attempt(link: &Link, batch: &Batch) -> Result<Answers, Failure> {
-    let writes = write(&link.writer, &batch.writes);
+    let writes = write(&link.writer, &batch.writes, &batch.stamp);
     let keys: Vec<&str> = batch.loads.iter().map(|(key, _)| key.as_str()).collect();
     let loads = load(link, &keys);
     let reads = futures_util::future::join_all(batch.reads.iter().map(|r| read(link, r)));
@@ -782,11 +804,10 @@ fn entry_of(rows: &[&tokio_postgres::Row]) -> Option<StoredEntry> {
 /// and entry rows each as one statement, COMMIT), so the batch costs one round trip. A
 /// segment ends where order would matter (an outcome, then a later "before" of the same
 /// delivery). A statement that fails aborts the transaction, and its COMMIT rolls back.
-async fn write(writer: &Writer, writes: &[Write]) -> Result<(), Failure> {
+async fn write(writer: &Writer, writes: &[Write], now: &str) -> Result<(), Failure> {
     if writes.is_empty() {
         return Ok(());
     }
-    let now = crate::clock::rfc3339(chrono::Utc::now());
     let c = &writer.client;
     let segments = segments(writes);
     if let [one] = &segments[..] {
@@ -794,19 +815,19 @@ async fn write(writer: &Writer, writes: &[Write]) -> Result<(), Failure> {
         // all (this batch went through once already, and the server went away before it said
         // so) rolls it back: it goes again with rows that may be there.
         if one.fresh() {
-            match one.run(c, &writer.w.fresh, &now).await {
+            match one.run(c, &writer.w.fresh, now).await {
                 Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {}
                 done => return done.map_err(Failure::from),
             }
         }
         return one
-            .run(c, &writer.w.segment, &now)
+            .run(c, &writer.w.segment, now)
             .await
             .map_err(Failure::from);
     }
     let begin = c.batch_execute("BEGIN");
     let statements = futures_util::future::join_all(segments.iter().map(|s| async {
-        s.run(c, &writer.w.segment, &now)
+        s.run(c, &writer.w.segment, now)
             .await
             .map_err(Failure::from)
     }));
@@ -1122,13 +1143,12 @@ mod tests {
     /// On the database named by `JOURNEY_TEST_POSTGRES` (skipped, and said, without it): a batch
     /// of rows taken for new that goes through twice (the server went away before it answered
     /// the first time) is written once, not refused.
-    #[tokio::test(flavor = "current_thread")]
-    async fn fresh_rows_sent_again_are_written_once() {
+    /// A writer on a schema of its own (`None` without `JOURNEY_TEST_POSTGRES`).
+    async fn writer_on(schema: &str) -> Option<Writer> {
         let Ok(base) = std::env::var("JOURNEY_TEST_POSTGRES") else {
             eprintln!("JOURNEY_TEST_POSTGRES is not set: this PostgreSQL test did not run");
-            return;
+            return None;
         };
-        let schema = format!("unit_fresh_{}", std::process::id());
         let target = Target::parse(
             &format!("{base}?schema={schema}"),
             &std::collections::HashMap::new(),
@@ -1137,32 +1157,76 @@ mod tests {
         let mut client = connect(&target, None, Duration::from_secs(10))
             .await
             .unwrap();
-        super::super::schema::migrate(&mut client, &schema, 1)
+        super::super::schema::migrate(&mut client, schema, 1)
             .await
             .unwrap();
-        let writer = Writer {
+        Some(Writer {
             w: Writes::prepare(&client).await.unwrap(),
             client,
-        };
-        let batch = [fresh_before("e1", "a"), fresh_end("e1")];
-        let first = write(&writer, &batch).await;
-        let again = write(&writer, &batch).await;
-        let rows: i64 = writer
-            .client
-            .query_one(
-                "SELECT (SELECT COUNT(*) FROM deliveries) + (SELECT COUNT(*) FROM entries)",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        })
+    }
+
+    /// One number that `sql` reads, then the schema dropped.
+    async fn read_and_drop(writer: &Writer, schema: &str, sql: &str) -> i64 {
+        let n: i64 = writer.client.query_one(sql, &[]).await.unwrap().get(0);
         writer
             .client
             .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
             .await
             .unwrap();
+        n
+    }
+
+    const STAMP: &str = "2026-12-06T00:00:00.000000001Z";
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn fresh_rows_sent_again_are_written_once() {
+        let schema = format!("unit_fresh_{}", std::process::id());
+        let Some(writer) = writer_on(&schema).await else {
+            return;
+        };
+        let batch = [fresh_before("e1", "a"), fresh_end("e1")];
+        let first = write(&writer, &batch, STAMP).await;
+        let again = write(&writer, &batch, STAMP).await;
+        let rows = read_and_drop(
+            &writer,
+            &schema,
+            "SELECT (SELECT COUNT(*) FROM deliveries) + (SELECT COUNT(*) FROM entries)",
+        )
+        .await;
         assert!(first.is_ok() && again.is_ok(), "both went through");
         assert_eq!(rows, 2, "one delivery and one entry");
+    }
+
+    /// The server went away after it committed a batch and before it said so: the batch goes
+    /// again, with its own stamp, and its outcomes' attempts are counted once. An outcome of a
+    /// later batch (a later run's) adds its own.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_batch_that_goes_again_counts_its_attempts_once() {
+        let schema = format!("unit_again_{}", std::process::id());
+        let Some(writer) = writer_on(&schema).await else {
+            return;
+        };
+        write(&writer, &[before("e1", "a")], &stamp())
+            .await
+            .unwrap();
+        let outcome = [after("e1", "a", "failed", 3)];
+        let once = stamp();
+        write(&writer, &outcome, &once).await.unwrap();
+        write(&writer, &outcome, &once).await.unwrap();
+        write(&writer, &[after("e1", "a", "ok", 1)], &stamp())
+            .await
+            .unwrap();
+        let attempts =
+            read_and_drop(&writer, &schema, "SELECT attempts::int8 FROM deliveries").await;
+        assert_eq!(attempts, 4, "3 counted once, then 1");
+    }
+
+    #[test]
+    fn no_two_batches_share_a_stamp() {
+        let stamps: Vec<String> = (0..1000).map(|_| stamp()).collect();
+        let distinct: std::collections::HashSet<&String> = stamps.iter().collect();
+        assert_eq!(distinct.len(), stamps.len());
     }
 
     #[test]
