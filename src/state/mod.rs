@@ -748,6 +748,33 @@ mod tests {
         assert_eq!(stored.deliveries["b"].status, DeliveryState::Pending);
     }
 
+    /// The writer acknowledges a "before" record once it is in the redo file and applies it to
+    /// the transaction after; a read still sees every write sent before it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_read_sees_the_writes_sent_before_it_even_unwaited() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StorePath::Given(dir.path().join("s.sqlite"))).unwrap();
+        let at = Utc::now();
+        let pending = Pending {
+            id: "d1",
+            entry: "j:c1",
+            step: "a",
+            customer: "c1",
+            channel: Some("email"),
+            at,
+            fresh: true,
+        };
+        store.before(&pending).await.unwrap();
+        let saved = serde_json::json!({"code": "A1"});
+        store.after("j:c1", "a", DeliveryState::Ok, Some(200), &saved, 1);
+        let stored = store.load("j:c1").await.unwrap().unwrap();
+        assert_eq!(stored.deliveries["a"].status, DeliveryState::Ok);
+        assert_eq!(stored.deliveries["a"].saved["code"], "A1");
+        let since = at - chrono::Duration::hours(1);
+        assert_eq!(store.count("c1", "email", since).await.unwrap(), 1);
+        store.close();
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_new_shard_is_committed_before_check_shard_returns() {
         let dir = tempfile::tempdir().unwrap();

@@ -43,8 +43,8 @@ const MAX_BATCH: usize = 4096;
 const MAX_OPEN: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The writer. It keeps one transaction open while messages come. "Before" records are
-/// acknowledged as soon as the queue is momentarily empty, once written to the redo file;
-/// the transaction commits after [`MAX_BATCH`] writes or [`MAX_OPEN`], or when a flush waits,
+/// acknowledged as soon as the queue is momentarily empty, once written to the redo file, and
+/// applied to the transaction after ([`Held`]); the transaction commits after [`MAX_BATCH`] writes or [`MAX_OPEN`], or when a flush waits,
 /// and each commit empties the redo file. After a failed commit nothing more is written: the
 /// redo file keeps what it lost for the next open.
 pub(super) fn worker(
@@ -111,8 +111,9 @@ fn transaction(
     let now = crate::clock::rfc3339(Utc::now());
     let mut next = Some(first);
     let mut handled = 0;
+    let mut held = Held::default();
     while let Some(msg) = next.take() {
-        handle(&tx, statements, redo, msg, &now, acks).map_err(|e| e.to_string())?;
+        handle(&tx, statements, redo, msg, &now, acks, &mut held).map_err(|e| e.to_string())?;
         handled += 1;
         if handled == MAX_BATCH || opened.elapsed() >= MAX_OPEN {
             break;
@@ -120,20 +121,41 @@ fn transaction(
         // Take another message only when it will be handled in this transaction.
         next = match rx.try_recv() {
             Ok(m) => Some(m),
-            Err(_) => idle(rx, redo, acks, opened)?,
+            Err(_) => match release(rx, redo, acks)? {
+                Some(m) => Some(m),
+                None => {
+                    held.apply(statements, &now).map_err(|e| e.to_string())?;
+                    wait(rx, acks, opened)
+                }
+            },
         };
     }
+    held.apply(statements, &now).map_err(|e| e.to_string())?;
     statements.mark(seq).map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())
 }
 
-/// The queue is momentarily empty: acknowledges the "before" records written meanwhile, then
-/// waits for the next message, unless a flush waits on the commit.
-fn idle(
+/// Writes in the redo file and not yet in the open transaction. A "before" record is
+/// acknowledged once in the redo file, so its entry goes on while the writer applies it; a
+/// read applies what is held first, and so sees every write sent before it.
+#[derive(Default)]
+struct Held(Vec<Write>);
+
+impl Held {
+    fn apply(&mut self, statements: &mut Statements<'_>, now: &str) -> rusqlite::Result<()> {
+        for w in self.0.drain(..) {
+            statements.apply(&w, now)?;
+        }
+        Ok(())
+    }
+}
+
+/// The queue is momentarily empty: writes the redo file and acknowledges the "before" records
+/// made meanwhile; a message that came meanwhile instead joins them.
+fn release(
     rx: &mpsc::Receiver<Msg>,
     redo: &mut Redo,
     acks: &mut Acks,
-    opened: std::time::Instant,
 ) -> Result<Option<Msg>, String> {
     if redo.waiting() {
         // Let the threads that are about to send a "before" join this write.
@@ -146,12 +168,16 @@ fn idle(
             let _ = ack.send(Ok(()));
         }
     }
+    Ok(None)
+}
+
+/// Waits for the next message, unless a flush waits on the commit.
+fn wait(rx: &mpsc::Receiver<Msg>, acks: &Acks, opened: std::time::Instant) -> Option<Msg> {
     if !acks.flushes.is_empty() {
-        return Ok(None);
+        return None;
     }
-    Ok(rx
-        .recv_timeout(MAX_OPEN.saturating_sub(opened.elapsed()))
-        .ok())
+    rx.recv_timeout(MAX_OPEN.saturating_sub(opened.elapsed()))
+        .ok()
 }
 
 fn handle(
@@ -161,19 +187,23 @@ fn handle(
     msg: Msg,
     now: &str,
     acks: &mut Acks,
+    held: &mut Held,
 ) -> rusqlite::Result<()> {
+    if msg.reads() {
+        held.apply(statements, now)?;
+    }
     match msg {
         Msg::Load(key, reply) => {
             let _ = reply.send(load(tx, &key).map_err(|e| e.to_string()));
         }
         Msg::Before(w, reply) => {
-            statements.apply(&w, now)?;
             redo.push(now, &w);
+            held.0.push(w);
             acks.befores.push(reply);
         }
         Msg::Write(w) => {
-            statements.apply(&w, now)?;
             redo.push(now, &w);
+            held.0.push(w);
         }
         Msg::Count {
             customer,
@@ -195,11 +225,26 @@ fn handle(
         }
         Msg::Batch(msgs) => {
             for msg in msgs {
-                handle(tx, statements, redo, msg, now, acks)?;
+                handle(tx, statements, redo, msg, now, acks, held)?;
             }
         }
     }
     Ok(())
+}
+
+impl Msg {
+    /// True when it reads the store (a batch may hold such a message: it applies what is held
+    /// first, and so do its reads).
+    fn reads(&self) -> bool {
+        matches!(
+            self,
+            Msg::Load(..)
+                | Msg::Count { .. }
+                | Msg::Resumable(..)
+                | Msg::Shard(..)
+                | Msg::Marks(..)
+        )
+    }
 }
 
 /// Deliveries of `channel` to `customer` sent after `since` (pending ones count: they may have
