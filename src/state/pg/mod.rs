@@ -361,14 +361,17 @@ mod tests {
         rows.iter().map(|r| r.get(0)).collect()
     }
 
-    /// Opens a store of its own at `home` on a runtime of the test's, records an entry without
-    /// waiting for its writes, and closes it on another thread, which then reads what was
-    /// committed. The runtime is left still meanwhile: a store whose loop is a task on it has
-    /// written nothing until the runtime runs again, so closing must wait for that.
-    fn recorded_then_closed(base: &str, home: Home) -> Vec<String> {
-        let schema = format!("unit_home_{home:?}_{}", std::process::id()).to_lowercase();
-        let url = format!("{base}?schema={schema}");
-        let Ok(Location::Postgres(target)) = Location::given(&url, &Default::default()) else {
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Opens the store at `url` and `home`, and records a delivery, its outcome and its entry's
+    /// end; only the first is waited for.
+    async fn open_and_record(url: &str, home: Home) -> Postgres {
+        let Ok(Location::Postgres(target)) = Location::given(url, &Default::default()) else {
             panic!("{url} is a PostgreSQL store");
         };
         let how = Opening {
@@ -376,49 +379,49 @@ mod tests {
             timeout: std::time::Duration::from_secs(10),
             ..Default::default()
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        let store = Postgres::open(&target, Claim::Run(None), &how)
+            .await
             .unwrap();
-        let store = runtime.block_on(async {
-            let store = Postgres::open(&target, Claim::Run(None), &how)
-                .await
-                .unwrap();
-            let at = Utc::now();
-            let pending = Pending {
-                id: "d1",
-                entry: "e1",
-                step: "send",
-                customer: "c1",
-                channel: None,
-                at,
-                fresh: true,
-            };
-            store.before(&pending).await.unwrap();
-            // Neither is waited for: closing must write them.
-            let saved = serde_json::json!({});
-            store.after("e1", "send", DeliveryState::Ok, Some(200), &saved, 1);
-            let row = EntryRow {
-                key: "e1",
-                journey: "j",
-                customer: "c1",
-                started: at,
-                fresh: true,
-            };
-            store.end(&row, false, "completed");
-            store
-        });
+        let at = Utc::now();
+        let pending = Pending {
+            id: "d1",
+            entry: "e1",
+            step: "send",
+            customer: "c1",
+            channel: None,
+            at,
+            fresh: true,
+        };
+        store.before(&pending).await.unwrap();
+        // Neither is waited for: closing must write them.
+        let saved = serde_json::json!({});
+        store.after("e1", "send", DeliveryState::Ok, Some(200), &saved, 1);
+        let row = EntryRow {
+            key: "e1",
+            journey: "j",
+            customer: "c1",
+            started: at,
+            fresh: true,
+        };
+        store.end(&row, false, "completed");
+        store
+    }
+
+    /// Opens a store of its own at `home` on a runtime of the test's, records an entry, and
+    /// closes it on another thread, which then reads what was committed. The runtime is left
+    /// still meanwhile: a store whose loop is a task on it has written nothing until the
+    /// runtime runs again, so closing must wait for that.
+    fn recorded_then_closed(base: &str, home: Home) -> Vec<String> {
+        let schema = format!("unit_home_{home:?}_{}", std::process::id()).to_lowercase();
+        let held = runtime();
+        let store = held.block_on(open_and_record(&format!("{base}?schema={schema}"), home));
         let base = base.to_string();
         let closing = std::thread::spawn(move || {
             store.close();
-            let reading = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            reading.block_on(committed(&base, &schema))
+            runtime().block_on(committed(&base, &schema))
         });
         std::thread::sleep(std::time::Duration::from_millis(300));
-        runtime.block_on(async {
+        held.block_on(async {
             while !closing.is_finished() {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
