@@ -200,3 +200,42 @@ fn a_429_with_retry_after_heard_by_one_host_pauses_both() {
         "the paused delivery was sent again once"
     );
 }
+
+#[test]
+fn a_pause_longer_than_max_backoff_defers_the_rest_instead_of_holding_up_the_run() {
+    let Some(b) = Backend::postgres() else { return };
+    let server = TestServer::start();
+    // The first request is told to wait 10 minutes (past the default max_backoff of 30 s):
+    // that delivery is deferred to the next run, and so is every other to the same partner
+    // while the pause lasts, without a request; the run does not wait out the pause.
+    server.script(
+        "/send",
+        vec![Reply::status(429).header("Retry-After", "600")],
+    );
+    let t = b.test().env("HOOK_URL", &server.url);
+    t.file("j.yaml", &journey_without_limit());
+    t.file("all.ndjson", &shard_export(1, 1, 5));
+    let args = [
+        "run",
+        "j.yaml",
+        "--fixtures",
+        "all.ndjson",
+        "--yes",
+        "--concurrency",
+        "1",
+        "--max-duration",
+        "20s",
+    ];
+    let out = t.run(&args);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("5 waiting"), "{}", out.all());
+    assert_eq!(server.requests_to("/send").len(), 1, "{}", out.all());
+    // The next run, still within the pause the partner asked every host for, sends nothing.
+    let again = t.run(&args);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(server.requests_to("/send").len(), 1, "{}", again.all());
+}
+
+fn journey_without_limit() -> String {
+    "journey: j\ntrigger: { segment: \"true\" }\nsteps:\n  - id: send\n    webhook: { url: \"{{ env.HOOK_URL }}/send\", body: { id: \"{{ customer.id }}\" } }\n".into()
+}

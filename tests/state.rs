@@ -319,11 +319,15 @@ fn a_parked_wait_resumes_once_due_even_without_fixtures(b: &Backend) {
 
 fn retry_after_beyond_max_backoff_defers_to_the_next_run(b: &Backend) {
     let server = TestServer::start();
+    // 2 s, past a max_backoff of 1 s. The next run starts once the 2 s are over: within them,
+    // a shared store's other runs keep the quiet the partner asked for (tests/shares.rs).
     server.script(
         "/first",
-        vec![Reply::status(429).header("Retry-After", "600")],
+        vec![Reply::status(429).header("Retry-After", "2")],
     );
-    let t = b.against(&server, TWO_STEPS, &customers(1));
+    let journey = TWO_STEPS.replace("steps:", "defaults: { retry: { max_backoff: 1s } }\nsteps:");
+    let t = b.against(&server, &journey, &customers(1));
+    let asked = std::time::Instant::now();
     let first = send(&t, &[]);
     assert!(first.stdout.contains("1 waiting"), "{}", first.all());
     assert!(
@@ -334,6 +338,7 @@ fn retry_after_beyond_max_backoff_defers_to_the_next_run(b: &Backend) {
         "/first",
         vec![Reply::json(200, serde_json::json!({ "code": "Z" }))],
     );
+    std::thread::sleep(std::time::Duration::from_millis(2100).saturating_sub(asked.elapsed()));
     let second = send(&t, &[]);
     assert_eq!(second.code, 0, "{}", second.all());
     let k = keys(&server, "/first");

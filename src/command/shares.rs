@@ -60,9 +60,14 @@ pub fn coordinate(
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(EVERY) => {}
-                    _ = d.notified() => return,
-                    _ = stop.stopped() => return,
+                    _ = d.notified() => break,
+                    _ = stop.stopped() => break,
                 }
+            }
+            // A pause told since the last tick reaches the store before the host leaves: the
+            // hosts still running, and a run started within it, hear it.
+            if protect.told.lock().is_ok_and(|t| !t.is_empty()) {
+                tick(s.as_ref(), &protect, &h, &limits, (hosts, first)).await;
             }
         });
     });

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use minijinja::Value;
 
 use super::executor::{Attempt, Executor, Outcome, Response};
+use super::protect::Held;
 use super::recorder::{AttemptRecord, Recorder};
 use super::request::Request;
 use super::result::StepStatus;
@@ -87,7 +88,7 @@ impl<E: Executor> Deliverer<'_, E> {
                 break;
             }
             d.attempts = n;
-            let outcome = match self.attempt(step, req, ctx, n).await {
+            let outcome = match self.attempt(step, w, req, ctx, n).await {
                 Ok(outcome) => outcome,
                 Err(_) if self.stop.is_set() => {
                     // Stopped while waiting for a rate limit or a paused host: never sent, so
@@ -98,7 +99,15 @@ impl<E: Executor> Deliverer<'_, E> {
                     self.stop.defer();
                     break;
                 }
-                Err(why) => {
+                Err(Held::Beyond(why)) => {
+                    // The partner asked every host for quiet past max_backoff: never sent, so
+                    // not in doubt; a later run sends it, as after a Retry-After past it here.
+                    d.attempts = n - 1;
+                    d.error = Some(why);
+                    d.deferred = true;
+                    break;
+                }
+                Err(Held::Stopped(why)) => {
                     // The host is stopped: this attempt was never made.
                     d.attempts = n - 1;
                     d.error = Some(why);
@@ -154,26 +163,31 @@ impl<E: Executor> Deliverer<'_, E> {
     }
 
     /// One attempt: through the host's breaker and the pacers (real runs), sent, counted by
-    /// the breaker and recorded. `Err` when the host is stopped.
+    /// the breaker and recorded. `Err` when it is not made (the host is stopped, or asked for
+    /// quiet past the step's `max_backoff`, or the run was stopped).
     async fn attempt(
         &self,
         step: &StepPlan,
+        w: &WebhookPlan,
         req: &Request,
         ctx: &EntryContext,
         number: u32,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, Held> {
         let host = self
             .protect
             .map(|_| super::protect::host_of(&req.url))
             .unwrap_or_default();
         if let Some(p) = self.protect {
-            let before = async { p.before(self.journey, &step.id, &host).await };
+            let before = async {
+                p.before(self.journey, &step.id, &host, w.retry.max_backoff)
+                    .await
+            };
             // `before` first: when nothing makes it wait it is ready at once, and the stop is
             // never registered with (a lock shared by every lane).
             tokio::select! {
                 biased;
                 r = before => r?,
-                _ = self.stop.stopped() => return Err("the run was stopped".into()),
+                _ = self.stop.stopped() => return Err(Held::Stopped("the run was stopped".into())),
             }
         }
         let attempt = Attempt {

@@ -194,11 +194,26 @@ impl Protection {
         }
     }
 
-    /// Waits for the breaker and the pacers before an attempt; `Err` when the host is stopped.
-    pub async fn before(&self, journey: &str, step: &str, host: &str) -> Result<(), String> {
+    /// Waits for the breaker and the pacers before an attempt; `Err` when the host is stopped,
+    /// or when its partner asked for quiet for longer than `max_wait` (the step's
+    /// `max_backoff`): as with a `Retry-After` past it, the delivery waits for a later run.
+    pub async fn before(
+        &self,
+        journey: &str,
+        step: &str,
+        host: &str,
+        max_wait: Duration,
+    ) -> Result<(), Held> {
         match self.breakers.gate(host) {
-            Gate::Stopped(why) => return Err(why),
-            Gate::Paused(left) => tokio::time::sleep(left).await,
+            Gate::Stopped(why) => return Err(Held::Stopped(why)),
+            Gate::Asked(left) if left > max_wait => {
+                return Err(Held::Beyond(format!(
+                    "{host} asked for quiet for {}s more (HTTP 429 Retry-After), past max_backoff {}s",
+                    left.as_secs_f64().ceil() as u64,
+                    max_wait.as_secs()
+                )));
+            }
+            Gate::Paused(left) | Gate::Asked(left) => tokio::time::sleep(left).await,
             Gate::Open => {}
         }
         if let Some(g) = &self.global {
@@ -305,13 +320,24 @@ struct Host {
     stopped: Option<String>,
 }
 
+/// Why an attempt is not made.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Held {
+    /// The host is stopped for the rest of the run (why).
+    Stopped(String),
+    /// The partner asked for quiet for longer than the step waits (why): a later run sends it.
+    Beyond(String),
+}
+
 /// What the breaker says before an attempt.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Gate {
     /// Send.
     Open,
-    /// Wait this long, then send.
+    /// Wait this long (the breaker's own pause), then send.
     Paused(Duration),
+    /// Wait this long, which the partner asked for (`429` with `Retry-After`), then send.
+    Asked(Duration),
     /// Do not send (why).
     Stopped(String),
 }
@@ -332,13 +358,15 @@ impl Breakers {
         if let Some(why) = &h.stopped {
             return Gate::Stopped(why.clone());
         }
-        let until = match (h.paused_until, h.asked_until) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        match until.map(|t| t.saturating_duration_since(Instant::now())) {
-            Some(left) if !left.is_zero() => Gate::Paused(left),
-            _ => Gate::Open,
+        let now = Instant::now();
+        let left = |until: Option<Instant>| until.map_or(Duration::ZERO, |t| t - now.min(t));
+        let (paused, asked) = (left(h.paused_until), left(h.asked_until));
+        if !asked.is_zero() && asked >= paused {
+            Gate::Asked(asked)
+        } else if !paused.is_zero() {
+            Gate::Paused(paused)
+        } else {
+            Gate::Open
         }
     }
 
@@ -472,7 +500,7 @@ mod tests {
         let b = Breakers::default();
         b.pause("a", Duration::from_secs(60));
         b.record("a", Some(200));
-        assert!(matches!(b.gate("a"), Gate::Paused(_)));
+        assert!(matches!(b.gate("a"), Gate::Asked(_)));
         assert!(b.paused().is_empty(), "not the breaker's pause");
     }
 
