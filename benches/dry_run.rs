@@ -91,7 +91,10 @@ fn library(dir: &std::path::Path) -> (f64, u64) {
         list,
         &DryRun::new(fixtures),
         &settings,
-        |r| tally.add(&r),
+        |r| {
+            tally.add(&r);
+            Some(r)
+        },
     ));
     let report = tally.finish();
     (

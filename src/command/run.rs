@@ -322,7 +322,9 @@ impl Batch<'_> {
             }
             if config.mode() == Mode::Test {
                 kept.push(r);
+                return None;
             }
+            Some(r)
         })
         .await;
         bar.finish_and_clear();

