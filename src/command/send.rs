@@ -197,10 +197,19 @@ fn resumes<'a>(batch: &'a Batch<'_>, due: Vec<Resumable>, stop: &Arc<Stop>) -> C
 
 /// Turns the first SIGINT/SIGTERM (or the end of `--max-duration`) into a stop; a second
 /// signal ends the process at once.
+///
+/// The signals are caught from this call on, not from the task's first turn: with the lanes on
+/// threads of their own, the runtime's thread reads the input and may not give the task a turn
+/// before the first requests go, and a SIGTERM meanwhile ended the process as if uncaught.
 fn watch(
     stop: Arc<Stop>,
     max_duration: Option<std::time::Duration>,
 ) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let signals = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    );
     tokio::spawn(async move {
         let deadline = async {
             match max_duration {
@@ -209,15 +218,13 @@ fn watch(
             }
         };
         tokio::pin!(deadline);
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
+        let (Ok(mut int), Ok(mut term)) = signals else {
             return;
         };
         let mut deadline_fired = false;
         loop {
             let reason = tokio::select! {
-                _ = tokio::signal::ctrl_c() => StopReason::Interrupt,
+                _ = int.recv() => StopReason::Interrupt,
                 _ = term.recv() => StopReason::Terminate,
                 _ = &mut deadline, if !deadline_fired => {
                     deadline_fired = true;
