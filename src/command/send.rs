@@ -122,7 +122,7 @@ async fn open_store(
         vault: batch.vault.clone(),
         env: batch.config.env.clone(),
         timeout: real.state_timeout,
-        home: match crate::execute::runner::real_lanes(batch.config.concurrency) {
+        home: match crate::execute::runner::real_lanes(batch.config.concurrency, true) {
             1 => crate::state::Home::Runtime,
             _ => crate::state::Home::Thread,
         },

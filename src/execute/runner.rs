@@ -152,23 +152,28 @@ pub async fn run<E: Executor>(
 
 /// Lanes for a run. A dry-run is all CPU: one lane per core, and one more, because the reader
 /// (this thread) takes about a quarter of the CPU: with a lane per core, the lanes ran out of
-/// entries while the reader waited for a core, and 17% of two cores stood idle. A real run has
-/// one per two cores, which leaves the kernel's network stack, the state store's writer (and, on
-/// one machine, the receiver) a core. Measured on 2 cores: a real run with one lane used 0.6x
-/// the CPU per entry of one with two and was 1.2x (no store) to 1.3x (store) faster; a dry-run
-/// with two lanes was 1.4x faster than with one, and with three took 0.92x the time of two
-/// (median of 6 alternating pairs of 1,000,000 entries).
+/// entries while the reader waited for a core, and 17% of two cores stood idle. A real run with
+/// a state store has one per two cores, which leaves the store's writer and the kernel's network
+/// stack a core; one without has one per core. Measured on 2 cores against nginx on the same
+/// machine, alternating, 200,000 entries: with a store, one lane was 1.1x (SQLite) and 1.08x
+/// (PostgreSQL) faster than two (3 pairs each); without, two lanes (and the reader on a thread
+/// of its own) were 1.13x faster than one, and three no faster than two (medians of 4 runs).
+/// Earlier, before the reader freed the memory it allocated (see [`merge`]), one lane had been
+/// the faster without a store too. A dry-run with two lanes was 1.4x faster than with one, and
+/// with three took 0.92x the time of two (median of 6 alternating pairs of 1,000,000 entries).
 fn lane_count(settings: &RunSettings, concurrency: usize) -> usize {
     match settings.sending {
-        Sending::Real(_) => real_lanes(concurrency),
+        Sending::Real(_) => real_lanes(concurrency, settings.state.keeps_entries()),
         Sending::Mocked => (cores() + 1).min(concurrency),
     }
 }
 
-/// Lanes of a real run with `concurrency` entries in flight. With one, the lane runs on the
-/// caller's runtime, and so may the state store's client ([`crate::state::Home::Runtime`]).
-pub fn real_lanes(concurrency: usize) -> usize {
-    (cores() / 2).max(1).min(concurrency.max(1))
+/// Lanes of a real run with `concurrency` entries in flight, with a state store (`stored`) or
+/// without. With one, the lane runs on the caller's runtime, and so may the state store's client
+/// ([`crate::state::Home::Runtime`]).
+pub fn real_lanes(concurrency: usize, stored: bool) -> usize {
+    let per_lane = if stored { 2 } else { 1 };
+    (cores() / per_lane).max(1).min(concurrency.max(1))
 }
 
 fn cores() -> usize {
