@@ -359,7 +359,9 @@ impl Breakers {
             return Gate::Stopped(why.clone());
         }
         let now = Instant::now();
-        let left = |until: Option<Instant>| until.map_or(Duration::ZERO, |t| t - now.min(t));
+        let left = |until: Option<Instant>| {
+            until.map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
+        };
         let (paused, asked) = (left(h.paused_until), left(h.asked_until));
         if !asked.is_zero() && asked >= paused {
             Gate::Asked(asked)

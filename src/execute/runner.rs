@@ -265,14 +265,10 @@ async fn merge(
                 break;
             };
             let lane = lane_of(&c, count);
-            let held = match &c {
-                Candidate::Entry(e) | Candidate::Resume(e, _) => {
-                    Some(Arc::clone(&e.customer.record))
-                }
-                Candidate::Invalid(_) => None,
-            };
+            // Dropped here once the entry is reported, after the lane's last use of it.
+            let record = record_of(&c);
             outbox[lane].push(c);
-            order.push_back((lane, held));
+            order.push_back((lane, record));
             if outbox[lane].len() >= CHUNK {
                 more &= deal(&lanes, &mut outbox, lane);
             }
@@ -293,12 +289,7 @@ async fn merge(
         if let Some(Some(result)) = inbox[lane].pop_front()
             && let Some(done) = sink(result)
         {
-            spent[lane].push(done);
-            if spent[lane].len() >= CHUNK {
-                let done = std::mem::take(&mut spent[lane]);
-                // A lane that is gone has nothing left to free: the results are freed here.
-                let _ = lanes.to[lane].send(ToLane::Spent(done));
-            }
+            give_back(&lanes, &mut spent, lane, done);
         }
     }
     lanes.to.clear();
@@ -306,6 +297,24 @@ async fn merge(
         if let Err(panic) = t.join() {
             std::panic::resume_unwind(panic);
         }
+    }
+}
+
+/// The customer's record a candidate carries, if any.
+fn record_of(c: &Candidate) -> Option<Arc<serde_json::Value>> {
+    match c {
+        Candidate::Entry(e) | Candidate::Resume(e, _) => Some(Arc::clone(&e.customer.record)),
+        Candidate::Invalid(_) => None,
+    }
+}
+
+/// Gives a result the sink is done with back to the lane that made it, a chunk at a time.
+fn give_back(lanes: &Spawned, spent: &mut [Vec<EntryResult>], lane: usize, done: EntryResult) {
+    spent[lane].push(done);
+    if spent[lane].len() >= CHUNK {
+        let done = std::mem::take(&mut spent[lane]);
+        // A lane that is gone has nothing left to free: the results are freed here.
+        let _ = lanes.to[lane].send(ToLane::Spent(done));
     }
 }
 
