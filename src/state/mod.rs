@@ -11,6 +11,7 @@
 
 mod checkpoint;
 pub(crate) mod copy;
+mod held;
 pub(crate) mod lock;
 mod open;
 pub(crate) mod path;

@@ -70,12 +70,49 @@ pub(super) enum Write {
     },
 }
 
+#[cfg(test)]
+impl Write {
+    /// A "before" record of `entry`'s `step`, for tests.
+    pub fn before_of(entry: &str, step: &str) -> Write {
+        Write::Before {
+            id: format!("{entry}/{step}"),
+            entry: entry.into(),
+            step: step.into(),
+            customer: "c".into(),
+            channel: None,
+            at: "t".into(),
+            fresh: false,
+        }
+    }
+
+    /// An outcome of `entry`'s `step` after `attempts` (what it saved names them), for tests.
+    pub fn after_of(entry: &str, step: &str, status: &str, attempts: u32) -> Write {
+        Write::After {
+            entry: entry.into(),
+            step: step.into(),
+            status: status.into(),
+            http_status: Some(200),
+            saved: format!(r#"{{"attempts":{attempts}}}"#),
+            attempts,
+        }
+    }
+}
+
+impl Write {
+    /// True when it is a "before" record of this delivery.
+    pub fn is_of(&self, e: &str, s: &str) -> bool {
+        matches!(self, Write::Before { entry, step, .. } if entry == e && step == s)
+    }
+}
+
 /// The statements of the writes, compiled once for a connection's life: looking them up in
 /// rusqlite's statement cache (hashing the SQL, handing the statement back) cost the writer 12%
 /// of its instructions.
 pub(super) struct Statements<'c> {
     before: Statement<'c>,
     after: Statement<'c>,
+    /// A "before" record and its outcome, as one row.
+    sent: Statement<'c>,
     end: Statement<'c>,
     park: Statement<'c>,
     mark: Statement<'c>,
@@ -93,6 +130,12 @@ impl<'c> Statements<'c> {
             )?,
             after: conn.prepare(
                 "UPDATE deliveries SET status = ?3, http_status = ?4, saved = ?5, attempts = attempts + ?6, updated = ?7 WHERE entry_key = ?1 AND step = ?2",
+            )?,
+            sent: conn.prepare(
+                "INSERT INTO deliveries (id, entry_key, step, status, updated, customer, channel, sent_at, http_status, saved, attempts)
+                 VALUES (?1, ?2, ?3, ?8, ?4, ?5, ?6, ?7, ?9, ?10, ?11)
+                 ON CONFLICT(entry_key, step) DO UPDATE SET status = ?8, updated = ?4, sent_at = ?7,
+                 http_status = ?9, saved = ?10, attempts = attempts + ?11",
             )?,
             end: conn.prepare(
                 "INSERT INTO entries (key, journey, customer, status, outcome, started, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -116,6 +159,53 @@ impl<'c> Statements<'c> {
     /// Records, in the transaction about to commit, that it is transaction `seq`.
     pub fn mark(&mut self, seq: u64) -> rusqlite::Result<()> {
         self.mark.execute([seq.to_string()]).map(drop)
+    }
+
+    /// Makes a "before" record and its delivery's outcome as one write, stamped `updated`: the
+    /// row the two would leave, written once.
+    pub fn apply_sent(
+        &mut self,
+        before: &Write,
+        after: &Write,
+        updated: &str,
+    ) -> rusqlite::Result<()> {
+        let (
+            Write::Before {
+                id,
+                entry,
+                step,
+                customer,
+                channel,
+                at,
+                ..
+            },
+            Write::After {
+                status,
+                http_status,
+                saved,
+                attempts,
+                ..
+            },
+        ) = (before, after)
+        else {
+            self.apply(before, updated)?;
+            return self.apply(after, updated);
+        };
+        self.sent
+            .execute(params![
+                id,
+                entry,
+                step,
+                updated,
+                customer,
+                channel,
+                at,
+                status,
+                http_status,
+                saved,
+                attempts
+            ])
+            .map(drop)
     }
 
     /// Makes `w`, stamped `updated`.

@@ -9,6 +9,7 @@ use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use super::held::Held;
 use super::redo::{Redo, Statements, Write};
 use super::{DueEntry, StoredDelivery, StoredEntry};
 
@@ -44,8 +45,10 @@ const MAX_OPEN: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The writer. It keeps one transaction open while messages come. "Before" records are
 /// acknowledged as soon as the queue is momentarily empty, once written to the redo file, and
-/// applied to the transaction after ([`Held`]); the transaction commits after [`MAX_BATCH`] writes or [`MAX_OPEN`], or when a flush waits,
-/// and each commit empties the redo file. After a failed commit nothing more is written: the
+/// applied to the transaction after, once their outcome joins them or before the commit
+/// ([`Held`]); the transaction
+/// commits after [`MAX_BATCH`] writes or [`MAX_OPEN`], or when a flush waits, and each commit
+/// empties the redo file. After a failed commit nothing more is written: the
 /// redo file keeps what it lost for the next open.
 pub(super) fn worker(
     conn: Connection,
@@ -124,7 +127,8 @@ fn transaction(
             Err(_) => match release(rx, redo, acks)? {
                 Some(m) => Some(m),
                 None => {
-                    held.apply(statements, &now).map_err(|e| e.to_string())?;
+                    held.apply_ready(statements, &now)
+                        .map_err(|e| e.to_string())?;
                     wait(rx, acks, opened)
                 }
             },
@@ -133,21 +137,6 @@ fn transaction(
     held.apply(statements, &now).map_err(|e| e.to_string())?;
     statements.mark(seq).map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())
-}
-
-/// Writes in the redo file and not yet in the open transaction. A "before" record is
-/// acknowledged once in the redo file, so its entry goes on while the writer applies it; a
-/// read applies what is held first, and so sees every write sent before it.
-#[derive(Default)]
-struct Held(Vec<Write>);
-
-impl Held {
-    fn apply(&mut self, statements: &mut Statements<'_>, now: &str) -> rusqlite::Result<()> {
-        for w in self.0.drain(..) {
-            statements.apply(&w, now)?;
-        }
-        Ok(())
-    }
 }
 
 /// The queue is momentarily empty: writes the redo file and acknowledges the "before" records
@@ -198,12 +187,12 @@ fn handle(
         }
         Msg::Before(w, reply) => {
             redo.push(now, &w);
-            held.0.push(w);
+            held.push(w);
             acks.befores.push(reply);
         }
         Msg::Write(w) => {
             redo.push(now, &w);
-            held.0.push(w);
+            held.push(w);
         }
         Msg::Count {
             customer,

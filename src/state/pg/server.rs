@@ -1058,27 +1058,14 @@ impl<'a> EntryJson<'a> {
 mod tests {
     use super::*;
 
+    use super::super::super::redo::Write;
+
     fn before(entry: &str, step: &str) -> Write {
-        Write::Before {
-            id: format!("{entry}/{step}"),
-            entry: entry.into(),
-            step: step.into(),
-            customer: "c".into(),
-            channel: None,
-            at: "t".into(),
-            fresh: false,
-        }
+        Write::before_of(entry, step)
     }
 
     fn after(entry: &str, step: &str, status: &str, attempts: u32) -> Write {
-        Write::After {
-            entry: entry.into(),
-            step: step.into(),
-            status: status.into(),
-            http_status: Some(200),
-            saved: "{}".into(),
-            attempts,
-        }
+        Write::after_of(entry, step, status, attempts)
     }
 
     #[test]
