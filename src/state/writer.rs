@@ -51,11 +51,10 @@ const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// The writer. It keeps one transaction open while messages come. "Before" records are
 /// acknowledged as soon as the queue is momentarily empty, once written to the redo file, and
-/// applied to the transaction after, once their outcome joins them or before the commit
-/// ([`Held`]); the transaction
-/// commits after [`MAX_BATCH`] writes or [`MAX_OPEN`], or when a flush waits, and each commit
-/// empties the redo file. After a failed commit nothing more is written: the
-/// redo file keeps what it lost for the next open.
+/// applied to the transaction after, with their outcome when it has come ([`Held`]). The
+/// transaction commits after [`MAX_BATCH`] writes or [`MAX_OPEN`], or when a flush waits, and
+/// each commit empties the redo file. After a failed commit nothing more is written: the redo
+/// file keeps what it lost for the next open.
 pub(super) fn worker(
     conn: Connection,
     rx: mpsc::Receiver<Msg>,
