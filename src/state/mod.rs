@@ -2,7 +2,7 @@
 //! sends again what was delivered, resumes what was interrupted and never re-enters what ended.
 //!
 //! One thread owns the connection. It takes messages in batches, makes their writes in a
-//! transaction it commits every 50 ms, and appends them to a redo file with one write whenever
+//! transaction it commits every 200 ms, and appends them to a redo file with one write whenever
 //! its queue is momentarily empty. A "before" record is acknowledged once it is in that file, so
 //! a delivery is always recorded durably before its first attempt; the next open applies what a
 //! process that died left there.

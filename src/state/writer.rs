@@ -41,7 +41,7 @@ pub(super) enum Msg {
 const MAX_BATCH: usize = 4096;
 /// Longest a transaction stays open when no flush waits on it. Meanwhile its writes are in the
 /// redo file: a process that dies loses only those made since the queue was last empty.
-const MAX_OPEN: std::time::Duration = std::time::Duration::from_millis(50);
+const MAX_OPEN: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How long the writer looks for the next message, giving its core to any other thread between
 /// looks, before it sleeps on the queue while a transaction is open: the next "before" record
