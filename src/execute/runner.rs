@@ -22,8 +22,12 @@ use crate::state::{EntryStatus, Storage};
 const CUSTOMER_STRIPES: usize = 4096;
 
 /// Entries dealt to lanes and not yet reported, at most: the reader keeps ahead of the lanes so
-/// neither waits on the other, in bounded memory.
-const READ_AHEAD: usize = 1024;
+/// neither waits on the other, in bounded memory. Results are reported in input order, so a lane
+/// that waits for a core holds back the reader, and the other lanes run dry. Measured on a
+/// dry-run of 300,000 entries on 2 cores, alternating pairs, against 1,024: 512 made 0.86x the
+/// entries a second, 2,048 1.03x and 8,192 0.96x (more records in flight than the caches hold);
+/// a run without a store was the same with 2,048 (0.996x). It costs about 10 MB at peak.
+const READ_AHEAD: usize = 2048;
 
 /// Candidates or results sent to another thread at once, at most.
 const CHUNK: usize = 64;
@@ -451,7 +455,9 @@ impl<E: Executor> Lane<E> {
         }
         Some(match settings.state.keeps_entries() {
             false => Box::pin(walk.run()).await,
-            true => self.stored(walk, &*settings.state, resumed.is_some()).await,
+            // Boxed as the walk is: the store's path would otherwise make every entry's future,
+            // which the lane moves into its box, 2.8 KB instead of 1.3 KB.
+            true => Box::pin(self.stored(walk, &*settings.state, resumed.is_some())).await,
         })
     }
 

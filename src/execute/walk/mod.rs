@@ -181,7 +181,9 @@ impl<'a, E: Executor> Walk<'a, E> {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             self.jobs = Some(tx);
             let driver = async_steps::drive(self.deliverer(), self.j, self.result.key.clone(), rx);
-            let (walked, done) = tokio::join!(self.walk(), driver);
+            // Boxed: only journeys with async steps take this path, and its two futures side
+            // by side made every entry's walk 3.0 KB instead of 2.6 KB.
+            let (walked, done) = Box::pin(async { tokio::join!(self.walk(), driver) }).await;
             self.settle(done);
             walked
         } else {
