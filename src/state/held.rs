@@ -31,10 +31,10 @@ impl Held {
     /// Holds `w`; an outcome whose "before" record waits joins it.
     pub fn push(&mut self, w: Write) {
         match &w {
-            Write::Before { entry, step, .. } => {
+            Write::Before(b) => {
                 // Another record under the same hash (the same delivery sent again, or another
                 // that meets its hash) is made first, in order.
-                if let Some(earlier) = self.waiting.insert(hash(entry, step), w) {
+                if let Some(earlier) = self.waiting.insert(hash(&b.entry, &b.step), w) {
                     self.ready.push(Pend::One(earlier));
                 }
             }

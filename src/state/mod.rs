@@ -521,7 +521,7 @@ async fn answered<T>(answer: oneshot::Receiver<Result<T, String>>) -> Result<T, 
 
 /// A delivery about to be sent, as both stores write it.
 fn before(d: &Pending<'_>) -> Write {
-    Write::Before {
+    Write::Before(redo::Before {
         id: d.id.into(),
         entry: d.entry.into(),
         step: d.step.into(),
@@ -529,7 +529,7 @@ fn before(d: &Pending<'_>) -> Write {
         channel: d.channel.map(str::to_string),
         at: crate::clock::rfc3339(d.at),
         fresh: d.fresh,
-    }
+    })
 }
 
 /// A delivery's outcome, its saved values sealed.

@@ -25,24 +25,28 @@ pub(super) struct Row {
     pub fresh: bool,
 }
 
+/// A delivery about to be sent (pending, again when a later run sends it again).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Before {
+    pub id: String,
+    pub entry: String,
+    pub step: String,
+    pub customer: String,
+    pub channel: Option<String>,
+    /// The entry's clock when sent.
+    pub at: String,
+    /// The delivery's first record (see [`crate::state::Pending::fresh`]); not kept in the redo
+    /// file.
+    #[serde(skip)]
+    pub fresh: bool,
+}
+
 /// One write of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "w", rename_all = "lowercase")]
 pub(super) enum Write {
-    /// A delivery is about to be sent (pending, again when a later run sends it again).
-    Before {
-        id: String,
-        entry: String,
-        step: String,
-        customer: String,
-        channel: Option<String>,
-        /// The entry's clock when sent.
-        at: String,
-        /// The delivery's first record (see [`crate::state::Pending::fresh`]); not kept in the
-        /// redo file.
-        #[serde(skip)]
-        fresh: bool,
-    },
+    /// A delivery is about to be sent (its fields sit beside the tag in the redo file).
+    Before(Before),
     /// A delivery's outcome and what its step saved.
     After {
         entry: String,
@@ -74,7 +78,7 @@ pub(super) enum Write {
 impl Write {
     /// A "before" record of `entry`'s `step`, for tests.
     pub fn before_of(entry: &str, step: &str) -> Write {
-        Write::Before {
+        Write::Before(Before {
             id: format!("{entry}/{step}"),
             entry: entry.into(),
             step: step.into(),
@@ -82,7 +86,7 @@ impl Write {
             channel: None,
             at: "t".into(),
             fresh: false,
-        }
+        })
     }
 
     /// An outcome of `entry`'s `step` after `attempts` (what it saved names them), for tests.
@@ -101,7 +105,7 @@ impl Write {
 impl Write {
     /// True when it is a "before" record of this delivery.
     pub fn is_of(&self, e: &str, s: &str) -> bool {
-        matches!(self, Write::Before { entry, step, .. } if entry == e && step == s)
+        matches!(self, Write::Before(b) if b.entry == e && b.step == s)
     }
 }
 
@@ -170,15 +174,7 @@ impl<'c> Statements<'c> {
         updated: &str,
     ) -> rusqlite::Result<()> {
         let (
-            Write::Before {
-                id,
-                entry,
-                step,
-                customer,
-                channel,
-                at,
-                ..
-            },
+            Write::Before(b),
             Write::After {
                 status,
                 http_status,
@@ -193,13 +189,13 @@ impl<'c> Statements<'c> {
         };
         self.sent
             .execute(params![
-                id,
-                entry,
-                step,
+                b.id,
+                b.entry,
+                b.step,
                 updated,
-                customer,
-                channel,
-                at,
+                b.customer,
+                b.channel,
+                b.at,
                 status,
                 http_status,
                 saved,
@@ -211,17 +207,9 @@ impl<'c> Statements<'c> {
     /// Makes `w`, stamped `updated`.
     pub fn apply(&mut self, w: &Write, updated: &str) -> rusqlite::Result<()> {
         match w {
-            Write::Before {
-                id,
-                entry,
-                step,
-                customer,
-                channel,
-                at,
-                ..
-            } => self
-                .before
-                .execute(params![id, entry, step, updated, customer, channel, at]),
+            Write::Before(b) => self.before.execute(params![
+                b.id, b.entry, b.step, updated, b.customer, b.channel, b.at
+            ]),
             Write::After {
                 entry,
                 step,
@@ -428,7 +416,7 @@ mod tests {
     }
 
     fn before(step: &str, at: &str) -> Write {
-        Write::Before {
+        Write::Before(Before {
             id: format!("dlv_{step}"),
             entry: "j:c1".into(),
             step: step.into(),
@@ -436,7 +424,7 @@ mod tests {
             channel: Some("email".into()),
             at: at.into(),
             fresh: false,
-        }
+        })
     }
 
     #[tokio::test(flavor = "current_thread")]

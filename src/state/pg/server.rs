@@ -861,8 +861,8 @@ fn segments(writes: &[Write]) -> Vec<Segment<'_>> {
     let mut out = vec![Segment::default()];
     for w in writes {
         match w {
-            Write::Before { entry, step, .. } => {
-                let key = (entry.as_str(), step.as_str());
+            Write::Before(b) => {
+                let key = (b.entry.as_str(), b.step.as_str());
                 if last(&mut out).afters.contains_key(&key) {
                     out.push(Segment::default());
                 }
@@ -912,7 +912,7 @@ fn last<'s, 'a>(segments: &'s mut [Segment<'a>]) -> &'s mut Segment<'a> {
 impl Segment<'_> {
     /// True when each of its rows is the first of its key: its entries were new to the store.
     fn fresh(&self) -> bool {
-        let before = |w: &&Write| matches!(w, Write::Before { fresh: true, .. });
+        let before = |w: &&Write| matches!(w, Write::Before(b) if b.fresh);
         let entry = |w: &&Write| match w {
             Write::End { row, .. } | Write::Park { row, .. } => row.fresh,
             _ => false,
@@ -971,21 +971,13 @@ struct BeforeJson<'a> {
 impl<'a> BeforeJson<'a> {
     fn of(w: &'a Write) -> Option<BeforeJson<'a>> {
         match w {
-            Write::Before {
-                id,
-                entry,
-                step,
-                customer,
-                channel,
-                at,
-                ..
-            } => Some(BeforeJson {
-                i: id,
-                e: entry,
-                s: step,
-                c: customer,
-                ch: channel.as_deref(),
-                a: at,
+            Write::Before(b) => Some(BeforeJson {
+                i: &b.id,
+                e: &b.entry,
+                s: &b.step,
+                c: &b.customer,
+                ch: b.channel.as_deref(),
+                a: &b.at,
             }),
             _ => None,
         }
@@ -1099,8 +1091,8 @@ mod tests {
 
     fn fresh_before(entry: &str, step: &str) -> Write {
         let mut w = before(entry, step);
-        if let Write::Before { fresh, .. } = &mut w {
-            *fresh = true;
+        if let Write::Before(b) = &mut w {
+            b.fresh = true;
         }
         w
     }
