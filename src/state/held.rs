@@ -15,6 +15,8 @@ pub(super) struct Held {
     /// "Before" records whose outcome has not come, by a hash of their entry and step. They
     /// touch rows nothing else held touches, so they may be made after writes that came later.
     waiting: foldhash::HashMap<u64, Write>,
+    /// Writes made, to be freed by the thread that made them ([`Held::spent`]).
+    spent: Vec<Write>,
 }
 
 /// A held write, or a "before" record with its delivery's outcome.
@@ -61,8 +63,15 @@ impl Held {
     ) -> rusqlite::Result<()> {
         for p in self.ready.drain(..) {
             match p {
-                Pend::One(w) => statements.apply(&w, now)?,
-                Pend::Sent(before, after) => statements.apply_sent(&before, &after, now)?,
+                Pend::One(w) => {
+                    statements.apply(&w, now)?;
+                    self.spent.push(w);
+                }
+                Pend::Sent(before, after) => {
+                    statements.apply_sent(&before, &after, now)?;
+                    self.spent.push(before);
+                    self.spent.push(after);
+                }
             }
         }
         Ok(())
@@ -73,8 +82,14 @@ impl Held {
         self.apply_ready(statements, now)?;
         for (_, w) in self.waiting.drain() {
             statements.apply(&w, now)?;
+            self.spent.push(w);
         }
         Ok(())
+    }
+
+    /// The writes made so far, taken.
+    pub fn spent(&mut self) -> Vec<Write> {
+        std::mem::take(&mut self.spent)
     }
 }
 
@@ -141,6 +156,11 @@ mod tests {
         // c1/a and both tries of c3/a joined their outcomes; c2/a and c1/b wait for theirs.
         assert_eq!((held.ready.len(), held.waiting.len()), (4, 2));
         held.apply(&mut st, "t1").unwrap();
+        assert_eq!(
+            held.spent().len(),
+            writes.len(),
+            "every write made is handed back, to be freed where it was made"
+        );
         assert_eq!(rows(&joined), rows(&one_by_one));
         assert!(
             rows(&joined)[3].contains("Integer(3)"),

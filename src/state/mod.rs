@@ -219,6 +219,8 @@ pub struct Store {
     real: PathBuf,
     failure: Arc<Mutex<Option<String>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Writes the writer has made, freed here, on the thread that allocated them.
+    spent: Arc<writer::Spent>,
     /// Keeps secrets out of saved values and snapshots, reversibly.
     vault: crate::redact::Vault,
     _lock: lock::Lock,
@@ -281,9 +283,11 @@ impl Store {
         let failure = Arc::new(Mutex::new(None));
         let (tx, rx) = mpsc::channel();
         let fail = Arc::clone(&failure);
+        let spent = Arc::new(writer::Spent::default());
+        let back = Arc::clone(&spent);
         let writer = std::thread::Builder::new()
             .name("state-store".into())
-            .spawn(move || writer::worker(conn, rx, fail, checkpoints, redo))
+            .spawn(move || writer::worker(conn, rx, fail, checkpoints, redo, back))
             .map_err(|e| unusable(e.to_string()))?;
         Ok(Store {
             tx: Mutex::new(Outbox {
@@ -295,6 +299,7 @@ impl Store {
             real: path.to_path_buf(),
             failure,
             writer: Mutex::new(Some(writer)),
+            spent,
             vault: Default::default(),
             _lock: lock,
         })
@@ -361,6 +366,7 @@ impl Store {
     /// Sends `msg`, or holds it behind the records held for a batch (the writer takes messages
     /// in the order they are made).
     fn send(&self, msg: Msg) {
+        self.free_spent();
         if let Ok(mut out) = self.tx.lock() {
             if out.held.is_empty() {
                 let _ = out.tx.send(msg);
@@ -368,6 +374,12 @@ impl Store {
                 out.held.push(msg);
             }
         }
+    }
+
+    /// Frees, on this thread, the writes the writer has made and handed back
+    /// ([`writer::Spent`]).
+    fn free_spent(&self) {
+        drop(self.spent.take());
     }
 
     /// Holds `msg` for a batch; true when it is the first (its sender must release the batch).
