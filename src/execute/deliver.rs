@@ -126,7 +126,11 @@ impl<E: Executor> Deliverer<'_, E> {
                     d.latencies.push(r.latency);
                     if succeeded(step, w, r, ctx)? {
                         d.step_status = StepStatus::Ok;
-                        d.response = Some(r.clone());
+                        // The attempt's own response, moved: a copy of its headers and body
+                        // cost a dozen allocations a delivery.
+                        if let Outcome::Response(r) = outcome {
+                            d.response = Some(r);
+                        }
                         return Ok(d);
                     }
                     d.error = Some(format!("HTTP {}", r.status));
