@@ -50,8 +50,9 @@ pub struct StepRecord {
     pub http_status: Option<u16>,
     /// Latency of each attempt.
     pub latencies: Vec<Duration>,
-    /// The request sent (kept for `--show` and expectations).
-    pub request: Option<Request>,
+    /// The request sent (kept for `--show` and expectations). Boxed, as is the response: a
+    /// record is moved several times a step, and without them it is a third of the size.
+    pub request: Option<Box<Request>>,
     /// Why it failed.
     pub error: Option<String>,
     /// The answers of the attempts before the last (`--show paths`).
@@ -62,7 +63,7 @@ pub struct StepRecord {
     /// came.
     pub transport: Option<&'static str>,
     /// The last response (kept only for `--show` and `--html`).
-    pub response: Option<super::executor::Response>,
+    pub response: Option<Box<super::executor::Response>>,
 }
 
 impl StepRecord {

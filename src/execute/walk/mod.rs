@@ -416,7 +416,9 @@ impl<'a, E: Executor> Walk<'a, E> {
             attempts: d.attempts,
             http_status: d.status,
             latencies: d.latencies,
-            request: request.filter(|_| self.settings.keep_requests),
+            request: request
+                .filter(|_| self.settings.keep_requests)
+                .map(Box::new),
             error: d.error,
             earlier: d.earlier,
             saved,
@@ -424,7 +426,8 @@ impl<'a, E: Executor> Walk<'a, E> {
             response: d
                 .response
                 .or(d.failed_response)
-                .filter(|_| self.settings.keep_requests),
+                .filter(|_| self.settings.keep_requests)
+                .map(Box::new),
         });
     }
 
