@@ -7,9 +7,9 @@
 //! store (a schema of its own each round, dropped after), (3) a dry-run of 1,000,000 customers through a 3-step journey with 10-field
 //! bodies. Prints entries/s and the ratio to the load generator (medians of `BENCH_ROUNDS`
 //! rounds, 3 by default) and peak memory (GNU time). `BENCH_SCALE=0.1` shrinks every size.
-//! `BENCH_BASELINE=/path/to/journey` also runs another build in each round (alternating which
-//! goes first) and prints this build's throughput as a ratio to it: the A/B of a change, in one
-//! run on the same machine.
+//! `BENCH_BASELINE=/path/to/journey` also runs another build in each round, mode by mode (each
+//! mode runs for both builds back to back, alternating which goes first), and prints this build's
+//! throughput as a ratio to it: the A/B of a change, in one run on the same machine.
 
 mod common;
 
@@ -118,21 +118,31 @@ fn with_postgres(bin: &str, dir: &Path, url: &str, real_n: usize, base: &str) ->
     figures
 }
 
-fn round(bin: &str, dir: &Path, url: &str, real_n: usize, dry_n: usize, pg: Option<&str>) -> Round {
-    let _ = std::fs::remove_file(dir.join("s.sqlite"));
-    let _ = std::fs::remove_file(dir.join("s.sqlite.lock"));
-    Round {
-        pg: pg.map(|base| with_postgres(bin, dir, url, real_n, base)),
-        without: real(bin, dir, url, real_n, &["--no-state"]),
-        with: real(bin, dir, url, real_n, &["--state", "s.sqlite"]),
-        dry: journey(
-            bin,
-            dir,
-            url,
-            dry_n,
-            &["run", "--dry-run", "three.yaml", "--fixtures", "dry.ndjson"],
-        ),
-    }
+/// One round of each build in `bins`, mode by mode: each mode runs for every build in turn, so
+/// that the runs compared are seconds apart, not a whole round (this machine drifts by a quarter
+/// between minutes).
+fn round(bins: &[&str], dir: &Path, url: &str, n: (usize, usize), pg: Option<&str>) -> Vec<Round> {
+    let (real_n, dry_n) = n;
+    let each = |run: &dyn Fn(&str) -> Figures| bins.iter().map(|b| run(b)).collect::<Vec<_>>();
+    let pgs = each(&|b| pg.map_or((0.0, None), |base| with_postgres(b, dir, url, real_n, base)));
+    let without = each(&|b| real(b, dir, url, real_n, &["--no-state"]));
+    let with = each(&|b| {
+        let _ = std::fs::remove_file(dir.join("s.sqlite"));
+        let _ = std::fs::remove_file(dir.join("s.sqlite.lock"));
+        real(b, dir, url, real_n, &["--state", "s.sqlite"])
+    });
+    let dry = each(&|b| {
+        let run = ["run", "--dry-run", "three.yaml", "--fixtures", "dry.ndjson"];
+        journey(b, dir, url, dry_n, &run)
+    });
+    (0..bins.len())
+        .map(|i| Round {
+            pg: pg.map(|_| pgs[i]),
+            without: without[i],
+            with: with[i],
+            dry: dry[i],
+        })
+        .collect()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -168,17 +178,19 @@ fn main() {
     let mut measured = Vec::new();
     let mut base = Vec::new();
     for i in 0..rounds {
-        let d = dir.path();
+        let (d, n) = (dir.path(), (real_n, dry_n));
         match &other {
             Some(o) if i % 2 == 1 => {
-                base.push(round(o, d, &url, real_n, dry_n, pg));
-                measured.push(round(this, d, &url, real_n, dry_n, pg));
+                let mut r = round(&[o, this], d, &url, n, pg).into_iter();
+                base.extend(r.next());
+                measured.extend(r.next());
             }
             Some(o) => {
-                measured.push(round(this, d, &url, real_n, dry_n, pg));
-                base.push(round(o, d, &url, real_n, dry_n, pg));
+                let mut r = round(&[this, o], d, &url, n, pg).into_iter();
+                measured.extend(r.next());
+                base.extend(r.next());
             }
-            None => measured.push(round(this, d, &url, real_n, dry_n, pg)),
+            None => measured.extend(round(&[this], d, &url, n, pg)),
         }
         loads.push(wrk(&url));
     }
