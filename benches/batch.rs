@@ -124,7 +124,7 @@ fn with_postgres(bin: &str, dir: &Path, url: &str, real_n: usize, base: &str) ->
 fn round(bins: &[&str], dir: &Path, url: &str, n: (usize, usize), pg: Option<&str>) -> Vec<Round> {
     let (real_n, dry_n) = n;
     let each = |run: &dyn Fn(&str) -> Figures| bins.iter().map(|b| run(b)).collect::<Vec<_>>();
-    let pgs = each(&|b| pg.map_or((0.0, None), |base| with_postgres(b, dir, url, real_n, base)));
+    let pgs = pg.map(|base| each(&|b| with_postgres(b, dir, url, real_n, base)));
     let without = each(&|b| real(b, dir, url, real_n, &["--no-state"]));
     let with = each(&|b| {
         let _ = std::fs::remove_file(dir.join("s.sqlite"));
@@ -137,7 +137,7 @@ fn round(bins: &[&str], dir: &Path, url: &str, n: (usize, usize), pg: Option<&st
     });
     (0..bins.len())
         .map(|i| Round {
-            pg: pg.map(|_| pgs[i]),
+            pg: pgs.as_ref().map(|p| p[i]),
             without: without[i],
             with: with[i],
             dry: dry[i],
