@@ -225,14 +225,13 @@ impl<E: Executor> Deliverer<'_, E> {
     /// Records one attempt; `waited` is how long it took, for one that got no response (a
     /// timeout waited its whole timeout).
     fn record(&self, step: &StepPlan, req: &Request, n: u32, outcome: &Outcome, waited: Duration) {
-        let none: &[(String, String)] = &[];
         let (status, error, latency, body, headers, kind) = match outcome {
             Outcome::Response(r) => (
                 Some(r.status),
                 None,
                 r.latency,
                 r.body.as_slice(),
-                r.headers.as_slice(),
+                Some(&r.headers),
                 None,
             ),
             Outcome::Transport(e) => (
@@ -240,7 +239,7 @@ impl<E: Executor> Deliverer<'_, E> {
                 Some(e.to_string()),
                 waited,
                 &[][..],
-                none,
+                None,
                 Some(e.kind()),
             ),
             Outcome::Assumed | Outcome::MockFailed(_) => return,
@@ -307,7 +306,10 @@ fn next_delay(
 
 /// `response` in `success` and `save`: the body is JSON when the content type says so.
 pub fn response_value(r: &Response) -> Value {
-    let ct = r.header("content-type").unwrap_or("").to_ascii_lowercase();
+    let ct = r
+        .header("content-type")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let media = ct.split(';').next().unwrap_or("").trim();
     let is_json = media == "application/json" || media.ends_with("+json");
     let text = || Value::from(String::from_utf8_lossy(&r.body).into_owned());
@@ -320,8 +322,9 @@ pub fn response_value(r: &Response) -> Value {
     };
     let headers: std::collections::BTreeMap<String, String> = r
         .headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .pairs()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect();
     map([
         ("status", Value::from(r.status)),
@@ -343,7 +346,10 @@ mod tests {
     fn response(content_type: &str, body: &str) -> Response {
         Response {
             status: 200,
-            headers: vec![("Content-Type".into(), content_type.into())],
+            headers: super::super::executor::Headers::Given(vec![(
+                "Content-Type".into(),
+                content_type.into(),
+            )]),
             body: body.as_bytes().to_vec(),
             latency: Duration::ZERO,
         }

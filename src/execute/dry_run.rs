@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use minijinja::{Value, context};
 
-use super::executor::{Attempt, Executor, Outcome, Response, TransportError};
+use super::executor::{Attempt, Executor, Headers, Outcome, Response, TransportError};
 use crate::fixture::{Fixtures, Mock, MockError, MockResponse};
 use crate::render::{RenderError, value_of};
 
@@ -92,7 +92,7 @@ fn respond(r: &MockResponse, timeout: Duration) -> Outcome {
             };
             Outcome::Response(Response {
                 status: *status,
-                headers,
+                headers: Headers::Given(headers),
                 body: bytes,
                 latency: *latency,
             })

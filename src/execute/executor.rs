@@ -3,6 +3,7 @@
 //! The runner owns retries, branches and saves; executors only answer "what came back". The dry-run
 //! executor answers from mocks and never sleeps; the HTTP executor sends for real.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ pub struct Response {
     /// The status code.
     pub status: u16,
     /// Headers as received.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     /// The body, capped at 1 MiB.
     pub body: Vec<u8>,
     /// Time to the full response.
@@ -38,11 +39,47 @@ pub struct Response {
 
 impl Response {
     /// A header by name, case-insensitively.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+    pub fn header(&self, name: &str) -> Option<Cow<'_, str>> {
+        match &self.headers {
+            Headers::Received(map) => map.get(name).map(|v| text_of(v)),
+            Headers::Given(pairs) => pairs
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| Cow::from(v.as_str())),
+        }
+    }
+}
+
+/// A response's headers: as the client parsed them (made into text only when something reads
+/// them, which most runs never do: that was a dozen allocations a response), or as a mock
+/// gave them. Boxed, since a response is moved several times and a map is four times the
+/// size of a `Vec`.
+#[derive(Debug, Clone)]
+pub enum Headers {
+    /// A real response's.
+    Received(Box<http::HeaderMap>),
+    /// A mocked response's, in order.
+    Given(Vec<(String, String)>),
+}
+
+impl Headers {
+    /// Name/value pairs in order (values read as UTF-8, lossily).
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        match self {
+            Headers::Received(map) => map
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), text_of(v).into_owned()))
+                .collect(),
+            Headers::Given(pairs) => pairs.clone(),
+        }
+    }
+}
+
+/// A header's value as text (read as UTF-8, lossily).
+fn text_of(v: &http::HeaderValue) -> Cow<'_, str> {
+    match v.to_str() {
+        Ok(text) => Cow::from(text),
+        Err(_) => String::from_utf8_lossy(v.as_bytes()),
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::executor::{Attempt, Executor, Outcome, Response, TransportError};
+use super::executor::{Attempt, Executor, Headers, Outcome, Response, TransportError};
 use super::proxy::Proxies;
 use crate::journey::model::Method;
 use crate::journey::plan::CONNECT_TIMEOUT;
@@ -205,33 +205,17 @@ impl Http {
             Ok(resp) => resp,
             Err(e) => return Outcome::Transport(transport(e)),
         };
-        let status = resp.status().as_u16();
-        let headers = header_pairs(resp.headers());
-        let body = http::Response::<reqwest::Body>::from(resp).into_body();
+        let (parts, body) = http::Response::<reqwest::Body>::from(resp).into_parts();
         match read_capped(body).await {
             Ok((body, _)) => Outcome::Response(Response {
-                status,
-                headers,
+                status: parts.status.as_u16(),
+                headers: Headers::Received(Box::new(parts.headers)),
                 body,
                 latency: started.elapsed(),
             }),
             Err(e) => Outcome::Transport(transport(e)),
         }
     }
-}
-
-/// Response headers as name/value pairs (values read as UTF-8, lossily).
-pub fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(k, v)| {
-            let v = match v.to_str() {
-                Ok(text) => text.to_string(),
-                Err(_) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            };
-            (k.as_str().to_string(), v)
-        })
-        .collect()
 }
 
 /// Describes a client error without its URL (which may carry secrets in the query).

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 
-use super::executor::{Outcome, Response, TransportError};
+use super::executor::{Headers, Outcome, Response, TransportError};
 use crate::journey::plan::CONNECT_TIMEOUT;
 
 type Sender = SendRequest<Full<Bytes>>;
@@ -72,9 +72,8 @@ impl Plain {
                 },
             }
         };
-        let status = resp.status().as_u16();
-        let headers = super::http::header_pairs(resp.headers());
-        let (body, complete) = match super::http::read_capped(resp.into_body()).await {
+        let (parts, body) = resp.into_parts();
+        let (body, complete) = match super::http::read_capped(body).await {
             Ok(read) => read,
             Err(e) => return Outcome::Transport(TransportError::Reset(e.to_string())),
         };
@@ -82,8 +81,8 @@ impl Plain {
             self.checkin(addr, sender);
         }
         Outcome::Response(Response {
-            status,
-            headers,
+            status: parts.status.as_u16(),
+            headers: Headers::Received(Box::new(parts.headers)),
             body,
             latency: started.elapsed(),
         })

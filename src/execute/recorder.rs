@@ -36,7 +36,7 @@ pub struct AttemptRecord<'a> {
     pub response_body: &'a [u8],
     /// The response headers (for `--record-mocks`).
     #[serde(skip)]
-    pub response_headers: &'a [(String, String)],
+    pub response_headers: Option<&'a super::executor::Headers>,
     /// `timeout`, `connect` or `reset` when no response came (for `--record-mocks`).
     #[serde(skip)]
     pub error_kind: Option<&'static str>,

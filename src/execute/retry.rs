@@ -36,7 +36,8 @@ pub fn backoff(policy: &RetryPolicy, retry: u32, rng: &mut fastrand::Rng) -> Dur
 
 /// The `Retry-After` delay of a response: seconds or an HTTP date, relative to `now`.
 pub fn retry_after(response: &Response, now: DateTime<Utc>) -> Option<Duration> {
-    let value = response.header("retry-after")?.trim();
+    let header = response.header("retry-after")?;
+    let value = header.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -57,7 +58,10 @@ mod tests {
     fn response(retry_after: &str) -> Response {
         Response {
             status: 429,
-            headers: vec![("Retry-After".into(), retry_after.into())],
+            headers: super::super::executor::Headers::Given(vec![(
+                "Retry-After".into(),
+                retry_after.into(),
+            )]),
             body: vec![],
             latency: Duration::ZERO,
         }

@@ -92,9 +92,11 @@ impl MockRecorder {
         }
         let headers: IndexMap<String, String> = r
             .response_headers
-            .iter()
+            .map(|h| h.pairs())
+            .unwrap_or_default()
+            .into_iter()
             .filter(|(k, _)| KEPT_HEADERS.contains(&k.to_ascii_lowercase().as_str()))
-            .map(|(k, v)| (k.to_ascii_lowercase(), self.redactor.redact(v)))
+            .map(|(k, v)| (k.to_ascii_lowercase(), self.redactor.redact(&v)))
             .collect();
         let body = (!r.response_body.is_empty()).then(|| {
             let v = serde_json::from_slice(r.response_body)

@@ -70,8 +70,8 @@ pub fn detail(s: &Scope<'_>, r: &EntryResult) -> String {
 fn response(resp: &Response, s: &Scope<'_>) -> String {
     let mocked = if s.mocked { " (mocked)" } else { "" };
     let mut out = format!("HTTP {}{mocked}\n", resp.status);
-    for (name, value) in &resp.headers {
-        let _ = writeln!(out, "{name}: {}", s.redactor.redact(value));
+    for (name, value) in resp.headers.pairs() {
+        let _ = writeln!(out, "{name}: {}", s.redactor.redact(&value));
     }
     if !resp.body.is_empty() {
         // Redacted whole, then cut: a cut must not leave half a secret for the redactor to miss.
