@@ -126,6 +126,8 @@ pub struct RunConfig {
     pub seed: u64,
     /// Entries in flight.
     pub concurrency: usize,
+    /// `JOURNEY_LANES`: how many lanes (threads) run the entries, instead of the default.
+    pub lanes: Option<usize>,
     /// `--show`.
     pub show: Option<Show>,
     /// `--report`.
@@ -410,6 +412,22 @@ fn validate(a: cli::ValidateArgs, ctx: &RunContext) -> Result<Config, String> {
     }))
 }
 
+/// The most lanes `JOURNEY_LANES` may ask for.
+const MAX_LANES: usize = 256;
+
+/// `JOURNEY_LANES`, when set: the lanes (threads) that run the entries.
+fn lanes(ctx: &RunContext) -> Result<Option<usize>, String> {
+    let Some(text) = ctx.vars.get("JOURNEY_LANES") else {
+        return Ok(None);
+    };
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_LANES).contains(&n) => Ok(Some(n)),
+        _ => Err(format!(
+            "JOURNEY_LANES={text}: give a number of lanes from 1 to {MAX_LANES}, or unset it"
+        )),
+    }
+}
+
 /// `test` reads fixtures (`run` says so itself: only a real `--resume-only` run may have none).
 fn needs_fixtures(a: &cli::CommonRunArgs, kind: &RunKind) -> Result<(), String> {
     match a.fixtures.is_empty() && !matches!(kind, RunKind::Real(_)) {
@@ -429,6 +447,7 @@ fn run_config(a: cli::CommonRunArgs, kind: RunKind, ctx: &RunContext) -> Result<
             a.concurrency
         ));
     }
+    let lanes = lanes(ctx)?;
     Ok(RunConfig {
         kind,
         max_failure_rate: None,
@@ -446,6 +465,7 @@ fn run_config(a: cli::CommonRunArgs, kind: RunKind, ctx: &RunContext) -> Result<
         now,
         seed: a.seed,
         concurrency: a.concurrency,
+        lanes,
         // `--quiet` prints nothing but errors: not the requests either.
         show: a.show.filter(|_| !a.quiet),
         report: a.report,

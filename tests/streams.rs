@@ -423,6 +423,65 @@ fn a_streamed_batch_runs_for_real() {
     );
 }
 
+/// A real run on the lanes `JOURNEY_LANES` asks for (on two cores, one lane is the default: three
+/// take the many-lane path): every entry sent once, and each customer's entries in input order.
+#[test]
+fn lanes_asked_for_send_each_entry_once_and_a_customers_entries_in_order() {
+    let lines: String = (0..600)
+        .map(|i| format!("{{\"customer\": {{\"id\": \"c{}\"}}, \"event\": {{\"name\": \"cart_abandoned\", \"at\": \"2026-11-20T10:00:00Z\", \"properties\": {{\"cart_value\": {i}}}}}}}\n", i % 200))
+        .collect();
+    for lanes in ["1", "3"] {
+        let server = TestServer::start();
+        let t = Test::new()
+            .env("HOOK_URL", &server.url)
+            .env("JOURNEY_LANES", lanes);
+        t.file("j.yaml", JOURNEYS);
+        t.file("big.ndjson", &lines);
+        let out = t.run(&[
+            "run",
+            "j.yaml",
+            "--fixtures",
+            "big.ndjson",
+            "--yes",
+            "--no-state",
+            "--concurrency",
+            "24",
+        ]);
+        assert_eq!(out.code, 0, "JOURNEY_LANES={lanes}: {}", out.all());
+        assert!(out.stdout.contains("600 ok"), "{}", out.stdout);
+        let mut values: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+        for r in server.requests_to("/cart") {
+            let b = r.json();
+            let v = match &b["v"] {
+                serde_json::Value::String(s) => s.parse().unwrap(),
+                v => v.as_i64().unwrap(),
+            };
+            values
+                .entry(b["c"].as_str().unwrap().into())
+                .or_default()
+                .push(v);
+        }
+        assert_eq!(values.len(), 200, "JOURNEY_LANES={lanes}");
+        for (customer, sent) in &values {
+            let n: i64 = customer[1..].parse().unwrap();
+            assert_eq!(
+                sent,
+                &[n, n + 200, n + 400],
+                "JOURNEY_LANES={lanes}: {customer}'s entries, once each, in input order"
+            );
+        }
+    }
+    let t = Test::new().env("JOURNEY_LANES", "0");
+    t.file("j.yaml", JOURNEYS);
+    t.file("big.ndjson", &lines);
+    let out = t.run(&["run", "--dry-run", "j.yaml", "--fixtures", "big.ndjson"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert_eq!(
+        out.stderr,
+        "error: JOURNEY_LANES=0: give a number of lanes from 1 to 256, or unset it\n"
+    );
+}
+
 #[test]
 fn shards_split_a_batch_with_no_overlap_and_no_gap() {
     let t = Test::new();

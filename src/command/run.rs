@@ -213,6 +213,7 @@ impl<'a> Batch<'a> {
             config.show.is_some() || config.html.is_some() || config.mode() == Mode::Test,
         );
         settings.suppress = Arc::clone(&self.suppress);
+        settings.lanes = config.lanes;
         settings
     }
 }

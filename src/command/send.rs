@@ -122,7 +122,8 @@ async fn open_store(
         vault: batch.vault.clone(),
         env: batch.config.env.clone(),
         timeout: real.state_timeout,
-        home: match crate::execute::runner::real_lanes(batch.config.concurrency, true) {
+        home: match crate::execute::runner::real_lanes(batch.config.concurrency, batch.config.lanes)
+        {
             1 => crate::state::Home::Runtime,
             _ => crate::state::Home::Thread,
         },
@@ -479,6 +480,7 @@ fn real_settings(batch: &Batch<'_>, real: &RealConfig, parts: RealParts) -> RunS
         now: config.now,
         env: batch.env.clone(),
         concurrency: config.concurrency,
+        lanes: config.lanes,
         seed: config.seed,
         keep_requests: config.show.is_some() || config.html.is_some(),
         recorder: parts.recorder,

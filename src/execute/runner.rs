@@ -41,6 +41,8 @@ pub struct RunSettings {
     pub env: EnvVars,
     /// Entries in flight at once.
     pub concurrency: usize,
+    /// Lanes asked for (`JOURNEY_LANES`), instead of [`lane_count`]'s choice.
+    pub lanes: Option<usize>,
     /// Seed of the backoff jitter.
     pub seed: u64,
     /// Keep each request in the results (for `--show` and expectations).
@@ -85,6 +87,7 @@ impl RunSettings {
             now,
             env,
             concurrency,
+            lanes: None,
             seed,
             keep_requests,
             recorder: Arc::new(NoRecorder),
@@ -102,8 +105,8 @@ impl RunSettings {
 /// Runs every candidate and hands each result to `sink`, in input order. The sink gives back
 /// what it does not keep, to be freed by the lane that made it.
 ///
-/// Entries run in lanes, one thread and single-threaded runtime per core (tasks moving between
-/// threads cost a real run more CPU than its own work). A customer always goes to the same lane,
+/// Entries run in lanes, each a thread with a single-threaded runtime (tasks moving between
+/// threads cost a real run more CPU than its own work); see [`lane_count`] for how many. A customer always goes to the same lane,
 /// where their entries start in input order and never overlap.
 pub async fn run<E: Executor>(
     journeys: &[Journey],
@@ -156,28 +159,33 @@ pub async fn run<E: Executor>(
 
 /// Lanes for a run. A dry-run is all CPU: one lane per core, and one more, because the reader
 /// (this thread) takes about a quarter of the CPU: with a lane per core, the lanes ran out of
-/// entries while the reader waited for a core, and 17% of two cores stood idle. A real run with
-/// a state store has one per two cores, which leaves the store's writer and the kernel's network
-/// stack a core; one without has one per core. Measured on 2 cores against nginx on the same
-/// machine, alternating, 200,000 entries: with a store, one lane was 1.1x (SQLite) and 1.08x
-/// (PostgreSQL) faster than two (3 pairs each); without, two lanes (and the reader on a thread
-/// of its own) were 1.13x faster than one, and three no faster than two (medians of 4 runs).
-/// Earlier, before the reader freed the memory it allocated (see [`merge`]), one lane had been
-/// the faster without a store too. A dry-run with two lanes was 1.4x faster than with one, and
-/// with three took 0.92x the time of two (median of 6 alternating pairs of 1,000,000 entries).
+/// entries while the reader waited for a core, and 17% of two cores stood idle. A dry-run with
+/// two lanes was 1.4x faster than with one, and with three took 0.92x the time of two (median of
+/// 6 alternating pairs of 1,000,000 entries). A real run has one lane per two cores, with a
+/// state store or without: the other core is for the kernel's network stack (half a lane's time
+/// is its `writev`), the store's writer, and a receiver on the same machine. One lane on two
+/// cores also reads the entries itself: no entry or result crosses a thread, and a lane that
+/// always has work never sleeps. Measured on 2 cores against nginx on the same machine,
+/// 200,000 entries without a store: one lane was 1.21x faster than two and took 0.81x the CPU
+/// (4 alternating pairs; 900 thread switches a run against 57,000). With a store, one lane had
+/// been 1.1x (SQLite) and 1.08x (PostgreSQL) faster than two (3 pairs each). On an earlier
+/// machine, whose loopback was twice as fast (`wrk` 216k requests a second against 135k),
+/// two lanes had been 1.13x faster than one without a store.
+/// `JOURNEY_LANES` sets the number instead.
 fn lane_count(settings: &RunSettings, concurrency: usize) -> usize {
     match settings.sending {
-        Sending::Real(_) => real_lanes(concurrency, settings.state.keeps_entries()),
-        Sending::Mocked => (cores() + 1).min(concurrency),
+        Sending::Real(_) => real_lanes(concurrency, settings.lanes),
+        Sending::Mocked => settings.lanes.unwrap_or(cores() + 1).min(concurrency),
     }
 }
 
-/// Lanes of a real run with `concurrency` entries in flight, with a state store (`stored`) or
-/// without. With one, the lane runs on the caller's runtime, and so may the state store's client
-/// ([`crate::state::Home::Runtime`]).
-pub fn real_lanes(concurrency: usize, stored: bool) -> usize {
-    let per_lane = if stored { 2 } else { 1 };
-    (cores() / per_lane).max(1).min(concurrency.max(1))
+/// Lanes of a real run with `concurrency` entries in flight (`asked` by `JOURNEY_LANES`, or one
+/// per two cores). With one, the lane runs on the caller's runtime, and so may the state store's
+/// client ([`crate::state::Home::Runtime`]).
+pub fn real_lanes(concurrency: usize, asked: Option<usize>) -> usize {
+    asked
+        .unwrap_or((cores() / 2).max(1))
+        .min(concurrency.max(1))
 }
 
 fn cores() -> usize {
