@@ -251,9 +251,7 @@ fn a_line_that_is_not_utf8_is_placed_at_its_byte_and_the_batch_goes_on() {
 fn a_truncated_gz_ends_its_file_with_one_error_after_the_records_before_the_cut() {
     let t = Test::new();
     t.file("j.yaml", JOURNEYS);
-    let lines: String = (0..2000)
-        .map(|i| format!("{{\"customer\": {{\"id\": \"c{i}\"}}, \"event\": {{\"name\": \"cart_abandoned\", \"at\": \"2026-11-20T10:00:00Z\", \"properties\": {{\"cart_value\": {i}}}}}}}\n"))
-        .collect();
+    let lines: String = (0..2000).map(|i| cart_line(i, i)).collect();
     let whole = gz(&lines);
     std::fs::write(t.path("cut.ndjson.gz"), &whole[..whole.len() / 2]).unwrap();
     // --limit bounds the run even if the read error repeated forever.
@@ -360,9 +358,7 @@ fn a_stop_signal_reads_no_further_into_the_file() {
     );
     let t = Test::new().env("HOOK_URL", &server.url);
     t.file("j.yaml", JOURNEYS);
-    let mut lines: String = (0..5000)
-        .map(|i| format!("{{\"customer\": {{\"id\": \"c{i}\"}}, \"event\": {{\"name\": \"cart_abandoned\", \"at\": \"2026-11-20T10:00:00Z\", \"properties\": {{\"cart_value\": 1}}}}}}\n"))
-        .collect();
+    let mut lines: String = (0..5000).map(|i| cart_line(i, 1)).collect();
     // The last line is bad: reading the whole file would report it.
     lines.push_str("not json at the end\n");
     t.file("tonight.ndjson", &lines);
@@ -396,9 +392,7 @@ fn a_streamed_batch_runs_for_real() {
     let server = TestServer::start();
     let t = Test::new().env("HOOK_URL", &server.url);
     t.file("j.yaml", JOURNEYS);
-    let lines: String = (0..3000)
-        .map(|i| format!("{{\"customer\": {{\"id\": \"c{i}\"}}, \"event\": {{\"name\": \"cart_abandoned\", \"at\": \"2026-11-20T10:00:00Z\", \"properties\": {{\"cart_value\": {i}}}}}}}\n"))
-        .collect();
+    let lines: String = (0..3000).map(|i| cart_line(i, i)).collect();
     std::fs::write(t.path("big.ndjson.gz"), gz(&lines)).unwrap();
     let out = t.run(&[
         "run",
@@ -427,9 +421,7 @@ fn a_streamed_batch_runs_for_real() {
 /// take the many-lane path): every entry sent once, and each customer's entries in input order.
 #[test]
 fn lanes_asked_for_send_each_entry_once_and_a_customers_entries_in_order() {
-    let lines: String = (0..600)
-        .map(|i| format!("{{\"customer\": {{\"id\": \"c{}\"}}, \"event\": {{\"name\": \"cart_abandoned\", \"at\": \"2026-11-20T10:00:00Z\", \"properties\": {{\"cart_value\": {i}}}}}}}\n", i % 200))
-        .collect();
+    let lines: String = (0..600).map(|i| cart_line(i % 200, i)).collect();
     for lanes in ["1", "3"] {
         let server = TestServer::start();
         let t = Test::new()
@@ -561,4 +553,11 @@ fn a_store_remembers_its_shard() {
     let none = t.run(&["run", "j.yaml", "--fixtures", "f.ndjson"]);
     assert_eq!(none.code, 2, "{}", none.all());
     assert!(none.stderr.contains("pass --shard 1/2"), "{}", none.stderr);
+}
+
+/// One NDJSON line: customer `c{customer}` abandons a cart worth `value`.
+fn cart_line(customer: usize, value: usize) -> String {
+    format!(
+        "{{\"customer\": {{\"id\": \"c{customer}\"}}, \"event\": {{\"name\": \"cart_abandoned\", \"at\": \"2026-11-20T10:00:00Z\", \"properties\": {{\"cart_value\": {value}}}}}}}\n"
+    )
 }
